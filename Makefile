@@ -1,0 +1,54 @@
+# labctl: two commands for a new user.
+#   make run   set up the virtualenv, build or reuse the local control plane, serve the API with the sample labs
+#   make test  set up and run the whole suite (lint, types, import contracts, unit and integration tests)
+# Prerequisites: Python >= 3.11 and Go >= 1.26 (to build Kubernetes from source once; cached outside the repo).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help run test venv binaries cluster cluster-down lint clean lock
+
+help:
+	@echo "make run    start the local control plane and the labctl service (Ctrl-C stops both)"
+	@echo "make test   run the whole suite against the real local control plane"
+	@echo "make cluster / make cluster-down   start or remove the local control plane alone"
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labctl needs Python >= 3.11, found " + sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+venv: $(STAMP)
+
+binaries: $(STAMP)
+	$(BIN)/python -m labctl.localcluster.build
+
+cluster: binaries
+	$(BIN)/labctl cluster up
+
+cluster-down: $(STAMP)
+	$(BIN)/labctl cluster down
+
+run: binaries
+	$(BIN)/labctl serve --local-cluster
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint binaries
+	$(BIN)/python -m pytest
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

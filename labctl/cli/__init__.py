@@ -1,0 +1,1 @@
+"""The ``labctl`` command line (Typer): one module per command group, one output sink."""

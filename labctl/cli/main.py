@@ -1,0 +1,33 @@
+"""The ``labctl`` entry point: mounts the command groups and turns known errors into a message and exit 1."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from pydantic import ValidationError
+
+from labctl.cli import cluster, serve
+from labctl.cli.output import stderr
+from labctl.localcluster.build import BuildError
+from labctl.localcluster.cluster import ClusterError
+from labctl.localcluster.fleet import FleetError
+
+app = typer.Typer(name="labctl", help="Hands-on FinOps lab controller.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+app.add_typer(cluster.app, name="cluster")
+app.command()(serve.serve)
+
+KNOWN_ERRORS = (BuildError, ClusterError, FleetError)
+
+
+def main() -> None:
+    try:
+        app()
+    except KNOWN_ERRORS as exc:
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except ValidationError as exc:  # settings from the environment
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        stderr.print(f"[bold red]error:[/] invalid configuration: {problems}", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,304 @@
+"""Run the local control plane: a kwokctl cluster (binary runtime) on 127.0.0.1 with the simulated fleet.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real upstream programs built by
+:mod:`labctl.localcluster.build`; kwok simulates the kubelets of the nodes in ``labs/fleet.yaml``. Every path points at
+the cache so nothing is ever downloaded, and the cluster lives in its own ``KWOK_WORKDIR`` under labctl's data
+directory, away from ``~/.kube/config``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from labctl.localcluster import build as build_mod
+from labctl.localcluster import fleet as fleet_mod
+
+USAGE_CRDS = ("Metric", "ResourceUsage", "ClusterResourceUsage")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+
+
+class ClusterError(RuntimeError):
+    """The local cluster could not be brought up or inspected; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    pid: int | None
+    running: bool
+
+
+@dataclass(frozen=True)
+class NodeSummary:
+    name: str
+    ready: bool
+    pool: str
+    instance_type: str
+    capacity_type: str
+    extended: dict[str, str]
+
+
+@dataclass
+class Status:
+    exists: bool
+    apiserver_ready: bool = False
+    server: str | None = None
+    version: str | None = None
+    components: list[Component] = field(default_factory=list)
+    nodes: list[NodeSummary] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return self.exists and self.apiserver_ready and all(c.running for c in self.components)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "exists": self.exists,
+            "healthy": self.healthy,
+            "apiserver_ready": self.apiserver_ready,
+            "server": self.server,
+            "version": self.version,
+            "components": [c.__dict__ for c in self.components],
+            "nodes": [n.__dict__ for n in self.nodes],
+        }
+
+
+@dataclass(frozen=True)
+class UpResult:
+    created: bool
+    seconds: float
+    kubeconfig: Path
+    nodes: int
+
+
+class LocalCluster:
+    """One named kwokctl cluster in ``workdir``."""
+
+    def __init__(self, *, workdir: Path, fleet_file: Path, tools: build_mod.Toolset | None = None,
+                 name: str = "labctl") -> None:
+        self.workdir = workdir
+        self.fleet_file = fleet_file
+        self.tools = tools or build_mod.toolset()
+        self.name = name
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.workdir / "clusters" / self.name
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster_dir / "kubeconfig.yaml"
+
+    def env(self) -> dict[str, str]:
+        """The environment for kwokctl and kubectl: our binaries first in PATH, our own workdir."""
+        path = os.pathsep.join([str(self.tools.kube_bin), str(self.tools.kwok_bin), os.environ.get("PATH", "")])
+        return {**os.environ, "PATH": path, "KWOK_WORKDIR": str(self.workdir)}
+
+    def create_args(self) -> list[str]:
+        """The ``kwokctl create cluster`` command line: every binary local, loopback only, RBAC and admission on."""
+        t = self.tools
+        return [
+            str(t.kwokctl), "create", "cluster",
+            "--name", self.name,
+            "--runtime", "binary",
+            "--kubeconfig", "",
+            "--kube-apiserver-binary", str(t.kube_bin / "kube-apiserver"),
+            "--kube-controller-manager-binary", str(t.kube_bin / "kube-controller-manager"),
+            "--kube-scheduler-binary", str(t.kube_bin / "kube-scheduler"),
+            "--kubectl-binary", str(t.kubectl),
+            "--etcd-binary", str(t.etcd),
+            "--kwok-controller-binary", str(t.kwok),
+            "--bind-address", "127.0.0.1",
+            "--kube-authorization=true",
+            "--kube-admission=true",
+            "--enable-crds", ",".join(USAGE_CRDS),
+            "--wait", "3m",
+        ]
+
+    def dry_run(self) -> str:
+        """What ``create`` would run, as kwokctl prints it (used to prove that nothing is downloaded)."""
+        proc = self._run([*self.create_args(), "--dry-run"], check=True, timeout=60)
+        return proc.stdout
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    def up(self) -> UpResult:
+        """Bring the cluster up, or reuse it when it is healthy; apply the fleet either way (server-side apply)."""
+        started = time.monotonic()
+        fleet = fleet_mod.load(self.fleet_file)  # validate before touching anything
+        build_mod.build()
+        created = False
+        status = self.status(with_nodes=False)
+        if status.exists and not status.healthy:
+            self._run([str(self.tools.kwokctl), "start", "cluster", "--name", self.name], check=False, timeout=180)
+            status = self._wait_ready(60)
+            if not status.healthy:
+                self.down()
+        if not self.status(with_nodes=False).healthy:
+            proc = self._run(self.create_args(), check=False, timeout=300)
+            if proc.returncode != 0:
+                self.down()
+                raise ClusterError(f"kwokctl create cluster failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+            created = True
+            if not self._wait_ready(60).healthy:
+                raise ClusterError("the cluster was created but its apiserver is not ready; see "
+                                   f"{self.cluster_dir}/logs")
+        nodes = fleet_mod.node_manifests(fleet)
+        self.apply(nodes)
+        self._wait_nodes_ready([n["metadata"]["name"] for n in nodes], timeout_s=120)
+        return UpResult(created=created, seconds=time.monotonic() - started, kubeconfig=self.kubeconfig,
+                        nodes=len(nodes))
+
+    def down(self) -> None:
+        """Stop every process of the cluster and remove its files."""
+        if self.cluster_dir.exists():
+            self._run([str(self.tools.kwokctl), "delete", "cluster", "--name", self.name], check=False, timeout=120)
+        for comp in self._components():  # whatever kwokctl left running
+            if comp.running and comp.pid:
+                _terminate(comp.pid)
+        if self.cluster_dir.exists():
+            _rmtree(self.cluster_dir)
+
+    def status(self, *, with_nodes: bool = True) -> Status:
+        if not self.kubeconfig.exists():
+            return Status(exists=self.cluster_dir.exists(), components=self._components())
+        st = Status(exists=True, components=self._components(), server=self._server())
+        proc = self.kubectl(["version", "-o", "json", "--request-timeout=3s"], check=False, timeout=10)
+        if proc.returncode == 0:
+            info = json.loads(proc.stdout)
+            st.version = info.get("serverVersion", {}).get("gitVersion")
+            ready = self.kubectl(["get", "--raw", "/readyz", "--request-timeout=3s"], check=False, timeout=10)
+            st.apiserver_ready = ready.returncode == 0 and ready.stdout.strip() == "ok"
+        if with_nodes and st.apiserver_ready:
+            st.nodes = self._nodes()
+        return st
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+
+    def kubectl(self, args: list[str], *, check: bool = True, timeout: float = 60,
+                stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self._run([str(self.tools.kubectl), "--kubeconfig", str(self.kubeconfig), *args], check=check,
+                         timeout=timeout, stdin=stdin)
+
+    def apply(self, objects: list[dict[str, object]]) -> None:
+        """Server-side apply a list of objects as labctl's field manager."""
+        doc = yaml.safe_dump_all(objects)
+        self.kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=labctl", "-f", "-"],
+                     stdin=doc, timeout=120)
+
+    def _run(self, cmd: list[str], *, check: bool, timeout: float,
+             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        try:
+            proc = subprocess.run(cmd, env=self.env(), input=stdin, capture_output=True, text=True, timeout=timeout,
+                                  check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise ClusterError(f"`{' '.join(cmd[:4])} ...` did not finish within {timeout:.0f}s") from exc
+        if check and proc.returncode != 0:
+            raise ClusterError(f"`{' '.join(cmd[:6])} ...` failed (exit {proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
+    def _server(self) -> str | None:
+        try:
+            cfg = yaml.safe_load(self.kubeconfig.read_text())
+            return str(cfg["clusters"][0]["cluster"]["server"])
+        except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError):
+            return None
+
+    def _components(self) -> list[Component]:
+        pids = self.cluster_dir / "pids"
+        found = []
+        for name in COMPONENTS:
+            pid_file = pids / f"{name}.pid"
+            pid = _read_pid(pid_file)
+            found.append(Component(name=name, pid=pid, running=pid is not None and _alive(pid)))
+        return found
+
+    def _wait_ready(self, timeout_s: float) -> Status:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            st = self.status(with_nodes=False)
+            if st.healthy or time.monotonic() > deadline:
+                return st
+            time.sleep(1)
+
+    def _nodes(self) -> list[NodeSummary]:
+        proc = self.kubectl(["get", "nodes", "-o", "json", "--request-timeout=5s"], check=False, timeout=15)
+        if proc.returncode != 0:
+            return []
+        out = []
+        for item in json.loads(proc.stdout)["items"]:
+            labels = item["metadata"].get("labels", {})
+            conditions = {c["type"]: c["status"] for c in item.get("status", {}).get("conditions", [])}
+            capacity = item.get("status", {}).get("capacity", {})
+            out.append(NodeSummary(
+                name=item["metadata"]["name"],
+                ready=conditions.get("Ready") == "True",
+                pool=labels.get("labctl.dev/pool", ""),
+                instance_type=labels.get("node.kubernetes.io/instance-type", ""),
+                capacity_type=labels.get("karpenter.sh/capacity-type", ""),
+                extended={k: v for k, v in capacity.items() if k.startswith("nvidia.com/")},
+            ))
+        return out
+
+    def _wait_nodes_ready(self, names: list[str], *, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        want = set(names)
+        while True:
+            ready = {n.name for n in self._nodes() if n.ready}
+            if want <= ready:
+                return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"nodes not Ready after {timeout_s:.0f}s: {', '.join(sorted(want - ready))}")
+            time.sleep(0.5)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie or a recycled pid is not our component: check the process is not defunct.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _terminate(pid: int, grace_s: float = 10) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

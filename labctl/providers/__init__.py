@@ -1,0 +1,1 @@
+"""Sandbox providers: the only modules that talk to Kubernetes, AWS or GCP through their SDKs."""

@@ -1,0 +1,1 @@
+"""The Kubernetes provider: a namespace per sandbox, reached through any kubeconfig."""

@@ -1,0 +1,70 @@
+"""Health, readiness, metrics and problem details of the running app, against the real cluster and store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from labctl.localcluster.cluster import LocalCluster
+from labctl.settings import Settings
+
+
+@pytest.fixture
+def app_client(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path, kubeconfig=local_cluster.kubeconfig)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_healthz(app_client: TestClient) -> None:
+    assert app_client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_is_ready_with_store_and_real_cluster(app_client: TestClient) -> None:
+    r = app_client.get("/readyz")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["cluster"]["detail"] == "v1.36.3"
+    assert body["checks"]["store"]["detail"] == "sqlite at revision 0001"
+
+
+def test_readyz_names_an_unreachable_cluster(tmp_path: Path) -> None:
+    dead = tmp_path / "dead.yaml"
+    dead.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "current-context: x\n"
+    )
+    with TestClient(create_app(Settings(data_dir=tmp_path, kubeconfig=dead))) as c:
+        r = c.get("/readyz")
+    assert r.status_code == 503
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["status"] == 503
+    assert body["checks"]["store"]["ok"] is True
+    assert body["checks"]["cluster"]["ok"] is False
+    assert "https://127.0.0.1:1" in body["detail"]
+
+
+def test_metrics_count_requests(app_client: TestClient) -> None:
+    app_client.get("/healthz")
+    text = app_client.get("/metrics").text
+    assert 'labctl_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert "labctl_build_info" in text
+
+
+def test_unknown_route_is_a_problem_document(app_client: TestClient) -> None:
+    r = app_client.get("/v1/nope")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["detail"] == "No such resource: GET /v1/nope. See /docs for the API."
+
+
+def test_openapi_docs_are_served(app_client: TestClient) -> None:
+    assert app_client.get("/openapi.json").json()["info"]["title"] == "labctl"
+    assert app_client.get("/docs").status_code == 200

@@ -1,0 +1,70 @@
+"""Shared fixtures: the real local control plane (session scoped), admin clients, kubectl, settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from labctl.localcluster.cluster import LocalCluster
+from labctl.providers.kubernetes.client import api_client
+from labctl.settings import Settings
+from tests.support.postgres import postgres_server
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def local_cluster(settings: Settings) -> LocalCluster:
+    """The local control plane, brought up once per test session (or reused when it is already healthy).
+
+    It is left running afterwards so the next `make test` starts fast; `labctl cluster down` removes it.
+    """
+    cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=settings.fleet_file)
+    cluster.up()
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def kube(local_cluster: LocalCluster) -> Iterator[client.ApiClient]:
+    """An admin API client for the local cluster."""
+    with api_client(local_cluster.kubeconfig) as api:
+        yield api
+
+
+@pytest.fixture
+def namespace(kube: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace, deleted after the test."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(kube)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"labctl.dev/test": "1"})))
+    yield name
+    core.delete_namespace(name, _request_timeout=30)
+
+
+@pytest.fixture(scope="session")
+def kubectl(local_cluster: LocalCluster):  # type: ignore[no-untyped-def]
+    """Run the built kubectl (not whatever kubectl is on PATH) with any kubeconfig."""
+
+    def run(*args: str, kubeconfig: Path | None = None, stdin: str | None = None,
+            check: bool = False) -> subprocess.CompletedProcess[str]:
+        cfg = kubeconfig or local_cluster.kubeconfig
+        return subprocess.run([str(local_cluster.tools.kubectl), "--kubeconfig", str(cfg), *args], input=stdin,
+                              capture_output=True, text=True, check=check, timeout=60,
+                              env={**os.environ, "KUBECONFIG": ""})
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
