@@ -32,7 +32,7 @@ def readyz(request: Request) -> JSONResponse:
         "title": "Service Unavailable",
         "status": 503,
         "detail": f"labctl is not ready: {failing}",
-        **body,
+        "checks": body["checks"],
     }
     return JSONResponse(problem, status_code=503, media_type="application/problem+json")
 

@@ -102,29 +102,43 @@ class LocalCluster:
         path = os.pathsep.join([str(self.tools.kube_bin), str(self.tools.kwok_bin), os.environ.get("PATH", "")])
         return {**os.environ, "PATH": path, "KWOK_WORKDIR": str(self.workdir)}
 
-    def create_args(self) -> list[str]:
-        """The ``kwokctl create cluster`` command line: every binary local, loopback only, RBAC and admission on."""
+    @property
+    def config_file(self) -> Path:
+        return self.workdir / f"{self.name}.kwokctl.yaml"
+
+    def kwokctl_config(self) -> dict[str, object]:
+        """kwokctl's configuration: every binary local, loopback only, RBAC and admission on, usage CRDs on."""
         t = self.tools
-        return [
-            str(t.kwokctl), "create", "cluster",
-            "--name", self.name,
-            "--runtime", "binary",
-            "--kubeconfig", "",
-            "--kube-apiserver-binary", str(t.kube_bin / "kube-apiserver"),
-            "--kube-controller-manager-binary", str(t.kube_bin / "kube-controller-manager"),
-            "--kube-scheduler-binary", str(t.kube_bin / "kube-scheduler"),
-            "--kubectl-binary", str(t.kubectl),
-            "--etcd-binary", str(t.etcd),
-            "--kwok-controller-binary", str(t.kwok),
-            "--bind-address", "127.0.0.1",
-            "--kube-authorization=true",
-            "--kube-admission=true",
-            "--enable-crds", ",".join(USAGE_CRDS),
-            "--wait", "3m",
-        ]
+        return {
+            "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+            "kind": "KwokctlConfiguration",
+            "options": {
+                "runtime": "binary",
+                "kubeApiserverBinary": str(t.kube_bin / "kube-apiserver"),
+                "kubeControllerManagerBinary": str(t.kube_bin / "kube-controller-manager"),
+                "kubeSchedulerBinary": str(t.kube_bin / "kube-scheduler"),
+                "kubectlBinary": str(t.kubectl),
+                "etcdBinary": str(t.etcd),
+                "kwokControllerBinary": str(t.kwok),
+                "bindAddress": "127.0.0.1",
+                "kubeAuthorization": True,
+                "kubeAdmission": True,
+                "enableCRDs": list(USAGE_CRDS),
+            },
+        }
+
+    def create_args(self) -> list[str]:
+        """The ``kwokctl create cluster`` command line (the configuration file is written by :meth:`_write_config`)."""
+        return [str(self.tools.kwokctl), "create", "cluster", "--name", self.name, "--config", str(self.config_file),
+                "--runtime", "binary", "--kubeconfig", "", "--wait", "3m"]
+
+    def _write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(yaml.safe_dump(self.kwokctl_config(), sort_keys=False))
 
     def dry_run(self) -> str:
         """What ``create`` would run, as kwokctl prints it (used to prove that nothing is downloaded)."""
+        self._write_config()
         proc = self._run([*self.create_args(), "--dry-run"], check=True, timeout=60)
         return proc.stdout
 
@@ -143,6 +157,7 @@ class LocalCluster:
             if not status.healthy:
                 self.down()
         if not self.status(with_nodes=False).healthy:
+            self._write_config()
             proc = self._run(self.create_args(), check=False, timeout=300)
             if proc.returncode != 0:
                 self.down()

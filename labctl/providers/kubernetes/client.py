@@ -7,10 +7,16 @@ from pathlib import Path
 from kubernetes import client, config
 
 
-def api_client(kubeconfig: Path) -> client.ApiClient:
-    """A client for the kubeconfig's current context; never reads ~/.kube/config implicitly."""
-    api: client.ApiClient = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    return api
+def api_client(kubeconfig: Path, *, retries: int | None = None) -> client.ApiClient:
+    """A client for the kubeconfig's current context; never reads ~/.kube/config implicitly.
+
+    ``retries=0`` makes a probe fail fast instead of letting urllib3 retry a refused connection.
+    """
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    if retries is not None:
+        cfg.retries = retries
+    return client.ApiClient(cfg)
 
 
 def ping(kubeconfig: Path | None, *, timeout_s: float = 3.0) -> str:
@@ -19,7 +25,7 @@ def ping(kubeconfig: Path | None, *, timeout_s: float = 3.0) -> str:
         raise RuntimeError("no kubeconfig: set LABCTL_KUBECONFIG or run `labctl cluster up`")
     if not kubeconfig.exists():
         raise RuntimeError(f"kubeconfig {kubeconfig} does not exist")
-    with api_client(kubeconfig) as api:
+    with api_client(kubeconfig, retries=0) as api:
         try:
             info = client.VersionApi(api).get_code(_request_timeout=timeout_s)
         except Exception as exc:  # the SDK raises urllib3, socket and ApiException errors alike
