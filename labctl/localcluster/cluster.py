@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -173,14 +174,14 @@ class LocalCluster:
                         nodes=len(nodes))
 
     def down(self) -> None:
-        """Stop every process of the cluster and remove its files."""
+        """Stop every process of the cluster and remove its files; returns once the processes are gone."""
+        started = [c.pid for c in self._components() if c.running and c.pid]  # kwokctl deletes the pid files
         if self.cluster_dir.exists():
             self._run([str(self.tools.kwokctl), "delete", "cluster", "--name", self.name], check=False, timeout=120)
-        for comp in self._components():  # whatever kwokctl left running
-            if comp.running and comp.pid:
-                _terminate(comp.pid)
+        for pid in started:
+            _terminate(pid)  # waits for a clean exit first, kills what does not go
         if self.cluster_dir.exists():
-            _rmtree(self.cluster_dir)
+            shutil.rmtree(self.cluster_dir, ignore_errors=True)
 
     def status(self, *, with_nodes: bool = True) -> Status:
         if not self.kubeconfig.exists():
@@ -298,22 +299,20 @@ def _alive(pid: int) -> bool:
 
 
 def _terminate(pid: int, grace_s: float = 10) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+    """Wait for ``pid`` to exit; SIGTERM it after a moment, SIGKILL it after ``grace_s``."""
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
+    signalled = False
+    while _alive(pid):
+        now = time.monotonic()
+        try:
+            if now > deadline:
+                os.kill(pid, signal.SIGKILL)
+                return
+            if not signalled and now > deadline - grace_s / 2:
+                os.kill(pid, signal.SIGTERM)
+                signalled = True
+        except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
 
 
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
