@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from labctl.service.errors import ServiceError
+
 log = logging.getLogger("labctl.api")
 
 PROBLEM_JSON = "application/problem+json"
@@ -49,6 +51,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.detail, slug=exc.slug, instance=request.url.path, **exc.extra)
+
+    @app.exception_handler(ServiceError)
+    async def _service(request: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        response = problem_response(exc.status, exc.detail, slug=exc.slug, instance=request.url.path)
+        if headers:
+            response.headers.update(headers)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -32,7 +32,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     admin_token: SecretStr | None = None
     labs_dir: Path = REPO_ROOT / "labs"
+    manifests_dir: Path = REPO_ROOT / "manifests"
     fleet_file: Path = REPO_ROOT / "labs" / "fleet.yaml"
+    provision_step_delay_s: float = Field(
+        default=0.0, ge=0, le=10,
+        description="testing only: a pause between applied objects, to interrupt a start on purpose")
 
     @model_validator(mode="after")
     def _production_needs_explicit_secrets(self) -> Settings:

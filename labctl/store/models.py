@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -29,7 +29,7 @@ class SandboxSession(Base):
 
     __tablename__ = "sessions"
 
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
     lab_id: Mapped[str] = mapped_column(String(63), index=True)
     learner_id: Mapped[str] = mapped_column(String(128), index=True)
     provider: Mapped[str] = mapped_column(String(20))
@@ -41,6 +41,11 @@ class SandboxSession(Base):
     ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # "<lab>/<learner>" while the session is live, NULL once it is over: the unique constraint is what makes
+    # concurrent starts for the same learner and lab give one session (NULLs never collide).
+    live_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # A failed or stopped sandbox whose resources could not be removed yet; the reconciler retries.
+    cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     # Optimistic concurrency: every update bumps it, so two writers never both win.
     version: Mapped[int] = mapped_column(Integer, default=1)
 

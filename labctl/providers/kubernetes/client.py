@@ -7,7 +7,7 @@ from pathlib import Path
 from kubernetes import client, config
 
 
-def api_client(kubeconfig: Path, *, retries: int | None = None) -> client.ApiClient:
+def api_client(kubeconfig: Path, *, retries: int | None = None, pool_size: int | None = None) -> client.ApiClient:
     """A client for the kubeconfig's current context; never reads ~/.kube/config implicitly.
 
     ``retries=0`` makes a probe fail fast instead of letting urllib3 retry a refused connection.
@@ -16,6 +16,8 @@ def api_client(kubeconfig: Path, *, retries: int | None = None) -> client.ApiCli
     config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
     if retries is not None:
         cfg.retries = retries
+    if pool_size is not None:
+        cfg.connection_pool_maxsize = pool_size
     return client.ApiClient(cfg)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 08:57:59.693760
+Create Date: 2026-11-28 09:12:28.852139
 """
 
 from alembic import op
@@ -29,7 +29,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('sha256', name=op.f('uq_api_tokens_sha256'))
     )
     op.create_table('sessions',
-    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('id', sa.String(length=63), nullable=False),
     sa.Column('lab_id', sa.String(length=63), nullable=False),
     sa.Column('learner_id', sa.String(length=128), nullable=False),
     sa.Column('provider', sa.String(length=20), nullable=False),
@@ -41,8 +41,11 @@ def upgrade() -> None:
     sa.Column('ready_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('deadline_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('live_key', sa.String(length=200), nullable=True),
+    sa.Column('cleanup_pending', sa.Boolean(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_sessions'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sessions')),
+    sa.UniqueConstraint('live_key', name=op.f('uq_sessions_live_key'))
     )
     with op.batch_alter_table('sessions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sessions_lab_id'), ['lab_id'], unique=False)
@@ -52,7 +55,7 @@ def upgrade() -> None:
 
     op.create_table('session_events',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('session_id', sa.String(length=40), nullable=False),
+    sa.Column('session_id', sa.String(length=63), nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('kind', sa.String(length=40), nullable=False),
     sa.Column('actor', sa.String(length=128), nullable=False),

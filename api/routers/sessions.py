@@ -1,0 +1,64 @@
+"""Sessions: start, list, inspect, kubeconfig, events, reset and stop (``/v1/sessions``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi.responses import PlainTextResponse
+
+from api.deps import CurrentPrincipal, SessionsDep
+from api.schemas import EventOut, SessionOut, StartSession
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+
+@router.post("", summary="Start a lab (or get the learner's live session for it)",
+             responses={200: {"description": "the live session that already existed"},
+                        201: {"description": "a new session"}})
+def start(body: StartSession, principal: CurrentPrincipal, sessions: SessionsDep, response: Response) -> SessionOut:
+    principal.require("instructor", "platform", "learner")
+    row, created = sessions.start(lab_id=body.lab_id, learner_id=body.learner_id, principal=principal)
+    response.status_code = 201 if created else 200
+    return SessionOut.of(row)
+
+
+@router.get("", summary="List sessions")
+def list_sessions(
+    principal: CurrentPrincipal, sessions: SessionsDep,
+    lab_id: Annotated[str | None, Query()] = None, learner_id: Annotated[str | None, Query()] = None,
+    state: Annotated[str | None, Query()] = None,
+) -> list[SessionOut]:
+    return [SessionOut.of(r) for r in sessions.list_sessions(principal=principal, lab_id=lab_id, learner_id=learner_id,
+                                                     state=state)]
+
+
+@router.get("/{session_id}", summary="One session")
+def get_session(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
+    return SessionOut.of(sessions.get(session_id, principal=principal))
+
+
+@router.get("/{session_id}/kubeconfig", summary="The learner's kubeconfig", response_class=PlainTextResponse)
+def kubeconfig(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> PlainTextResponse:
+    creds = sessions.credentials(session_id, principal=principal)
+    return PlainTextResponse(creds.content, media_type="application/yaml")
+
+
+@router.get("/{session_id}/events", summary="The session's timeline")
+def events(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> list[EventOut]:
+    return [EventOut.of(e) for e in sessions.events(session_id, principal=principal)]
+
+
+@router.post("/{session_id}/reset", summary="Make the sandbox again from scratch")
+def reset(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
+    principal.require("instructor", "platform", "learner")
+    return SessionOut.of(sessions.reset(session_id, principal=principal))
+
+
+@router.delete("/{session_id}", status_code=202, summary="Stop: terminating, then terminated")
+def stop(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep,
+         background: BackgroundTasks) -> SessionOut:
+    principal.require("instructor", "platform", "learner")
+    row = sessions.stop(session_id, principal=principal)
+    background.add_task(sessions.finish_stop, session_id, actor=principal.name)
+    return SessionOut.of(row)

@@ -1,0 +1,98 @@
+"""Request and response bodies of the HTTP API (the contract in DESIGN.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from labctl.catalog.models import Lab
+from labctl.store.models import SandboxSession, SessionEvent
+
+LEARNER_ID_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class StartSession(BaseModel):
+    lab_id: str = Field(min_length=1, max_length=63, examples=["tag-for-showback"])
+    learner_id: str = Field(pattern=LEARNER_ID_PATTERN, examples=["ada-lovelace"],
+                            description="1-63 letters, digits, '-', '_' or '.', starting and ending alphanumeric")
+
+
+class Cost(BaseModel):
+    accrued_usd: float = 0.0
+    burn_rate_usd_per_hour: float = 0.0
+    forecast_usd: float = 0.0
+
+
+class SessionOut(BaseModel):
+    id: str
+    lab_id: str
+    learner_id: str
+    provider: str
+    state: str
+    reason: str | None
+    created_at: datetime
+    ready_at: datetime | None
+    expires_at: datetime | None
+    deadline_at: datetime | None
+    budget_usd: float
+    cost: Cost
+    namespace: str | None
+    learner_url: str | None
+
+    @classmethod
+    def of(cls, row: SandboxSession) -> SessionOut:
+        return cls(
+            id=row.id, lab_id=row.lab_id, learner_id=row.learner_id, provider=row.provider, state=row.state,
+            reason=row.reason, created_at=as_utc(row.created_at) or row.created_at, ready_at=as_utc(row.ready_at),
+            expires_at=as_utc(row.expires_at), deadline_at=as_utc(row.deadline_at), budget_usd=float(row.budget_usd),
+            cost=Cost(), namespace=row.namespace, learner_url=None,
+        )
+
+
+class EventOut(BaseModel):
+    at: datetime
+    kind: str
+    actor: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: SessionEvent) -> EventOut:
+        return cls(at=as_utc(row.at) or row.at, kind=row.kind, actor=row.actor, detail=row.detail)
+
+
+class LabOut(BaseModel):
+    id: str
+    title: str
+    summary: str
+    provider: str
+    budget_usd: float
+    time_limit: str
+    max_extension: str
+    required_labels: list[str]
+
+    @classmethod
+    def of(cls, lab: Lab) -> LabOut:
+        return cls(id=lab.id, title=lab.title, summary=lab.summary, provider=lab.provider,
+                   budget_usd=float(lab.budget.usd), time_limit=lab.time.limit, max_extension=lab.time.max_extension,
+                   required_labels=list(lab.required_labels))
+
+
+class CreateToken(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    role: Literal["instructor", "platform", "exam", "learner"]
+    learner_id: str | None = Field(default=None, pattern=LEARNER_ID_PATTERN)
+
+
+class TokenOut(BaseModel):
+    name: str
+    role: str
+    learner_id: str | None
+    token: str = Field(description="shown once; only its hash is stored")

@@ -1,0 +1,422 @@
+"""What a lab is, as data: the validated shape of ``labs/<id>/lab.yaml``.
+
+Pure pydantic models, every one closed to unknown keys (``extra="forbid"``) so a typo is an error, not a silently
+ignored field. Checks that need the lab's surroundings (starter templates exist in ``manifests/``, node pools exist in
+``labs/fleet.yaml``) run only when the loader passes them in the validation context (:class:`CheckContext`), so the
+same models also validate a lab received as plain data. :mod:`labctl.catalog.loader` turns validation errors into
+messages naming the file, the line and the field; :func:`lab_json_schema` is the editor schema of the same shape.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from labctl.catalog import durations, windows
+
+# --- Kubernetes names, labels and quantities (DOMAIN.md section 2) -------------------------------------------------
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+QUANTITY_PATTERN = r"^(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$"
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1), "k": Decimal("1e3"),
+            "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"), "P": Decimal("1e15"),
+            "E": Decimal("1e18")}
+
+LAB_ID_MAX = 40
+STARTER_SUFFIX = ".yaml.j2"
+GRADERS_DIR = "graders"
+
+
+def parse_quantity(text: str) -> Decimal:
+    """The value of a Kubernetes quantity (``"500m"`` -> 0.5, ``"2Gi"`` -> 2147483648); ValueError otherwise."""
+    match = _QUANTITY.match(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity (e.g. '4', '500m', '16Gi', '10G')")
+    number = Decimal(match[1])
+    suffix = match[3] or ""
+    if suffix in _BINARY:
+        return number * _BINARY[suffix]
+    if suffix in _DECIMAL:
+        return number * _DECIMAL[suffix]
+    return number * Decimal(10) ** int(suffix[1:])
+
+
+def check_label_key(key: str) -> str:
+    """A Kubernetes label key: optional DNS-subdomain prefix (<= 253) and ``/``, then a name (<= 63)."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        raise ValueError(f"label key {key!r}: the prefix {prefix!r} must be a DNS subdomain (lowercase letters, "
+                         "digits, '-' and '.', at most 253 characters)")
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        raise ValueError(f"label key {key!r}: the name {name!r} must be 1-63 characters, letters, digits, '-', '_' "
+                         "and '.', starting and ending with a letter or digit")
+    return key
+
+
+def check_label_value(value: str) -> str:
+    """A Kubernetes label value: empty, or <= 63 characters of the label-name alphabet."""
+    if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+        raise ValueError(f"label value {value!r} must be at most 63 characters, letters, digits, '-', '_' and '.', "
+                         "starting and ending with a letter or digit")
+    return value
+
+
+def _check_quantity(value: str) -> str:
+    parse_quantity(value)
+    return value
+
+
+def _number_to_text(value: Any) -> Any:
+    """YAML reads ``pods: 10`` as a number; a quantity is text, so whole numbers are taken as their text."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    return value
+
+
+_LABEL_KEY_SCHEMA = r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+_LABEL_VALUE_SCHEMA = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+LabelKey = Annotated[
+    str, AfterValidator(check_label_key),
+    WithJsonSchema({"type": "string", "maxLength": 317, "pattern": _LABEL_KEY_SCHEMA}),
+]
+LabelValue = Annotated[
+    str, AfterValidator(check_label_value),
+    WithJsonSchema({"type": "string", "maxLength": 63, "pattern": _LABEL_VALUE_SCHEMA}),
+]
+Quantity = Annotated[
+    str, BeforeValidator(_number_to_text), AfterValidator(_check_quantity),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": QUANTITY_PATTERN}, {"type": "integer", "minimum": 0}],
+                    "description": "a Kubernetes quantity, e.g. '4', '500m', '16Gi'"}),
+]
+
+# --- durations and windows ----------------------------------------------------------------------------------------
+
+_DURATION_SCHEMA = {"type": "string", "pattern": durations.DURATION_PATTERN.replace("(?P<d>", "(")
+                    .replace("(?P<h>", "(").replace("(?P<m>", "(").replace("(?P<s>", "("),
+                    "examples": ["90s", "45m", "2h", "1h30m", "1d"]}
+
+
+def _check_duration(value: str) -> str:
+    durations.parse_duration(value)
+    return value
+
+
+def _check_duration_or_zero(value: str) -> str:
+    durations.parse_duration(value, allow_zero=True)
+    return value
+
+
+def _no_bare_number(value: Any) -> Any:
+    """YAML reads ``limit: 90`` as a number; a duration needs its unit, so say so rather than "not a string"."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} has no unit: write durations like '90s', '45m', '2h', '1h30m' or '1d'")
+    return value
+
+
+def _zero_to_text(value: Any) -> Any:
+    return "0" if isinstance(value, int) and not isinstance(value, bool) and value == 0 else _no_bare_number(value)
+
+
+def _check_window(value: str) -> str:
+    windows.parse_window(value)
+    return value
+
+
+Duration = Annotated[str, BeforeValidator(_no_bare_number), AfterValidator(_check_duration),
+                     WithJsonSchema(_DURATION_SCHEMA)]
+DurationOrZero = Annotated[
+    str, BeforeValidator(_zero_to_text), AfterValidator(_check_duration_or_zero),
+    WithJsonSchema({"anyOf": [_DURATION_SCHEMA, {"const": "0"}, {"const": 0}]}),
+]
+WindowText = Annotated[
+    str, AfterValidator(_check_window),
+    WithJsonSchema({"type": "string", "pattern": windows.WINDOW_PATTERN,
+                    "examples": ["Mon-Fri 08:00-18:00 Europe/Berlin", "Daily 07:00-22:00 UTC"]}),
+]
+
+# --- checks against the lab's surroundings ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What the loader knows beyond the lab file; pass as ``Lab.model_validate(data, context=CheckContext(...))``."""
+
+    manifests_dir: Path | None = None
+    pool_names: frozenset[str] | None = None
+    pools_source: str = "labs/fleet.yaml"
+
+
+def _context(info: ValidationInfo) -> CheckContext:
+    return info.context if isinstance(info.context, CheckContext) else CheckContext()
+
+
+def _check_template_path(value: str, info: ValidationInfo) -> str:
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or "\\" in value:
+        raise ValueError(f"{value!r} must be a path relative to manifests/, without '..'")
+    if not value.endswith(STARTER_SUFFIX):
+        raise ValueError(f"{value!r} must be a Jinja2 template of YAML, named *{STARTER_SUFFIX}")
+    manifests_dir = _context(info).manifests_dir
+    if manifests_dir is not None and not (manifests_dir / value).is_file():
+        raise ValueError(f"template {value!r} does not exist in {manifests_dir}")
+    return value
+
+
+def _check_pool(value: str, info: ValidationInfo) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(f"pool name {value!r} must be lowercase letters, digits and '-'")
+    ctx = _context(info)
+    if ctx.pool_names is not None and value not in ctx.pool_names:
+        known = ", ".join(sorted(ctx.pool_names)) or "(none)"
+        raise ValueError(f"no node pool {value!r} in {ctx.pools_source}; pools: {known}")
+    return value
+
+
+def _check_grader_script(value: str) -> str:
+    path = PurePosixPath(value)
+    if (path.is_absolute() or ".." in path.parts or "\\" in value or len(path.parts) < 2
+            or path.parts[0] != GRADERS_DIR or value.endswith("/")):
+        raise ValueError(f"{value!r} must be a file path under {GRADERS_DIR}/, e.g. 'graders/tag_coverage.py'")
+    return value
+
+
+TemplatePath = Annotated[str, AfterValidator(_check_template_path),
+                         WithJsonSchema({"type": "string", "pattern": r"^[^/\\].*\.yaml\.j2$"})]
+PoolName = Annotated[str, AfterValidator(_check_pool),
+                     WithJsonSchema({"type": "string", "pattern": _DNS_LABEL.pattern})]
+GraderScript = Annotated[str, AfterValidator(_check_grader_script),
+                         WithJsonSchema({"type": "string", "pattern": r"^graders/[^.][^\\]*[^/]$"})]
+
+# --- quota --------------------------------------------------------------------------------------------------------
+
+QUOTA_KEYS = frozenset({"cpu", "memory", "pods", "services.loadbalancers", "persistentvolumeclaims",
+                        "requests.storage", "requests.nvidia.com/gpu"})
+MIG_QUOTA_PATTERN = r"^requests\.nvidia\.com/mig-\d+g\.\d+gb$"
+_MIG_QUOTA = re.compile(MIG_QUOTA_PATTERN)
+COUNT_QUOTA_KEYS = frozenset({"pods", "services.loadbalancers", "persistentvolumeclaims", "requests.nvidia.com/gpu"})
+
+
+def _check_quota_key(key: str) -> str:
+    if key not in QUOTA_KEYS and not _MIG_QUOTA.match(key):
+        raise ValueError(f"{key!r} is not a quota labs may set; use one of {', '.join(sorted(QUOTA_KEYS))} or "
+                         "requests.nvidia.com/mig-<profile> (e.g. requests.nvidia.com/mig-1g.10gb)")
+    return key
+
+
+QuotaKey = Annotated[str, AfterValidator(_check_quota_key),
+                     WithJsonSchema({"anyOf": [{"enum": sorted(QUOTA_KEYS)}, {"pattern": MIG_QUOTA_PATTERN}]})]
+
+# --- the models ---------------------------------------------------------------------------------------------------
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Threshold(_Closed):
+    """At ``percent`` of the budget, do ``action``."""
+
+    percent: int = Field(ge=1, le=1000, description="share of the budget, 1-1000 %")
+    action: Literal["notify", "suspend", "terminate"] = Field(
+        description="notify the learner and the platform; suspend (scale to zero, keep the work); terminate")
+
+
+def _default_thresholds() -> list[Threshold]:
+    return [Threshold(percent=50, action="notify"), Threshold(percent=80, action="notify"),
+            Threshold(percent=100, action="suspend")]
+
+
+class Budget(_Closed):
+    """The money a session may spend, and what happens as it is used up."""
+
+    usd: Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0}),
+                   PlainSerializer(float, return_type=float, when_used="json")] = Field(
+        gt=0, description="the session's budget in US dollars")
+    thresholds: list[Threshold] = Field(default_factory=_default_thresholds, min_length=1,
+                                        description="in increasing percent order; at least one suspends or terminates")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ordered_and_stopping(cls, value: list[Threshold]) -> list[Threshold]:
+        for index, (before, after) in enumerate(itertools.pairwise(value), start=1):
+            if after.percent == before.percent:
+                raise ValueError(f"threshold {index} repeats percent {after.percent}; each percent may appear once")
+            if after.percent < before.percent:
+                raise ValueError(f"threshold {index} ({after.percent} %) comes after {before.percent} %: list "
+                                 "thresholds in increasing percent order")
+        if not any(t.action in ("suspend", "terminate") for t in value):
+            raise ValueError("no threshold suspends or terminates the session, so nothing would stop the spending")
+        return value
+
+
+class TimePolicy(_Closed):
+    """How long a session lives, how far it may be extended, and when it is suspended."""
+
+    limit: Duration = Field(description="time from ready to expiry, e.g. '1h'")
+    max_extension: DurationOrZero = Field(description="how far the learner may extend past the limit; 0 for never")
+    idle_timeout: Duration | None = Field(default=None, description="suspend after this long without learner activity")
+    warn_before: Duration = Field(default="10m", description="warn the learner this long before expiry")
+    off_hours: WindowText | None = Field(
+        default=None,
+        description="the working window, e.g. 'Mon-Fri 08:00-18:00 Europe/Berlin'; the session is suspended outside it")
+
+    @model_validator(mode="after")
+    def _warn_within_limit(self) -> TimePolicy:
+        if self.warn_before_delta >= self.limit_delta:
+            raise ValueError(f"warn_before ({self.warn_before}) must be shorter than the limit ({self.limit})")
+        return self
+
+    @property
+    def limit_delta(self) -> timedelta:
+        return durations.parse_duration(self.limit)
+
+    @property
+    def max_extension_delta(self) -> timedelta:
+        return durations.parse_duration(self.max_extension, allow_zero=True)
+
+    @property
+    def idle_timeout_delta(self) -> timedelta | None:
+        return durations.parse_duration(self.idle_timeout) if self.idle_timeout else None
+
+    @property
+    def warn_before_delta(self) -> timedelta:
+        return durations.parse_duration(self.warn_before)
+
+    @property
+    def window(self) -> windows.Window | None:
+        """The parsed working window (``off_hours``), when there is one."""
+        return windows.parse_window(self.off_hours) if self.off_hours else None
+
+
+class CpuMemory(_Closed):
+    cpu: Quantity
+    memory: Quantity
+
+
+class LimitRangeDefaults(_Closed):
+    """The LimitRange of the namespace: what a container gets when it declares no requests or limits."""
+
+    default_request: CpuMemory = Field(default_factory=lambda: CpuMemory(cpu="100m", memory="128Mi"))
+    default_limit: CpuMemory = Field(default_factory=lambda: CpuMemory(cpu="500m", memory="512Mi"))
+
+    @model_validator(mode="after")
+    def _request_within_limit(self) -> LimitRangeDefaults:
+        for resource in ("cpu", "memory"):
+            request, limit = getattr(self.default_request, resource), getattr(self.default_limit, resource)
+            if parse_quantity(request) > parse_quantity(limit):
+                raise ValueError(f"default_request.{resource} ({request}) is above default_limit.{resource} ({limit})")
+        return self
+
+
+class Grader(_Closed):
+    """One graded check: a script under ``graders/`` run with ``params``, worth ``weight``."""
+
+    id: str = Field(min_length=1, max_length=63, pattern=_DNS_LABEL.pattern, description="unique within the lab")
+    script: GraderScript = Field(description="path under graders/ (JSON in on stdin, checks out on stdout)")
+    weight: float = Field(gt=0, description="relative weight in the lab's score")
+    params: dict[str, Any] = Field(default_factory=dict, description="passed to the script as they are")
+
+
+class Lab(_Closed):
+    """A lab definition: ``labs/<id>/lab.yaml``."""
+
+    id: str = Field(min_length=1, max_length=LAB_ID_MAX, pattern=_DNS_LABEL.pattern,
+                    description="the lab's directory name (the loader fills it in; if written, it must match)")
+    title: str = Field(min_length=1, max_length=120)
+    summary: str = Field(min_length=1, max_length=2000)
+    provider: Literal["kubernetes", "aws", "gcp"]
+    pod_security: Literal["restricted", "baseline"] = Field(
+        default="restricted", description="the Pod Security Standard enforced on the namespace")
+    budget: Budget
+    time: TimePolicy
+    quota: dict[QuotaKey, Quantity] = Field(
+        default_factory=dict, validate_default=True,
+        description="ResourceQuota hard limits; cpu and memory are request totals (required for kubernetes labs)")
+    limit_range: LimitRangeDefaults = Field(default_factory=LimitRangeDefaults)
+    cost_labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="the course's cost labels, put on the namespace")
+    required_labels: list[LabelKey] = Field(
+        default_factory=list, description="label keys learners must put on their workloads")
+    node_pools: list[PoolName] = Field(default_factory=list, description="pools of labs/fleet.yaml the learner sees")
+    starter: list[TemplatePath] = Field(
+        default_factory=list, description="templates (relative to manifests/) applied when the session starts")
+    solution: list[TemplatePath] = Field(
+        default_factory=list,
+        description="a reference solution (templates relative to manifests/) for tests and grader self-checks; "
+                    "never applied to a learner's sandbox")
+    graders: list[Grader] = Field(min_length=1)
+    attempts: int = Field(default=1, ge=1, le=100, description="how many times the learner may submit")
+
+    @field_validator("required_labels", "node_pools", "starter", "solution")
+    @classmethod
+    def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        seen: set[str] = set()
+        for item in value:
+            if item in seen:
+                raise ValueError(f"{item!r} is listed twice in {info.field_name}")
+            seen.add(item)
+        return value
+
+    @field_validator("graders")
+    @classmethod
+    def _unique_grader_ids(cls, value: list[Grader]) -> list[Grader]:
+        seen: set[str] = set()
+        for grader in value:
+            if grader.id in seen:
+                raise ValueError(f"grader id {grader.id!r} is used twice; ids must be unique")
+            seen.add(grader.id)
+        return value
+
+    @field_validator("quota")
+    @classmethod
+    def _whole_counts_and_bounded(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        for key, quantity in value.items():
+            if (key in COUNT_QUOTA_KEYS or _MIG_QUOTA.match(key)) and not quantity.isdigit():
+                raise ValueError(f"quota {key} counts objects or devices: write a whole number, not {quantity!r}")
+        if info.data.get("provider") == "kubernetes":
+            missing = [key for key in ("cpu", "memory", "pods") if key not in value]
+            if missing:
+                raise ValueError(f"a kubernetes lab needs quota for {', '.join(missing)} (the sandbox must be bounded)")
+        return value
+
+    @property
+    def max_score(self) -> float:
+        return sum(g.weight for g in self.graders)
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of ``lab.yaml`` files (see :func:`lab_json_schema`)."""
+        return lab_json_schema()
+
+
+def lab_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a ``lab.yaml`` file, for editors (``labs/lab.schema.json``).
+
+    ``id`` is optional in the file: the loader takes it from the lab's directory.
+    """
+    schema = Lab.model_json_schema(mode="validation")
+    schema["required"] = [name for name in schema.get("required", []) if name != "id"]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://labctl.dev/schemas/lab.schema.json", **schema}

@@ -1,0 +1,72 @@
+"""Pure: a session's sandbox as Kubernetes objects, rendered from the Jinja2 templates in ``manifests/``.
+
+``manifests/sandbox/*.yaml.j2`` hold the namespace, quota, limits, network policy and RBAC; the lab's starter
+templates follow. Templates render with ``StrictUndefined`` so a missing value is an error, never an empty string.
+Every object carries ``labctl.dev/session`` so sweeps can find strays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from labctl.catalog import loader
+from labctl.ports import SandboxSpec
+
+SESSION_LABEL = "labctl.dev/session"
+LAB_LABEL = "labctl.dev/lab"
+LEARNER_LABEL = "labctl.dev/learner"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "labctl"}
+
+
+def session_labels(spec: SandboxSpec) -> dict[str, str]:
+    return {SESSION_LABEL: spec.session_id, LAB_LABEL: spec.lab.id, LEARNER_LABEL: spec.learner_id, **MANAGED_BY}
+
+
+def node_binding_name(namespace: str) -> str:
+    return f"labctl-nodes-{namespace}"
+
+
+def sandbox_objects(spec: SandboxSpec, manifests_dir: Path, *, frozen: bool = False) -> list[dict[str, Any]]:
+    """The sandbox's own objects, in apply order (namespace first)."""
+    labels = session_labels(spec)
+    lab = spec.lab
+    context = {
+        "namespace": spec.namespace,
+        "labels": labels,
+        "namespace_labels": {
+            **lab.cost_labels,
+            **labels,
+            "pod-security.kubernetes.io/enforce": lab.pod_security,
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "pod-security.kubernetes.io/warn": lab.pod_security,
+        },
+        "expires_at": spec.expires_at.isoformat(),
+        "budget_usd": f"{spec.budget_usd:.2f}",
+        "quota": dict(lab.quota),
+        "default_request": lab.limit_range.default_request.model_dump(),
+        "default_limit": lab.limit_range.default_limit.model_dump(),
+        "frozen": frozen,
+    }
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(manifests_dir), undefined=jinja2.StrictUndefined,
+                             autoescape=False, keep_trailing_newline=True)  # noqa: S701 - YAML, not HTML
+    objects: list[dict[str, Any]] = []
+    for template in sorted((manifests_dir / "sandbox").glob("*.yaml.j2")):
+        text = env.get_template(f"sandbox/{template.name}").render(context)
+        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return objects
+
+
+def starter_objects(spec: SandboxSpec, manifests_dir: Path) -> list[dict[str, Any]]:
+    """The lab's starter workloads, labelled with the session on top of their own labels."""
+    context = {"namespace": spec.namespace, "session_id": spec.session_id, "lab_id": spec.lab.id,
+               "learner_id": spec.learner_id}
+    docs = loader.render_starter(spec.lab, manifests_dir, context)
+    for doc in docs:
+        meta = doc.setdefault("metadata", {})
+        meta["namespace"] = spec.namespace
+        meta["labels"] = {**(meta.get("labels") or {}), SESSION_LABEL: spec.session_id}
+    return docs

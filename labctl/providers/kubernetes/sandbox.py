@@ -1,0 +1,190 @@
+"""The Kubernetes sandbox provider: one namespace per session, made with server-side apply.
+
+Server-side apply makes every step converge: a repeated, retried or resumed start applies the same objects again and
+ends in the same state. The learner gets a kubeconfig with a TokenRequest token for the sandbox's ServiceAccount whose
+lifetime ends with the session. Destroy deletes the per-session ClusterRoleBinding and the namespace, then waits for
+the namespace's real finalization.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import urllib3
+import yaml
+from kubernetes import client, dynamic
+from kubernetes.client.exceptions import ApiException
+
+from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec
+from labctl.providers.kubernetes import client as kube
+from labctl.providers.kubernetes import render
+from labctl.providers.kubernetes.client import api_client
+
+log = logging.getLogger("labctl.providers.kubernetes")
+
+FIELD_MANAGER = "labctl"
+MIN_TOKEN_SECONDS = 600  # the apiserver refuses shorter TokenRequests
+T = TypeVar("T")
+
+
+class KubernetesSandboxes:
+    """Sandboxes as namespaces in the cluster of ``kubeconfig``."""
+
+    name = "kubernetes"
+
+    def __init__(self, kubeconfig: Path | None, manifests_dir: Path, *, step_delay_s: float = 0.0) -> None:
+        self.kubeconfig = kubeconfig
+        self.manifests_dir = manifests_dir
+        # Only for tests of interrupted starts: a pause between applied objects widens the window to kill in.
+        self.step_delay_s = step_delay_s
+        self._lock = threading.Lock()
+        self._api: client.ApiClient | None = None
+        self._dyn: dynamic.DynamicClient | None = None
+
+    # -- clients ---------------------------------------------------------------------------------------------------
+
+    def _client(self) -> client.ApiClient:
+        with self._lock:
+            if self._api is None:
+                self.ping()
+                assert self.kubeconfig is not None  # ping() refuses a missing kubeconfig
+                self._api = api_client(self.kubeconfig, pool_size=32)
+            return self._api
+
+    def _dynamic(self) -> dynamic.DynamicClient:
+        api = self._client()
+        with self._lock:
+            if self._dyn is None:
+                self._dyn = _call(lambda: dynamic.DynamicClient(api))  # type: ignore[no-untyped-call]
+            return self._dyn
+
+    # -- SandboxProvider -------------------------------------------------------------------------------------------
+
+    def ping(self) -> str:
+        try:
+            return kube.ping(self.kubeconfig)
+        except RuntimeError as exc:
+            raise ProviderUnavailable(str(exc)) from exc
+
+    def provision(self, spec: SandboxSpec) -> None:
+        objects = render.sandbox_objects(spec, self.manifests_dir) + render.starter_objects(spec, self.manifests_dir)
+        self.apply(objects)
+        self._wait_quota(spec.namespace, timeout_s=30)
+
+    def apply(self, objects: list[dict[str, Any]]) -> None:
+        """Server-side apply each object in order, as labctl's field manager, taking over conflicting fields."""
+        dyn = self._dynamic()
+        for obj in objects:
+            _call(lambda: _apply_one(dyn, obj), retry_quota=True)  # noqa: B023 - called at once, in this iteration
+            if self.step_delay_s:
+                time.sleep(self.step_delay_s)
+
+    def credentials(self, spec: SandboxSpec) -> Credentials:
+        api = self._client()
+        now = datetime.now(UTC)
+        seconds = max(MIN_TOKEN_SECONDS, int((spec.expires_at - now).total_seconds()))
+        request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[],
+                                                                                     expiration_seconds=seconds))
+        token = _call(lambda: client.CoreV1Api(api).create_namespaced_service_account_token(
+            "learner", spec.namespace, request))
+        cfg = api.configuration
+        cluster: dict[str, Any] = {"server": cfg.host}
+        if cfg.ssl_ca_cert:
+            cluster["certificate-authority-data"] = base64.b64encode(Path(cfg.ssl_ca_cert).read_bytes()).decode()
+        name = f"labctl-{spec.namespace}"
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "labctl", "cluster": cluster}],
+            "users": [{"name": name, "user": {"token": token.status.token}}],  # type: ignore[union-attr]
+            "contexts": [{"name": name, "context": {"cluster": "labctl", "user": name,
+                                                    "namespace": spec.namespace}}],
+            "current-context": name,
+        }
+        expires = token.status.expiration_timestamp  # type: ignore[union-attr]
+        return Credentials(kind="kubeconfig", content=yaml.safe_dump(kubeconfig, sort_keys=False),
+                           expires_at=expires if isinstance(expires, datetime) else spec.expires_at)
+
+    def destroy(self, spec: SandboxSpec, *, wait_s: float) -> None:
+        api = self._client()
+        rbac, core = client.RbacAuthorizationV1Api(api), client.CoreV1Api(api)
+        _call(lambda: _ignore_404(lambda: rbac.delete_cluster_role_binding(
+            render.node_binding_name(spec.namespace))))
+        _call(lambda: _ignore_404(lambda: core.delete_namespace(spec.namespace)))
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if _call(lambda: _ignore_404(lambda: core.read_namespace(spec.namespace))) is None:
+                return
+            time.sleep(0.5)
+        raise ProviderError(f"namespace {spec.namespace} is still terminating after {wait_s:.0f}s", retryable=True)
+
+    def exists(self, namespace: str) -> bool:
+        core = client.CoreV1Api(self._client())
+        return _call(lambda: _ignore_404(lambda: core.read_namespace(namespace))) is not None
+
+    def _wait_quota(self, namespace: str, *, timeout_s: float) -> None:
+        """Wait until the controller-manager has computed the quota, so the learner's first pod is not refused."""
+        core = client.CoreV1Api(self._client())
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            quota = _call(lambda: core.read_namespaced_resource_quota("sandbox", namespace))
+            if quota.status and quota.status.hard:
+                return
+            time.sleep(0.2)
+        raise ProviderError(f"the ResourceQuota in {namespace} got no status within {timeout_s:.0f}s; "
+                            "is kube-controller-manager running?", retryable=True)
+
+
+def _apply_one(dyn: dynamic.DynamicClient, obj: dict[str, Any]) -> None:
+    resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    namespace = obj["metadata"].get("namespace") if resource.namespaced else None
+    dyn.server_side_apply(  # type: ignore[no-untyped-call]
+        resource, body=obj, name=obj["metadata"]["name"], namespace=namespace, field_manager=FIELD_MANAGER,
+        force_conflicts=True)
+
+
+def _ignore_404(fn: Callable[[], T]) -> T | None:
+    try:
+        return fn()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _call(fn: Callable[[], T], *, retry_quota: bool = False) -> T:
+    """Run one API call; connection failures become ProviderUnavailable, API errors a readable ProviderError."""
+    for attempt in range(20):
+        try:
+            return fn()
+        except ApiException as exc:
+            body = exc.body.decode() if isinstance(exc.body, bytes) else str(exc.body or "")
+            # Right after a quota is created the apiserver refuses objects until the quota has a status.
+            if retry_quota and exc.status == 403 and "status unknown for quota" in body and attempt < 19:
+                time.sleep(0.25)
+                continue
+            if exc.status in (500, 502, 503, 504) and attempt < 3:
+                time.sleep(0.5)
+                continue
+            raise ProviderError(f"Kubernetes refused the request ({exc.status} {exc.reason}): {_message(body)}",
+                                retryable=exc.status in (409, 429, 500, 502, 503, 504)) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ProviderUnavailable(f"the Kubernetes API did not answer: {exc}") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _message(body: str) -> str:
+    try:
+        parsed = yaml.safe_load(body)
+    except yaml.YAMLError:
+        return body[:500]
+    if isinstance(parsed, dict) and "message" in parsed:
+        return str(parsed["message"])
+    return body[:500]

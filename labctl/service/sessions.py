@@ -1,0 +1,255 @@
+"""Sessions: start, inspect, reset and stop learners' sandboxes, and reconcile what an interruption left behind.
+
+The store decides: a start first writes a ``provisioning`` row whose ``live_key`` ("<lab>/<learner>") is unique, so
+concurrent starts for the same learner and lab give one session; then the provider converges the sandbox. A start
+that fails part way marks the session ``failed`` with the reason and removes what was made; when even that fails the
+row keeps ``cleanup_pending`` and :meth:`Sessions.reconcile` finishes the job (it also resumes starts that a killed
+service left in ``provisioning``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from labctl.catalog.durations import parse_duration
+from labctl.catalog.models import Lab
+from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxProvider, SandboxSpec
+from labctl.service import states
+from labctl.service.auth import Principal
+from labctl.service.errors import Conflict, NotFound, Unavailable
+from labctl.store.db import Store
+from labctl.store.models import SandboxSession, SessionEvent
+
+log = logging.getLogger("labctl.sessions")
+
+LEARNER_ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+DESTROY_WAIT_S = 120.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Sessions:
+    """The session use cases over one store, one provider and the lab catalog."""
+
+    def __init__(self, *, store: Store, provider: SandboxProvider, catalog: Mapping[str, Lab],
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.store = store
+        self.provider = provider
+        self.catalog = catalog
+        self.clock = clock
+
+    # -- queries ---------------------------------------------------------------------------------------------------
+
+    def lab(self, lab_id: str) -> Lab:
+        lab = self.catalog.get(lab_id)
+        if lab is None:
+            known = ", ".join(sorted(self.catalog)) or "none"
+            raise NotFound(f"there is no lab '{lab_id}'; known labs: {known}")
+        return lab
+
+    def get(self, session_id: str, *, principal: Principal) -> SandboxSession:
+        with self.store.session() as db:
+            row = db.get(SandboxSession, session_id)
+        if row is None or not principal.may_act_for(row.learner_id):
+            raise NotFound(f"there is no session '{session_id}'")
+        return row
+
+    def list_sessions(self, *, principal: Principal, lab_id: str | None = None, learner_id: str | None = None,
+             state: str | None = None) -> list[SandboxSession]:
+        if principal.role == "learner":
+            learner_id = principal.learner_id
+        query = select(SandboxSession).order_by(SandboxSession.created_at.desc())
+        if lab_id:
+            query = query.where(SandboxSession.lab_id == lab_id)
+        if learner_id:
+            query = query.where(SandboxSession.learner_id == learner_id)
+        if state:
+            query = query.where(SandboxSession.state == state)
+        with self.store.session() as db:
+            return list(db.scalars(query).all())
+
+    def events(self, session_id: str, *, principal: Principal) -> list[SessionEvent]:
+        self.get(session_id, principal=principal)
+        with self.store.session() as db:
+            query = select(SessionEvent).where(SessionEvent.session_id == session_id).order_by(SessionEvent.id)
+            return list(db.scalars(query).all())
+
+    def credentials(self, session_id: str, *, principal: Principal) -> Credentials:
+        row = self.get(session_id, principal=principal)
+        if row.state not in ("ready", "suspended", "submitted", "graded"):
+            raise Conflict(f"session {session_id} is {row.state}: credentials exist only once it is ready")
+        return _provider_call(lambda: self.provider.credentials(self._spec(row)))
+
+    # -- commands --------------------------------------------------------------------------------------------------
+
+    def start(self, *, lab_id: str, learner_id: str, principal: Principal) -> tuple[SandboxSession, bool]:
+        """The live session of this learner for this lab, or a new one; ``True`` when it was made now."""
+        lab = self.lab(lab_id)
+        if not principal.may_act_for(learner_id):
+            raise NotFound(f"there is no learner '{learner_id}' for this token")
+        existing = self._live(lab_id, learner_id)
+        if existing is not None:
+            return existing, False
+        try:
+            self.provider.ping()
+        except ProviderError as exc:
+            raise Unavailable(f"the {self.provider.name} backend is unreachable, so no sandbox can be made now: "
+                              f"{exc}. Try again later.") from exc
+        now = self.clock()
+        expires = now + parse_duration(lab.time.limit)
+        row = SandboxSession(
+            id=f"{lab.id}-{secrets.token_hex(5)}", lab_id=lab.id, learner_id=learner_id, provider=lab.provider,
+            state="provisioning", budget_usd=lab.budget.usd, created_at=now, expires_at=expires,
+            deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
+            live_key=f"{lab.id}/{learner_id}", cleanup_pending=False,
+        )
+        row.namespace = row.id
+        try:
+            with self.store.session() as db:
+                db.add(row)
+                db.flush()
+                db.add(self._event(row.id, "created", principal.name, lab=lab.id, learner=learner_id))
+        except IntegrityError:
+            existing = self._live(lab_id, learner_id)
+            if existing is None:
+                raise Conflict(f"another start for {learner_id} in {lab_id} is finishing; try again") from None
+            return existing, False
+        return self._provision(row.id, actor=principal.name), True
+
+    def stop(self, session_id: str, *, principal: Principal) -> SandboxSession:
+        """Mark the session terminating; :meth:`finish_stop` removes the sandbox (run it in the background)."""
+        row = self.get(session_id, principal=principal)
+        if row.state == "terminating":
+            return row
+        return self._transition(session_id, "terminating", actor=principal.name, reason="stopped",
+                                live_key=None)
+
+    def finish_stop(self, session_id: str, *, actor: str) -> SandboxSession:
+        with self.store.session() as db:
+            row = db.get(SandboxSession, session_id)
+        if row is None or row.state != "terminating":
+            raise Conflict(f"session {session_id} is not terminating")
+        try:
+            self.provider.destroy(self._spec(row), wait_s=DESTROY_WAIT_S)
+        except ProviderError as exc:
+            log.warning("could not remove the sandbox of %s yet: %s", session_id, exc)
+            return self._update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
+        return self._transition(session_id, "terminated", actor=actor, reason="sandbox removed",
+                                cleanup_pending=False)
+
+    def reset(self, session_id: str, *, principal: Principal) -> SandboxSession:
+        """Remove the sandbox and make it again from scratch (same session, same deadlines)."""
+        row = self.get(session_id, principal=principal)
+        states.check(row.state, "provisioning")
+        self._transition(session_id, "provisioning", actor=principal.name, reason="reset")
+        try:
+            self.provider.destroy(self._spec(row), wait_s=DESTROY_WAIT_S)
+        except ProviderError as exc:
+            return self._fail(session_id, actor=principal.name, reason=f"reset could not remove the sandbox: {exc}")
+        return self._provision(session_id, actor=principal.name)
+
+    def reconcile(self, *, actor: str = "reconciler") -> dict[str, int]:
+        """Finish what an interrupted service left: resume starts, finish stops, retry cleanups."""
+        counts = {"resumed": 0, "stopped": 0, "cleaned": 0}
+        with self.store.session() as db:
+            rows = db.scalars(select(SandboxSession).where(
+                (SandboxSession.state.in_(("provisioning", "terminating")))
+                | (SandboxSession.cleanup_pending.is_(True)))).all()
+        for row in rows:
+            try:
+                if row.state == "provisioning":
+                    self._provision(row.id, actor=actor)
+                    counts["resumed"] += 1
+                elif row.state == "terminating":
+                    self.finish_stop(row.id, actor=actor)
+                    counts["stopped"] += 1
+                else:
+                    self.provider.destroy(self._spec(row), wait_s=DESTROY_WAIT_S)
+                    self._update(row.id, cleanup_pending=False, event=("cleaned", actor, "leftovers removed"))
+                    counts["cleaned"] += 1
+            except (ProviderError, Conflict) as exc:
+                log.warning("reconcile of %s did not finish: %s", row.id, exc)
+        return counts
+
+    # -- internals -------------------------------------------------------------------------------------------------
+
+    def _provision(self, session_id: str, *, actor: str) -> SandboxSession:
+        with self.store.session() as db:
+            row = db.get(SandboxSession, session_id)
+        assert row is not None
+        try:
+            self.provider.provision(self._spec(row))
+        except ProviderError as exc:
+            return self._fail(session_id, actor=actor, reason=str(exc))
+        return self._transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=self.clock())
+
+    def _fail(self, session_id: str, *, actor: str, reason: str) -> SandboxSession:
+        """Mark failed with the reason and remove whatever was made; on a cleanup failure leave it to reconcile."""
+        with self.store.session() as db:
+            row = db.get(SandboxSession, session_id)
+        assert row is not None
+        try:
+            self.provider.destroy(self._spec(row), wait_s=DESTROY_WAIT_S)
+            pending = False
+        except ProviderError as exc:
+            log.warning("cleanup of failed session %s did not finish: %s", session_id, exc)
+            pending = True
+        return self._transition(session_id, "failed", actor=actor, reason=reason, live_key=None,
+                                cleanup_pending=pending)
+
+    def _transition(self, session_id: str, target: str, *, actor: str, reason: str, **fields: Any) -> SandboxSession:
+        with self.store.session() as db:
+            row = db.get(SandboxSession, session_id)
+            if row is None:
+                raise NotFound(f"there is no session '{session_id}'")
+            states.check(row.state, target)
+            previous = row.state
+            row.state = target
+            row.reason = reason
+            for key, value in fields.items():
+                setattr(row, key, value)
+            db.add(self._event(session_id, target, actor, previous=previous, reason=reason))
+        return row
+
+    def _update(self, session_id: str, *, event: tuple[str, str, str], **fields: Any) -> SandboxSession:
+        kind, actor, reason = event
+        with self.store.session() as db:
+            row = db.get(SandboxSession, session_id)
+            if row is None:
+                raise NotFound(f"there is no session '{session_id}'")
+            for key, value in fields.items():
+                setattr(row, key, value)
+            db.add(self._event(session_id, kind, actor, reason=reason))
+        return row
+
+    def _live(self, lab_id: str, learner_id: str) -> SandboxSession | None:
+        with self.store.session() as db:
+            return db.scalar(select(SandboxSession).where(SandboxSession.live_key == f"{lab_id}/{learner_id}"))
+
+    def _event(self, session_id: str, kind: str, actor: str, **detail: Any) -> SessionEvent:
+        return SessionEvent(session_id=session_id, at=self.clock(), kind=kind, actor=actor, detail=detail)
+
+    def _spec(self, row: SandboxSession) -> SandboxSpec:
+        assert row.expires_at is not None and row.namespace is not None
+        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+        return SandboxSpec(session_id=row.id, lab=self.lab(row.lab_id), learner_id=row.learner_id,
+                           namespace=row.namespace, expires_at=expires, budget_usd=float(row.budget_usd))
+
+
+def _provider_call(fn: Callable[[], Credentials]) -> Credentials:
+    try:
+        return fn()
+    except ProviderUnavailable as exc:
+        raise Unavailable(str(exc)) from exc
+    except ProviderError as exc:
+        raise Conflict(str(exc)) from exc
