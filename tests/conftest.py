@@ -15,6 +15,7 @@ from labctl.localcluster.cluster import LocalCluster
 from labctl.providers.kubernetes.client import api_client
 from labctl.settings import Settings
 from tests.support.postgres import postgres_server
+from tests.support.server import Server
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +69,11 @@ def kubectl(local_cluster: LocalCluster):  # type: ignore[no-untyped-def]
 def postgres_url() -> Iterator[str]:
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def server(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A running `labctl serve` against the local cluster, shared by a test module."""
+    srv = Server(data_dir=tmp_path_factory.mktemp("serve"), kubeconfig=local_cluster.kubeconfig).start()
+    yield srv
+    srv.stop()

@@ -179,6 +179,9 @@ def render_templates(templates: Iterable[str], manifests_dir: Path,
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 -- renders YAML for the Kubernetes API, not HTML
     )
+    # Jinja2 has a global named `namespace` (a helper class): without this, a context missing the session's
+    # namespace would render "<class 'jinja2.utils.Namespace'>" instead of failing.
+    env.globals.pop("namespace", None)
     documents: list[dict[str, Any]] = []
     problems: list[Problem] = []
     for name in templates:

@@ -7,7 +7,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from labctl.cli import cluster, serve
+from labctl.cli import cluster, labs, serve, sessions, tokens
 from labctl.cli.output import stderr
 from labctl.localcluster.build import BuildError
 from labctl.localcluster.cluster import ClusterError
@@ -16,6 +16,9 @@ from labctl.localcluster.fleet import FleetError
 app = typer.Typer(name="labctl", help="Hands-on FinOps lab controller.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(labs.app, name="labs")
+app.add_typer(sessions.app, name="sessions")
+app.add_typer(tokens.app, name="tokens")
 app.command()(serve.serve)
 
 KNOWN_ERRORS = (BuildError, ClusterError, FleetError)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +12,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from labctl.localcluster.cluster import LocalCluster
-
-
-def eventually(fn: Callable[[], Any], *, timeout: float = 60, interval: float = 0.5) -> Any:
-    """Call ``fn`` until it returns a truthy value or stops raising; fail with its last answer."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (AssertionError, ApiException) as exc:
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
+from tests.support.wait import eventually
 
 
 def _pod(name: str, cpu: str | None = None, **spec: Any) -> client.V1Pod:

@@ -5,8 +5,11 @@ name the file, the line and the field; `labctl labs` lists, shows and validates.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -559,7 +562,8 @@ TYPOS = [
     ("Mon-Fri 08:00", "Mon-Fry 08:00", "off_hours", "time.off_hours", "unknown day 'Fry'"),
     ("Europe/Berlin", "Europe/Berln", "off_hours", "time.off_hours", "unknown time zone 'Europe/Berln'"),
     ("08:00-18:00", "18:00-08:00", "off_hours", "time.off_hours", "the window ends at 08:00"),
-    ("provider: kubernetes", "provider: azure", "provider:", "provider", "Input should be 'kubernetes', 'aws' or 'gcp'"),
+    ("provider: kubernetes", "provider: azure", "provider:", "provider",
+     "Input should be 'kubernetes', 'aws' or 'gcp'"),
     ("provider: kubernetes", "provider: kubernetes\npod_security: privileged", "pod_security", "pod_security",
      "Input should be 'restricted' or 'baseline'"),
     ('  cpu: "2"', '  limits.cpu: "2"\n  cpu: "2"', "limits.cpu", 'quota["limits.cpu"]',
@@ -731,3 +735,22 @@ def test_cli_schema_prints_and_writes_the_schema(tmp_path: Path) -> None:
 
 def test_settings_know_the_manifests_dir() -> None:
     assert Settings().manifests_dir == MANIFESTS_DIR
+
+
+LABCTL = Path(sys.executable).parent / "labctl"
+
+
+def test_labctl_labs_validate_as_a_process(tmp_path: Path) -> None:
+    """The installed entry point, as a lab author runs it (needs `labs` mounted in labctl.cli.main)."""
+    shipped = subprocess.run([str(LABCTL), "labs", "validate"], capture_output=True, text=True, timeout=60)
+    assert shipped.returncode == 0, shipped.stderr
+    assert shipped.stdout.strip() == f"{len(SHIPPED)} labs valid"
+    _, manifests_dir = make_catalog(tmp_path, {"demo": GOOD.replace("    params:", "    parms:")})
+    env = {**os.environ, "LABCTL_MANIFESTS_DIR": str(manifests_dir)}
+    broken = subprocess.run([str(LABCTL), "labs", "validate", "labs/demo/lab.yaml"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, env=env)
+    assert broken.returncode == 1
+    assert broken.stderr.splitlines() == [
+        "labs/demo/lab.yaml:30: graders.0.parms: unknown field 'parms' (did you mean 'params'?)",
+        "error: 1 problem in 1 file",
+    ]

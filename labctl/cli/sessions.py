@@ -1,0 +1,64 @@
+"""``labctl sessions``: inspect, reset and stop learners' sandboxes through the API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from labctl.cli.client import call
+from labctl.cli.output import Format, OutputOpt, render, stderr
+
+app = typer.Typer(help="Learners' sandboxes: list, show, kubeconfig, reset, delete.", no_args_is_help=True)
+
+SessionId = Annotated[str, typer.Argument(help="The session id (see `labctl sessions list`).")]
+COLUMNS = ["id", "lab_id", "learner_id", "state", "expires_at", "namespace"]
+
+
+@app.command("list")
+def list_sessions(
+    output: OutputOpt = Format.table,
+    lab: Annotated[str | None, typer.Option("--lab", help="Only this lab.")] = None,
+    learner: Annotated[str | None, typer.Option("--learner", help="Only this learner.")] = None,
+    state: Annotated[str | None, typer.Option("--state", help="Only sessions in this state.")] = None,
+) -> None:
+    """List sessions, newest first."""
+    rows = call("GET", "/v1/sessions", params={"lab_id": lab, "learner_id": learner, "state": state})
+    render(rows, output, columns=COLUMNS if output is Format.table else None, title="sessions")
+
+
+@app.command()
+def show(session_id: SessionId, output: OutputOpt = Format.table,
+         events: Annotated[bool, typer.Option("--events", help="Also print the timeline.")] = False) -> None:
+    """One session (and its timeline with --events)."""
+    row = call("GET", f"/v1/sessions/{session_id}")
+    if events:
+        row["events"] = call("GET", f"/v1/sessions/{session_id}/events")
+    if output is Format.table:
+        timeline = row.pop("events", None)
+        render(row, output, title=f"session {session_id}")
+        if timeline is not None:
+            render([{"at": e["at"], "kind": e["kind"], "actor": e["actor"], "detail": e["detail"]}
+                    for e in timeline], output, title="events")
+    else:
+        render(row, output)
+
+
+@app.command()
+def kubeconfig(session_id: SessionId) -> None:
+    """Print the learner's kubeconfig (YAML) for a Kubernetes session."""
+    typer.echo(call("GET", f"/v1/sessions/{session_id}/kubeconfig", raw=True), nl=False)
+
+
+@app.command()
+def reset(session_id: SessionId, output: OutputOpt = Format.table) -> None:
+    """Remove the sandbox and make it again from scratch."""
+    render(call("POST", f"/v1/sessions/{session_id}/reset"), output)
+
+
+@app.command()
+def delete(session_id: SessionId, output: OutputOpt = Format.table) -> None:
+    """Stop the session: its sandbox is removed (terminating, then terminated)."""
+    row = call("DELETE", f"/v1/sessions/{session_id}")
+    render(row, output)
+    stderr.print(f"session {session_id} is {row['state']}; `labctl sessions show {session_id}` follows it")

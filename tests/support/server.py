@@ -1,0 +1,69 @@
+"""A real `labctl serve` process for tests: its own data dir and port, the local cluster, a known admin token."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.support.postgres import free_port
+
+LABCTL = str(Path(sys.executable).parent / "labctl")
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    kubeconfig: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "LABCTL_DATA_DIR": str(self.data_dir), "LABCTL_KUBECONFIG": str(self.kubeconfig),
+                "LABCTL_ADMIN_TOKEN": ADMIN_TOKEN, **self.extra_env}
+
+    def start(self, *, wait_ready: bool = True) -> Server:
+        log = (self.data_dir / "serve.log").open("a")
+        self.proc = subprocess.Popen([LABCTL, "serve", "--port", str(self.port)], env=self.env(), stdout=log,
+                                     stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"labctl serve exited with {self.proc.returncode}; see {self.data_dir}/serve.log")
+            try:
+                r = httpx.get(f"{self.url}/readyz", timeout=5)
+                if r.status_code == 200 or (r.status_code == 503 and not wait_ready):
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("labctl serve did not become ready in 60s")
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up, as in a crash or an OOM kill."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
