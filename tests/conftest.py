@@ -76,4 +76,5 @@ def server(local_cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory
     """A running `labctl serve` against the local cluster, shared by a test module."""
     srv = Server(data_dir=tmp_path_factory.mktemp("serve"), kubeconfig=local_cluster.kubeconfig).start()
     yield srv
+    srv.stop_all_sessions()
     srv.stop()

@@ -194,4 +194,5 @@ def test_killed_mid_start_ends_ready_or_failed_and_clean(local_cluster: LocalClu
             assert kinds[0] == "created"
             assert kinds[-1] == session["state"]
     finally:
+        srv.stop_all_sessions()
         srv.stop()

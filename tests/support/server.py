@@ -65,5 +65,19 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def stop_all_sessions(self, timeout_s: float = 180) -> None:
+        """Stop every live session this server made, so the shared cluster does not fill up across tests."""
+        with self.client() as c:
+            for session in c.get("/v1/sessions").json():
+                if session["state"] not in ("terminated", "failed", "terminating"):
+                    c.delete(f"/v1/sessions/{session['id']}")
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                states = {s["state"] for s in c.get("/v1/sessions").json()}
+                if states <= {"terminated", "failed"}:
+                    return
+                time.sleep(1)
+        raise RuntimeError(f"sessions still not terminated after {timeout_s:.0f}s: {states}")
+
     def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)

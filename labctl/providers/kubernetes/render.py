@@ -53,6 +53,7 @@ def sandbox_objects(spec: SandboxSpec, manifests_dir: Path, *, frozen: bool = Fa
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(manifests_dir), undefined=jinja2.StrictUndefined,
                              autoescape=False, keep_trailing_newline=True)  # noqa: S701 - YAML, not HTML
+    env.globals.pop("namespace", None)  # Jinja's own `namespace` would hide a missing value
     objects: list[dict[str, Any]] = []
     for template in sorted((manifests_dir / "sandbox").glob("*.yaml.j2")):
         text = env.get_template(f"sandbox/{template.name}").render(context)

@@ -1,0 +1,74 @@
+"""The instructor's `labctl sessions` and `labctl tokens` against a running service: output formats and errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.support.server import ADMIN_TOKEN, Server
+
+LABCTL = str(Path(sys.executable).parent / "labctl")
+
+
+def labctl(server: Server, *args: str, token: str = ADMIN_TOKEN) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LABCTL_URL": server.url, "LABCTL_TOKEN": token, "COLUMNS": "200"}
+    return subprocess.run([LABCTL, *args], env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_sessions_list_show_kubeconfig_reset_delete(server: Server) -> None:
+    with server.client() as c:
+        session = c.post("/v1/sessions", json={"lab_id": "idle-hunter", "learner_id": "cli-user"}).json()
+    sid = session["id"]
+
+    listed = labctl(server, "sessions", "list", "--learner", "cli-user", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [s["id"] for s in json.loads(listed.stdout)] == [sid]
+
+    table = labctl(server, "sessions", "list", "--learner", "cli-user")
+    assert sid in table.stdout
+    assert "ready" in table.stdout
+
+    shown = labctl(server, "sessions", "show", sid, "-o", "yaml", "--events")
+    assert yaml.safe_load(shown.stdout)["events"][0]["kind"] == "created"
+
+    kubeconfig = labctl(server, "sessions", "kubeconfig", sid)
+    assert yaml.safe_load(kubeconfig.stdout)["contexts"][0]["context"]["namespace"] == session["namespace"]
+
+    reset = labctl(server, "sessions", "reset", sid, "-o", "json")
+    assert json.loads(reset.stdout)["state"] == "ready"
+
+    deleted = labctl(server, "sessions", "delete", sid, "-o", "json")
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout)["state"] in ("terminating", "terminated")
+
+
+def test_errors_go_to_stderr_with_non_zero_exit(server: Server) -> None:
+    missing = labctl(server, "sessions", "show", "no-such-session")
+    assert missing.returncode == 1
+    assert missing.stdout == ""
+    assert "there is no session 'no-such-session'" in missing.stderr
+
+    bad_token = labctl(server, "sessions", "list", token="wrong")
+    assert bad_token.returncode == 1
+    assert "unknown or revoked token" in bad_token.stderr
+
+    env = {**os.environ, "LABCTL_URL": "http://127.0.0.1:1", "LABCTL_TOKEN": "x"}
+    down = subprocess.run([LABCTL, "sessions", "list"], env=env, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1
+    assert "cannot reach labctl at http://127.0.0.1:1" in down.stderr
+
+
+def test_tokens_create_prints_a_working_token_once(server: Server) -> None:
+    made = labctl(server, "tokens", "create", "--role", "platform", "--name", "course-site", "-o", "json")
+    assert made.returncode == 0, made.stderr
+    token = json.loads(made.stdout)["token"]
+    assert token.startswith("lct_")
+    assert labctl(server, "sessions", "list", token=token).returncode == 0
+    refused = labctl(server, "tokens", "create", "--role", "learner", "--name", "x")
+    assert refused.returncode == 1
+    assert "needs the learner id" in refused.stderr
