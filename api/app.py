@@ -1,8 +1,5 @@
-"""The FastAPI application: wiring of settings, store, catalog, provider, routers and error handling.
-
-This is the composition root of the service: it picks the adapters (store, Kubernetes provider) and hands them to the
-use cases; nothing below it knows which ones were chosen.
-"""
+"""The FastAPI application: routers, error handling and the background loops, over the parts that
+:func:`labctl.runtime.build` wires from the settings."""
 
 from __future__ import annotations
 
@@ -16,32 +13,40 @@ from fastapi import FastAPI
 import labctl
 from api import metrics as metrics_mod
 from api import problems
-from api.routers import health, labs, sessions, tokens
-from labctl.catalog import loader
-from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
-from labctl.service.sessions import Sessions
+from api.routers import health, hooks, labs, sessions, tokens, webhooks
+from labctl import runtime as runtime_mod
+from labctl.outbox.dispatcher import Dispatcher
+from labctl.outbox.endpoints import Webhooks
 from labctl.settings import Settings
-from labctl.store.db import Store, open_store
+from labctl.store.db import Store
 
 log = logging.getLogger("labctl.api")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, background: bool = True) -> FastAPI:
+    """The app; ``background=False`` leaves the sweeps to the caller (tests drive them one pass at a time)."""
     settings = settings or Settings()
-    store = open_store(settings.effective_database_url)
-    catalog = loader.load_catalog(settings.labs_dir, settings.manifests_dir, fleet_file=settings.fleet_file)
-    provider = KubernetesSandboxes(settings.effective_kubeconfig, settings.manifests_dir,
-                                   step_delay_s=settings.provision_step_delay_s)
-    service = Sessions(store=store, provider=provider, catalog=catalog)
+    rt = runtime_mod.build(settings)
+    loops = runtime_mod.Loops(rt, jobs={"sweep": (rt.sweeper.run_once, settings.sweep_interval_s)})
+    dispatcher = Dispatcher(rt.store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        log.info("labctl %s starting with %s; %d labs", labctl.__version__, settings.redacted(), len(catalog))
-        store.migrate()
-        # Finish what an interrupted run left (starts in flight, stops, cleanups) without delaying start-up.
-        threading.Thread(target=_reconcile, args=(service,), name="reconcile", daemon=True).start()
+        log.info("labctl %s starting with %s; %d labs", labctl.__version__, settings.redacted(), len(rt.catalog))
+        rt.store.migrate()
+        if background:
+            loops.start()  # the first sweep also reconciles what an interrupted run left
+            dispatch_stop = threading.Event()
+            dispatch = threading.Thread(target=dispatcher.run_forever, args=(dispatch_stop,), name="webhooks",
+                                        daemon=True)
+            dispatch.start()
         yield
-        store.engine.dispose()
+        if background:
+            dispatch_stop.set()
+            dispatch.join(timeout=60)
+            loops.stop()
+        dispatcher.close()
+        rt.store.engine.dispose()
 
     app = FastAPI(
         title="labctl",
@@ -50,14 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.store = store
-    app.state.sessions = service
+    app.state.runtime = rt
+    app.state.store = rt.store
+    app.state.sessions = rt.sessions
     app.state.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     app.state.metrics = metrics_mod.Metrics()
-    app.state.probes = {"store": lambda: _store_probe(store), "cluster": provider.ping}
+    app.state.webhooks = Webhooks(rt.store)
+    app.state.dispatcher = dispatcher
+    app.state.inbound_handlers = {}  # event type -> handler for POST /v1/hooks/exam (see labctl.outbox.inbound)
+    app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping}
     problems.install(app)
     app.state.metrics.install(app)
-    for module in (health, labs, sessions, tokens):
+    for module in (health, labs, sessions, tokens, webhooks, hooks):
         app.include_router(module.router)
     return app
 
@@ -65,13 +74,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _store_probe(store: Store) -> str:
     store.ping()
     return f"{store.engine.dialect.name} at revision {store.revision()}"
-
-
-def _reconcile(service: Sessions) -> None:
-    try:
-        counts = service.reconcile()
-    except Exception:  # a failed reconcile must not kill the service; the next start-up tries again
-        log.exception("reconcile at start-up failed")
-        return
-    if any(counts.values()):
-        log.info("reconciled at start-up: %s", counts)

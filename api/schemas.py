@@ -28,7 +28,23 @@ class StartSession(BaseModel):
 class Cost(BaseModel):
     accrued_usd: float = 0.0
     burn_rate_usd_per_hour: float = 0.0
-    forecast_usd: float = 0.0
+    forecast_usd: float = Field(default=0.0, description="accrued + burn rate until expiry")
+    budget_share: float = Field(default=0.0, description="accrued as a percentage of the budget")
+    note: str | None = Field(default=None, description="how the meter priced it (e.g. requests, no metrics)")
+
+
+def _forecast(row: SandboxSession) -> float:
+    accrued, rate = float(row.accrued_usd or 0), float(row.burn_rate_usd_per_hour or 0)
+    if row.state not in ("ready", "suspended", "submitted", "graded") or row.expires_at is None:
+        return accrued
+    now = datetime.now(UTC)
+    hours = max(0.0, ((as_utc(row.expires_at) or now) - now).total_seconds() / 3600)
+    return round(accrued + rate * hours, 6)
+
+
+def _share(row: SandboxSession) -> float:
+    budget = float(row.budget_usd or 0)
+    return round(float(row.accrued_usd or 0) * 100 / budget, 3) if budget > 0 else 0.0
 
 
 class SessionOut(BaseModel):
@@ -46,6 +62,8 @@ class SessionOut(BaseModel):
     cost: Cost
     namespace: str | None
     learner_url: str | None
+    suspend_reason: str | None = None
+    budget_request_usd: float | None = None
 
     @classmethod
     def of(cls, row: SandboxSession) -> SessionOut:
@@ -53,7 +71,11 @@ class SessionOut(BaseModel):
             id=row.id, lab_id=row.lab_id, learner_id=row.learner_id, provider=row.provider, state=row.state,
             reason=row.reason, created_at=as_utc(row.created_at) or row.created_at, ready_at=as_utc(row.ready_at),
             expires_at=as_utc(row.expires_at), deadline_at=as_utc(row.deadline_at), budget_usd=float(row.budget_usd),
-            cost=Cost(), namespace=row.namespace, learner_url=None,
+            cost=Cost(accrued_usd=float(row.accrued_usd or 0),
+                      burn_rate_usd_per_hour=float(row.burn_rate_usd_per_hour or 0),
+                      forecast_usd=_forecast(row), budget_share=_share(row), note=row.meter_note),
+            namespace=row.namespace, learner_url=None, suspend_reason=row.suspend_reason,
+            budget_request_usd=float(row.budget_request_usd) if row.budget_request_usd is not None else None,
         )
 
 
@@ -96,3 +118,12 @@ class TokenOut(BaseModel):
     role: str
     learner_id: str | None
     token: str = Field(description="shown once; only its hash is stored")
+
+
+class Extend(BaseModel):
+    seconds: int = Field(gt=0, le=7 * 24 * 3600, description="how much more time, in seconds")
+
+
+class BudgetRequest(BaseModel):
+    usd: float = Field(gt=0, le=10_000)
+    reason: str = Field(min_length=1, max_length=500)

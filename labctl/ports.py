@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from labctl.catalog.models import Lab
 
@@ -38,6 +38,7 @@ class SandboxSpec:
     namespace: str
     expires_at: datetime
     budget_usd: float
+    started_at: datetime
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -64,3 +65,15 @@ class SandboxProvider(Protocol):
 
     def ping(self) -> str:
         """A short description of the backend if it answers; raises :class:`ProviderUnavailable` otherwise."""
+
+    def suspend(self, spec: SandboxSpec) -> dict[str, int]:
+        """Stop everything that costs money but keep the learner's work; nothing new may start."""
+
+    def resume(self, spec: SandboxSpec) -> dict[str, int]:
+        """Undo :meth:`suspend` exactly."""
+
+    def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
+        """Make the learner's access read-only (a submission), or writable again."""
+
+    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> dict[str, Any]:
+        """The sandbox's inventory as an unpriced ``labctl.snapshot/v1`` document (docs/SNAPSHOT.md)."""

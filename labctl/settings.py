@@ -31,9 +31,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     admin_token: SecretStr | None = None
+    exam_webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_ secret that signs the exam platform's POST /v1/hooks/exam; unset = off")
     labs_dir: Path = REPO_ROOT / "labs"
     manifests_dir: Path = REPO_ROOT / "manifests"
     fleet_file: Path = REPO_ROOT / "labs" / "fleet.yaml"
+    prices_file: Path = REPO_ROOT / "labs" / "prices.yaml"
+    sweep_interval_s: float = Field(default=30.0, gt=0, le=3600,
+                                    description="how often the meter, the timers and the budget policy run")
     provision_step_delay_s: float = Field(
         default=0.0, ge=0, le=10,
         description="testing only: a pause between applied objects, to interrupt a start on purpose")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from api.deps import CurrentPrincipal, SessionsDep
-from api.schemas import EventOut, SessionOut, StartSession
+from api.schemas import BudgetRequest, EventOut, Extend, SessionOut, StartSession
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -47,6 +47,42 @@ def kubeconfig(session_id: str, principal: CurrentPrincipal, sessions: SessionsD
 @router.get("/{session_id}/events", summary="The session's timeline")
 def events(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> list[EventOut]:
     return [EventOut.of(e) for e in sessions.events(session_id, principal=principal)]
+
+
+@router.post("/{session_id}/extend", summary="More time, up to the lab's deadline")
+def extend(session_id: str, body: Extend, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
+    principal.require("instructor", "platform", "learner")
+    return SessionOut.of(sessions.extend(session_id, seconds=body.seconds, principal=principal))
+
+
+@router.post("/{session_id}/suspend", summary="Scale the sandbox to zero, keeping the learner's work")
+def suspend(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
+    principal.require("instructor", "platform", "learner")
+    return SessionOut.of(sessions.suspend(session_id, principal=principal, cause="instructor"
+                                          if principal.role == "instructor" else "learner",
+                                          reason=f"suspended by {principal.name}"))
+
+
+@router.post("/{session_id}/resume", summary="Restore exactly what suspend stopped")
+def resume(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
+    principal.require("instructor", "platform", "learner")
+    return SessionOut.of(sessions.resume(session_id, principal=principal, reason=f"resumed by {principal.name}"))
+
+
+@router.post("/{session_id}/budget-requests", summary="Ask for more budget (an instructor decides)")
+def request_budget(session_id: str, body: BudgetRequest, principal: CurrentPrincipal,
+                   sessions: SessionsDep) -> SessionOut:
+    return SessionOut.of(sessions.request_budget(session_id, usd=body.usd, reason=body.reason, principal=principal))
+
+
+@router.post("/{session_id}/budget-requests/approve", summary="Approve the pending budget request")
+def approve_budget(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
+    return SessionOut.of(sessions.decide_budget(session_id, approve=True, principal=principal))
+
+
+@router.post("/{session_id}/budget-requests/deny", summary="Refuse the pending budget request")
+def deny_budget(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
+    return SessionOut.of(sessions.decide_budget(session_id, approve=False, principal=principal))
 
 
 @router.post("/{session_id}/reset", summary="Make the sandbox again from scratch")

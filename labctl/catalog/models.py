@@ -254,6 +254,9 @@ class Budget(_Closed):
     usd: Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0}),
                    PlainSerializer(float, return_type=float, when_used="json")] = Field(
         gt=0, description="the session's budget in US dollars")
+    reference_usd: Annotated[Decimal | None, WithJsonSchema({"type": ["number", "null"], "minimum": 0}),
+                             PlainSerializer(lambda v: None if v is None else float(v), when_used="json")] = Field(
+        default=None, ge=0, description="what the instructor's reference solution costs; the budget grader compares")
     thresholds: list[Threshold] = Field(default_factory=_default_thresholds, min_length=1,
                                         description="in increasing percent order; at least one suspends or terminates")
 

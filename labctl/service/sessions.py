@@ -14,7 +14,8 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from labctl.catalog.durations import parse_duration
 from labctl.catalog.models import Lab
 from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxProvider, SandboxSpec
-from labctl.service import states
+from labctl.service import policy, states
 from labctl.service.auth import Principal
 from labctl.service.errors import Conflict, NotFound, Unavailable
 from labctl.store.db import Store
@@ -30,6 +31,7 @@ from labctl.store.models import SandboxSession, SessionEvent
 
 log = logging.getLogger("labctl.sessions")
 
+T = TypeVar("T")
 LEARNER_ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 DESTROY_WAIT_S = 120.0
 
@@ -62,6 +64,8 @@ class Sessions:
             row = db.get(SandboxSession, session_id)
         if row is None or not principal.may_act_for(row.learner_id):
             raise NotFound(f"there is no session '{session_id}'")
+        if principal.role == "learner":
+            self.touch(session_id)  # learner API use counts as activity for the idle timer
         return row
 
     def list_sessions(self, *, principal: Principal, lab_id: str | None = None, learner_id: str | None = None,
@@ -88,7 +92,7 @@ class Sessions:
         row = self.get(session_id, principal=principal)
         if row.state not in ("ready", "suspended", "submitted", "graded"):
             raise Conflict(f"session {session_id} is {row.state}: credentials exist only once it is ready")
-        return _provider_call(lambda: self.provider.credentials(self._spec(row)))
+        return _provider_call(lambda: self.provider.credentials(self.spec_of(row)))
 
     # -- commands --------------------------------------------------------------------------------------------------
 
@@ -118,7 +122,7 @@ class Sessions:
             with self.store.session() as db:
                 db.add(row)
                 db.flush()
-                db.add(self._event(row.id, "created", principal.name, lab=lab.id, learner=learner_id))
+                db.add(self.new_event(row.id, "created", principal.name, lab=lab.id, learner=learner_id))
         except IntegrityError:
             existing = self._live(lab_id, learner_id)
             if existing is None:
@@ -126,13 +130,14 @@ class Sessions:
             return existing, False
         return self._provision(row.id, actor=principal.name), True
 
-    def stop(self, session_id: str, *, principal: Principal) -> SandboxSession:
+    def stop(self, session_id: str, *, principal: Principal | None, reason: str = "stopped",
+             actor: str | None = None) -> SandboxSession:
         """Mark the session terminating; :meth:`finish_stop` removes the sandbox (run it in the background)."""
-        row = self.get(session_id, principal=principal)
+        row = self.get(session_id, principal=principal) if principal else self.row_of(session_id)
         if row.state == "terminating":
             return row
-        return self._transition(session_id, "terminating", actor=principal.name, reason="stopped",
-                                live_key=None)
+        return self._transition(session_id, "terminating", actor=actor or (principal.name if principal else "timer"),
+                                reason=reason, live_key=None)
 
     def finish_stop(self, session_id: str, *, actor: str) -> SandboxSession:
         with self.store.session() as db:
@@ -140,10 +145,10 @@ class Sessions:
         if row is None or row.state != "terminating":
             raise Conflict(f"session {session_id} is not terminating")
         try:
-            self.provider.destroy(self._spec(row), wait_s=DESTROY_WAIT_S)
+            self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
         except ProviderError as exc:
             log.warning("could not remove the sandbox of %s yet: %s", session_id, exc)
-            return self._update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
+            return self.update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
         return self._transition(session_id, "terminated", actor=actor, reason="sandbox removed",
                                 cleanup_pending=False)
 
@@ -153,10 +158,77 @@ class Sessions:
         states.check(row.state, "provisioning")
         self._transition(session_id, "provisioning", actor=principal.name, reason="reset")
         try:
-            self.provider.destroy(self._spec(row), wait_s=DESTROY_WAIT_S)
+            self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
         except ProviderError as exc:
             return self._fail(session_id, actor=principal.name, reason=f"reset could not remove the sandbox: {exc}")
         return self._provision(session_id, actor=principal.name)
+
+    def extend(self, session_id: str, *, seconds: int, principal: Principal) -> SandboxSession:
+        """More time, up to the lab's deadline (an extension past it is refused, not silently cut)."""
+        row = self.get(session_id, principal=principal)
+        if row.state not in ("ready", "suspended"):
+            raise Conflict(f"session {session_id} is {row.state}: only a ready or suspended session can be extended")
+        assert row.expires_at is not None and row.deadline_at is not None
+        expires, deadline = _aware(row.expires_at), _aware(row.deadline_at)
+        if expires >= deadline:
+            raise Conflict(f"session {session_id} already runs until its deadline {deadline.isoformat()}; "
+                           "the lab allows no more time")
+        new_expiry = policy.extended_expiry(expires_at=expires, deadline_at=deadline, seconds=seconds)
+        return self.update(session_id, expires_at=new_expiry, expiry_warned_at=None,
+                            event=("extended", principal.name, f"until {new_expiry.isoformat()}"))
+
+    def suspend(self, session_id: str, *, principal: Principal | None, cause: str, reason: str,
+                actor: str | None = None) -> SandboxSession:
+        """Scale the sandbox to zero and keep the work (``cause``: instructor, budget, idle, off-hours)."""
+        row = self.get(session_id, principal=principal) if principal else self.row_of(session_id)
+        states.check(row.state, "suspended")
+        _provider_call(lambda: self.provider.suspend(self.spec_of(row)))
+        return self._transition(session_id, "suspended", actor=actor or (principal.name if principal else "timer"),
+                                reason=reason, suspend_reason=cause)
+
+    def resume(self, session_id: str, *, principal: Principal | None, reason: str,
+               actor: str | None = None) -> SandboxSession:
+        """Restore exactly what :meth:`suspend` stopped."""
+        row = self.get(session_id, principal=principal) if principal else self.row_of(session_id)
+        states.check(row.state, "ready")
+        if principal is not None and principal.role != "instructor" and row.suspend_reason == "budget":
+            raise Conflict(f"session {session_id} was suspended because its budget ran out; ask for more budget "
+                           "(an instructor approves it) or ask an instructor to resume it")
+        _provider_call(lambda: self.provider.resume(self.spec_of(row)))
+        return self._transition(session_id, "ready", actor=actor or (principal.name if principal else "timer"),
+                                reason=reason, suspend_reason=None)
+
+    def request_budget(self, session_id: str, *, usd: float, reason: str, principal: Principal) -> SandboxSession:
+        self.get(session_id, principal=principal)
+        return self.update(session_id, budget_request_usd=usd, budget_request_reason=reason,
+                            event=("budget_requested", principal.name, f"${usd:.2f}: {reason}"))
+
+    def decide_budget(self, session_id: str, *, approve: bool, principal: Principal) -> SandboxSession:
+        """An instructor approves (adds the requested money) or refuses a learner's request for more budget."""
+        principal.require("instructor")
+        row = self.get(session_id, principal=principal)
+        if row.budget_request_usd is None:
+            raise Conflict(f"session {session_id} has no pending budget request")
+        if not approve:
+            return self.update(session_id, budget_request_usd=None, budget_request_reason=None,
+                                event=("budget_denied", principal.name, f"${row.budget_request_usd:.2f} refused"))
+        extra = Decimal(row.budget_extra_usd or 0) + Decimal(row.budget_request_usd)
+        total = Decimal(row.budget_usd) + Decimal(row.budget_request_usd)
+        crossed = [p for p in (row.thresholds_crossed or [])
+                   if policy.budget_share(Decimal(row.accrued_usd or 0), total) >= p]
+        updated = self.update(session_id, budget_usd=total, budget_extra_usd=extra, budget_request_usd=None,
+                               budget_request_reason=None, thresholds_crossed=crossed,
+                               event=("budget_approved", principal.name, f"budget now ${total:.2f}"))
+        if updated.state == "suspended" and updated.suspend_reason == "budget":
+            return self.resume(session_id, principal=None, reason="more budget approved", actor=principal.name)
+        return updated
+
+    def touch(self, session_id: str) -> None:
+        """Record learner activity (idle timer)."""
+        with self.store.session() as db:
+            row = db.get(SandboxSession, session_id)
+            if row is not None:
+                row.last_activity_at = self.clock()
 
     def reconcile(self, *, actor: str = "reconciler") -> dict[str, int]:
         """Finish what an interrupted service left: resume starts, finish stops, retry cleanups."""
@@ -174,8 +246,8 @@ class Sessions:
                     self.finish_stop(row.id, actor=actor)
                     counts["stopped"] += 1
                 else:
-                    self.provider.destroy(self._spec(row), wait_s=DESTROY_WAIT_S)
-                    self._update(row.id, cleanup_pending=False, event=("cleaned", actor, "leftovers removed"))
+                    self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
+                    self.update(row.id, cleanup_pending=False, event=("cleaned", actor, "leftovers removed"))
                     counts["cleaned"] += 1
             except (ProviderError, Conflict) as exc:
                 log.warning("reconcile of %s did not finish: %s", row.id, exc)
@@ -188,10 +260,12 @@ class Sessions:
             row = db.get(SandboxSession, session_id)
         assert row is not None
         try:
-            self.provider.provision(self._spec(row))
+            self.provider.provision(self.spec_of(row))
         except ProviderError as exc:
             return self._fail(session_id, actor=actor, reason=str(exc))
-        return self._transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=self.clock())
+        now = self.clock()
+        return self._transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=now,
+                                last_activity_at=now)
 
     def _fail(self, session_id: str, *, actor: str, reason: str) -> SandboxSession:
         """Mark failed with the reason and remove whatever was made; on a cleanup failure leave it to reconcile."""
@@ -199,7 +273,7 @@ class Sessions:
             row = db.get(SandboxSession, session_id)
         assert row is not None
         try:
-            self.provider.destroy(self._spec(row), wait_s=DESTROY_WAIT_S)
+            self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
             pending = False
         except ProviderError as exc:
             log.warning("cleanup of failed session %s did not finish: %s", session_id, exc)
@@ -218,10 +292,10 @@ class Sessions:
             row.reason = reason
             for key, value in fields.items():
                 setattr(row, key, value)
-            db.add(self._event(session_id, target, actor, previous=previous, reason=reason))
+            db.add(self.new_event(session_id, target, actor, previous=previous, reason=reason))
         return row
 
-    def _update(self, session_id: str, *, event: tuple[str, str, str], **fields: Any) -> SandboxSession:
+    def update(self, session_id: str, *, event: tuple[str, str, str], **fields: Any) -> SandboxSession:
         kind, actor, reason = event
         with self.store.session() as db:
             row = db.get(SandboxSession, session_id)
@@ -229,24 +303,35 @@ class Sessions:
                 raise NotFound(f"there is no session '{session_id}'")
             for key, value in fields.items():
                 setattr(row, key, value)
-            db.add(self._event(session_id, kind, actor, reason=reason))
+            db.add(self.new_event(session_id, kind, actor, reason=reason))
+        return row
+
+    def row_of(self, session_id: str) -> SandboxSession:
+        with self.store.session() as db:
+            row = db.get(SandboxSession, session_id)
+        if row is None:
+            raise NotFound(f"there is no session '{session_id}'")
         return row
 
     def _live(self, lab_id: str, learner_id: str) -> SandboxSession | None:
         with self.store.session() as db:
             return db.scalar(select(SandboxSession).where(SandboxSession.live_key == f"{lab_id}/{learner_id}"))
 
-    def _event(self, session_id: str, kind: str, actor: str, **detail: Any) -> SessionEvent:
+    def new_event(self, session_id: str, kind: str, actor: str, **detail: Any) -> SessionEvent:
         return SessionEvent(session_id=session_id, at=self.clock(), kind=kind, actor=actor, detail=detail)
 
-    def _spec(self, row: SandboxSession) -> SandboxSpec:
+    def spec_of(self, row: SandboxSession) -> SandboxSpec:
         assert row.expires_at is not None and row.namespace is not None
-        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
         return SandboxSpec(session_id=row.id, lab=self.lab(row.lab_id), learner_id=row.learner_id,
-                           namespace=row.namespace, expires_at=expires, budget_usd=float(row.budget_usd))
+                           namespace=row.namespace, expires_at=_aware(row.expires_at),
+                           budget_usd=float(row.budget_usd), started_at=_aware(row.ready_at or row.created_at))
 
 
-def _provider_call(fn: Callable[[], Credentials]) -> Credentials:
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _provider_call(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except ProviderUnavailable as exc:

@@ -7,8 +7,21 @@ the migrated schema agree, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -36,7 +49,7 @@ class SandboxSession(Base):
     state: Mapped[str] = mapped_column(String(20), index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     namespace: Mapped[str | None] = mapped_column(String(63))
-    budget_usd: Mapped[float] = mapped_column(Numeric(12, 4))
+    budget_usd: Mapped[Decimal] = mapped_column(Numeric(12, 4))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -46,6 +59,20 @@ class SandboxSession(Base):
     live_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     # A failed or stopped sandbox whose resources could not be removed yet; the reconciler retries.
     cleanup_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The ledger: money used so far, accrued by the meter from live inventory x the price sheet.
+    accrued_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
+    burn_rate_usd_per_hour: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
+    last_metered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    meter_note: Mapped[str | None] = mapped_column(Text)
+    # Budget policy: thresholds already acted on (percents), approved extra budget, a pending request.
+    thresholds_crossed: Mapped[list[int]] = mapped_column(JSON, default=list)
+    budget_extra_usd: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=0)
+    budget_request_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    budget_request_reason: Mapped[str | None] = mapped_column(Text)
+    # Timers: why it is suspended (budget, idle, off-hours, instructor), last learner activity, expiry warning sent.
+    suspend_reason: Mapped[str | None] = mapped_column(String(20))
+    last_activity_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expiry_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Optimistic concurrency: every update bumps it, so two writers never both win.
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -79,3 +106,34 @@ class ApiToken(Base):
     learner_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Submission(Base):
+    """One submission of a session: the frozen snapshot, the graders' checks, the grade and the cost receipt."""
+
+    __tablename__ = "submissions"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))  # grading | graded | error
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    graded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    score: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
+    max_score: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
+    checks: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
+    receipt: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    snapshot: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("session_id", "attempt", name="uq_submissions_session_attempt"),)
+
+
+class Lease(Base):
+    """Leader election over the store: the replica holding an unexpired lease runs the sweeps."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

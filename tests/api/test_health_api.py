@@ -30,7 +30,8 @@ def test_readyz_is_ready_with_store_and_real_cluster(app_client: TestClient) -> 
     body = r.json()
     assert body["status"] == "ready"
     assert body["checks"]["cluster"]["detail"] == "v1.36.3"
-    assert body["checks"]["store"]["detail"] == "sqlite at revision 0001"
+    head = app_client.app.state.store.head()  # type: ignore[attr-defined]
+    assert body["checks"]["store"]["detail"] == f"sqlite at revision {head}"
 
 
 def test_readyz_names_an_unreachable_cluster(tmp_path: Path) -> None:

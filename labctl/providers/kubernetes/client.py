@@ -13,7 +13,7 @@ def api_client(kubeconfig: Path, *, retries: int | None = None, pool_size: int |
     ``retries=0`` makes a probe fail fast instead of letting urllib3 retry a refused connection.
     """
     cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
     if retries is not None:
         cfg.retries = retries
     if pool_size is not None:

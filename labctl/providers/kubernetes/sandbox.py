@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec
 from labctl.providers.kubernetes import client as kube
-from labctl.providers.kubernetes import render
+from labctl.providers.kubernetes import inventory, render, snapshot
 from labctl.providers.kubernetes.client import api_client
 
 log = logging.getLogger("labctl.providers.kubernetes")
@@ -62,7 +62,7 @@ class KubernetesSandboxes:
         api = self._client()
         with self._lock:
             if self._dyn is None:
-                self._dyn = _call(lambda: dynamic.DynamicClient(api))  # type: ignore[no-untyped-call]
+                self._dyn = _call(lambda: dynamic.DynamicClient(api))
             return self._dyn
 
     # -- SandboxProvider -------------------------------------------------------------------------------------------
@@ -103,12 +103,12 @@ class KubernetesSandboxes:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "labctl", "cluster": cluster}],
-            "users": [{"name": name, "user": {"token": token.status.token}}],  # type: ignore[union-attr]
+            "users": [{"name": name, "user": {"token": token.status.token}}],
             "contexts": [{"name": name, "context": {"cluster": "labctl", "user": name,
                                                     "namespace": spec.namespace}}],
             "current-context": name,
         }
-        expires = token.status.expiration_timestamp  # type: ignore[union-attr]
+        expires = token.status.expiration_timestamp
         return Credentials(kind="kubeconfig", content=yaml.safe_dump(kubeconfig, sort_keys=False),
                            expires_at=expires if isinstance(expires, datetime) else spec.expires_at)
 
@@ -124,6 +124,25 @@ class KubernetesSandboxes:
                 return
             time.sleep(0.5)
         raise ProviderError(f"namespace {spec.namespace} is still terminating after {wait_s:.0f}s", retryable=True)
+
+    def suspend(self, spec: SandboxSpec) -> dict[str, int]:
+        return _call(lambda: inventory.suspend(self._client(), spec.namespace))
+
+    def resume(self, spec: SandboxSpec) -> dict[str, int]:
+        return _call(lambda: inventory.resume(self._client(), spec.namespace))
+
+    def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
+        """Make the learner's Role read-only (a submission) or editable again (a resubmission)."""
+        self.apply([o for o in render.sandbox_objects(spec, self.manifests_dir, frozen=frozen) if o["kind"] == "Role"])
+
+    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> dict[str, Any]:
+        """The sandbox as a provider-neutral, unpriced snapshot (docs/SNAPSHOT.md)."""
+        inv = _call(lambda: inventory.collect(self._client(), spec.namespace))
+        session = {"id": spec.session_id, "lab_id": spec.lab.id, "learner_id": spec.learner_id,
+                   "provider": self.name, "namespace": spec.namespace, "started_at": spec.started_at.isoformat(),
+                   "taken_at": now.isoformat()}
+        budget = {"budget_usd": spec.budget_usd, "reference_cost_usd": spec.lab.budget.reference_usd}
+        return snapshot.build(inv, session=session, budget=budget, now=now)
 
     def exists(self, namespace: str) -> bool:
         core = client.CoreV1Api(self._client())
@@ -145,7 +164,7 @@ class KubernetesSandboxes:
 def _apply_one(dyn: dynamic.DynamicClient, obj: dict[str, Any]) -> None:
     resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
     namespace = obj["metadata"].get("namespace") if resource.namespaced else None
-    dyn.server_side_apply(  # type: ignore[no-untyped-call]
+    dyn.server_side_apply(
         resource, body=obj, name=obj["metadata"]["name"], namespace=namespace, field_manager=FIELD_MANAGER,
         force_conflicts=True)
 

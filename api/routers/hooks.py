@@ -1,0 +1,56 @@
+"""Inbound webhooks from the exam platform (``POST /v1/hooks/exam``), authenticated by a Standard Webhooks signature.
+
+No bearer token: the ``webhook-signature`` over ``id.timestamp.body`` with the secret in ``LABCTL_EXAM_WEBHOOK_SECRET``
+is the authentication. The body is ``{"type": ..., "data": {...}}``; the handler for the type comes from
+``app.state.inbound_handlers`` (the composition root registers them, e.g. ``grade.requested`` -> submit the learner's
+live session). Every rejection is a problem document, and nothing is recorded or done for it; a replayed
+``webhook-id`` is answered with the first result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from api.problems import Problem
+from api.routers.webhooks import outbox_problems
+from api.schemas import as_utc
+from labctl.outbox import inbound
+
+router = APIRouter(prefix="/v1/hooks", tags=["hooks"])
+
+
+class InboundOut(BaseModel):
+    webhook_id: str
+    type: str
+    received_at: datetime
+    result: dict[str, Any] | None
+
+
+@router.post("/exam", summary="Signed event from the exam platform (Standard Webhooks; e.g. grade.requested)",
+             responses={400: {"description": "missing id or timestamp, timestamp outside +-5 minutes, not JSON"},
+                        401: {"description": "missing or wrong signature"},
+                        404: {"description": "the handler found no such learner or lab"},
+                        409: {"description": "the same webhook-id is being processed right now"},
+                        422: {"description": "not an event object, or no handler for its type"},
+                        503: {"description": "no exam webhook secret is configured"}})
+async def exam_hook(request: Request) -> InboundOut:
+    state = request.app.state
+    secret = state.settings.exam_webhook_secret
+    if secret is None:
+        raise Problem(503, "inbound exam webhooks are off: set LABCTL_EXAM_WEBHOOK_SECRET to the whsec_ secret shared "
+                           "with the exam platform", slug="not-configured")
+    body = await request.body()
+    handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = getattr(state, "inbound_handlers", {})
+    with outbox_problems():
+        row = await run_in_threadpool(
+            lambda: inbound.verify_and_record(state.store, headers=dict(request.headers), body=body,
+                                              secret=secret.get_secret_value(), now=datetime.now(UTC),
+                                              handlers=handlers))
+    return InboundOut(webhook_id=row.webhook_id, type=row.type, received_at=as_utc(row.received_at) or row.received_at,
+                      result=row.result)

@@ -1,0 +1,107 @@
+"""The composition root: one place that builds labctl's parts from the settings, and runs its background loops.
+
+The API (``create_app``) and the CLI (``labctl sweep --once``) both get their store, catalog, provider and use cases
+from :func:`build`, so they always agree. :class:`Loops` runs the sweeps on APScheduler's interval jobs; each job first
+takes the store's leader lease, so with several replicas exactly one meters, runs timers and delivers webhooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from labctl.catalog import loader
+from labctl.catalog.models import Lab
+from labctl.cost.prices import PriceSheet, load_sheet
+from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
+from labctl.service import leader
+from labctl.service.sessions import Sessions
+from labctl.service.sweeps import Sweeper
+from labctl.settings import Settings
+from labctl.store.db import Store, open_store
+
+log = logging.getLogger("labctl.runtime")
+
+LEASE = "sweeps"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    catalog: dict[str, Lab]
+    provider: KubernetesSandboxes
+    sessions: Sessions
+    sweeper: Sweeper
+    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+def build(settings: Settings) -> Runtime:
+    store = open_store(settings.effective_database_url)
+    catalog = loader.load_catalog(settings.labs_dir, settings.manifests_dir, fleet_file=settings.fleet_file)
+    provider = KubernetesSandboxes(settings.effective_kubeconfig, settings.manifests_dir,
+                                   step_delay_s=settings.provision_step_delay_s)
+    sessions = Sessions(store=store, provider=provider, catalog=catalog)
+    sheet = _sheet_loader(settings.prices_file)
+    return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, sessions=sessions,
+                   sweeper=Sweeper(sessions=sessions, prices=sheet))
+
+
+def _sheet_loader(path: Path) -> Callable[[], PriceSheet]:
+    """The price sheet, re-read when the file changes (a lab author may edit prices while the service runs)."""
+
+    @lru_cache(maxsize=4)
+    def load(_mtime: float) -> PriceSheet:
+        return load_sheet(path)
+
+    return lambda: load(path.stat().st_mtime)
+
+
+class Loops:
+    """Background jobs on an APScheduler; each runs only while this replica holds the leader lease."""
+
+    def __init__(self, runtime: Runtime, *, jobs: dict[str, tuple[Callable[[], object], float]]) -> None:
+        self.runtime = runtime
+        self.jobs = jobs
+        self.scheduler = BackgroundScheduler(timezone=UTC)
+        self.stopped = threading.Event()
+        shortest = min(interval for _, interval in jobs.values())
+        self.ttl = timedelta(seconds=max(15.0, 3 * shortest))
+
+    def leads(self) -> bool:
+        return leader.try_acquire(self.runtime.store, name=LEASE, holder=self.runtime.holder, ttl=self.ttl,
+                                  now=datetime.now(UTC))
+
+    def start(self) -> None:
+        for name, (fn, interval) in self.jobs.items():
+            self.scheduler.add_job(self._guarded(name, fn), "interval", seconds=interval, id=name, max_instances=1,
+                                   coalesce=True, next_run_time=datetime.now(UTC))
+        self.scheduler.start()
+        log.info("background loops started: %s",
+                 ", ".join(f"{n} every {i:g}s" for n, (_, i) in self.jobs.items()))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.scheduler.shutdown(wait=True)
+        leader.release(self.runtime.store, name=LEASE, holder=self.runtime.holder, now=datetime.now(UTC))
+
+    def _guarded(self, name: str, fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            if self.stopped.is_set():
+                return
+            try:
+                if not self.leads():
+                    return
+                fn()
+            except Exception:  # one failed pass must not stop the loop; the next pass tries again
+                log.exception("background job %s failed", name)
+        return run

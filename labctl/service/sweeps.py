@@ -1,0 +1,136 @@
+"""The sweeps: meter every live session, then act on its timers and budget.
+
+One pass (:meth:`Sweeper.run_once`) is level-triggered and idempotent: it reads the store, prices each sandbox's
+current inventory, accrues ``burn rate x time since the last metering`` into the ledger in the same transaction that
+moves ``last_metered_at`` (so a restart never counts the same time twice), then runs the pure policy
+(:mod:`labctl.service.policy`) and carries out what it decided: terminate on expiry or an exhausted budget, warn
+before expiry, suspend on budget, idleness or off-hours, resume when working hours begin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from labctl.cost import meter
+from labctl.cost.prices import PriceSheet
+from labctl.ports import ProviderError
+from labctl.service import policy
+from labctl.service.errors import ServiceError
+from labctl.service.sessions import Sessions
+from labctl.store.models import SandboxSession
+
+log = logging.getLogger("labctl.sweeps")
+
+METERED_STATES = ("ready", "suspended", "submitted", "graded")
+
+
+@dataclass
+class SweepReport:
+    metered: int = 0
+    actions: list[tuple[str, str, str]] = field(default_factory=list)  # (session, kind, reason)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Sweeper:
+    def __init__(self, *, sessions: Sessions, prices: Callable[[], PriceSheet]) -> None:
+        self.sessions = sessions
+        self.prices = prices
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.sessions.clock
+
+    def run_once(self) -> SweepReport:
+        """Meter every live session, then act on timers and budgets."""
+        report = SweepReport()
+        with self.sessions.store.session() as db:
+            ids = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state.in_(METERED_STATES))))
+        sheet = self.prices()
+        for session_id in ids:
+            try:
+                self.meter(session_id, sheet)
+                report.metered += 1
+            except (ProviderError, ServiceError) as exc:
+                report.errors.append((session_id, f"meter: {exc}"))
+                log.warning("metering %s failed: %s", session_id, exc)
+            try:
+                for action in self.act(session_id):
+                    report.actions.append((session_id, action.kind, action.reason))
+            except (ProviderError, ServiceError) as exc:
+                report.errors.append((session_id, f"timers: {exc}"))
+                log.warning("timers of %s failed: %s", session_id, exc)
+        self.sessions.reconcile()
+        return report
+
+    def meter(self, session_id: str, sheet: PriceSheet) -> dict[str, Any]:
+        """Price the sandbox now and accrue into the ledger; returns the priced snapshot."""
+        row = self.sessions.row_of(session_id)
+        spec = self.sessions.spec_of(row)
+        now = self.clock()
+        snap = self.sessions.provider.snapshot(spec, now=now)
+        priced = meter.price_snapshot(snap, sheet)
+        note = "; ".join(priced.warnings) or None
+        with self.sessions.store.session() as db:
+            current = db.get(SandboxSession, session_id)
+            if current is None or current.state not in METERED_STATES:
+                return snap
+            since = _aware(current.last_metered_at or current.ready_at or current.created_at)
+            elapsed = max(0.0, (now - since).total_seconds())
+            # The rate in force since the last sweep is the one that sweep measured; the first sweep uses today's.
+            rate = (Decimal(current.burn_rate_usd_per_hour or 0) if current.last_metered_at
+                    else priced.burn_rate_usd_per_hour)
+            current.accrued_usd = Decimal(current.accrued_usd or 0) + rate * Decimal(elapsed) / Decimal(3600)
+            current.burn_rate_usd_per_hour = priced.burn_rate_usd_per_hour
+            current.last_metered_at = now
+            if note != current.meter_note:
+                for warning in priced.warnings:
+                    if warning not in (current.meter_note or ""):
+                        db.add(self.sessions.new_event(session_id, "pricing_warning", "meter", reason=warning))
+                current.meter_note = note
+        snap["cost"]["accrued_usd"] = float(current.accrued_usd)
+        return snap
+
+    def act(self, session_id: str) -> list[policy.Action]:
+        """Decide and carry out what the session's timers and budget call for now."""
+        row = self.sessions.row_of(session_id)
+        lab = self.sessions.lab(row.lab_id)
+        assert row.expires_at is not None
+        facts = policy.Facts(
+            state=row.state, expires_at=_aware(row.expires_at), accrued_usd=Decimal(row.accrued_usd or 0),
+            budget_usd=Decimal(row.budget_usd), thresholds_crossed=tuple(row.thresholds_crossed or ()),
+            suspend_reason=row.suspend_reason,
+            last_activity_at=_aware(row.last_activity_at) if row.last_activity_at else None,
+            expiry_warned_at=row.expiry_warned_at,
+        )
+        actions = policy.decide(facts, lab, self.clock())
+        for action in actions:
+            self._carry_out(session_id, action)
+        return actions
+
+    def _carry_out(self, session_id: str, action: policy.Action) -> None:
+        s = self.sessions
+        if action.percent is not None:
+            row = s.row_of(session_id)
+            crossed = sorted({*(row.thresholds_crossed or []), action.percent})
+            s.update(session_id, thresholds_crossed=crossed,
+                      event=("budget_threshold_crossed", "meter", action.reason))
+        if action.kind == "terminate":
+            s.stop(session_id, principal=None, reason=action.reason, actor="timer")
+            s.finish_stop(session_id, actor="timer")
+        elif action.kind == "warn_expiry":
+            s.update(session_id, expiry_warned_at=self.clock(), event=("expiring", "timer", action.reason))
+        elif action.kind == "suspend":
+            s.suspend(session_id, principal=None, cause=action.cause or "timer", reason=action.reason, actor="timer")
+        elif action.kind == "resume":
+            s.resume(session_id, principal=None, reason=action.reason, actor="timer")
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
