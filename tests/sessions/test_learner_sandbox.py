@@ -39,10 +39,13 @@ def learner_kubeconfig(server: Server, two_sessions: tuple[dict[str, Any], dict[
 
 
 @pytest.fixture
-def as_learner(local_cluster: LocalCluster, learner_kubeconfig: Path):  # type: ignore[no-untyped-def]
+def as_learner(local_cluster: LocalCluster, learner_kubeconfig: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    # A bare environment, as on a learner's laptop: only the kubeconfig labctl issued, HOME in a scratch dir.
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(local_cluster.tools.kubectl), "--kubeconfig", str(learner_kubeconfig), *args],
-                              input=stdin, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+                              input=stdin, capture_output=True, text=True, timeout=60, env=env)
     return run
 
 
