@@ -116,7 +116,7 @@ class Sweeper:
 
     def _carry_out(self, session_id: str, action: policy.Action) -> None:
         s = self.sessions
-        if action.percent is not None:
+        if action.percent is not None and action.kind in ("notify", "terminate"):  # one record per crossing
             row = s.row_of(session_id)
             crossed = sorted({*(row.thresholds_crossed or []), action.percent})
             s.update(session_id, thresholds_crossed=crossed,

@@ -31,8 +31,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
+        # Sweeps run once at start (reconcile) and then rarely: tests of timers drive them with a fake clock.
         return {**os.environ, "LABCTL_DATA_DIR": str(self.data_dir), "LABCTL_KUBECONFIG": str(self.kubeconfig),
-                "LABCTL_ADMIN_TOKEN": ADMIN_TOKEN, **self.extra_env}
+                "LABCTL_ADMIN_TOKEN": ADMIN_TOKEN, "LABCTL_SWEEP_INTERVAL_S": "3600", **self.extra_env}
 
     def start(self, *, wait_ready: bool = True) -> Server:
         log = (self.data_dir / "serve.log").open("a")
