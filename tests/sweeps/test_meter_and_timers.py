@@ -107,7 +107,7 @@ def test_whole_a100_burn_rate_matches_the_sheet_then_mig_spot_is_cheaper(world: 
     ns = session["namespace"]
     apps = client.AppsV1Api(kube)
     deployment = apps.list_namespaced_deployment(ns).items[0]
-    name, replicas = deployment.metadata.name, deployment.spec.replicas
+    replicas = deployment.spec.replicas
     selector = ",".join(f"{k}={v}" for k, v in deployment.spec.selector.match_labels.items())
     eventually(lambda: _pods_running(kube, ns, selector, replicas), timeout=90)
     world.sweep()
