@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from labctl.catalog.models import Lab
-from labctl.store.models import SandboxSession, SessionEvent
+from labctl.store.models import SandboxSession, SessionEvent, Submission
 
 LEARNER_ID_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 
@@ -127,3 +127,25 @@ class Extend(BaseModel):
 class BudgetRequest(BaseModel):
     usd: float = Field(gt=0, le=10_000)
     reason: str = Field(min_length=1, max_length=500)
+
+
+class SubmissionOut(BaseModel):
+    id: str
+    session_id: str
+    attempt: int
+    state: str = Field(description="grading, graded or error")
+    created_at: datetime
+    graded_at: datetime | None
+    score: float | None
+    max_score: float | None
+    checks: list[dict[str, Any]]
+    receipt: dict[str, Any] | None
+    error: str | None
+
+    @classmethod
+    def of(cls, row: Submission) -> SubmissionOut:
+        return cls(id=row.id, session_id=row.session_id, attempt=row.attempt, state=row.state,
+                   created_at=as_utc(row.created_at) or row.created_at, graded_at=as_utc(row.graded_at),
+                   score=float(row.score) if row.score is not None else None,
+                   max_score=float(row.max_score) if row.max_score is not None else None,
+                   checks=list(row.checks or []), receipt=row.receipt, error=row.error)

@@ -25,8 +25,9 @@ from labctl.cost.prices import PriceSheet, load_sheet
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.service import leader
 from labctl.service.sessions import Sessions
+from labctl.service.submissions import Submissions
 from labctl.service.sweeps import Sweeper
-from labctl.settings import Settings
+from labctl.settings import REPO_ROOT, Settings
 from labctl.store.db import Store, open_store
 
 log = logging.getLogger("labctl.runtime")
@@ -42,6 +43,7 @@ class Runtime:
     provider: KubernetesSandboxes
     sessions: Sessions
     sweeper: Sweeper
+    submissions: Submissions
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
@@ -52,8 +54,11 @@ def build(settings: Settings) -> Runtime:
                                    step_delay_s=settings.provision_step_delay_s)
     sessions = Sessions(store=store, provider=provider, catalog=catalog)
     sheet = _sheet_loader(settings.prices_file)
+    sweeper = Sweeper(sessions=sessions, prices=sheet)
+    submissions = Submissions(sessions=sessions, sweeper=sweeper, prices=sheet, graders_dir=settings.graders_dir,
+                              repo_root=REPO_ROOT)
     return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, sessions=sessions,
-                   sweeper=Sweeper(sessions=sessions, prices=sheet))
+                   sweeper=sweeper, submissions=submissions)
 
 
 def _sheet_loader(path: Path) -> Callable[[], PriceSheet]:

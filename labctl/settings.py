@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     manifests_dir: Path = REPO_ROOT / "manifests"
     fleet_file: Path = REPO_ROOT / "labs" / "fleet.yaml"
     prices_file: Path = REPO_ROOT / "labs" / "prices.yaml"
+    graders_dir: Path = REPO_ROOT / "graders"
     sweep_interval_s: float = Field(default=30.0, gt=0, le=3600,
                                     description="how often the meter, the timers and the budget policy run")
     provision_step_delay_s: float = Field(

@@ -54,8 +54,9 @@ def price_snapshot(snapshot: dict[str, Any], sheet: PriceSheet) -> Priced:
         gpu_memory = (node.get("labels") or {}).get("nvidia.com/gpu.memory")
         rates[node["name"]] = (model.unit_rates(price), model.unit_rates(on_demand),
                                int(gpu_memory) if gpu_memory else None)
+        node.pop("capacity", None)  # only needed to price an unknown instance type
     burn = Decimal(0)
-    usage_known = snapshot.get("cost", {}).get("usage_source") == "metrics"
+    usage_known = snapshot.get("cost", {}).get("usage_source") in ("metrics", "kwok")
     for res in snapshot.get("resources", []):
         hourly = on_demand_hourly = Decimal(0)
         if res["kind"] == "Pod" and res.get("phase") in BILLED_PHASES and res.get("node") in rates:

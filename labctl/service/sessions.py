@@ -136,7 +136,7 @@ class Sessions:
         row = self.get(session_id, principal=principal) if principal else self.row_of(session_id)
         if row.state == "terminating":
             return row
-        return self._transition(session_id, "terminating", actor=actor or (principal.name if principal else "timer"),
+        return self.transition(session_id, "terminating", actor=actor or (principal.name if principal else "timer"),
                                 reason=reason, live_key=None)
 
     def finish_stop(self, session_id: str, *, actor: str) -> SandboxSession:
@@ -149,14 +149,14 @@ class Sessions:
         except ProviderError as exc:
             log.warning("could not remove the sandbox of %s yet: %s", session_id, exc)
             return self.update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
-        return self._transition(session_id, "terminated", actor=actor, reason="sandbox removed",
+        return self.transition(session_id, "terminated", actor=actor, reason="sandbox removed",
                                 cleanup_pending=False)
 
     def reset(self, session_id: str, *, principal: Principal) -> SandboxSession:
         """Remove the sandbox and make it again from scratch (same session, same deadlines)."""
         row = self.get(session_id, principal=principal)
         states.check(row.state, "provisioning")
-        self._transition(session_id, "provisioning", actor=principal.name, reason="reset")
+        self.transition(session_id, "provisioning", actor=principal.name, reason="reset")
         try:
             self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
         except ProviderError as exc:
@@ -183,7 +183,7 @@ class Sessions:
         row = self.get(session_id, principal=principal) if principal else self.row_of(session_id)
         states.check(row.state, "suspended")
         _provider_call(lambda: self.provider.suspend(self.spec_of(row)))
-        return self._transition(session_id, "suspended", actor=actor or (principal.name if principal else "timer"),
+        return self.transition(session_id, "suspended", actor=actor or (principal.name if principal else "timer"),
                                 reason=reason, suspend_reason=cause)
 
     def resume(self, session_id: str, *, principal: Principal | None, reason: str,
@@ -195,7 +195,7 @@ class Sessions:
             raise Conflict(f"session {session_id} was suspended because its budget ran out; ask for more budget "
                            "(an instructor approves it) or ask an instructor to resume it")
         _provider_call(lambda: self.provider.resume(self.spec_of(row)))
-        return self._transition(session_id, "ready", actor=actor or (principal.name if principal else "timer"),
+        return self.transition(session_id, "ready", actor=actor or (principal.name if principal else "timer"),
                                 reason=reason, suspend_reason=None)
 
     def request_budget(self, session_id: str, *, usd: float, reason: str, principal: Principal) -> SandboxSession:
@@ -264,7 +264,7 @@ class Sessions:
         except ProviderError as exc:
             return self._fail(session_id, actor=actor, reason=str(exc))
         now = self.clock()
-        return self._transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=now,
+        return self.transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=now,
                                 last_activity_at=now)
 
     def _fail(self, session_id: str, *, actor: str, reason: str) -> SandboxSession:
@@ -278,10 +278,10 @@ class Sessions:
         except ProviderError as exc:
             log.warning("cleanup of failed session %s did not finish: %s", session_id, exc)
             pending = True
-        return self._transition(session_id, "failed", actor=actor, reason=reason, live_key=None,
+        return self.transition(session_id, "failed", actor=actor, reason=reason, live_key=None,
                                 cleanup_pending=pending)
 
-    def _transition(self, session_id: str, target: str, *, actor: str, reason: str, **fields: Any) -> SandboxSession:
+    def transition(self, session_id: str, target: str, *, actor: str, reason: str, **fields: Any) -> SandboxSession:
         with self.store.session() as db:
             row = db.get(SandboxSession, session_id)
             if row is None:

@@ -88,6 +88,8 @@ class Sweeper:
                     else priced.burn_rate_usd_per_hour)
             current.accrued_usd = Decimal(current.accrued_usd or 0) + rate * Decimal(elapsed) / Decimal(3600)
             current.burn_rate_usd_per_hour = priced.burn_rate_usd_per_hour
+            if current.starter_burn_rate_usd_per_hour is None:
+                current.starter_burn_rate_usd_per_hour = priced.burn_rate_usd_per_hour
             current.last_metered_at = now
             if note != current.meter_note:
                 for warning in priced.warnings:
@@ -95,6 +97,8 @@ class Sweeper:
                         db.add(self.sessions.new_event(session_id, "pricing_warning", "meter", reason=warning))
                 current.meter_note = note
         snap["cost"]["accrued_usd"] = float(current.accrued_usd)
+        if current.starter_burn_rate_usd_per_hour is not None:
+            snap["budget"]["starter_burn_rate_usd_per_hour"] = float(current.starter_burn_rate_usd_per_hour)
         return snap
 
     def act(self, session_id: str) -> list[policy.Action]:

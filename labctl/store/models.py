@@ -64,6 +64,8 @@ class SandboxSession(Base):
     burn_rate_usd_per_hour: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
     last_metered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     meter_note: Mapped[str | None] = mapped_column(Text)
+    # The first reading after ready: what the lab's starter burns before the learner changes anything.
+    starter_burn_rate_usd_per_hour: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
     # Budget policy: thresholds already acted on (percents), approved extra budget, a pending request.
     thresholds_crossed: Mapped[list[int]] = mapped_column(JSON, default=list)
     budget_extra_usd: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=0)

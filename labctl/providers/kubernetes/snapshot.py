@@ -53,13 +53,13 @@ def build(inv: Inventory, *, session: dict[str, Any], budget: dict[str, Any], no
         spec = svc.get("spec", {})
         resources.append(_base(svc) | {"running_hours": _age_hours(svc, now),
                                         "service_type": spec.get("type", "ClusterIP"),
-                                        "selector": spec.get("selector") or {},
+                                        "selector": _selector({"matchLabels": spec.get("selector") or {}}),
                                         "endpoints": endpoints.get(svc["metadata"]["name"], 0)})
     for pdb in inv.pdbs:
         spec = pdb.get("spec", {})
-        resources.append(_base(pdb) | {"selector": (spec.get("selector") or {}).get("matchLabels") or {},
-                                        "min_available": spec.get("minAvailable"),
-                                        "max_unavailable": spec.get("maxUnavailable")})
+        resources.append({k: v for k, v in (_base(pdb) | {
+            "selector": _selector(spec.get("selector")), "min_available": spec.get("minAvailable"),
+            "max_unavailable": spec.get("maxUnavailable")}).items() if v is not None})
     return {
         "schema": SCHEMA,
         "session": session,
@@ -74,14 +74,34 @@ def _base(obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj["metadata"]
     owners = meta.get("ownerReferences") or []
     owner = next(({"kind": o["kind"], "name": o["name"]} for o in owners if o.get("controller")), None)
-    return {"kind": obj["kind"], "name": meta["name"], "labels": meta.get("labels") or {},
-            "annotations": meta.get("annotations") or {}, "owner": owner}
+    out = {"kind": obj["kind"], "name": meta["name"], "labels": meta.get("labels") or {},
+           "annotations": meta.get("annotations") or {}}
+    return out | ({"owner": owner} if owner else {})
 
 
 def _containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"name": c["name"], "requests": numbers((c.get("resources") or {}).get("requests")),
-             "limits": numbers((c.get("resources") or {}).get("limits"))}
-            for c in pod_spec.get("containers") or []]
+    out = []
+    for c in pod_spec.get("containers") or []:
+        item: dict[str, Any] = {"name": c["name"], "requests": numbers((c.get("resources") or {}).get("requests")),
+                                "limits": numbers((c.get("resources") or {}).get("limits"))}
+        for key in ("image", "command", "args"):
+            if c.get(key):
+                item[key] = c[key]
+        out.append(item)
+    return out
+
+
+def _selector(sel: dict[str, Any] | None) -> dict[str, Any]:
+    sel = sel or {}
+    out: dict[str, Any] = {"matchLabels": sel.get("matchLabels") or {}}
+    if sel.get("matchExpressions"):
+        out["matchExpressions"] = sel["matchExpressions"]
+    return out
+
+
+def _claims(pod_spec: dict[str, Any]) -> list[str]:
+    return [v["persistentVolumeClaim"]["claimName"] for v in pod_spec.get("volumes") or []
+            if v.get("persistentVolumeClaim")]
 
 
 def _template(spec: dict[str, Any]) -> dict[str, Any]:
@@ -96,20 +116,27 @@ def _workload(w: dict[str, Any]) -> dict[str, Any]:
     pod_spec = template.get("spec") or {}
     out = _base(w) | {
         "pod_template_labels": (template.get("metadata") or {}).get("labels") or {},
-        "selector": (spec.get("selector") or {}).get("matchLabels") or {},
+        "pod_template_annotations": (template.get("metadata") or {}).get("annotations") or {},
         "node_selector": pod_spec.get("nodeSelector") or {},
         "tolerations": pod_spec.get("tolerations") or [],
         "affinity": pod_spec.get("affinity"),
         "containers": _containers(pod_spec),
+        "volumes": _claims(pod_spec),
     }
+    if spec.get("selector"):
+        out["selector"] = _selector(spec["selector"])
     if w["kind"] in ("Deployment", "StatefulSet", "ReplicaSet"):
         out |= {"replicas": spec.get("replicas", 1), "ready_replicas": status.get("readyReplicas") or 0}
+    job_spec = spec if w["kind"] == "Job" else (spec.get("jobTemplate") or {}).get("spec") or {}
+    if w["kind"] in ("Job", "CronJob"):
+        out |= {"parallelism": job_spec.get("parallelism"), "completions": job_spec.get("completions"),
+                "backoff_limit": job_spec.get("backoffLimit"), "pod_failure_policy": job_spec.get("podFailurePolicy")}
     if w["kind"] == "Job":
-        out |= {"parallelism": spec.get("parallelism"), "completions": spec.get("completions"),
-                "backoff_limit": spec.get("backoffLimit"), "suspend": bool(spec.get("suspend"))}
+        out["suspend"] = bool(spec.get("suspend"))
     if w["kind"] == "CronJob":
-        out |= {"schedule": spec.get("schedule"), "suspend": bool(spec.get("suspend"))}
-    return out
+        out |= {"schedule": spec.get("schedule"), "suspend": bool(spec.get("suspend")),
+                "time_zone": spec.get("timeZone")}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _controller(owner: dict[str, Any] | None, pod_meta: dict[str, Any],
@@ -129,7 +156,7 @@ def _controller(owner: dict[str, Any] | None, pod_meta: dict[str, Any],
 
 def _pod(pod: dict[str, Any], by_uid: dict[str | None, dict[str, Any]],
          usage: dict[str, dict[str, dict[str, str]]], now: datetime) -> dict[str, Any]:
-    base = _base(pod)
+    base = {k: v for k, v in _base(pod).items() if v is not None}
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     containers = _containers(spec)
     measured = usage.get(base["name"], {})
@@ -137,18 +164,16 @@ def _pod(pod: dict[str, Any], by_uid: dict[str | None, dict[str, Any]],
         if c["name"] in measured:
             c["usage"] = numbers(measured[c["name"]])
     hours = _hours_since(status.get("startTime"), now)
-    return base | {
-        "controller": _controller(base["owner"], pod["metadata"], by_uid),
-        "node": spec.get("nodeName"),
+    controller = _controller(base.get("owner"), pod["metadata"], by_uid)
+    return base | ({"controller": controller} if controller else {}) | {
         "phase": status.get("phase"),
         "running_hours": hours if status.get("phase") in ("Running", "Succeeded", "Failed") else 0.0,
         "node_selector": spec.get("nodeSelector") or {},
         "tolerations": spec.get("tolerations") or [],
-        "affinity": spec.get("affinity"),
         "containers": containers,
-        "volumes": [v["persistentVolumeClaim"]["claimName"] for v in spec.get("volumes") or []
-                    if v.get("persistentVolumeClaim")],
-    }
+        "volumes": _claims(spec),
+    } | ({"node": spec["nodeName"]} if spec.get("nodeName") else {}) | (
+        {"affinity": spec["affinity"]} if spec.get("affinity") else {})
 
 
 def _hours_since(stamp: object, now: datetime) -> float:

@@ -53,6 +53,7 @@ def upgrade() -> None:
     sa.Column('burn_rate_usd_per_hour', sa.Numeric(precision=14, scale=6), nullable=False),
     sa.Column('last_metered_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('meter_note', sa.Text(), nullable=True),
+    sa.Column('starter_burn_rate_usd_per_hour', sa.Numeric(precision=14, scale=6), nullable=True),
     sa.Column('thresholds_crossed', sa.JSON(), nullable=False),
     sa.Column('budget_extra_usd', sa.Numeric(precision=12, scale=4), nullable=False),
     sa.Column('budget_request_usd', sa.Numeric(precision=12, scale=4), nullable=True),
