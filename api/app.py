@@ -13,7 +13,7 @@ from fastapi import FastAPI
 import labctl
 from api import metrics as metrics_mod
 from api import problems
-from api.routers import health, hooks, labs, sessions, tokens, webhooks
+from api.routers import costs, health, hooks, labs, sessions, submissions, tokens, webhooks
 from labctl import runtime as runtime_mod
 from labctl.outbox.dispatcher import Dispatcher
 from labctl.outbox.endpoints import Webhooks
@@ -59,14 +59,14 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     app.state.store = rt.store
     app.state.sessions = rt.sessions
     app.state.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else ""
-    app.state.metrics = metrics_mod.Metrics()
+    app.state.metrics = metrics_mod.Metrics(rt.store)
     app.state.webhooks = Webhooks(rt.store)
     app.state.dispatcher = dispatcher
     app.state.inbound_handlers = {}  # event type -> handler for POST /v1/hooks/exam (see labctl.outbox.inbound)
     app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping}
     problems.install(app)
     app.state.metrics.install(app)
-    for module in (health, labs, sessions, tokens, webhooks, hooks):
+    for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks):
         app.include_router(module.router)
     return app
 

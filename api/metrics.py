@@ -3,17 +3,57 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import select
 
 import labctl
+from labctl.service.states import LIVE
+from labctl.store.db import Store
+from labctl.store.models import SandboxSession
+
+
+class SessionCosts(Collector):
+    """Per-session cost gauges read from the store at scrape time (the ledger is the source of truth)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["session", "lab", "learner", "state"]
+        families = {
+            "accrued": GaugeMetricFamily("labctl_session_accrued_usd", "money used so far", labels=labels),
+            "burn": GaugeMetricFamily("labctl_session_burn_rate_usd_per_hour", "current burn rate", labels=labels),
+            "forecast": GaugeMetricFamily("labctl_session_forecast_usd", "accrued + burn rate until expiry",
+                                          labels=labels),
+            "share": GaugeMetricFamily("labctl_session_budget_share", "accrued / budget (1 = all)", labels=labels),
+        }
+        now = datetime.now(UTC)
+        with self.store.session() as db:
+            rows = db.scalars(select(SandboxSession).where(SandboxSession.state.in_(LIVE))).all()
+        for row in rows:
+            key = [row.id, row.lab_id, row.learner_id, row.state]
+            accrued, rate = float(row.accrued_usd or 0), float(row.burn_rate_usd_per_hour or 0)
+            expires = row.expires_at if row.expires_at is None or row.expires_at.tzinfo else \
+                row.expires_at.replace(tzinfo=UTC)
+            hours = max(0.0, (expires - now).total_seconds() / 3600) if expires else 0.0
+            families["accrued"].add_metric(key, accrued)
+            families["burn"].add_metric(key, rate)
+            families["forecast"].add_metric(key, accrued + rate * hours)
+            families["share"].add_metric(key, accrued / float(row.budget_usd) if row.budget_usd else 0.0)
+        yield from families.values()
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, store: Store | None = None) -> None:
         self.registry = CollectorRegistry()
+        if store is not None:
+            self.registry.register(SessionCosts(store))
         self.requests = Counter("labctl_http_requests", "HTTP requests handled", ["method", "route", "status"],
                                 registry=self.registry)
         self.latency = Histogram("labctl_http_request_duration_seconds", "HTTP request latency", ["method", "route"],

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from labctl.catalog.models import Lab
+from labctl.service.costs import CostRow
 from labctl.store.models import SandboxSession, SessionEvent, Submission
 
 LEARNER_ID_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
@@ -149,3 +150,22 @@ class SubmissionOut(BaseModel):
                    score=float(row.score) if row.score is not None else None,
                    max_score=float(row.max_score) if row.max_score is not None else None,
                    checks=list(row.checks or []), receipt=row.receipt, error=row.error)
+
+
+class CostRowOut(BaseModel):
+    key: str = Field(description="the lab id or the learner id")
+    sessions: int
+    live: int
+    spend_usd: float
+    budget_usd: float
+    budget_share: float = Field(description="spend / budget (1 = all of it)")
+    burn_rate_usd_per_hour: float = Field(description="of the live sessions now")
+    spot_share: float = Field(description="share of pod-hours on spot capacity")
+    idle_share: float = Field(description="share of the spend that paid for idle workloads and orphans")
+
+    @classmethod
+    def of(cls, row: CostRow) -> CostRowOut:
+        return cls(key=row.key, sessions=row.sessions, live=row.live, spend_usd=round(float(row.spend_usd), 6),
+                   budget_usd=float(row.budget_usd), budget_share=round(float(row.budget_share), 6),
+                   burn_rate_usd_per_hour=round(float(row.burn_rate_usd_per_hour), 6),
+                   spot_share=round(float(row.spot_share), 4), idle_share=round(float(row.idle_share), 4))

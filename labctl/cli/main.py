@@ -7,7 +7,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from labctl.cli import cluster, labs, serve, sessions, tokens
+from labctl.cli import cluster, costs, labs, prices, serve, sessions, submissions, sweep, tokens, webhooks
 from labctl.cli.output import stderr
 from labctl.localcluster.build import BuildError
 from labctl.localcluster.cluster import ClusterError
@@ -19,7 +19,13 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(labs.app, name="labs")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(prices.app, name="prices")
+app.add_typer(submissions.app, name="submissions")
+app.command()(submissions.submit)
 app.command()(serve.serve)
+app.command()(sweep.sweep)
+app.command()(costs.costs)
 
 KNOWN_ERRORS = (BuildError, ClusterError, FleetError)
 

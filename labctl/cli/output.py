@@ -6,6 +6,7 @@ Results go to stdout; errors go to stderr through :func:`fail`, with a non-zero 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
@@ -16,7 +17,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-stdout = Console()
+# A terminal sets its own width; piped output (files, CI logs) gets room for the tables instead of 80 columns.
+stdout = Console(width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160")))
 stderr = Console(stderr=True, soft_wrap=True)
 
 

@@ -26,6 +26,9 @@ class Priced:
     burn_rate_usd_per_hour: Decimal
     usage_known: bool
     warnings: list[str] = field(default_factory=list)
+    running_pods: int = 0
+    spot_pods: int = 0
+    idle_usd_per_hour: Decimal = Decimal(0)
 
 
 def _node_prices(node: dict[str, Any], sheet: PriceSheet) -> tuple[NodePrice, NodePrice]:
@@ -80,4 +83,10 @@ def price_snapshot(snapshot: dict[str, Any], sheet: PriceSheet) -> Priced:
     if not usage_known:
         warnings.append("no usage metrics in this cluster: containers are priced by their requests")
     snapshot.setdefault("cost", {})["burn_rate_usd_per_hour"] = float(burn)
-    return Priced(burn_rate_usd_per_hour=burn, usage_known=usage_known, warnings=warnings)
+    priced = Priced(burn_rate_usd_per_hour=burn, usage_known=usage_known, warnings=warnings)
+    capacity = {n["name"]: n.get("capacity_type") for n in snapshot.get("nodes", [])}
+    for res in snapshot.get("resources", []):
+        if res["kind"] == "Pod" and res.get("phase") in BILLED_PHASES:
+            priced.running_pods += 1
+            priced.spot_pods += capacity.get(res.get("node")) == "spot"
+    return priced

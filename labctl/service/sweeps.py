@@ -20,6 +20,8 @@ from sqlalchemy import select
 
 from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
+from labctl.grading import receipt
+from labctl.grading.snapshot import Snapshot
 from labctl.ports import ProviderError
 from labctl.service import policy
 from labctl.service.errors import ServiceError
@@ -76,6 +78,7 @@ class Sweeper:
         now = self.clock()
         snap = self.sessions.provider.snapshot(spec, now=now)
         priced = meter.price_snapshot(snap, sheet)
+        idle_rate = _idle_rate(snap)
         note = "; ".join(priced.warnings) or None
         with self.sessions.store.session() as db:
             current = db.get(SandboxSession, session_id)
@@ -86,7 +89,11 @@ class Sweeper:
             # The rate in force since the last sweep is the one that sweep measured; the first sweep uses today's.
             rate = (Decimal(current.burn_rate_usd_per_hour or 0) if current.last_metered_at
                     else priced.burn_rate_usd_per_hour)
-            current.accrued_usd = Decimal(current.accrued_usd or 0) + rate * Decimal(elapsed) / Decimal(3600)
+            hours = Decimal(elapsed) / Decimal(3600)
+            current.accrued_usd = Decimal(current.accrued_usd or 0) + rate * hours
+            current.pod_hours = Decimal(current.pod_hours or 0) + priced.running_pods * hours
+            current.spot_pod_hours = Decimal(current.spot_pod_hours or 0) + priced.spot_pods * hours
+            current.idle_usd = Decimal(current.idle_usd or 0) + idle_rate * hours
             current.burn_rate_usd_per_hour = priced.burn_rate_usd_per_hour
             if current.starter_burn_rate_usd_per_hour is None:
                 current.starter_burn_rate_usd_per_hour = priced.burn_rate_usd_per_hour
@@ -134,6 +141,13 @@ class Sweeper:
             s.suspend(session_id, principal=None, cause=action.cause or "timer", reason=action.reason, actor="timer")
         elif action.kind == "resume":
             s.resume(session_id, principal=None, reason=action.reason, actor="timer")
+
+
+def _idle_rate(snap: dict[str, Any]) -> Decimal:
+    """The hourly cost of what is idle in the snapshot (the receipt's rules: unused pods, orphans)."""
+    model = Snapshot.model_validate(snap)
+    return sum((Decimal(str(r.hourly_usd)) for r in model.resources
+                if r.hourly_usd and receipt.idle_reason(model, r)), Decimal(0))
 
 
 def _aware(value: datetime) -> datetime:

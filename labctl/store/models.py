@@ -64,6 +64,10 @@ class SandboxSession(Base):
     burn_rate_usd_per_hour: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
     last_metered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     meter_note: Mapped[str | None] = mapped_column(Text)
+    # For the instructor's report: pod-hours run, those on spot capacity, and money spent on idle things.
+    pod_hours: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
+    spot_pod_hours: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
+    idle_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
     # The first reading after ready: what the lab's starter burns before the learner changes anything.
     starter_burn_rate_usd_per_hour: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
     # Budget policy: thresholds already acted on (percents), approved extra budget, a pending request.

@@ -313,3 +313,24 @@ def test_unknown_instance_type_prices_at_fallback_with_a_warning(world: World, k
         assert odd["hourly_usd"] == pytest.approx(0.031611 + 0.004237, rel=0.01)
     finally:
         core.delete_node("mystery-0")
+
+
+def test_cost_report_and_metrics_follow_the_ledger(world: World) -> None:
+    session = world.start("tag-for-showback", "reporter")
+    world.sweep()
+    rate = world.session(session["id"])["cost"]["burn_rate_usd_per_hour"]
+    world.clock.advance(minutes=30)
+    world.sweep()
+    by_lab = world.client.get("/v1/costs", params={"group_by": "lab"}, headers=HEADERS).json()
+    row = next(r for r in by_lab if r["key"] == "tag-for-showback")
+    assert row["spend_usd"] == pytest.approx(rate / 2, rel=0.02)
+    assert row["live"] == 1
+    assert 0 <= row["spot_share"] <= 1
+    by_learner = world.client.get("/v1/costs", params={"group_by": "learner"}, headers=HEADERS).json()
+    assert [r["key"] for r in by_learner] == ["reporter"]
+    bad = world.client.get("/v1/costs", params={"group_by": "team"}, headers=HEADERS)
+    assert bad.status_code == 422
+    metrics = world.client.get("/metrics").text
+    line = next(ln for ln in metrics.splitlines()
+                if ln.startswith("labctl_session_accrued_usd{") and session["id"] in ln)
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(rate / 2, rel=0.02)

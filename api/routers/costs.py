@@ -1,0 +1,20 @@
+"""The instructor's cost report: ``GET /v1/costs?group_by=lab|learner``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from api.deps import CurrentPrincipal
+from api.schemas import CostRowOut
+from labctl.service import costs
+
+router = APIRouter(prefix="/v1/costs", tags=["costs"])
+
+
+@router.get("", summary="Spend, budget, spot share and idle share per lab or per learner")
+def cost_report(principal: CurrentPrincipal, request: Request,
+                group_by: Annotated[Literal["lab", "learner"], Query()] = "lab") -> list[CostRowOut]:
+    principal.require("instructor", "platform")
+    return [CostRowOut.of(r) for r in costs.report(request.app.state.store, group_by=group_by)]

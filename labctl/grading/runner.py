@@ -1,0 +1,202 @@
+"""Running graders: each script is a limited subprocess, and every way it can fail becomes one ``error`` check.
+
+A grader is any executable under ``graders/`` (Python scripts run with this interpreter, anything else directly),
+given ``{"snapshot": ..., "params": ...}`` on stdin and expected to print ``{"checks": [...]}`` on stdout and exit 0.
+It runs without a shell, in a fresh process group and a scratch working directory, with a minimal environment (no
+secrets of the controller leak into it), and under limits set in the child before ``exec``:
+
+- wall-clock time (``timeout_s``): past it the whole process group is killed;
+- address space (``RLIMIT_AS``, ``memory_mb``): allocations beyond it fail;
+- output size (``RLIMIT_FSIZE``): stdout and stderr go to files, so an endless printer is stopped (by ``SIGXFSZ``,
+  or for Python, which ignores that signal, by a failing write) instead of filling the controller's memory;
+- no core dumps.
+
+A timeout, a signal, a non-zero exit, invalid JSON or output off the contract is reported as ONE check with status
+``error``, the grader's id and a reason naming what happened; :func:`run_grader` never raises for a grader's fault,
+and :func:`grade` produces the lab's grade even when some graders error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from labctl.catalog.models import Lab
+from labctl.grading.checks import Check, ContractError, Grade, GraderResult, combine, error_check, parse_output, weigh
+from labctl.grading.snapshot import Snapshot, snapshot_dict
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_MEMORY_MB = 512
+DEFAULT_MAX_OUTPUT_BYTES = 16 * 2**20
+_STDERR_TAIL = 2000
+_MEMORY_HINTS = ("MemoryError", "out of memory", "Cannot allocate memory", "std::bad_alloc", "Fatal process OOM")
+
+
+def run_grader(script: Path, snapshot: Mapping[str, Any], params: Mapping[str, Any], *,
+               timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
+               grader_id: str | None = None, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> list[Check]:
+    """Run one grader script on ``snapshot`` with ``params``; its checks, or one ``error`` check saying why not.
+
+    ``grader_id`` names the checks' grader (the lab's ``graders[].id``; default: the script's stem).
+    """
+    grader = grader_id or script.stem
+    shown = f"{script.parent.name}/{script.name}"
+    command = _command(script)
+    if isinstance(command, str):
+        return [error_check(grader, f"grader {shown} {command}")]
+    payload = json.dumps({"snapshot": snapshot, "params": params}, separators=(",", ":"))
+    with tempfile.TemporaryDirectory(prefix="labctl-grader-", ignore_cleanup_errors=True) as scratch:
+        outcome = _execute(command, payload, Path(scratch), timeout_s=timeout_s,
+                           limits=_limits(memory_mb * 2**20, max_output_bytes))
+    if isinstance(outcome, str):
+        return [error_check(grader, f"grader {shown} could not be started: {outcome}")]
+    code, timed_out, stdout, stderr = outcome
+    failure = _failure(code, timed_out, stderr, timeout_s=timeout_s, memory_mb=memory_mb,
+                       max_output_bytes=max_output_bytes)
+    if failure is not None:
+        return [error_check(grader, f"grader {shown} {failure}", evidence=_stderr_evidence(stderr))]
+    try:
+        return parse_output(grader, stdout.decode("utf-8"))
+    except UnicodeDecodeError:
+        return [error_check(grader, f"grader {shown} printed output that is not UTF-8 text")]
+    except ContractError as exc:
+        return [error_check(grader, f"grader {shown} {exc}", evidence=_stderr_evidence(stderr))]
+
+
+def grade(lab: Lab, snapshot: Mapping[str, Any], graders_dir: Path, repo_root: Path, *,
+          timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB) -> Grade:
+    """Run every grader of ``lab`` on ``snapshot`` and weigh their checks into the lab's grade.
+
+    The snapshot is validated first (a :class:`pydantic.ValidationError` means the producer is wrong, not a grader)
+    and handed to graders in its normalised JSON form. Scripts are resolved against ``repo_root`` and must lie
+    inside ``graders_dir``.
+    """
+    data = snapshot_dict(Snapshot.model_validate(snapshot))
+    results: list[GraderResult] = []
+    for grader in lab.graders:
+        started = time.monotonic()
+        script = (repo_root / grader.script).resolve()
+        if not script.is_relative_to(graders_dir.resolve()):
+            checks = [error_check(grader.id, f"grader script {grader.script} is not inside {graders_dir}")]
+        else:
+            checks = run_grader(script, data, grader.params, timeout_s=timeout_s, memory_mb=memory_mb,
+                                grader_id=grader.id)
+        results.append(weigh(grader.id, grader.script, grader.weight, checks,
+                             duration_s=round(time.monotonic() - started, 3)))
+    return combine(results)
+
+
+def _command(script: Path) -> list[str] | str:
+    """The argv that runs ``script``, or why it cannot be run."""
+    if not script.is_file():
+        return "does not exist"
+    if script.suffix == ".py":
+        return [sys.executable, str(script)]
+    if not os.access(script, os.X_OK):
+        return "is neither a Python script (.py) nor executable (chmod +x)"
+    return [str(script)]
+
+
+def _limits(memory_bytes: int, output_bytes: int) -> Callable[[], None]:
+    """The child's pre-exec hook: only ``setrlimit`` calls (safe after fork), capped at the current hard limits."""
+    memory = _capped(resource.RLIMIT_AS, memory_bytes)
+    output = _capped(resource.RLIMIT_FSIZE, output_bytes)
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (output, output))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def _capped(which: int, wanted: int) -> int:
+    hard = resource.getrlimit(which)[1]
+    return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+
+
+def _environment(home: Path) -> dict[str, str]:
+    """A minimal environment: no controller settings, tokens or database URLs reach a grader."""
+    return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _execute(command: list[str], payload: str, scratch: Path, *, timeout_s: float,
+             limits: Callable[[], None]) -> tuple[int, bool, bytes, bytes] | str:
+    """Run ``command`` with ``payload`` on stdin: (exit code, timed out, stdout, stderr), or why it did not start."""
+    stdin_path, stdout_path, stderr_path = scratch / "stdin.json", scratch / "stdout", scratch / "stderr"
+    stdin_path.write_text(payload, encoding="utf-8")
+    with stdin_path.open("rb") as stdin, stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
+        try:
+            process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=stderr, cwd=scratch,
+                                       env=_environment(scratch), start_new_session=True, close_fds=True,
+                                       preexec_fn=limits)  # only setrlimit runs between fork and exec
+        except (OSError, subprocess.SubprocessError) as exc:
+            return str(exc)
+        timed_out = False
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            _kill_group(process.pid)
+            process.wait()
+    return process.returncode, timed_out, stdout_path.read_bytes(), stderr_path.read_bytes()
+
+
+def _kill_group(pgid: int) -> None:
+    """Kill whatever is left of the grader's process group (it ran in its own session, so pgid == its pid)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+
+
+def _failure(code: int, timed_out: bool, stderr: bytes, *, timeout_s: float, memory_mb: int,
+             max_output_bytes: int) -> str | None:
+    """What went wrong with a finished grader process, in words; None when it exited 0 in time."""
+    if timed_out:
+        return f"exceeded its {timeout_s:g}s time limit and was stopped"
+    text = stderr.decode("utf-8", errors="replace")
+    out_of_memory = any(hint in text for hint in _MEMORY_HINTS)
+    # Python ignores SIGXFSZ, so its writes past the limit fail with EFBIG ("File too large") instead.
+    if code == -signal.SIGXFSZ or (code > 0 and "File too large" in text):
+        return f"wrote more than its {max_output_bytes} bytes of output and was stopped"
+    if code < 0:
+        number = -code
+        name = _signal_name(number)
+        if out_of_memory:
+            return f"ran out of memory (limit {memory_mb} MB) and was killed by {name}"
+        return f"was killed by signal {name}"
+    if code > 0:
+        if out_of_memory:
+            return f"ran out of memory (limit {memory_mb} MB) and exited with status {code}"
+        last = _last_line(text)
+        return f"exited with status {code}" + (f": {last}" if last else "")
+    return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _stderr_evidence(stderr: bytes) -> list[dict[str, Any]]:
+    text = stderr.decode("utf-8", errors="replace").strip()
+    return [{"stderr": text[-_STDERR_TAIL:]}] if text else []
