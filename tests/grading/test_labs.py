@@ -148,8 +148,10 @@ TAG_CASES = [
     Case("placeholder on one pod template", _placeholder_on_recommender_pods, {POD_LABELS: 0.75, OWNERS: 0.75},
          {POD_LABELS: ("Deployment/recommender-api", "placeholder team='TBD'"),
           OWNERS: ("Deployment/recommender-api",)}),
-    Case("a workload deleted instead of labelled", _cronjob_deleted, {POD_LABELS: 0.75, OWNERS: 0.75},
-         {POD_LABELS: ("CronJob/feature-store-sync", "deleted"), OWNERS: ("CronJob/feature-store-sync",)}),
+    Case("a workload deleted instead of labelled", _cronjob_deleted,
+         {POD_LABELS: 0.75, WORKLOAD_LABELS: 0.75, OWNERS: 0.75},
+         {POD_LABELS: ("CronJob/feature-store-sync", "deleted"), WORKLOAD_LABELS: ("CronJob/feature-store-sync",),
+          OWNERS: ("CronJob/feature-store-sync",)}),
     Case("wrong owner", _wrong_owner, {OWNERS: 0.75}, {OWNERS: ("Deployment/model-cache", "expected ml-platform")}),
     Case("over budget", _over_budget, {("within-budget", "spend"): 0.75}, {("within-budget", "spend"): ("$2.50",)}),
 ]
