@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from labctl.localcluster.cluster import LocalCluster
+from labctl.settings import REPO_ROOT
 from tests.support.server import Server
 from tests.support.wait import eventually
 
@@ -196,3 +199,41 @@ def test_killed_mid_start_ends_ready_or_failed_and_clean(local_cluster: LocalClu
     finally:
         srv.stop_all_sessions()
         srv.stop()
+
+
+def test_a_start_that_fails_part_way_says_why_and_leaves_nothing(tmp_path: Path, local_cluster: LocalCluster,
+                                                                  kube: client.ApiClient) -> None:
+    # A lab whose starter holds a privileged pod: the namespace, quota and RBAC are made, then Pod Security
+    # admission (restricted) refuses the pod. The session must end failed, with the apiserver's reason, and clean.
+    labs, manifests = tmp_path / "labs", tmp_path / "manifests"
+    shutil.copytree(REPO_ROOT / "labs", labs)
+    shutil.copytree(REPO_ROOT / "manifests", manifests)
+    (manifests / "labs" / "tag-for-showback" / "zz-privileged.yaml.j2").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: root-shell\n  namespace: {{ namespace }}\nspec:\n"
+        "  containers:\n    - name: sh\n      image: busybox\n      securityContext: {privileged: true}\n")
+    lab_file = labs / "tag-for-showback" / "lab.yaml"
+    doc = yaml.safe_load(lab_file.read_text())
+    doc["starter"].append("labs/tag-for-showback/zz-privileged.yaml.j2")
+    lab_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    srv = Server(data_dir=tmp_path / "data", kubeconfig=local_cluster.kubeconfig,
+                 extra_env={"LABCTL_LABS_DIR": str(labs), "LABCTL_MANIFESTS_DIR": str(manifests)})
+    srv.data_dir.mkdir()
+    srv.start()
+    try:
+        with srv.client() as c:
+            r = c.post("/v1/sessions", json={"lab_id": "tag-for-showback", "learner_id": "unlucky"})
+            session = r.json()
+            events = c.get(f"/v1/sessions/{session['id']}/events").json()
+            again = c.post("/v1/sessions", json={"lab_id": "tag-for-showback", "learner_id": "unlucky"})
+    finally:
+        srv.stop()
+    assert r.status_code == 201
+    assert session["state"] == "failed"
+    assert "PodSecurity" in session["reason"] or "forbidden" in session["reason"].lower()
+    assert [e["kind"] for e in events] == ["created", "failed"]
+    assert _namespace_gone(kube, session["namespace"])
+    bindings = client.RbacAuthorizationV1Api(kube).list_cluster_role_binding(
+        label_selector=f"labctl.dev/session={session['id']}").items
+    assert bindings == []
+    # A failed session does not block a new start (which fails the same way here, as a new session).
+    assert again.json()["id"] != session["id"]
