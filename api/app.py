@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -15,6 +16,7 @@ from api import metrics as metrics_mod
 from api import problems
 from api.routers import costs, health, hooks, labs, sessions, submissions, tokens, webhooks
 from labctl import runtime as runtime_mod
+from labctl.outbox import Unprocessable
 from labctl.outbox.dispatcher import Dispatcher
 from labctl.outbox.endpoints import Webhooks
 from labctl.settings import Settings
@@ -27,7 +29,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     """The app; ``background=False`` leaves the sweeps to the caller (tests drive them one pass at a time)."""
     settings = settings or Settings()
     rt = runtime_mod.build(settings)
-    loops = runtime_mod.Loops(rt, jobs={"sweep": (rt.sweeper.run_once, settings.sweep_interval_s)})
+    loops = runtime_mod.Loops(rt, jobs={"sweep": (rt.sweeper.run_once, settings.sweep_interval_s),
+                                        "regrade": (rt.submissions.reconcile, 60.0)})
     dispatcher = Dispatcher(rt.store)
 
     @asynccontextmanager
@@ -62,13 +65,26 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     app.state.metrics = metrics_mod.Metrics(rt.store)
     app.state.webhooks = Webhooks(rt.store)
     app.state.dispatcher = dispatcher
-    app.state.inbound_handlers = {}  # event type -> handler for POST /v1/hooks/exam (see labctl.outbox.inbound)
+    # Event type -> handler for POST /v1/hooks/exam (see labctl.outbox.inbound).
+    app.state.inbound_handlers = {"grade.requested": lambda data: _grade_requested(rt, data)}
     app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping}
     problems.install(app)
     app.state.metrics.install(app)
     for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks):
         app.include_router(module.router)
     return app
+
+
+def _grade_requested(rt: runtime_mod.Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    """Submit the learner's live session for the lab (once) and grade it in the background."""
+    missing = [k for k in ("learner_id", "lab_id") if not isinstance(data.get(k), str) or not data.get(k)]
+    if missing:
+        raise Unprocessable(f"grade.requested needs data.{' and data.'.join(missing)}")
+    sub, created = rt.submissions.submit_requested(lab_id=data["lab_id"], learner_id=data["learner_id"],
+                                                   actor="exam-platform")
+    if created:
+        threading.Thread(target=rt.submissions.grade, args=(sub.id,), name=f"grade-{sub.id}", daemon=True).start()
+    return {"submission_id": sub.id, "session_id": sub.session_id, "created": created}
 
 
 def _store_probe(store: Store) -> str:

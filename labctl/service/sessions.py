@@ -19,9 +19,11 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from labctl.catalog.durations import parse_duration
 from labctl.catalog.models import Lab
+from labctl.outbox import events as outbox
 from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxProvider, SandboxSpec
 from labctl.service import policy, states
 from labctl.service.auth import Principal
@@ -101,7 +103,7 @@ class Sessions:
         lab = self.lab(lab_id)
         if not principal.may_act_for(learner_id):
             raise NotFound(f"there is no learner '{learner_id}' for this token")
-        existing = self._live(lab_id, learner_id)
+        existing = self.live(lab_id, learner_id)
         if existing is not None:
             return existing, False
         try:
@@ -124,7 +126,7 @@ class Sessions:
                 db.flush()
                 db.add(self.new_event(row.id, "created", principal.name, lab=lab.id, learner=learner_id))
         except IntegrityError:
-            existing = self._live(lab_id, learner_id)
+            existing = self.live(lab_id, learner_id)
             if existing is None:
                 raise Conflict(f"another start for {learner_id} in {lab_id} is finishing; try again") from None
             return existing, False
@@ -293,9 +295,17 @@ class Sessions:
             for key, value in fields.items():
                 setattr(row, key, value)
             db.add(self.new_event(session_id, target, actor, previous=previous, reason=reason))
+            announced = _ANNOUNCED.get((previous, target)) or _ANNOUNCED.get(("*", target))
+            if announced:
+                extra = {"reason": row.suspend_reason if target == "suspended" else reason}
+                if announced == "session.ready":
+                    extra = {"expires_at": _iso(row.expires_at), "deadline_at": _iso(row.deadline_at)}
+                self.announce(db, row, announced, **extra)
         return row
 
-    def update(self, session_id: str, *, event: tuple[str, str, str], **fields: Any) -> SandboxSession:
+    def update(self, session_id: str, *, event: tuple[str, str, str],
+               announce: tuple[str, dict[str, Any]] | None = None, **fields: Any) -> SandboxSession:
+        """Change fields and record an event; ``announce`` also emits a webhook event in the same transaction."""
         kind, actor, reason = event
         with self.store.session() as db:
             row = db.get(SandboxSession, session_id)
@@ -304,7 +314,14 @@ class Sessions:
             for key, value in fields.items():
                 setattr(row, key, value)
             db.add(self.new_event(session_id, kind, actor, reason=reason))
+            if announce is not None:
+                self.announce(db, row, announce[0], **announce[1])
         return row
+
+    def announce(self, db: Session, row: SandboxSession, event_type: str, **data: Any) -> None:
+        """Write a webhook event into the outbox, in ``db``'s transaction (it commits with the change it reports)."""
+        payload = {"session_id": row.id, "lab_id": row.lab_id, "learner_id": row.learner_id, **data}
+        outbox.emit(db, type=event_type, data=payload, session_id=row.id, now=self.clock())
 
     def row_of(self, session_id: str) -> SandboxSession:
         with self.store.session() as db:
@@ -313,7 +330,7 @@ class Sessions:
             raise NotFound(f"there is no session '{session_id}'")
         return row
 
-    def _live(self, lab_id: str, learner_id: str) -> SandboxSession | None:
+    def live(self, lab_id: str, learner_id: str) -> SandboxSession | None:
         with self.store.session() as db:
             return db.scalar(select(SandboxSession).where(SandboxSession.live_key == f"{lab_id}/{learner_id}"))
 
@@ -325,6 +342,18 @@ class Sessions:
         return SandboxSpec(session_id=row.id, lab=self.lab(row.lab_id), learner_id=row.learner_id,
                            namespace=row.namespace, expires_at=_aware(row.expires_at),
                            budget_usd=float(row.budget_usd), started_at=_aware(row.ready_at or row.created_at))
+
+
+# Which transitions the exam platform hears about: (from, to) -> event type ("*" = from anywhere).
+_ANNOUNCED = {
+    ("provisioning", "ready"): "session.ready",
+    ("*", "suspended"): "session.suspended",
+    ("*", "terminated"): "session.terminated",
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return _aware(value).isoformat() if value is not None else None
 
 
 def _aware(value: datetime) -> datetime:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from labctl.service.auth import Principal
 from labctl.service.errors import Conflict, NotFound
 from labctl.service.sessions import Sessions
 from labctl.service.sweeps import Sweeper
-from labctl.store.models import Submission
+from labctl.store.models import SandboxSession, Submission
 
 log = logging.getLogger("labctl.submissions")
 
@@ -85,6 +86,32 @@ class Submissions:
                             checks=[c.model_dump(mode="json") for c in grade.checks],
                             receipt=receipt.model_dump(mode="json") | {"text": receipt.render()})
 
+    def submit_requested(self, *, lab_id: str, learner_id: str, actor: str) -> tuple[Submission, bool]:
+        """The exam platform's "grade now": submit the learner's live session for the lab, once.
+
+        Idempotent: when the session already has a submission, that one is the answer (``False``: nothing new).
+        """
+        self.sessions.lab(lab_id)  # 404 naming the lab when it does not exist
+        live = self.sessions.live(lab_id, learner_id)
+        if live is None:
+            raise NotFound(f"learner '{learner_id}' has no live session in lab '{lab_id}'")
+        with self.sessions.store.session() as db:
+            latest = db.scalar(select(Submission).where(Submission.session_id == live.id)
+                               .order_by(Submission.attempt.desc()).limit(1))
+        if latest is not None:
+            return latest, False
+        return self.submit(live.id, principal=Principal(name=actor, role="exam")), True
+
+    def reconcile(self, *, stale_after: timedelta = timedelta(minutes=5)) -> int:
+        """Grade again what a killed process left in ``grading`` (grading takes seconds; minutes means it died)."""
+        cutoff = self.sessions.clock() - stale_after
+        with self.sessions.store.session() as db:
+            stale = list(db.scalars(select(Submission.id).where(Submission.state == "grading",
+                                                                  Submission.created_at < cutoff)))
+        for submission_id in stale:
+            self.grade(submission_id, actor="reconciler")
+        return len(stale)
+
     def get(self, submission_id: str, *, principal: Principal) -> Submission:
         sub = self._row(submission_id)
         self.sessions.get(sub.session_id, principal=principal)  # 404 for someone else's
@@ -99,11 +126,19 @@ class Submissions:
     def _finish(self, sub: Submission, *, lab_attempts: int, actor: str, state: str, **fields: Any) -> Submission:
         with self.sessions.store.session() as db:
             row = db.get(Submission, sub.id)
-            assert row is not None
+            session_row = db.get(SandboxSession, sub.session_id)
+            assert row is not None and session_row is not None
             row.state = state
             row.graded_at = self.sessions.clock()
             for key, value in fields.items():
                 setattr(row, key, value)
+            if state == "graded":
+                self.sessions.announce(db, session_row, "submission.graded", submission_id=row.id,
+                                       score=fields["score"], max_score=fields["max_score"],
+                                       checks=fields["checks"], receipt=fields["receipt"], attempt=row.attempt)
+            else:
+                self.sessions.announce(db, session_row, "submission.failed", submission_id=row.id,
+                                       error=fields.get("error"), attempt=row.attempt)
         session = self.sessions.row_of(sub.session_id)
         reason = (f"graded {fields.get('score', 0):.2f} / {fields.get('max_score', 0):.2f}" if state == "graded"
                   else f"grading failed: {fields.get('error')}")

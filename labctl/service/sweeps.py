@@ -130,13 +130,24 @@ class Sweeper:
         if action.percent is not None and action.kind in ("notify", "terminate"):  # one record per crossing
             row = s.row_of(session_id)
             crossed = sorted({*(row.thresholds_crossed or []), action.percent})
+            lab = s.lab(row.lab_id)
+            threshold = next(t.action for t in lab.budget.thresholds if t.percent == action.percent)
             s.update(session_id, thresholds_crossed=crossed,
-                      event=("budget_threshold_crossed", "meter", action.reason))
+                     event=("budget_threshold_crossed", "meter", action.reason),
+                     announce=("budget.threshold_crossed", {
+                         "percent": action.percent, "accrued_usd": float(row.accrued_usd or 0),
+                         "budget_usd": float(row.budget_usd), "action": threshold}))
         if action.kind == "terminate":
             s.stop(session_id, principal=None, reason=action.reason, actor="timer")
             s.finish_stop(session_id, actor="timer")
         elif action.kind == "warn_expiry":
-            s.update(session_id, expiry_warned_at=self.clock(), event=("expiring", "timer", action.reason))
+            row = s.row_of(session_id)
+            assert row.expires_at is not None
+            expires = _aware(row.expires_at)
+            s.update(session_id, expiry_warned_at=self.clock(), event=("expiring", "timer", action.reason),
+                     announce=("session.expiring", {
+                         "expires_at": expires.isoformat(),
+                         "seconds_left": max(0, int((expires - self.clock()).total_seconds()))}))
         elif action.kind == "suspend":
             s.suspend(session_id, principal=None, cause=action.cause or "timer", reason=action.reason, actor="timer")
         elif action.kind == "resume":

@@ -143,3 +143,7 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# The webhook tables share Base's metadata; importing them here keeps every table known wherever models is imported.
+from labctl.store import webhook_models  # noqa: E402, F401

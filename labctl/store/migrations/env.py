@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+import labctl.store.webhook_models  # noqa: F401  (registers the webhook tables on Base.metadata)
 from labctl.store.models import Base
 
 config = context.config

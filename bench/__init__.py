@@ -1,0 +1,1 @@
+"""Benchmarks: bounded, loopback-only measurements printed side by side with a baseline."""

@@ -1,0 +1,29 @@
+"""A dispatcher process for the crash test: ``python -m tests.webhooks.dispatcher_child STORE_URL``.
+
+It sweeps the outbox with :meth:`Dispatcher.run_forever` until SIGTERM (a clean stop) or SIGKILL (a crash, which is
+the point of the test). Short attempt timeouts and leases keep the test fast.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from labctl.outbox.dispatcher import Dispatcher
+from labctl.store.db import open_store
+
+
+def main() -> None:
+    store = open_store(sys.argv[1])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Dispatcher(store, attempt_timeout_s=1.0, lease_margin_s=1.0, claim_rounds=1, per_endpoint_concurrency=4,
+                    batch_size=16) as dispatcher:
+        print("dispatching", flush=True)
+        dispatcher.run_forever(stop, interval_s=0.05)
+    store.engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
