@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from labctl.service.errors import ServiceError
+from labctl.errors import LabctlError
 
 log = logging.getLogger("labctl.api")
 
@@ -52,8 +52,8 @@ def install(app: FastAPI) -> None:
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.detail, slug=exc.slug, instance=request.url.path, **exc.extra)
 
-    @app.exception_handler(ServiceError)
-    async def _service(request: Request, exc: ServiceError) -> JSONResponse:
+    @app.exception_handler(LabctlError)
+    async def _service(request: Request, exc: LabctlError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         response = problem_response(exc.status, exc.detail, slug=exc.slug, instance=request.url.path)
         if headers:

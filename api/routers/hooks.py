@@ -18,7 +18,6 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.problems import Problem
-from api.routers.webhooks import outbox_problems
 from api.schemas import as_utc
 from labctl.outbox import inbound
 
@@ -47,10 +46,9 @@ async def exam_hook(request: Request) -> InboundOut:
                            "with the exam platform", slug="not-configured")
     body = await request.body()
     handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = getattr(state, "inbound_handlers", {})
-    with outbox_problems():
-        row = await run_in_threadpool(
-            lambda: inbound.verify_and_record(state.store, headers=dict(request.headers), body=body,
-                                              secret=secret.get_secret_value(), now=datetime.now(UTC),
-                                              handlers=handlers))
+    row = await run_in_threadpool(
+        lambda: inbound.verify_and_record(state.store, headers=dict(request.headers), body=body,
+                                          secret=secret.get_secret_value(), now=datetime.now(UTC),
+                                          handlers=handlers))
     return InboundOut(webhook_id=row.webhook_id, type=row.type, received_at=as_utc(row.received_at) or row.received_at,
                       result=row.result)

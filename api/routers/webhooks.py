@@ -1,13 +1,11 @@
 """Webhook endpoints and the delivery log (``/v1/webhooks``, instructors only).
 
 An endpoint's ``whsec_`` secret is in the answer to its creation and to each rotation, and nowhere else. Errors of the
-outbox (:class:`labctl.outbox.OutboxError`) become problem documents with their status through :func:`outbox_problems`.
+outbox (:mod:`labctl.errors`) become problem documents with their status through the API's problem handler.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
@@ -15,23 +13,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentPrincipal
-from api.problems import Problem
 from api.schemas import as_utc
-from labctl.outbox import OutboxError
 from labctl.outbox.endpoints import DeliveryView, Webhooks
 from labctl.outbox.events import EVENT_TYPES
 from labctl.store.webhook_models import WebhookEndpoint
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-
-
-@contextmanager
-def outbox_problems() -> Iterator[None]:
-    """Turn an :class:`OutboxError` raised inside the block into the problem document of its status."""
-    try:
-        yield
-    except OutboxError as exc:
-        raise Problem(exc.status, exc.detail, slug=exc.slug) from exc
 
 
 def webhooks_admin(request: Request) -> Webhooks:
@@ -105,8 +92,7 @@ class DeliveryOut(BaseModel):
 @router.post("/endpoints", status_code=201, summary="Subscribe a receiver (the secret is shown once)")
 def create_endpoint(body: CreateEndpoint, principal: CurrentPrincipal, admin: WebhooksDep) -> EndpointWithSecret:
     principal.require("instructor")
-    with outbox_problems():
-        row = admin.create(url=body.url, events=body.events, description=body.description)
+    row = admin.create(url=body.url, events=body.events, description=body.description)
     return EndpointWithSecret.of(row)
 
 
@@ -119,29 +105,25 @@ def list_endpoints(principal: CurrentPrincipal, admin: WebhooksDep) -> list[Endp
 @router.get("/endpoints/{endpoint_id}", summary="One receiver (without its secret)")
 def get_endpoint(endpoint_id: str, principal: CurrentPrincipal, admin: WebhooksDep) -> EndpointOut:
     principal.require("instructor")
-    with outbox_problems():
-        return EndpointOut.of(admin.get(endpoint_id))
+    return EndpointOut.of(admin.get(endpoint_id))
 
 
 @router.post("/endpoints/{endpoint_id}/rotate", summary="New secret; the old one also signs for 24 hours")
 def rotate(endpoint_id: str, principal: CurrentPrincipal, admin: WebhooksDep) -> EndpointWithSecret:
     principal.require("instructor")
-    with outbox_problems():
-        return EndpointWithSecret.of(admin.rotate(endpoint_id))
+    return EndpointWithSecret.of(admin.rotate(endpoint_id))
 
 
 @router.post("/endpoints/{endpoint_id}/disable", summary="Stop sending; undelivered messages wait")
 def disable(endpoint_id: str, principal: CurrentPrincipal, admin: WebhooksDep) -> EndpointOut:
     principal.require("instructor")
-    with outbox_problems():
-        return EndpointOut.of(admin.disable(endpoint_id, reason=f"disabled by {principal.name}"))
+    return EndpointOut.of(admin.disable(endpoint_id, reason=f"disabled by {principal.name}"))
 
 
 @router.post("/endpoints/{endpoint_id}/enable", summary="Send again, starting with the messages that waited")
 def enable(endpoint_id: str, principal: CurrentPrincipal, admin: WebhooksDep) -> EndpointOut:
     principal.require("instructor")
-    with outbox_problems():
-        return EndpointOut.of(admin.enable(endpoint_id))
+    return EndpointOut.of(admin.enable(endpoint_id))
 
 
 @router.get("/deliveries", summary="The delivery log, newest first")
@@ -152,13 +134,11 @@ def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryOut]:
     principal.require("instructor")
-    with outbox_problems():
-        return [DeliveryOut.of(v) for v in admin.deliveries(state=state, endpoint_id=endpoint_id, limit=limit)]
+    return [DeliveryOut.of(v) for v in admin.deliveries(state=state, endpoint_id=endpoint_id, limit=limit)]
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202,
              summary="Send again now with a fresh retry schedule (same webhook-id)")
 def redeliver(delivery_id: int, principal: CurrentPrincipal, admin: WebhooksDep) -> DeliveryOut:
     principal.require("instructor")
-    with outbox_problems():
-        return DeliveryOut.of(admin.redeliver(delivery_id))
+    return DeliveryOut.of(admin.redeliver(delivery_id))

@@ -6,52 +6,14 @@ deliveries in the caller's transaction, :mod:`~labctl.outbox.dispatcher` sends t
 receivers. :mod:`~labctl.outbox.inbound` verifies and de-duplicates what the exam platform sends us, and
 :mod:`~labctl.outbox.lti` publishes a score to an LMS with LTI 1.3 Assignment and Grade Services.
 
-This package sits below the use cases (import-linter layers), so it cannot raise :mod:`labctl.service.errors`; it
-raises the :class:`OutboxError` family below instead, each with the HTTP status and problem slug the API answers with.
+Errors are :mod:`labctl.errors`' family (``OutboxError`` is its base under an older name); the API turns each into
+the problem document of its status.
 """
 
 from __future__ import annotations
 
+from labctl.errors import BadRequest, Conflict, LabctlError, NotFound, Unauthorized, Unprocessable, UpstreamError
 
-class OutboxError(Exception):
-    """A request the outbox cannot satisfy, with a message a person can act on."""
+OutboxError = LabctlError  # the outbox raises the package-wide family (labctl.errors)
 
-    status = 400
-    slug = "bad-request"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class BadRequest(OutboxError):
-    """Malformed input that no retry will fix (a stale timestamp, a body that is not JSON)."""
-
-
-class Unauthorized(OutboxError):
-    status = 401
-    slug = "unauthorized"
-
-
-class NotFound(OutboxError):
-    status = 404
-    slug = "not-found"
-
-
-class Conflict(OutboxError):
-    status = 409
-    slug = "conflict"
-
-
-class Unprocessable(OutboxError):
-    """Well-formed but not acceptable: an unknown event type, an invalid URL."""
-
-    status = 422
-    slug = "unprocessable"
-
-
-class UpstreamError(OutboxError):
-    """Another system (an LMS, its token endpoint) refused or failed."""
-
-    status = 502
-    slug = "upstream-error"
+__all__ = ["BadRequest", "Conflict", "NotFound", "OutboxError", "Unauthorized", "Unprocessable", "UpstreamError"]

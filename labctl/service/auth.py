@@ -16,7 +16,7 @@ from typing import Literal
 
 from sqlalchemy import select
 
-from labctl.service.errors import Conflict, Forbidden, Unauthorized
+from labctl.errors import Conflict, Forbidden, Unauthorized
 from labctl.store.db import Store
 from labctl.store.models import ApiToken
 

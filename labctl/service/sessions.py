@@ -23,11 +23,11 @@ from sqlalchemy.orm import Session
 
 from labctl.catalog.durations import parse_duration
 from labctl.catalog.models import Lab
+from labctl.errors import Conflict, NotFound, Unavailable
 from labctl.outbox import events as outbox
 from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxProvider, SandboxSpec
 from labctl.service import policy, states
 from labctl.service.auth import Principal
-from labctl.service.errors import Conflict, NotFound, Unavailable
 from labctl.store.db import Store
 from labctl.store.models import SandboxSession, SessionEvent
 

@@ -7,7 +7,7 @@ again from scratch).
 
 from __future__ import annotations
 
-from labctl.service.errors import Conflict
+from labctl.errors import Conflict
 
 LIVE = frozenset({"provisioning", "ready", "suspended", "submitted", "graded"})
 FINAL = frozenset({"terminated", "failed"})

@@ -19,12 +19,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from labctl.cost.prices import PriceSheet
+from labctl.errors import Conflict, NotFound
 from labctl.grading import receipt as receipt_mod
 from labctl.grading import runner
 from labctl.grading.snapshot import Snapshot
 from labctl.ports import ProviderError
 from labctl.service.auth import Principal
-from labctl.service.errors import Conflict, NotFound
 from labctl.service.sessions import Sessions
 from labctl.service.sweeps import Sweeper
 from labctl.store.models import SandboxSession, Submission

@@ -20,11 +20,11 @@ from sqlalchemy import select
 
 from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
+from labctl.errors import LabctlError
 from labctl.grading import receipt
 from labctl.grading.snapshot import Snapshot
 from labctl.ports import ProviderError
 from labctl.service import policy
-from labctl.service.errors import ServiceError
 from labctl.service.sessions import Sessions
 from labctl.store.models import SandboxSession
 
@@ -59,13 +59,13 @@ class Sweeper:
             try:
                 self.meter(session_id, sheet)
                 report.metered += 1
-            except (ProviderError, ServiceError) as exc:
+            except (ProviderError, LabctlError) as exc:
                 report.errors.append((session_id, f"meter: {exc}"))
                 log.warning("metering %s failed: %s", session_id, exc)
             try:
                 for action in self.act(session_id):
                     report.actions.append((session_id, action.kind, action.reason))
-            except (ProviderError, ServiceError) as exc:
+            except (ProviderError, LabctlError) as exc:
                 report.errors.append((session_id, f"timers: {exc}"))
                 log.warning("timers of %s failed: %s", session_id, exc)
         self.sessions.reconcile()

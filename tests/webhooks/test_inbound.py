@@ -20,10 +20,10 @@ from sqlalchemy import func, select
 from standardwebhooks.webhooks import Webhook
 
 from api.app import create_app
+from labctl.errors import NotFound
 from labctl.outbox import BadRequest, Conflict, Unauthorized
 from labctl.outbox.inbound import sign_request, verify, verify_and_record
 from labctl.outbox.signing import new_secret
-from labctl.service.errors import NotFound
 from labctl.settings import Settings
 from labctl.store.db import Store
 from labctl.store.webhook_models import InboundMessage
@@ -207,7 +207,7 @@ def test_verify_checks_headers_with_the_injected_clock() -> None:
         verify(headers={**headers, "webhook-signature": "v1,not-base64!"}, body=body.encode(), secret=SECRET, now=at)
 
 
-def test_the_service_mounts_the_hook_with_no_handler_for_grades_yet(tmp_path: Path) -> None:
+def test_the_service_wires_grade_requested_to_the_learners_live_session(tmp_path: Path) -> None:
     dead = tmp_path / "dead.yaml"
     dead.write_text(
         "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
@@ -220,6 +220,7 @@ def test_the_service_mounts_the_hook_with_no_handler_for_grades_yet(tmp_path: Pa
         response = c.post("/v1/hooks/exam", content=body, headers=headers)
         listed = c.get("/v1/webhooks/endpoints",
                        headers={"Authorization": "Bearer service-wiring-admin-token-0123456789"})
-    assert response.status_code == 422
-    assert response.json()["detail"].startswith("no handler for event type 'grade.requested'")
+    # Wired to the submission flow: with no live session for the learner, a 404 naming them (nothing recorded).
+    assert response.status_code == 404
+    assert response.json()["detail"] == "learner 'ada' has no live session in lab 'tag-for-showback'"
     assert listed.status_code == 200 and listed.json() == []
