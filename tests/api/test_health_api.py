@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from labctl.localcluster.cluster import LocalCluster
 from labctl.settings import Settings
+from tests.support.wait import dead_kubeconfig
 
 
 @pytest.fixture
@@ -35,12 +36,7 @@ def test_readyz_is_ready_with_store_and_real_cluster(app_client: TestClient) -> 
 
 
 def test_readyz_names_an_unreachable_cluster(tmp_path: Path) -> None:
-    dead = tmp_path / "dead.yaml"
-    dead.write_text(
-        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
-        "current-context: x\n"
-    )
+    dead = dead_kubeconfig(tmp_path)
     with TestClient(create_app(Settings(data_dir=tmp_path, kubeconfig=dead))) as c:
         r = c.get("/readyz")
     assert r.status_code == 503

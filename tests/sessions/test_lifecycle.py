@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from labctl.localcluster.cluster import LocalCluster
 from labctl.settings import REPO_ROOT
 from tests.support.server import Server
-from tests.support.wait import eventually
+from tests.support.wait import dead_kubeconfig, eventually
 
 
 def _namespace_gone(kube: client.ApiClient, name: str) -> bool:
@@ -135,11 +135,7 @@ def test_bad_input_gets_problem_documents(server: Server) -> None:
 
 
 def test_unreachable_cluster_gives_503_and_records_nothing(tmp_path: Path) -> None:
-    dead = tmp_path / "dead.yaml"
-    dead.write_text(
-        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
-        "current-context: x\n")
+    dead = dead_kubeconfig(tmp_path)
     srv = Server(data_dir=tmp_path, kubeconfig=dead).start(wait_ready=False)
     try:
         with srv.client() as c:

@@ -1,9 +1,10 @@
-"""Polling for conditions the real cluster reaches asynchronously."""
+"""Polling for conditions the real cluster reaches asynchronously, and a cluster that is down."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -22,3 +23,13 @@ def eventually(fn: Callable[[], Any], *, timeout: float = 60, interval: float = 
             last = exc
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
+
+
+def dead_kubeconfig(directory: Path) -> Path:
+    """A kubeconfig whose apiserver refuses connections (port 1 on loopback): a cluster that is down."""
+    path = directory / "dead-kubeconfig.yaml"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "current-context: x\n")
+    return path

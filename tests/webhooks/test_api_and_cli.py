@@ -22,6 +22,7 @@ from labctl.service.auth import create_token
 from labctl.settings import Settings
 from labctl.store.db import Store
 from tests.support.postgres import free_port
+from tests.support.wait import dead_kubeconfig
 from tests.webhooks.apps import ADMIN_TOKEN, webhook_app
 from tests.webhooks.conftest import Clock
 from tests.webhooks.helpers import drain, emit_one
@@ -153,11 +154,7 @@ def test_the_cli_manages_endpoints_and_deliveries(served: str, store: Store, clo
 
 
 def test_the_service_delivers_in_the_background(tmp_path: Path, receiver: Receiver) -> None:
-    dead = tmp_path / "dead.yaml"  # no cluster needed: the webhook path does not touch it
-    dead.write_text(
-        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
-        "current-context: x\n")
+    dead = dead_kubeconfig(tmp_path)  # no cluster needed: the webhook path does not touch it
     token = "service-dispatch-admin-token-0123456789"
     app = create_app(Settings(data_dir=tmp_path, kubeconfig=dead, admin_token=token))  # type: ignore[arg-type]
     with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as c:

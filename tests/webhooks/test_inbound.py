@@ -27,6 +27,7 @@ from labctl.outbox.signing import new_secret
 from labctl.settings import Settings
 from labctl.store.db import Store
 from labctl.store.webhook_models import InboundMessage
+from tests.support.wait import dead_kubeconfig
 from tests.webhooks.apps import webhook_app
 
 SECRET = new_secret()
@@ -208,11 +209,7 @@ def test_verify_checks_headers_with_the_injected_clock() -> None:
 
 
 def test_the_service_wires_grade_requested_to_the_learners_live_session(tmp_path: Path) -> None:
-    dead = tmp_path / "dead.yaml"
-    dead.write_text(
-        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
-        "current-context: x\n")
+    dead = dead_kubeconfig(tmp_path)
     settings = Settings(data_dir=tmp_path, kubeconfig=dead, exam_webhook_secret=SECRET,  # type: ignore[arg-type]
                         admin_token="service-wiring-admin-token-0123456789")  # type: ignore[arg-type]
     body, headers = signed({"learner_id": "ada", "lab_id": "tag-for-showback"}, msg_id="msg_wiring")

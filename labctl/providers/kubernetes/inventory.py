@@ -107,16 +107,29 @@ def _usage(api: client.ApiClient, namespace: str) -> tuple[dict[str, dict[str, d
 
 # -- suspend / resume ----------------------------------------------------------------------------------------------
 
+Lister = Callable[..., Any]
+
+
+def _scalable(api: client.ApiClient) -> list[tuple[Lister, Lister]]:
+    """(list, patch) of the workloads that scale by replicas."""
+    apps = client.AppsV1Api(api)
+    return [(apps.list_namespaced_deployment, apps.patch_namespaced_deployment),
+            (apps.list_namespaced_stateful_set, apps.patch_namespaced_stateful_set),
+            (apps.list_namespaced_replica_set, apps.patch_namespaced_replica_set)]
+
+
+def _suspendable(api: client.ApiClient) -> list[tuple[Lister, Lister, str]]:
+    """(list, patch, counter) of the workloads that stop by ``spec.suspend``."""
+    batch = client.BatchV1Api(api)
+    return [(batch.list_namespaced_cron_job, batch.patch_namespaced_cron_job, "cronjobs"),
+            (batch.list_namespaced_job, batch.patch_namespaced_job, "jobs")]
+
+
 def suspend(api: client.ApiClient, namespace: str) -> dict[str, int]:
     """Scale workloads to zero (remembering replicas), suspend CronJobs and Jobs, stop new pods via the quota."""
-    apps, batch, core = client.AppsV1Api(api), client.BatchV1Api(api), client.CoreV1Api(api)
+    core = client.CoreV1Api(api)
     counts = {"scaled": 0, "cronjobs": 0, "jobs": 0}
-    scalable: list[tuple[Callable[..., Any], Callable[..., Any]]] = [
-        (apps.list_namespaced_deployment, apps.patch_namespaced_deployment),
-        (apps.list_namespaced_stateful_set, apps.patch_namespaced_stateful_set),
-        (apps.list_namespaced_replica_set, apps.patch_namespaced_replica_set),
-    ]
-    for lister, patcher in scalable:
+    for lister, patcher in _scalable(api):
         for obj in lister(namespace).items:
             if obj.metadata.owner_references:  # a Deployment's ReplicaSets follow their Deployment
                 continue
@@ -127,10 +140,7 @@ def suspend(api: client.ApiClient, namespace: str) -> dict[str, int]:
             patcher(obj.metadata.name, namespace, {"metadata": {"annotations": {REPLICAS_BEFORE: str(replicas)}},
                                                    "spec": {"replicas": 0}})
             counts["scaled"] += 1
-    for lister, patcher, key in (
-        (batch.list_namespaced_cron_job, batch.patch_namespaced_cron_job, "cronjobs"),
-        (batch.list_namespaced_job, batch.patch_namespaced_job, "jobs"),
-    ):
+    for lister, patcher, key in _suspendable(api):
         for obj in lister(namespace).items:
             annotations = obj.metadata.annotations or {}
             if SUSPEND_BEFORE in annotations:
@@ -152,7 +162,7 @@ def suspend(api: client.ApiClient, namespace: str) -> dict[str, int]:
 
 def resume(api: client.ApiClient, namespace: str) -> dict[str, int]:
     """Undo :func:`suspend` exactly: the quota first (so pods may start), then replicas and suspend flags."""
-    apps, batch, core = client.AppsV1Api(api), client.BatchV1Api(api), client.CoreV1Api(api)
+    core = client.CoreV1Api(api)
     counts = {"scaled": 0, "cronjobs": 0, "jobs": 0}
     quota = core.read_namespaced_resource_quota("sandbox", namespace)
     annotations = quota.metadata.annotations or {}
@@ -161,11 +171,7 @@ def resume(api: client.ApiClient, namespace: str) -> dict[str, int]:
         hard: dict[str, str | None] = {"pods": before or None}
         core.patch_namespaced_resource_quota("sandbox", namespace, {
             "metadata": {"annotations": {QUOTA_PODS_BEFORE: None}}, "spec": {"hard": hard}})
-    for lister, patcher in (
-        (apps.list_namespaced_deployment, apps.patch_namespaced_deployment),
-        (apps.list_namespaced_stateful_set, apps.patch_namespaced_stateful_set),
-        (apps.list_namespaced_replica_set, apps.patch_namespaced_replica_set),
-    ):
+    for lister, patcher in _scalable(api):
         for obj in lister(namespace).items:
             annotations = obj.metadata.annotations or {}
             if REPLICAS_BEFORE not in annotations:
@@ -173,10 +179,7 @@ def resume(api: client.ApiClient, namespace: str) -> dict[str, int]:
             patcher(obj.metadata.name, namespace, {"metadata": {"annotations": {REPLICAS_BEFORE: None}},
                                                    "spec": {"replicas": int(annotations[REPLICAS_BEFORE])}})
             counts["scaled"] += 1
-    for lister, patcher, key in (
-        (batch.list_namespaced_cron_job, batch.patch_namespaced_cron_job, "cronjobs"),
-        (batch.list_namespaced_job, batch.patch_namespaced_job, "jobs"),
-    ):
+    for lister, patcher, key in _suspendable(api):
         for obj in lister(namespace).items:
             annotations = obj.metadata.annotations or {}
             if SUSPEND_BEFORE not in annotations:
