@@ -23,15 +23,28 @@ def settings() -> Settings:
     return Settings()
 
 
+TEST_CLUSTER = "labctl-test"
+
+
 @pytest.fixture(scope="session")
 def local_cluster(settings: Settings) -> LocalCluster:
-    """The local control plane, brought up once per test session (or reused when it is already healthy).
+    """The tests' own local control plane (not `make run`'s), brought up once per test session or reused.
 
-    It is left running afterwards so the next `make test` starts fast; `labctl cluster down` removes it.
+    It is left running afterwards so the next `make test` starts fast (`.ci/run` removes it). Sandboxes that an
+    interrupted earlier run left behind are removed first, so they cannot fill the simulated fleet.
     """
-    cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=settings.fleet_file)
+    cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=settings.fleet_file, name=TEST_CLUSTER)
     cluster.up()
+    _remove_leftovers(cluster)
     return cluster
+
+
+def _remove_leftovers(cluster: LocalCluster) -> None:
+    selector = "app.kubernetes.io/managed-by=labctl"
+    cluster.kubectl(["delete", "clusterrolebinding", "-l", selector, "--ignore-not-found"], timeout=60)
+    for labels in (selector, "labctl.dev/test=1"):
+        cluster.kubectl(["delete", "namespace", "-l", labels, "--ignore-not-found", "--timeout=170s"], check=False,
+                        timeout=180)
 
 
 @pytest.fixture(scope="session")

@@ -11,15 +11,18 @@ from labctl.cli.output import Format, OutputOpt, fail, render, stderr
 from labctl.localcluster import build as build_mod
 from labctl.localcluster import cluster as cluster_mod
 from labctl.localcluster import fleet as fleet_mod
-from labctl.settings import Settings
+from labctl.settings import LOCAL_CLUSTER_NAME, Settings
 
 app = typer.Typer(help="The local control plane: real etcd, kube-apiserver, controller-manager and scheduler, "
                        "with kwok-simulated nodes from labs/fleet.yaml.", no_args_is_help=True)
 
 
-def local_cluster(settings: Settings | None = None) -> cluster_mod.LocalCluster:
+NameOpt = Annotated[str, typer.Option("--name", help="Which local cluster (the tests keep their own: labctl-test).")]
+
+
+def local_cluster(settings: Settings | None = None, name: str = LOCAL_CLUSTER_NAME) -> cluster_mod.LocalCluster:
     settings = settings or Settings()
-    return cluster_mod.LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=settings.fleet_file)
+    return cluster_mod.LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=settings.fleet_file, name=name)
 
 
 @app.command()
@@ -31,9 +34,9 @@ def build() -> None:
 
 
 @app.command()
-def up(output: OutputOpt = Format.table) -> None:
+def up(output: OutputOpt = Format.table, name: NameOpt = LOCAL_CLUSTER_NAME) -> None:
     """Start the local cluster, or reuse it when it is already healthy."""
-    cluster = local_cluster()
+    cluster = local_cluster(name=name)
     result = cluster.up()
     verb = "created" if result.created else "reused"
     render({"cluster": verb, "seconds": round(result.seconds, 1), "nodes": result.nodes,
@@ -41,16 +44,16 @@ def up(output: OutputOpt = Format.table) -> None:
 
 
 @app.command()
-def down() -> None:
+def down(name: NameOpt = LOCAL_CLUSTER_NAME) -> None:
     """Stop every process of the local cluster and remove its files."""
-    local_cluster().down()
-    stderr.print("local cluster removed")
+    local_cluster(name=name).down()
+    stderr.print(f"local cluster {name} removed")
 
 
 @app.command()
-def status(output: OutputOpt = Format.table) -> None:
+def status(output: OutputOpt = Format.table, name: NameOpt = LOCAL_CLUSTER_NAME) -> None:
     """Report the components and nodes of the local cluster (exit 1 when it is not healthy)."""
-    st = local_cluster().status()
+    st = local_cluster(name=name).status()
     if output is not Format.table:
         render(st.to_dict(), output)
     else:
@@ -65,9 +68,9 @@ def status(output: OutputOpt = Format.table) -> None:
 
 
 @app.command()
-def kubeconfig() -> None:
+def kubeconfig(name: NameOpt = LOCAL_CLUSTER_NAME) -> None:
     """Print the path of the local cluster's admin kubeconfig."""
-    cluster = local_cluster()
+    cluster = local_cluster(name=name)
     if not cluster.kubeconfig.exists():
         fail("the local cluster is not running: start it with `labctl cluster up`")
     typer.echo(str(cluster.kubeconfig))

@@ -78,6 +78,8 @@ class Sweeper:
         now = self.clock()
         snap = self.sessions.provider.snapshot(spec, now=now)
         priced = meter.price_snapshot(snap, sheet)
+        priced.burn_rate_usd_per_hour = round(priced.burn_rate_usd_per_hour, 6)  # the ledger's precision
+        snap["cost"]["burn_rate_usd_per_hour"] = float(priced.burn_rate_usd_per_hour)
         idle_rate = _idle_rate(snap)
         note = "; ".join(priced.warnings) or None
         with self.sessions.store.session() as db:
