@@ -13,7 +13,9 @@ Two modes, chosen by ``check``.
 - ``spot-ready``: each workload's pod template asks for spot (a node selector or a required / preferred node affinity
   on a spot label, when ``require_spot_selector``) and tolerates the spot taint: ``spot_taint`` when given, else
   every taint of the snapshot's spot nodes whose key is a spot label (e.g. ``cloud.google.com/gke-spot``).
-  Score = criteria met / criteria.
+  Score = criteria met / criteria. Give ``spot_taint`` when spot nodes are tainted: the snapshot lists only the
+  nodes pods run or ran on, so when the missing toleration keeps every pod off spot there is no spot node to read
+  the taint from, and the toleration would go unchecked.
 - ``replicas`` (only with ``min_replicas``): Deployments and StatefulSets keep at least that many replicas.
 
 ``interruption_tolerance`` reports one check per listed workload: Deployments / StatefulSets keep ``min_replicas``

@@ -241,6 +241,15 @@ def _node_sized_requests(doc: Json) -> None:
     resources["limits"].update(cpu="8", memory="64Gi")
 
 
+def _without_spot_toleration(lab: Lab) -> Json:
+    """Spot selector, no spot toleration: no pod reaches a spot node, so the snapshot holds none (the taint to
+    tolerate comes from lab.yaml's ``spot_taint``, not from the snapshot's spot nodes)."""
+    def drop(doc: Json) -> None:
+        _spec(doc)["tolerations"] = [t for t in _spec(doc)["tolerations"] if t["key"] != SPOT_TOLERATION["key"]]
+    docs = world.edit(world.solution_docs(lab), LLM, drop)
+    return _solution(lab, docs, {LLM: ["gpu-a100-ondemand-0"] * 2})
+
+
 GPU_CASES = [
     Case("starter", _starter_with_burn, {GPU_SIZE: 0.0, GPU_SHARE: 0.0, GPU_READY: 0.0, CPU_SIZE: 0.0, GPU_BURN: 0.0},
          {GPU_SIZE: (LLM, "1g.10gb"), GPU_SHARE: (LLM,), GPU_READY: (LLM,), CPU_SIZE: (LLM, "8000m", "65536Mi")}),
@@ -248,6 +257,8 @@ GPU_CASES = [
     Case("one replica", _gpu_variant(_one_replica, replicas=1), {GPU_REPLICAS: 0.0}, {GPU_REPLICAS: (LLM,)}),
     Case("requests still sized to the node", _gpu_variant(_node_sized_requests), {CPU_SIZE: 0.0, GPU_BURN: None},
          {CPU_SIZE: (LLM, "cpu request 8000m", "memory request 65536Mi")}),
+    Case("no spot toleration", _without_spot_toleration, {GPU_SHARE: 0.0, GPU_READY: 0.5},
+         {GPU_SHARE: (LLM,), GPU_READY: (LLM, "cloud.google.com/gke-spot=true:NoSchedule")}),
 ]
 
 # idle-hunter

@@ -1,0 +1,133 @@
+"""Grading time per shipped lab: :func:`labctl.grading.runner.grade` on the lab's reference-solution snapshot.
+
+    .venv/bin/python -m bench.grading [--runs 5]
+
+For each lab of ``labs/``, the snapshot is ``tests/grading/fixtures/<lab>-solution.json`` (what the producer gives
+the graders for the reference solution) and the lab's own graders and parameters run as labctl runs them: one limited
+subprocess per grader, one after another. Side by side, in the same run, two baselines:
+
+- ``interpreters``: the bare cost of starting as many Python interpreters as the lab has graders
+  (``python -c pass``, one after another): the floor for any one-process-per-grader design;
+- ``in-process``: the same grader scripts' ``grade(snapshot, params)`` called in this process (imported once, no
+  subprocess, no limits, no JSON round trip): the cost of the grading logic itself.
+
+Each figure is the median and the maximum of ``--runs`` timed runs after one untimed warm-up run (file caches).
+Bounded: 4 labs x (runs + 1) x 3 measurements, each well under a second; the acceptance target is under 2 s a lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from labctl.catalog import loader
+from labctl.catalog.models import Lab
+from labctl.grading.runner import grade
+from labctl.grading.snapshot import Snapshot, snapshot_dict
+from labctl.settings import REPO_ROOT
+
+LABS_DIR = REPO_ROOT / "labs"
+MANIFESTS_DIR = REPO_ROOT / "manifests"
+GRADERS_DIR = REPO_ROOT / "graders"
+FIXTURES = REPO_ROOT / "tests" / "grading" / "fixtures"
+TARGET_S = 2.0
+MAX_RUNS = 50
+
+
+def _timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
+    """(median, max) seconds of ``runs`` calls of ``fn``, after one untimed warm-up call."""
+    fn()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples), max(samples)
+
+
+def _labctl_grade(lab: Lab, snapshot: dict[str, Any]) -> Callable[[], object]:
+    def run() -> object:
+        result = grade(lab, snapshot, GRADERS_DIR, REPO_ROOT)
+        failed = [f"{c.grader}/{c.id}" for c in result.checks if not c.passed]
+        if failed or result.score != result.max_score:
+            raise SystemExit(f"{lab.id}: the reference solution did not score full marks: {failed}")
+        return result
+    return run
+
+
+def _interpreters(count: int) -> Callable[[], object]:
+    def run() -> object:
+        for _ in range(count):
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+        return count
+    return run
+
+
+def _load_grader(script: Path, cache: dict[Path, ModuleType]) -> ModuleType:
+    if script not in cache:
+        if str(GRADERS_DIR) not in sys.path:
+            sys.path.insert(0, str(GRADERS_DIR))  # the graders import their helper module _kit
+        spec = importlib.util.spec_from_file_location(f"bench_grader_{script.stem}", script)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        cache[script] = module
+    return cache[script]
+
+
+def _in_process(lab: Lab, snapshot: dict[str, Any], cache: dict[Path, ModuleType]) -> Callable[[], object]:
+    graders = [(_load_grader((REPO_ROOT / g.script).resolve(), cache), g.params) for g in lab.graders]
+
+    def run() -> object:
+        data = snapshot_dict(Snapshot.model_validate(snapshot))  # as grade() validates and normalises it
+        # Each grader receives its own decoded copy, as a subprocess would from stdin.
+        text = json.dumps(data)
+        return [module.grade(json.loads(text), dict(params)) for module, params in graders]
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.grading", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help=f"timed runs per figure (1-{MAX_RUNS}, default 5)")
+    args = parser.parse_args(argv)
+    runs = max(1, min(args.runs, MAX_RUNS))
+    labs = loader.load_catalog(LABS_DIR, MANIFESTS_DIR)
+    python = os.path.relpath(sys.executable) if Path(sys.executable).is_relative_to(Path.cwd()) else sys.executable
+    print(f"command: {' '.join([python, '-m', 'bench.grading', *(argv if argv is not None else sys.argv[1:])])}")
+    print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.machine()}, "
+          f"{platform.system()} {platform.release()}; Python {platform.python_version()} ({sys.executable})")
+    print(f"runs: {runs} timed per figure after 1 warm-up; times in seconds, median / max")
+    print()
+    header = f"{'lab':<22} {'graders':>7}  {'labctl grade()':>16}  {'interpreters':>16}  {'in-process':>16}  target"
+    print(header)
+    print("-" * len(header))
+    cache: dict[Path, ModuleType] = {}
+    worst = 0.0
+    for lab in labs.values():
+        snapshot = json.loads((FIXTURES / f"{lab.id}-solution.json").read_text(encoding="utf-8"))
+        graded = _timed(_labctl_grade(lab, snapshot), runs)
+        bare = _timed(_interpreters(len(lab.graders)), runs)
+        inside = _timed(_in_process(lab, snapshot, cache), runs)
+        worst = max(worst, graded[1])
+        verdict = "ok" if graded[1] < TARGET_S else "OVER"
+        print(f"{lab.id:<22} {len(lab.graders):>7}  {graded[0]:>7.3f} / {graded[1]:.3f}  {bare[0]:>7.3f} / "
+              f"{bare[1]:.3f}  {inside[0]:>7.3f} / {inside[1]:.3f}  {verdict} (< {TARGET_S:g} s)")
+    print()
+    print(f"slowest grading run: {worst:.3f} s (target < {TARGET_S:g} s per lab)")
+    return 0 if worst < TARGET_S else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
