@@ -9,7 +9,10 @@ import typer
 from labctl.cli.client import call
 from labctl.cli.output import Format, OutputOpt, render, stderr
 
-app = typer.Typer(help="Learners' sandboxes: list, show, kubeconfig, reset, delete.", no_args_is_help=True)
+app = typer.Typer(help="Learners' sandboxes: list, show, kubeconfig, extend, suspend, resume, reset, delete, budget.",
+                  no_args_is_help=True)
+budget = typer.Typer(help="A learner's request for more budget: approve or deny it.", no_args_is_help=True)
+app.add_typer(budget, name="budget")
 
 SessionId = Annotated[str, typer.Argument(help="The session id (see `labctl sessions list`).")]
 COLUMNS = ["id", "lab_id", "learner_id", "state", "expires_at", "namespace"]
@@ -48,6 +51,43 @@ def show(session_id: SessionId, output: OutputOpt = Format.table,
 def kubeconfig(session_id: SessionId) -> None:
     """Print the learner's kubeconfig (YAML) for a Kubernetes session."""
     typer.echo(call("GET", f"/v1/sessions/{session_id}/kubeconfig", raw=True), nl=False)
+
+
+@app.command()
+def extend(session_id: SessionId,
+           minutes: Annotated[int, typer.Option("--minutes", "-m", min=1, help="How much more time.")] = 30,
+           output: OutputOpt = Format.table) -> None:
+    """More time, up to the lab's deadline."""
+    row = call("POST", f"/v1/sessions/{session_id}/extend", json={"seconds": minutes * 60})
+    render({k: row[k] for k in ("id", "state", "expires_at", "deadline_at")}, output)
+
+
+@app.command()
+def suspend(session_id: SessionId, output: OutputOpt = Format.table) -> None:
+    """Scale the sandbox to zero, keeping the learner's work."""
+    row = call("POST", f"/v1/sessions/{session_id}/suspend")
+    render({k: row[k] for k in ("id", "state", "suspend_reason")}, output)
+
+
+@app.command()
+def resume(session_id: SessionId, output: OutputOpt = Format.table) -> None:
+    """Restore exactly what suspend stopped."""
+    row = call("POST", f"/v1/sessions/{session_id}/resume")
+    render({k: row[k] for k in ("id", "state")}, output)
+
+
+@budget.command("approve")
+def budget_approve(session_id: SessionId, output: OutputOpt = Format.table) -> None:
+    """Approve the pending request: the budget grows by the amount asked (and a budget suspension lifts)."""
+    row = call("POST", f"/v1/sessions/{session_id}/budget-requests/approve")
+    render({"id": row["id"], "state": row["state"], "budget_usd": row["budget_usd"]}, output)
+
+
+@budget.command("deny")
+def budget_deny(session_id: SessionId, output: OutputOpt = Format.table) -> None:
+    """Refuse the pending request."""
+    row = call("POST", f"/v1/sessions/{session_id}/budget-requests/deny")
+    render({"id": row["id"], "state": row["state"], "budget_usd": row["budget_usd"]}, output)
 
 
 @app.command()

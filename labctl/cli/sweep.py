@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from labctl import runtime as runtime_mod
 from labctl.cli.output import Format, OutputOpt, render, stderr
 from labctl.settings import Settings
 
@@ -18,6 +17,8 @@ def sweep(
     output: OutputOpt = Format.table,
 ) -> None:
     """Meter every live session and act on its timers and budget (leader-elected: safe beside `labctl serve`)."""
+    from labctl import runtime as runtime_mod  # heavy (SDKs, SQLAlchemy): only for this command
+
     settings = Settings()
     rt = runtime_mod.build(settings)
     rt.store.migrate()

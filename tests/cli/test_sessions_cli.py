@@ -72,3 +72,29 @@ def test_tokens_create_prints_a_working_token_once(server: Server) -> None:
     refused = labctl(server, "tokens", "create", "--role", "learner", "--name", "x")
     assert refused.returncode == 1
     assert "needs the learner id" in refused.stderr
+
+
+def test_extend_suspend_resume_and_budget_decisions(server: Server) -> None:
+    with server.client() as c:
+        session = c.post("/v1/sessions", json={"lab_id": "tag-for-showback", "learner_id": "cli-budget"}).json()
+        learner = c.post("/v1/tokens", json={"name": "cb", "role": "learner", "learner_id": "cli-budget"}).json()
+    sid = session["id"]
+    extended = labctl(server, "sessions", "extend", sid, "--minutes", "5", "-o", "json")
+    assert extended.returncode == 0, extended.stderr
+    assert json.loads(extended.stdout)["expires_at"] > session["expires_at"]
+
+    suspended = labctl(server, "sessions", "suspend", sid, "-o", "json")
+    assert json.loads(suspended.stdout) == {"id": sid, "state": "suspended", "suspend_reason": "instructor"}
+    resumed = labctl(server, "sessions", "resume", sid, "-o", "json")
+    assert json.loads(resumed.stdout)["state"] == "ready"
+
+    nothing = labctl(server, "sessions", "budget", "approve", sid)
+    assert nothing.returncode == 1
+    assert "no pending budget request" in nothing.stderr
+    with server.client(learner["token"]) as lc:
+        asked = lc.post(f"/v1/sessions/{sid}/budget-requests", json={"usd": 1.5, "reason": "one more GPU run"})
+    assert asked.json()["budget_request_usd"] == 1.5
+    approved = labctl(server, "sessions", "budget", "approve", sid, "-o", "json")
+    assert json.loads(approved.stdout)["budget_usd"] == session["budget_usd"] + 1.5
+    denied = labctl(server, "sessions", "budget", "deny", sid)
+    assert denied.returncode == 1  # nothing pending any more
