@@ -4,6 +4,7 @@ Each ``labs/<id>/lab.yaml`` is composed into a YAML node tree first, so every no
 that tree is validated by :class:`labctl.catalog.models.Lab`, and each validation error is mapped back through the
 tree to the line of the offending key (``labs/idle-hunter/lab.yaml:14: budget.thresholds.1.action: Input should be
 'notify', 'suspend' or 'terminate'``). Unknown keys are reported on their own line, with the closest known field.
+The YAML part is :mod:`labctl.catalog.yamldoc`, shared with the price sheet.
 
 Starter templates (Jinja2, ``StrictUndefined``) are rendered here too, into the YAML documents a provider applies; the
 loader renders them once with a sample context when the catalog is loaded, so a broken template is found by
@@ -12,42 +13,27 @@ loader renders them once with a sample context when the catalog is loaded, so a 
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import types
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import jinja2
 import yaml
 from pydantic import BaseModel, ValidationError
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node
 
 from labctl.catalog.models import CheckContext, Lab, lab_json_schema
+from labctl.catalog.yamldoc import Loc, compose, field_path, line_of, unknown_field_message
+from labctl.catalog.yamldoc import Problem as Problem  # re-exported: labctl.catalog.loader.Problem
 
 LAB_FILE = "lab.yaml"
 FLEET_FILE = "fleet.yaml"
 SCHEMA_FILE = "lab.schema.json"
 CONTEXT_KEYS = ("namespace", "session_id", "lab_id", "learner_id")
 _UNDEFINED_NAME = re.compile(r"'(?P<name>[^']+)' is undefined")
-Loc = tuple[int | str, ...]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong, where it is: ``file:line: field: message``."""
-
-    file: str
-    line: int | None
-    field: str | None
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
 
 
 class CatalogError(ValueError):
@@ -80,13 +66,13 @@ def load_lab(path: Path, *, manifests_dir: Path | None = None, fleet_file: Path 
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogError([Problem(source, None, None, f"cannot read: {exc.strerror or exc}")]) from exc
-    root, data = _compose(text, source)
+    root, data = compose(text, source, CatalogError)
     if not isinstance(data, dict) or not isinstance(root, MappingNode):
         raise CatalogError([Problem(source, 1, None, "a lab file is a YAML mapping of fields (title, provider, ...)")])
     lab_id = path.parent.name
     written_id = data.get("id", lab_id)
     if written_id != lab_id:
-        raise CatalogError([Problem(source, _line_of(root, ("id",)), "id",
+        raise CatalogError([Problem(source, line_of(root, ("id",)), "id",
                                     f"{written_id!r} differs from the directory name {lab_id!r}; the id is the "
                                     "directory name (leave it out, or rename the directory)")])
     context = CheckContext(
@@ -278,107 +264,22 @@ def _find_line(path: Path, name: str) -> int | None:
     return next((number for number, line in enumerate(lines, start=1) if word.search(line)), None)
 
 
-# --- YAML with lines ----------------------------------------------------------------------------------------------
-
-
-def _compose(text: str, source: str) -> tuple[Node | None, Any]:
-    """The node tree (lines kept) and the data built from it; YAML errors and duplicate keys as problems."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            raise CatalogError([Problem(source, None, None, "the file is empty")])
-        duplicates = list(_duplicate_keys(root, (), source))
-        if duplicates:
-            raise CatalogError(duplicates)
-        return root, loader.construct_document(root)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise CatalogError([Problem(source, line, None, f"not valid YAML: {exc.problem or exc}")]) from exc
-    finally:
-        loader.dispose()
-
-
-def _duplicate_keys(node: Node, loc: Loc, source: str) -> Iterable[Problem]:
-    if isinstance(node, MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if isinstance(key_node, ScalarNode):
-                line = key_node.start_mark.line + 1
-                if key_node.value in seen:
-                    yield Problem(source, line, _field_path((*loc, key_node.value)),
-                                  f"appears twice (first on line {seen[key_node.value]})")
-                seen.setdefault(key_node.value, line)
-                yield from _duplicate_keys(value_node, (*loc, key_node.value), source)
-    elif isinstance(node, SequenceNode):
-        for index, item in enumerate(node.value):
-            yield from _duplicate_keys(item, (*loc, index), source)
-
-
-def _line_of(root: Node, loc: Loc) -> int | None:
-    """The line of the key (or list item) that ``loc`` names; for a missing key, the line of its parent's key."""
-    node = root
-    owner_line: int | None = None  # the line of the key whose value ``node`` is
-    for position, part in enumerate(loc):
-        last = position == len(loc) - 1
-        if part == "[key]":
-            continue
-        if isinstance(node, MappingNode) and isinstance(part, str):
-            for key_node, value_node in node.value:
-                if isinstance(key_node, ScalarNode) and key_node.value == part:
-                    owner_line = key_node.start_mark.line + 1
-                    node = value_node
-                    break
-            else:
-                return owner_line
-        elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-            node = node.value[part]
-            owner_line = node.start_mark.line + 1
-        else:
-            return owner_line if owner_line is not None else node.start_mark.line + 1
-        if last:
-            return owner_line
-    return owner_line
-
-
 def _problem(err: Any, root: Node, source: str, *, lab_id: str, id_written: bool) -> Problem:
     loc: Loc = tuple(part for part in err["loc"] if not _is_schema_tag(part))
     message = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        message = _unknown_field_message(loc)
+        message = unknown_field_message(loc, _known_fields(loc[:-1]))
     elif err["type"] == "missing":
         message = "required field is missing"
     if loc[:1] == ("id",) and not id_written:
         message += f" (the lab id is its directory name, {lab_id!r})"
         return Problem(source, None, "id", message)
-    return Problem(source, _line_of(root, loc), _field_path(loc), message)
+    return Problem(source, line_of(root, loc), field_path(loc), message)
 
 
 def _is_schema_tag(part: int | str) -> bool:
     """pydantic puts validator names such as ``function-after[...]`` in some locations; they are not fields."""
     return isinstance(part, str) and part != "[key]" and "[" in part and part.endswith("]")
-
-
-def _field_path(loc: Loc) -> str:
-    parts: list[str] = []
-    for part in loc:
-        if part == "[key]":
-            continue
-        text = str(part)
-        parts.append(f'["{text}"]' if isinstance(part, str) and ("." in text or "/" in text) else f".{text}")
-    return "".join(parts).lstrip(".") or "(top level)"
-
-
-def _unknown_field_message(loc: Loc) -> str:
-    name = str(loc[-1]) if loc else "?"
-    known = _known_fields(loc[:-1])
-    if not known:
-        return f"unknown field {name!r}"
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    if close:
-        return f"unknown field {name!r} (did you mean {close[0]!r}?)"
-    return f"unknown field {name!r}; the fields here are {', '.join(known)}"
 
 
 def _known_fields(loc: Loc) -> list[str]:

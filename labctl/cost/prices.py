@@ -11,13 +11,12 @@ the instructor; never zero. :func:`capacity_type`, :func:`provider_of` and :func
 needs from a Node's labels, in every spelling EKS, Karpenter, GKE and AKS use (DOMAIN.md section 1).
 
 :func:`load_sheet` reads the YAML keeping each node's line, so every error names the file, the line and the field
-(``labs/prices.yaml:57: instances.3.spot_hourly_usd: ...``), like :mod:`labctl.catalog.loader` does for labs.
-Pure: no cluster, no network.
+(``labs/prices.yaml:57: instances.3.spot_hourly_usd: ...``), like :mod:`labctl.catalog.loader` does for labs
+(both with :mod:`labctl.catalog.yamldoc`). Pure: no cluster, no network.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -39,9 +38,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node
 
-from labctl.catalog.loader import Problem, display_path
+from labctl.catalog.loader import display_path
+from labctl.catalog.yamldoc import Loc, Problem, compose, dotted_path, line_of, unknown_field_message
 
 PRICES_FILE = "prices.yaml"
 HOURS_PER_MONTH = Decimal(730)
@@ -55,8 +55,6 @@ MIG_PROFILE_PATTERN = r"^(?P<g>[1-7])g\.(?P<gb>[1-9]\d*)gb$"
 MIG_PROFILE = re.compile(MIG_PROFILE_PATTERN)
 _REGION = r"^[a-z0-9][-a-z0-9]*[a-z0-9]$"
 _NAME = r"^[A-Za-z0-9][-A-Za-z0-9_.]*$"
-
-Loc = tuple[int | str, ...]
 
 
 class PriceError(ValueError):
@@ -482,7 +480,7 @@ def load_sheet(path: Path) -> PriceSheet:
 
 def parse_sheet(text: str, *, source: str) -> PriceSheet:
     """:func:`load_sheet` for text already read; ``source`` names it in errors."""
-    root, data = _compose(text, source)
+    root, data = compose(text, source, PriceSheetError, loader=_Loader, path=dotted_path)
     if not isinstance(data, dict) or not isinstance(root, MappingNode):
         raise PriceSheetError([Problem(source, 1, None, "a price sheet is a YAML mapping (fallback, load_balancer, "
                                                         "storage, instances, ...)")])
@@ -503,66 +501,6 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
-def _compose(text: str, source: str) -> tuple[Node | None, Any]:
-    loader = _Loader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            raise PriceSheetError([Problem(source, None, None, "the file is empty")])
-        duplicates = _duplicate_keys(root, (), source)
-        if duplicates:
-            raise PriceSheetError(duplicates)
-        return root, loader.construct_document(root)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise PriceSheetError([Problem(source, line, None, f"not valid YAML: {exc.problem or exc}")]) from exc
-    except yaml.YAMLError as exc:
-        raise PriceSheetError([Problem(source, None, None, f"not valid YAML: {exc}")]) from exc
-    finally:
-        loader.dispose()
-
-
-def _duplicate_keys(node: Node, loc: Loc, source: str) -> list[Problem]:
-    problems: list[Problem] = []
-    if isinstance(node, MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode):
-                continue
-            line = key_node.start_mark.line + 1
-            if key_node.value in seen:
-                problems.append(Problem(source, line, _field_path((*loc, key_node.value)),
-                                        f"appears twice (first on line {seen[key_node.value]})"))
-            seen.setdefault(key_node.value, line)
-            problems.extend(_duplicate_keys(value_node, (*loc, key_node.value), source))
-    elif isinstance(node, SequenceNode):
-        for index, item in enumerate(node.value):
-            problems.extend(_duplicate_keys(item, (*loc, index), source))
-    return problems
-
-
-def _line_of(root: Node, loc: Loc) -> int | None:
-    """The line of the key or list item ``loc`` names; for a missing key, the line of the nearest parent."""
-    node, line = root, root.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, MappingNode):
-            match = next(((k, v) for k, v in node.value if isinstance(k, ScalarNode) and k.value == str(part)), None)
-            if match is None:
-                return line
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
-def _field_path(loc: Loc) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
-
-
 def _problem(err: Any, root: Node, data: Any, source: str) -> Problem:
     loc: Loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p.endswith("]")))
     message = str(err["msg"]).removeprefix("Value error, ")
@@ -575,7 +513,8 @@ def _problem(err: Any, root: Node, data: Any, source: str) -> Problem:
     row = _row_name(data, loc)
     if row:
         message = f"({row}) {message}"
-    return Problem(source, _line_of(root, loc), _field_path(loc), message)
+    line = line_of(root, loc, number_keys=True)
+    return Problem(source, root.start_mark.line + 1 if line is None else line, dotted_path(loc), message)
 
 
 def _row_name(data: Any, loc: Loc) -> str | None:
@@ -598,13 +537,6 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
 
 
 def _unknown_field_message(loc: Loc) -> str:
-    name = str(loc[-1]) if loc else "?"
     parent = loc[:-1]
     model: type[BaseModel] | None = PriceSheet if not parent else _SECTION_MODELS.get(str(parent[0]))
-    if model is None:
-        return f"unknown field {name!r}"
-    known = list(model.model_fields)
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    if close:
-        return f"unknown field {name!r} (did you mean {close[0]!r}?)"
-    return f"unknown field {name!r}; the fields here are {', '.join(known)}"
+    return unknown_field_message(loc, list(model.model_fields) if model is not None else [])
