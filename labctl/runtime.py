@@ -8,11 +8,9 @@ takes the store's leader lease, so with several replicas exactly one meters, run
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -44,7 +42,10 @@ class Runtime:
     sessions: Sessions
     sweeper: Sweeper
     submissions: Submissions
-    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    @property
+    def holder(self) -> str:
+        return self.settings.replica_id
 
 
 def build(settings: Settings) -> Runtime:

@@ -7,6 +7,7 @@ without an explicit admin token and an explicit kubeconfig, so no default secret
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +37,9 @@ class Settings(BaseSettings):
     labs_dir: Path = REPO_ROOT / "labs"
     manifests_dir: Path = REPO_ROOT / "manifests"
     fleet_file: Path = REPO_ROOT / "labs" / "fleet.yaml"
+    replica_id: str = Field(default_factory=socket.gethostname,
+                            description="this replica's name in the leader lease; stable across restarts, so a "
+                                        "restarted replica leads again at once (replicas on one host: distinct ids)")
     prices_file: Path = REPO_ROOT / "labs" / "prices.yaml"
     graders_dir: Path = REPO_ROOT / "graders"
     sweep_interval_s: float = Field(default=30.0, gt=0, le=3600,

@@ -23,7 +23,6 @@ from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError
 from labctl.grading import receipt
 from labctl.grading.snapshot import Snapshot
-from labctl.ports import ProviderError
 from labctl.service import policy
 from labctl.service.sessions import Sessions
 from labctl.store.models import SandboxSession
@@ -56,18 +55,19 @@ class Sweeper:
             ids = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state.in_(METERED_STATES))))
         sheet = self.prices()
         for session_id in ids:
+            # One session's failure (an unreachable API, a surprising object) must not stop the others' sweep.
             try:
                 self.meter(session_id, sheet)
                 report.metered += 1
-            except (ProviderError, LabctlError) as exc:
+            except Exception as exc:
                 report.errors.append((session_id, f"meter: {exc}"))
-                log.warning("metering %s failed: %s", session_id, exc)
+                log.warning("metering %s failed: %s", session_id, exc, exc_info=not isinstance(exc, LabctlError))
             try:
                 for action in self.act(session_id):
                     report.actions.append((session_id, action.kind, action.reason))
-            except (ProviderError, LabctlError) as exc:
+            except Exception as exc:
                 report.errors.append((session_id, f"timers: {exc}"))
-                log.warning("timers of %s failed: %s", session_id, exc)
+                log.warning("timers of %s failed: %s", session_id, exc, exc_info=not isinstance(exc, LabctlError))
         self.sessions.reconcile()
         return report
 

@@ -201,7 +201,9 @@ def test_budget_suspend_within_one_sweep_and_resume_restores_replicas(tmp_path: 
 
 def test_ledger_never_double_counts_across_a_restart(tmp_path: Path, local_cluster: LocalCluster) -> None:
     db = tmp_path / "shared.db"
-    first = _world(tmp_path / "a", local_cluster, db=db)
+    # Nobody touches the sandbox for an hour: without an idle timeout it keeps running (and costing) all along.
+    labs = _labs_with(tmp_path, "tag-for-showback", {"time": {"idle_timeout": None}})
+    first = _world(tmp_path / "a", local_cluster, labs, db=db)
     with first.client:
         session = first.start("tag-for-showback", "restarter")
         sid = session["id"]
@@ -211,7 +213,7 @@ def test_ledger_never_double_counts_across_a_restart(tmp_path: Path, local_clust
         first.sweep()
         halfway = Decimal(str(first.session(sid)["cost"]["accrued_usd"]))
     # The service restarts (a new process over the same store) at the same instant, and sweeps twice.
-    second = _world(tmp_path / "b", local_cluster, db=db)
+    second = _world(tmp_path / "b", local_cluster, labs, db=db)
     second.clock.now = first.clock.now
     with second.client:
         try:

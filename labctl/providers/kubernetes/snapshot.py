@@ -205,8 +205,8 @@ def _node(node: dict[str, Any]) -> dict[str, Any]:
         "name": node["metadata"]["name"],
         "instance_type": labels.get("node.kubernetes.io/instance-type", "unknown"),
         "capacity_type": capacity_type(labels),
-        "zone": labels.get("topology.kubernetes.io/zone"),
-        "region": labels.get("topology.kubernetes.io/region"),
+        "zone": labels.get("topology.kubernetes.io/zone", "unknown"),
+        "region": labels.get("topology.kubernetes.io/region", "unknown"),
         "gpu_product": labels.get("nvidia.com/gpu.product"),
         "labels": labels,
         "taints": [{"key": t.get("key"), "value": t.get("value"), "effect": t.get("effect")}
