@@ -234,7 +234,10 @@ class LocalCluster:
         for name in COMPONENTS:
             pid_file = pids / f"{name}.pid"
             pid = _read_pid(pid_file)
-            found.append(Component(name=name, pid=pid, running=pid is not None and _alive(pid)))
+            # A pid file outlives its process (a reboot, a killed session): only a live process that runs from this
+            # cluster's directory is ours; anything else with a recycled pid must never be signalled.
+            ours = pid is not None and _alive(pid) and str(self.cluster_dir) in _cmdline(pid)
+            found.append(Component(name=name, pid=pid if ours else None, running=ours))
         return found
 
     def _wait_ready(self, timeout_s: float) -> Status:
@@ -281,6 +284,13 @@ def _read_pid(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _alive(pid: int) -> bool:

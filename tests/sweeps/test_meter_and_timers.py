@@ -208,7 +208,6 @@ def test_ledger_never_double_counts_across_a_restart(tmp_path: Path, local_clust
         session = first.start("tag-for-showback", "restarter")
         sid = session["id"]
         first.sweep()
-        rate = Decimal(str(first.session(sid)["cost"]["burn_rate_usd_per_hour"]))
         first.clock.advance(minutes=30)
         first.sweep()
         halfway = Decimal(str(first.session(sid)["cost"]["accrued_usd"]))
@@ -219,6 +218,9 @@ def test_ledger_never_double_counts_across_a_restart(tmp_path: Path, local_clust
         try:
             second.sweep()
             assert Decimal(str(second.session(sid)["cost"]["accrued_usd"])) == halfway
+            # The next half hour is charged at the rate this sweep measured (the starter may still have been
+            # starting pods at the first one), once.
+            rate = Decimal(str(second.session(sid)["cost"]["burn_rate_usd_per_hour"]))
             second.clock.advance(minutes=30)
             second.sweep()
             total = Decimal(str(second.session(sid)["cost"]["accrued_usd"]))
@@ -336,3 +338,27 @@ def test_cost_report_and_metrics_follow_the_ledger(world: World) -> None:
     line = next(ln for ln in metrics.splitlines()
                 if ln.startswith("labctl_session_accrued_usd{") and session["id"] in ln)
     assert float(line.rsplit(" ", 1)[1]) == pytest.approx(rate / 2, rel=0.02)
+
+
+def test_submission_policy_errors_are_problem_documents(world: World) -> None:
+    session = world.start("gpu-rightsizing", "submitter")  # 2 attempts
+    sid = session["id"]
+    first = world.client.post(f"/v1/sessions/{sid}/submissions", headers=HEADERS)
+    assert first.status_code == 202, first.text
+    graded = world.client.get(f"/v1/submissions/{first.json()['id']}", headers=HEADERS).json()
+    assert graded["state"] == "graded"
+    assert world.session(sid)["state"] == "ready"  # an attempt is left: writable again
+    second = world.client.post(f"/v1/sessions/{sid}/submissions", headers=HEADERS)
+    assert second.status_code == 202
+    assert world.session(sid)["state"] == "graded"  # the last attempt: stays frozen
+    third = world.client.post(f"/v1/sessions/{sid}/submissions", headers=HEADERS)
+    assert third.status_code == 409
+    assert third.headers["content-type"] == "application/problem+json"
+    assert third.json()["detail"] == "no attempts left: 2 of 2 used for lab gpu-rightsizing"
+    world.clock.now = datetime.fromisoformat(session["deadline_at"]) + timedelta(minutes=1)
+    world.sweep()  # expiry
+    late = world.client.post(f"/v1/sessions/{sid}/submissions", headers=HEADERS)
+    assert late.status_code == 409
+    assert "submissions are closed" in late.json()["detail"]
+    assert [s["attempt"] for s in world.client.get(f"/v1/sessions/{sid}/submissions", headers=HEADERS).json()] \
+        == [1, 2]
