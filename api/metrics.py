@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import select
 
 import labctl
+from labctl.service import costs
 from labctl.service.states import LIVE
 from labctl.store.db import Store
 from labctl.store.models import SandboxSession
@@ -38,14 +39,10 @@ class SessionCosts(Collector):
             rows = db.scalars(select(SandboxSession).where(SandboxSession.state.in_(LIVE))).all()
         for row in rows:
             key = [row.id, row.lab_id, row.learner_id, row.state]
-            accrued, rate = float(row.accrued_usd or 0), float(row.burn_rate_usd_per_hour or 0)
-            expires = row.expires_at if row.expires_at is None or row.expires_at.tzinfo else \
-                row.expires_at.replace(tzinfo=UTC)
-            hours = max(0.0, (expires - now).total_seconds() / 3600) if expires else 0.0
-            families["accrued"].add_metric(key, accrued)
-            families["burn"].add_metric(key, rate)
-            families["forecast"].add_metric(key, accrued + rate * hours)
-            families["share"].add_metric(key, accrued / float(row.budget_usd) if row.budget_usd else 0.0)
+            families["accrued"].add_metric(key, float(row.accrued_usd or 0))
+            families["burn"].add_metric(key, float(row.burn_rate_usd_per_hour or 0))
+            families["forecast"].add_metric(key, float(costs.forecast_usd(row, now=now)))
+            families["share"].add_metric(key, float(costs.budget_share(row)))
         yield from families.values()
 
 

@@ -8,16 +8,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from labctl.catalog.models import Lab
+from labctl.service import costs
 from labctl.service.costs import CostRow
 from labctl.store.models import SandboxSession, SessionEvent, Submission
 
 LEARNER_ID_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class StartSession(BaseModel):
@@ -32,20 +27,6 @@ class Cost(BaseModel):
     forecast_usd: float = Field(default=0.0, description="accrued + burn rate until expiry")
     budget_share: float = Field(default=0.0, description="accrued as a percentage of the budget")
     note: str | None = Field(default=None, description="how the meter priced it (e.g. requests, no metrics)")
-
-
-def _forecast(row: SandboxSession) -> float:
-    accrued, rate = float(row.accrued_usd or 0), float(row.burn_rate_usd_per_hour or 0)
-    if row.state not in ("ready", "suspended", "submitted", "graded") or row.expires_at is None:
-        return accrued
-    now = datetime.now(UTC)
-    hours = max(0.0, ((as_utc(row.expires_at) or now) - now).total_seconds() / 3600)
-    return round(accrued + rate * hours, 6)
-
-
-def _share(row: SandboxSession) -> float:
-    budget = float(row.budget_usd or 0)
-    return round(float(row.accrued_usd or 0) * 100 / budget, 3) if budget > 0 else 0.0
 
 
 class SessionOut(BaseModel):
@@ -70,11 +51,12 @@ class SessionOut(BaseModel):
     def of(cls, row: SandboxSession) -> SessionOut:
         return cls(
             id=row.id, lab_id=row.lab_id, learner_id=row.learner_id, provider=row.provider, state=row.state,
-            reason=row.reason, created_at=as_utc(row.created_at) or row.created_at, ready_at=as_utc(row.ready_at),
-            expires_at=as_utc(row.expires_at), deadline_at=as_utc(row.deadline_at), budget_usd=float(row.budget_usd),
+            reason=row.reason, created_at=row.created_at, ready_at=row.ready_at,
+            expires_at=row.expires_at, deadline_at=row.deadline_at, budget_usd=float(row.budget_usd),
             cost=Cost(accrued_usd=float(row.accrued_usd or 0),
                       burn_rate_usd_per_hour=float(row.burn_rate_usd_per_hour or 0),
-                      forecast_usd=_forecast(row), budget_share=_share(row), note=row.meter_note),
+                      forecast_usd=round(float(costs.forecast_usd(row, now=datetime.now(UTC))), 6),
+                      budget_share=round(float(costs.budget_share(row) * 100), 3), note=row.meter_note),
             namespace=row.namespace, learner_url=None, suspend_reason=row.suspend_reason,
             budget_request_usd=float(row.budget_request_usd) if row.budget_request_usd is not None else None,
         )
@@ -88,7 +70,7 @@ class EventOut(BaseModel):
 
     @classmethod
     def of(cls, row: SessionEvent) -> EventOut:
-        return cls(at=as_utc(row.at) or row.at, kind=row.kind, actor=row.actor, detail=row.detail)
+        return cls(at=row.at, kind=row.kind, actor=row.actor, detail=row.detail)
 
 
 class LabOut(BaseModel):
@@ -146,7 +128,7 @@ class SubmissionOut(BaseModel):
     @classmethod
     def of(cls, row: Submission) -> SubmissionOut:
         return cls(id=row.id, session_id=row.session_id, attempt=row.attempt, state=row.state,
-                   created_at=as_utc(row.created_at) or row.created_at, graded_at=as_utc(row.graded_at),
+                   created_at=row.created_at, graded_at=row.graded_at,
                    score=float(row.score) if row.score is not None else None,
                    max_score=float(row.max_score) if row.max_score is not None else None,
                    checks=list(row.checks or []), receipt=row.receipt, error=row.error)

@@ -18,7 +18,6 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.problems import Problem
-from api.schemas import as_utc
 from labctl.outbox import inbound
 
 router = APIRouter(prefix="/v1/hooks", tags=["hooks"])
@@ -50,5 +49,5 @@ async def exam_hook(request: Request) -> InboundOut:
         lambda: inbound.verify_and_record(state.store, headers=dict(request.headers), body=body,
                                           secret=secret.get_secret_value(), now=datetime.now(UTC),
                                           handlers=handlers))
-    return InboundOut(webhook_id=row.webhook_id, type=row.type, received_at=as_utc(row.received_at) or row.received_at,
+    return InboundOut(webhook_id=row.webhook_id, type=row.type, received_at=row.received_at,
                       result=row.result)

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentPrincipal
-from api.schemas import as_utc
 from labctl.outbox.endpoints import DeliveryView, Webhooks
 from labctl.outbox.events import EVENT_TYPES
 from labctl.store.webhook_models import WebhookEndpoint
@@ -51,9 +50,9 @@ class EndpointOut(BaseModel):
     @classmethod
     def of(cls, row: WebhookEndpoint) -> EndpointOut:
         return cls(id=row.id, url=row.url, description=row.description, events=row.events,
-                   created_at=as_utc(row.created_at) or row.created_at, disabled_at=as_utc(row.disabled_at),
+                   created_at=row.created_at, disabled_at=row.disabled_at,
                    disabled_reason=row.disabled_reason, consecutive_failures=row.consecutive_failures,
-                   previous_secret_expires_at=as_utc(row.previous_secret_expires_at))
+                   previous_secret_expires_at=row.previous_secret_expires_at)
 
 
 class EndpointWithSecret(EndpointOut):
@@ -84,9 +83,9 @@ class DeliveryOut(BaseModel):
         d = view.delivery
         return cls(id=d.id, event_id=d.event_id, event_type=view.event_type, endpoint_id=d.endpoint_id,
                    session_id=d.session_id, state=d.state, attempts=d.attempts,
-                   next_attempt_at=as_utc(d.next_attempt_at), last_attempt_at=as_utc(d.last_attempt_at),
-                   last_status=d.last_status, last_error=d.last_error, delivered_at=as_utc(d.delivered_at),
-                   created_at=as_utc(d.created_at) or d.created_at)
+                   next_attempt_at=d.next_attempt_at, last_attempt_at=d.last_attempt_at,
+                   last_status=d.last_status, last_error=d.last_error, delivered_at=d.delivered_at,
+                   created_at=d.created_at)
 
 
 @router.post("/endpoints", status_code=201, summary="Subscribe a receiver (the secret is shown once)")

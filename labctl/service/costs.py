@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
 from sqlalchemy import select
 
+from labctl.cost import model
+from labctl.service.states import LIVE
 from labctl.store.db import Store
 from labctl.store.models import SandboxSession
 
@@ -29,6 +32,19 @@ class CostRow:
     @property
     def budget_share(self) -> Decimal:
         return self.spend_usd / self.budget_usd if self.budget_usd else Decimal(0)
+
+
+def forecast_usd(row: SandboxSession, *, now: datetime) -> Decimal:
+    """What the session will have cost at expiry if its burn rate stays (what it cost, once it is over)."""
+    accrued = Decimal(row.accrued_usd or 0)
+    if row.state not in LIVE or row.expires_at is None:
+        return accrued
+    return model.forecast(accrued, Decimal(row.burn_rate_usd_per_hour or 0), now, row.expires_at)
+
+
+def budget_share(row: SandboxSession) -> Decimal:
+    """Spend as a share of the session's budget (1 = all of it)."""
+    return model.budget_share(row.accrued_usd or 0, row.budget_usd) if row.budget_usd else Decimal(0)
 
 
 def report(store: Store, *, group_by: GroupBy) -> list[CostRow]:

@@ -15,6 +15,7 @@ from typing import Literal
 from labctl.catalog import windows
 from labctl.catalog.durations import parse_duration
 from labctl.catalog.models import Lab
+from labctl.cost import model
 
 Kind = Literal["terminate", "warn_expiry", "suspend", "resume", "notify"]
 
@@ -43,9 +44,7 @@ class Facts:
 
 def budget_share(accrued: Decimal, budget: Decimal) -> Decimal:
     """Money used as a percentage of the budget (0 when there is no budget)."""
-    if budget <= 0:
-        return Decimal(0)
-    return accrued * 100 / budget
+    return model.budget_share(accrued, budget) * 100 if budget > 0 else Decimal(0)
 
 
 def newly_crossed(facts: Facts, lab: Lab) -> list[tuple[int, str]]:

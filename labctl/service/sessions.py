@@ -171,7 +171,7 @@ class Sessions:
         if row.state not in ("ready", "suspended"):
             raise Conflict(f"session {session_id} is {row.state}: only a ready or suspended session can be extended")
         assert row.expires_at is not None and row.deadline_at is not None
-        expires, deadline = _aware(row.expires_at), _aware(row.deadline_at)
+        expires, deadline = row.expires_at, row.deadline_at
         if expires >= deadline:
             raise Conflict(f"session {session_id} already runs until its deadline {deadline.isoformat()}; "
                            "the lab allows no more time")
@@ -340,8 +340,8 @@ class Sessions:
     def spec_of(self, row: SandboxSession) -> SandboxSpec:
         assert row.expires_at is not None and row.namespace is not None
         return SandboxSpec(session_id=row.id, lab=self.lab(row.lab_id), learner_id=row.learner_id,
-                           namespace=row.namespace, expires_at=_aware(row.expires_at),
-                           budget_usd=float(row.budget_usd), started_at=_aware(row.ready_at or row.created_at))
+                           namespace=row.namespace, expires_at=row.expires_at,
+                           budget_usd=float(row.budget_usd), started_at=row.ready_at or row.created_at)
 
 
 # Which transitions the exam platform hears about: (from, to) -> event type ("*" = from anywhere).
@@ -353,11 +353,7 @@ _ANNOUNCED = {
 
 
 def _iso(value: datetime | None) -> str | None:
-    return _aware(value).isoformat() if value is not None else None
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.isoformat() if value is not None else None
 
 
 def _provider_call(fn: Callable[[], T]) -> T:

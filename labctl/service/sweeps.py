@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -86,7 +86,7 @@ class Sweeper:
             current = db.get(SandboxSession, session_id)
             if current is None or current.state not in METERED_STATES:
                 return snap
-            since = _aware(current.last_metered_at or current.ready_at or current.created_at)
+            since = current.last_metered_at or current.ready_at or current.created_at
             elapsed = max(0.0, (now - since).total_seconds())
             # The rate in force since the last sweep is the one that sweep measured; the first sweep uses today's.
             rate = (Decimal(current.burn_rate_usd_per_hour or 0) if current.last_metered_at
@@ -116,10 +116,10 @@ class Sweeper:
         lab = self.sessions.lab(row.lab_id)
         assert row.expires_at is not None
         facts = policy.Facts(
-            state=row.state, expires_at=_aware(row.expires_at), accrued_usd=Decimal(row.accrued_usd or 0),
+            state=row.state, expires_at=row.expires_at, accrued_usd=Decimal(row.accrued_usd or 0),
             budget_usd=Decimal(row.budget_usd), thresholds_crossed=tuple(row.thresholds_crossed or ()),
             suspend_reason=row.suspend_reason,
-            last_activity_at=_aware(row.last_activity_at) if row.last_activity_at else None,
+            last_activity_at=row.last_activity_at,
             expiry_warned_at=row.expiry_warned_at,
         )
         actions = policy.decide(facts, lab, self.clock())
@@ -145,7 +145,7 @@ class Sweeper:
         elif action.kind == "warn_expiry":
             row = s.row_of(session_id)
             assert row.expires_at is not None
-            expires = _aware(row.expires_at)
+            expires = row.expires_at
             s.update(session_id, expiry_warned_at=self.clock(), event=("expiring", "timer", action.reason),
                      announce=("session.expiring", {
                          "expires_at": expires.isoformat(),
@@ -163,5 +163,3 @@ def _idle_rate(snap: dict[str, Any]) -> Decimal:
                 if r.hourly_usd and receipt.idle_reason(model, r)), Decimal(0))
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

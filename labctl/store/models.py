@@ -6,7 +6,7 @@ the migrated schema agree, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
@@ -22,7 +22,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -31,6 +33,24 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database: SQLite stores no zone and hands back naive datetimes, so the
+    zone is put back here, once, instead of in every caller."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -50,10 +70,10 @@ class SandboxSession(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     namespace: Mapped[str | None] = mapped_column(String(63))
     budget_usd: Mapped[Decimal] = mapped_column(Numeric(12, 4))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    ready_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # "<lab>/<learner>" while the session is live, NULL once it is over: the unique constraint is what makes
     # concurrent starts for the same learner and lab give one session (NULLs never collide).
     live_key: Mapped[str | None] = mapped_column(String(200), unique=True)
@@ -62,7 +82,7 @@ class SandboxSession(Base):
     # The ledger: money used so far, accrued by the meter from live inventory x the price sheet.
     accrued_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
     burn_rate_usd_per_hour: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
-    last_metered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_metered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     meter_note: Mapped[str | None] = mapped_column(Text)
     # For the instructor's report: pod-hours run, those on spot capacity, and money spent on idle things.
     pod_hours: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
@@ -77,8 +97,8 @@ class SandboxSession(Base):
     budget_request_reason: Mapped[str | None] = mapped_column(Text)
     # Timers: why it is suspended (budget, idle, off-hours, instructor), last learner activity, expiry warning sent.
     suspend_reason: Mapped[str | None] = mapped_column(String(20))
-    last_activity_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    expiry_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expiry_warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Optimistic concurrency: every update bumps it, so two writers never both win.
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -94,7 +114,7 @@ class SessionEvent(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
     kind: Mapped[str] = mapped_column(String(40))
     actor: Mapped[str] = mapped_column(String(128))
     detail: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
@@ -110,8 +130,8 @@ class ApiToken(Base):
     role: Mapped[str] = mapped_column(String(20))
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     learner_id: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Submission(Base):
@@ -123,8 +143,8 @@ class Submission(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
     attempt: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(20))  # grading | graded | error
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    graded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    graded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     score: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
     max_score: Mapped[Decimal | None] = mapped_column(Numeric(10, 4))
     checks: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
@@ -142,7 +162,7 @@ class Lease(Base):
 
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 # The webhook tables share Base's metadata; importing them here keeps every table known wherever models is imported.
