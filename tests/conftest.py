@@ -23,7 +23,8 @@ def settings() -> Settings:
     return Settings()
 
 
-TEST_CLUSTER = "labctl-test"
+# LABCTL_TEST_CLUSTER lets two checkouts on one machine test side by side, each on a cluster of its own.
+TEST_CLUSTER = os.environ.get("LABCTL_TEST_CLUSTER", "labctl-test")
 
 
 @pytest.fixture(scope="session")
