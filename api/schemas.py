@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (the contract in DESIGN.md)."""
+"""Request and response bodies of the HTTP API (the contract of the README's "Using it" section)."""
 
 from __future__ import annotations
 

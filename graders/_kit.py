@@ -241,7 +241,7 @@ def is_unmounted_claim(res: Json) -> bool:
     return res.get("kind") == "PersistentVolumeClaim" and not res.get("mounted_by")
 
 
-# --- spot capacity (DOMAIN.md section 1) ------------------------------------------------------------------------------
+# --- spot capacity (docs/FINOPS.md section 1) -------------------------------------------------------------------------
 
 #: Node labels that mark spot / preemptible capacity, per platform; values compared case-insensitively.
 SPOT_NODE_LABELS: dict[str, str] = {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """GPU rightsizing: each workload's GPU request (a whole GPU or a MIG slice) matches what it measurably uses.
 
-The rule of thumb of DOMAIN.md section 3, every threshold a parameter. From the workload's measured use (P95
+The rule of thumb of docs/FINOPS.md section 3, every threshold a parameter. From the workload's measured use (P95
 engine-active, peak framebuffer MiB: the pod template annotations named in ``usage_annotations`` when given, else the
 pods' container ``usage``):
 
@@ -63,7 +63,7 @@ from _kit import (
 WHOLE_GPU = "nvidia.com/gpu"
 MIG_PREFIX = "nvidia.com/mig-"
 _PROFILE = re.compile(r"^(\d+)g\.(\d+)gb$")
-PROFILES_BY_MEMORY = {  # DOMAIN.md section 3
+PROFILES_BY_MEMORY = {  # docs/FINOPS.md section 3
     40960: ("1g.5gb", "1g.10gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"),
     81920: ("1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"),
     144384: ("1g.18gb", "1g.35gb", "2g.35gb", "3g.71gb", "4g.71gb", "7g.141gb"),

@@ -32,7 +32,7 @@ from pydantic import (
 
 from labctl.catalog import durations, windows
 
-# --- Kubernetes names, labels and quantities (DOMAIN.md section 2) -------------------------------------------------
+# --- Kubernetes names, labels and quantities (docs/FINOPS.md section 2) -----------------------------------------------
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -1,6 +1,6 @@
 """OpenCost's cost model over the price sheet: node price -> unit rates -> container, PVC and load balancer cost.
 
-The idea (DOMAIN.md section 4): a node's hourly price is split into a price per vCPU-hour, per GiB-hour of memory and
+In docs/FINOPS.md section 4: a node's hourly price is split into a price per vCPU-hour, per GiB-hour of memory and
 per GPU-hour, in the ratio of OpenCost's fallback unit rates and scaled so that the parts add up exactly to the node
 price (:func:`unit_rates`). A container then pays, per hour, max(request, usage) of CPU and memory times those rates
 (what it reserved, or more when it used more), plus its GPUs by request: whole GPUs at the GPU-hour rate, MIG slices

@@ -8,7 +8,7 @@ price of a load balancer and the monthly price of a GB of PVC storage; optional 
 :meth:`PriceSheet.node_price` answers "what does this node cost per hour": a sheet row when the type is listed,
 otherwise OpenCost's fallback unit rates applied to the node's own capacity, with a warning to show the learner and
 the instructor; never zero. :func:`capacity_type`, :func:`provider_of` and :func:`region_of` read what the lookup
-needs from a Node's labels, in every spelling EKS, Karpenter, GKE and AKS use (DOMAIN.md section 1).
+needs from a Node's labels, in every spelling EKS, Karpenter, GKE and AKS use (docs/FINOPS.md section 1).
 
 :func:`load_sheet` reads the YAML keeping each node's line, so every error names the file, the line and the field
 (``labs/prices.yaml:57: instances.3.spot_hourly_usd: ...``), like :mod:`labctl.catalog.loader` does for labs
@@ -369,7 +369,7 @@ def _plain(value: Decimal) -> str:
 
 # --- reading node labels ------------------------------------------------------------------------------------------
 
-# (label key, value meaning spot), values compared case-insensitively (DOMAIN.md section 1).
+# (label key, value meaning spot), values compared case-insensitively (docs/FINOPS.md section 1).
 SPOT_LABELS: tuple[tuple[str, str], ...] = (
     ("eks.amazonaws.com/capacitytype", "spot"),         # EKS managed node groups: SPOT | ON_DEMAND
     ("karpenter.sh/capacity-type", "spot"),             # Karpenter: spot | on-demand | reserved

@@ -32,7 +32,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TAKEN_AT = datetime(2026, 7, 20, 10, 40, tzinfo=UTC)
 STARTED_AT = TAKEN_AT - timedelta(hours=1)
 HOURS = 0.5
-# USD per hour by (instance type, capacity type): on-demand from DOMAIN.md section 4, spot at 35 % of it.
+# USD per hour by (instance type, capacity type): on-demand from docs/FINOPS.md section 4, spot at 35 % of it.
 PRICES = {("m5.xlarge", "on-demand"): 0.192, ("m5.xlarge", "spot"): 0.0672,
           ("p4de.24xlarge", "on-demand"): 27.44705, ("p4de.24xlarge", "spot"): 9.6064675}
 LOAD_BALANCER_HOURLY = 0.0225

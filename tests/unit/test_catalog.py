@@ -387,7 +387,7 @@ def test_gpu_rightsizing(catalog: dict[str, Lab]) -> None:
     memory_mib = float(notes[gpu["usage_annotations"]["memory_mib"]])
     assert engine < gpu["overprovisioned_engine_active"]
     assert memory_mib < gpu["overprovisioned_memory_share"] * gpu["device_memory_mib"]
-    # DOMAIN.md's rule: the smallest offered MIG profile with memory >= peak x headroom and compute >= demand.
+    # docs/FINOPS.md section 3: the smallest offered MIG profile with memory >= peak x headroom and compute >= demand.
     fits = sorted((int(p.split("g.")[0]), int(p.split("g.")[1][:-2]), p) for p in _mig_profiles()
                   if int(p.split("g.")[1][:-2]) * 1024 >= memory_mib * gpu["memory_headroom"]
                   and int(p.split("g.")[0]) / 7 >= engine)
