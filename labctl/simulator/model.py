@@ -10,7 +10,8 @@ share of its node's allocatable CPU with the other pods on that node that have n
 A pod is failing (OOM) for the whole step, and serves nothing, when at the step's peak load its memory need (base +
 ``memory_per_rps`` x the rate it serves) exceeds its memory limit, or its base GPU memory exceeds the memory of its
 GPU or MIG slice (a pod that is not Ready is checked at no load). A pod that is not Ready serves nothing and holds
-its base memory. When no pod is Ready, everything offered is dropped. Counts are exact fractions: per workload, ``served + dropped == offered`` holds exactly.
+its base memory. When no pod is Ready, everything offered is dropped. Counts are exact fractions: per workload,
+``served + dropped == offered`` holds exactly.
 
 The usage of a pod is its average over the step, as a metrics window reports it: CPU cores, memory bytes, GPU
 engine-active (``DCGM_FI_PROF_GR_ENGINE_ACTIVE``, 0-1 of the pod's GPU or slice) and GPU memory used
