@@ -4,6 +4,7 @@ clock, replay, usage map and unit economics."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from labctl.catalog import loader
 from labctl.catalog.models import Demand
+from labctl.settings import REPO_ROOT
 from labctl.simulator import clock, economics, model
 from labctl.simulator.model import PodState
 
@@ -255,7 +258,7 @@ def test_replay_plays_the_grading_window_in_steps_that_join_exactly() -> None:
         {"workload": WEB, "daily": {"00:00": 0, "12:00": 100}, **CPU}]})
     steps = model.replay(d, [pod("a"), pod("b")], node_cpu_cores=NODES, step_seconds=45, anchor=MONDAY)
     assert len(steps) == 14 and steps[-1].ended - steps[0].started == timedelta(seconds=600)
-    assert all(a.simulated_end == b.simulated_start for a, b in zip(steps, steps[1:], strict=False))
+    assert all(a.simulated_end == b.simulated_start for a, b in itertools.pairwise(steps))
     offered, served, dropped = model.totals(steps)[WEB]
     assert (offered, served) == (2 * 15000, 2 * (2400 + 7200))
     assert served + dropped == offered
@@ -295,3 +298,30 @@ def test_served_share_and_cost_per_1000_requests() -> None:
         economics.served_share(11, 10)
     with pytest.raises(ValueError, match="cost_usd cannot be negative"):
         economics.cost_per_1000_requests(-1, 10)
+
+
+def test_the_example_lab_whole_gpus_idle_at_an_eighth_and_two_1g_slices_serve_the_day() -> None:
+    lab = loader.load_lab(REPO_ROOT / "tests" / "fixtures" / "labs" / "llm-serving" / "lab.yaml")
+    assert lab.demand is not None
+    key = "Deployment/llm-inference"
+
+    def replicas(gpu: str, count: int) -> list[PodState]:
+        return [pod(f"llm-{i}", cpu="8", memory=64 * GIB, node="gpu-1", gpu=gpu, workload=key) for i in range(count)]
+
+    # The starter at the 14:00 peak (175 real seconds into the 5-minute day): 6 requests/s on each whole GPU.
+    peak = model.step(lab.demand, replicas("nvidia.com/gpu", 2), node_cpu_cores=NODES, started_at=MONDAY,
+                      now=MONDAY + timedelta(seconds=175), seconds=Fraction(1, 1000)).workload(key)
+    first = peak.pods[0]
+    assert first.gpu_engine_active == pytest.approx(0.12, rel=1e-4)
+    assert first.gpu_memory_used_mib == 7000 and first.cpu_cores == pytest.approx(0.9, rel=1e-4)
+    assert first.memory_bytes == pytest.approx(6000 * MIB, rel=1e-6)
+
+    def day(pods: list[PodState]) -> Decimal | None:
+        steps = model.replay(lab.demand, pods, node_cpu_cores=NODES, step_seconds=30, anchor=MONDAY)
+        offered, served, _ = model.totals(steps)[key]
+        return economics.served_share(served, offered)
+
+    assert day(replicas("nvidia.com/mig-1g.10gb", 2)) == 1      # 6.43/s a slice covers the 6/s peak
+    one_slice = day(replicas("nvidia.com/mig-1g.10gb", 1))
+    assert one_slice is not None and Decimal("0.5") < one_slice < 1
+    assert day(replicas("nvidia.com/mig-1g.5gb", 2)) == 0       # 7000 MiB of weights do not fit 5 GB: OOM
