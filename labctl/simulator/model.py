@@ -42,7 +42,9 @@ PodStatus = Literal["serving", "not-ready", "oom"]
 
 def _exact(value: Fraction | Decimal | float | int) -> Fraction:
     """A number as an exact fraction: floats by their decimal text (0.1 is 1/10, not the binary neighbour)."""
-    return value if isinstance(value, Fraction) else Fraction(str(value))
+    if isinstance(value, Fraction):
+        return value
+    return Fraction(str(value)) if isinstance(value, float) else Fraction(value)
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ def _step(demand: Demand, pods: Sequence[PodState], node_cpu_cores: Mapping[str,
         mine = [p for p in pods if p.name not in claimed and matches(declaration, p)]
         claimed.update(p.name for p in mine)
         span = clock.Span.of(declaration.curve, sim_start, sim_end)
-        results.append(_workload(declaration, mine, span, scale=scale, seconds=length, cpu=cpu))
+        results.append(_workload(_Terms.of(declaration), mine, span, scale=scale, seconds=length, cpu=cpu))
     idle = tuple(_idle(p) for p in pods if p.name not in claimed)
     return Step(started=ended - _delta(length), ended=ended, simulated_start=sim_start, simulated_end=sim_end,
                 workloads=tuple(results), idle=idle)
@@ -251,20 +253,41 @@ def _cpu_cores(pods: Sequence[PodState], node_cpu_cores: Mapping[str, Fraction |
     return cores
 
 
-def _capacity(declaration: WorkloadDemand, pod: PodState, cpu_cores: Fraction) -> Fraction | None:
-    """Requests per second the pod serves at most: the tighter of its CPU and GPU, x ``max_utilisation``."""
-    limits: list[Fraction] = []
-    cost = declaration.per_request
-    if cost.cpu_core_seconds > 0:
-        limits.append(cpu_cores / _exact(cost.cpu_core_seconds))
-    if cost.gpu_seconds > 0:
-        limits.append(pod.gpu_share / _exact(cost.gpu_seconds))
-    if not limits:
-        return None
-    return min(limits) * _exact(declaration.max_utilisation)
+@dataclass(frozen=True)
+class _Terms:
+    """A declaration's figures as exact fractions, converted once a step rather than once a pod."""
+
+    key: str
+    cpu_core_seconds: Fraction
+    gpu_seconds: Fraction
+    memory_per_rps: Fraction
+    base_memory: Fraction
+    gpu_memory_mib: int
+    max_utilisation: Fraction
+
+    @classmethod
+    def of(cls, declaration: WorkloadDemand) -> _Terms:
+        cost = declaration.per_request
+        return cls(key=declaration.key, cpu_core_seconds=_exact(cost.cpu_core_seconds),
+                   gpu_seconds=_exact(cost.gpu_seconds), memory_per_rps=_exact(declaration.memory_per_rps_bytes),
+                   base_memory=_exact(declaration.base_memory_bytes),
+                   gpu_memory_mib=declaration.per_replica.gpu_memory_mib,
+                   max_utilisation=_exact(declaration.max_utilisation))
+
+    def capacity(self, pod: PodState, cpu_cores: Fraction) -> Fraction | None:
+        """Requests per second the pod serves at most: the tighter of its CPU and GPU, x ``max_utilisation``."""
+        limits: list[Fraction] = []
+        if self.cpu_core_seconds > 0:
+            limits.append(cpu_cores / self.cpu_core_seconds)
+        if self.gpu_seconds > 0:
+            limits.append(pod.gpu_share / self.gpu_seconds)
+        return min(limits) * self.max_utilisation if limits else None
+
+    def memory_need(self, rate: Fraction) -> Fraction:
+        return self.base_memory + self.memory_per_rps * rate
 
 
-def _workload(declaration: WorkloadDemand, pods: Sequence[PodState], span: clock.Span, *, scale: Fraction,
+def _workload(terms: _Terms, pods: Sequence[PodState], span: clock.Span, *, scale: Fraction,
               seconds: Fraction, cpu: Mapping[str, Fraction]) -> WorkloadResult:
     offered = span.integral() / scale
     ready = [p for p in pods if p.ready]
@@ -273,58 +296,50 @@ def _workload(declaration: WorkloadDemand, pods: Sequence[PodState], span: clock
     served_by_cap: dict[Fraction | None, Fraction] = {}  # identical replicas integrate once
     results: list[PodResult] = []
     for pod in pods:
-        capacity = _capacity(declaration, pod, cpu[pod.name])
+        capacity = terms.capacity(pod, cpu[pod.name])
         peak_rate = Fraction(0) if not pod.ready else peak if capacity is None else min(peak, capacity)
         pod_offered = offered * share if pod.ready else Fraction(0)
-        reason, memory_failed = _oom(declaration, pod, peak_rate)
+        reason, memory_failed = _oom(terms, pod, peak_rate)
         if reason is not None:
-            results.append(_usage(declaration, pod, "oom", capacity, pod_offered, Fraction(0), seconds,
+            results.append(_usage(terms, pod, "oom", capacity, pod_offered, Fraction(0), seconds,
                                   reason=reason, held_rate=peak_rate if memory_failed else Fraction(0)))
         elif not pod.ready:
-            results.append(_usage(declaration, pod, "not-ready", capacity, Fraction(0), Fraction(0), seconds))
+            results.append(_usage(terms, pod, "not-ready", capacity, Fraction(0), Fraction(0), seconds))
         else:
             if capacity not in served_by_cap:
                 served_by_cap[capacity] = span.integral(scale=share, cap=capacity) / scale
-            results.append(_usage(declaration, pod, "serving", capacity, pod_offered, served_by_cap[capacity],
-                                  seconds))
+            results.append(_usage(terms, pod, "serving", capacity, pod_offered, served_by_cap[capacity], seconds))
     served = sum((r.served for r in results), Fraction(0))
     dropped = sum((r.dropped for r in results), Fraction(0)) if ready else offered
-    return WorkloadResult(declaration.key, offered, served, dropped, tuple(results))
+    return WorkloadResult(terms.key, offered, served, dropped, tuple(results))
 
 
-def _oom(declaration: WorkloadDemand, pod: PodState, rate: Fraction) -> tuple[str | None, bool]:
+def _oom(terms: _Terms, pod: PodState, rate: Fraction) -> tuple[str | None, bool]:
     """Why the pod fails at ``rate`` requests per second (None if it does not), and whether memory is why."""
-    memory = _memory_need(declaration, rate)
+    memory = terms.memory_need(rate)
     if pod.memory_limit_bytes is not None and memory > pod.memory_limit_bytes:
         return (f"OOM: needs {float(memory) / MIB:.0f} MiB at {float(rate):.3g} requests/s, memory limit "
                 f"{pod.memory_limit_bytes / MIB:.0f} MiB"), True
-    gpu_memory = declaration.per_replica.gpu_memory_mib
-    if gpu_memory > pod.gpu_memory_mib:
+    if terms.gpu_memory_mib > pod.gpu_memory_mib:
         where = f"its GPU has {pod.gpu_memory_mib} MiB" if pod.gpu_share else "it has no GPU"
-        return f"GPU OOM: needs {gpu_memory} MiB of GPU memory, {where}", False
+        return f"GPU OOM: needs {terms.gpu_memory_mib} MiB of GPU memory, {where}", False
     return None, False
 
 
-def _memory_need(declaration: WorkloadDemand, rate: Fraction) -> Fraction:
-    return _exact(declaration.base_memory_bytes) + _exact(declaration.memory_per_rps_bytes) * rate
-
-
-def _usage(declaration: WorkloadDemand, pod: PodState, status: PodStatus, capacity: Fraction | None,
-           offered: Fraction, served: Fraction, seconds: Fraction, *, reason: str | None = None,
+def _usage(terms: _Terms, pod: PodState, status: PodStatus, capacity: Fraction | None, offered: Fraction,
+           served: Fraction, seconds: Fraction, *, reason: str | None = None,
            held_rate: Fraction = Fraction(0)) -> PodResult:
     rate = served / seconds
-    cost = declaration.per_request
     has_gpu = pod.gpu_share > 0
-    gpu_memory = min(declaration.per_replica.gpu_memory_mib, pod.gpu_memory_mib)
-    memory = _memory_need(declaration, held_rate if status == "oom" else rate)
+    memory = terms.memory_need(held_rate if status == "oom" else rate)
     if status == "oom" and pod.memory_limit_bytes is not None:
         memory = min(memory, Fraction(pod.memory_limit_bytes))
-    engine = rate * _exact(cost.gpu_seconds) / pod.gpu_share if has_gpu else Fraction(0)
+    engine = rate * terms.gpu_seconds / pod.gpu_share if has_gpu else Fraction(0)
     return PodResult(
         name=pod.name, container=pod.container, status=status, offered=offered, served=served,
-        dropped=offered - served, capacity_rps=capacity, cpu_cores=float(rate * _exact(cost.cpu_core_seconds)),
-        memory_bytes=float(memory), gpu_engine_active=float(engine), gpu_memory_used_mib=float(gpu_memory),
-        has_gpu=has_gpu, reason=reason)
+        dropped=offered - served, capacity_rps=capacity, cpu_cores=float(rate * terms.cpu_core_seconds),
+        memory_bytes=float(memory), gpu_engine_active=float(engine),
+        gpu_memory_used_mib=float(min(terms.gpu_memory_mib, pod.gpu_memory_mib)), has_gpu=has_gpu, reason=reason)
 
 
 def _idle(pod: PodState) -> PodResult:
