@@ -37,7 +37,7 @@ GPU_RESOURCE = "nvidia.com/gpu"
 MIG_RESOURCE = re.compile(r"^nvidia\.com/mig-(?P<g>[1-7])g\.(?P<gb>\d+)gb$")
 MIB = 2**20
 
-PodStatus = Literal["serving", "not-ready", "oom"]
+PodStatus = Literal["serving", "not-ready", "oom", "idle"]  # idle: no declaration matches the pod
 
 
 def _exact(value: Fraction | Decimal | float | int) -> Fraction:
@@ -343,6 +343,6 @@ def _usage(terms: _Terms, pod: PodState, status: PodStatus, capacity: Fraction |
 
 
 def _idle(pod: PodState) -> PodResult:
-    return PodResult(name=pod.name, container=pod.container, status="serving" if pod.ready else "not-ready",
+    return PodResult(name=pod.name, container=pod.container, status="idle",
                      offered=Fraction(0), served=Fraction(0), dropped=Fraction(0), capacity_rps=None, cpu_cores=0.0,
                      memory_bytes=0.0, gpu_engine_active=0.0, gpu_memory_used_mib=0.0, has_gpu=pod.gpu_share > 0)

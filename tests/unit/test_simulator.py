@@ -173,7 +173,7 @@ def test_usage_is_the_average_over_the_step_in_dcgm_terms() -> None:
         "g1": {"app": {"cpu": pytest.approx(0.35), "memory": 526 * MIB, "nvidia.com/gpu": 0.98}},
         "idle": {"app": {"cpu": 0.0, "memory": 0.0}},
     }
-    assert [p.name for p in step.idle] == ["idle"]
+    assert [(p.name, p.status) for p in step.idle] == [("idle", "idle")]
 
 
 def test_pods_are_matched_by_workload_or_selector_and_the_first_declaration_wins() -> None:
