@@ -348,6 +348,7 @@ WEEKLY_CLOCK_PATTERN = r"^[A-Za-z]{3} \d{2}:\d{2}$"
 WORKLOAD_REF_PATTERN = r"^[A-Z][A-Za-z]*/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 _WORKLOAD_REF = re.compile(WORKLOAD_REF_PATTERN)
 MAX_TIME_SCALE = 100_000
+WORKLOAD_KEY_MAX = 300  # the service ledger's workload column
 
 
 def parse_clock(text: str, *, weekly: bool) -> int:
@@ -404,7 +405,7 @@ WeeklyClock = Annotated[str, BeforeValidator(_clock_text), AfterValidator(_check
 WorkloadRef = Annotated[str, AfterValidator(_check_workload_ref),
                         WithJsonSchema({"type": "string", "pattern": WORKLOAD_REF_PATTERN,
                                         "examples": ["Deployment/llm-inference"]})]
-Amount = Annotated[Decimal, Field(ge=0, allow_inf_nan=False),
+NonNegativeNumber = Annotated[Decimal, Field(ge=0, allow_inf_nan=False),
                    WithJsonSchema({"type": "number", "minimum": 0}),
                    PlainSerializer(float, return_type=float, when_used="json")]
 
@@ -443,8 +444,9 @@ def _curve(points: dict[str, Decimal], *, weekly: bool, scale: Decimal = Decimal
 class PerRequest(_Closed):
     """What serving one request costs the pod that serves it."""
 
-    cpu_core_seconds: Amount = Field(default=Decimal(0), description="CPU time of one request, in core-seconds")
-    gpu_seconds: Amount = Field(
+    cpu_core_seconds: NonNegativeNumber = Field(default=Decimal(0),
+                                                description="CPU time of one request, in core-seconds")
+    gpu_seconds: NonNegativeNumber = Field(
         default=Decimal(0),
         description="GPU compute of one request: share of a whole GPU x seconds (a 1g MIG slice, 1/7 of a GPU, "
                     "gives 1/7 GPU-second per second)")
@@ -471,14 +473,15 @@ class WorkloadDemand(_Closed):
     workload: WorkloadRef | None = Field(default=None, description="the workload, e.g. 'Deployment/llm-inference'")
     selector: dict[LabelKey, LabelValue] | None = Field(
         default=None, description="or: the pods carrying all these labels")
-    rps: Amount | None = Field(default=None, description="constant demand, requests per second")
-    daily: dict[DailyClock, Amount] | None = Field(
+    rps: NonNegativeNumber | None = Field(default=None, description="constant demand, requests per second")
+    daily: dict[DailyClock, NonNegativeNumber] | None = Field(
         default=None, description="requests per second by time of day, linearly interpolated (across midnight too)")
-    weekly: dict[WeeklyClock, Amount] | None = Field(
+    weekly: dict[WeeklyClock, NonNegativeNumber] | None = Field(
         default=None, description="requests per second by day and time of the week, linearly interpolated")
     shape: Literal["diurnal", "business-hours"] | None = Field(
         default=None, description="a named daily (diurnal) or weekly (business-hours) shape, scaled to peak_rps")
-    peak_rps: Amount | None = Field(default=None, description="the peak of the named shape, requests per second")
+    peak_rps: NonNegativeNumber | None = Field(default=None,
+                                               description="the peak of the named shape, requests per second")
     per_request: PerRequest = Field(default_factory=PerRequest)
     per_replica: PerReplica = Field(default_factory=PerReplica)
     max_utilisation: Decimal = Field(
@@ -517,6 +520,9 @@ class WorkloadDemand(_Closed):
                              + (f" (found {', '.join(given)})" if given else ""))
         if (self.shape is None) != (self.peak_rps is None):
             raise ValueError("peak_rps goes with shape, and a shape needs its peak_rps")
+        if len(self.key) > WORKLOAD_KEY_MAX:
+            raise ValueError(f"the selector is too long to name the workload ({len(self.key)} characters, at most "
+                             f"{WORKLOAD_KEY_MAX}): select on fewer or shorter labels")
         return self
 
     @property

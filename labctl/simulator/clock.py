@@ -42,7 +42,7 @@ def real_seconds(since: datetime, until: datetime) -> Fraction:
     """The exact real time from ``since`` to ``until``, in seconds (negative when ``until`` is earlier)."""
     aware("since", since)
     aware("until", until)
-    return Fraction(int((until - since) / MICROSECOND), 1_000_000)
+    return Fraction((until - since) // MICROSECOND, 1_000_000)
 
 
 def simulated(seconds_since_start: Fraction, *, start_seconds: int, time_scale: Fraction) -> Fraction:
@@ -91,7 +91,7 @@ class Span:
         return self.whole * sum((_piece_integral(p, scale, cap) for p in self.period), Fraction(0)) + rest
 
     def peak(self) -> Fraction:
-        """The highest rate anywhere in the span (the rate at its start for an empty span)."""
+        """The highest rate anywhere in the span (0 for an empty one)."""
         pieces = self.period + self.rest
         return max((max(p[2], p[3]) for p in pieces), default=Fraction(0))
 

@@ -766,6 +766,9 @@ DEMAND_TYPOS = [
      "demand.workloads.0.per_replica.gpu_memory_mib", "greater than or equal to 0"),
     ("      rps: 3", "      rps: 3\n      max_utilisation: 1.5", "max_utilisation",
      "demand.workloads.1.max_utilisation", "less than or equal to 1"),
+    ("    - selector: {app: batch}", "    - selector: {" + ", ".join(f"example.com/label-{i}: value-{i}"
+                                                               for i in range(12)) + "}",
+     "label-11", "demand.workloads.1", "the selector is too long to name the workload"),
     ("  workloads:\n", "  workload:\n", "workload:", "demand.workload",
      "unknown field 'workload' (did you mean 'workloads'?)"),
 ]

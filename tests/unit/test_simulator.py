@@ -4,6 +4,7 @@ clock, replay, usage map and unit economics."""
 
 from __future__ import annotations
 
+import doctest
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -325,3 +326,10 @@ def test_the_example_lab_whole_gpus_idle_at_an_eighth_and_two_1g_slices_serve_th
     one_slice = day(replicas("nvidia.com/mig-1g.10gb", 1))
     assert one_slice is not None and Decimal("0.5") < one_slice < 1
     assert day(replicas("nvidia.com/mig-1g.5gb", 2)) == 0       # 7000 MiB of weights do not fit 5 GB: OOM
+
+
+@pytest.mark.parametrize("module", [clock, model, economics], ids=lambda m: m.__name__)
+def test_docstring_examples_hold(module: Any) -> None:
+    result = doctest.testmod(module)
+    assert result.attempted >= 1
+    assert result.failed == 0
