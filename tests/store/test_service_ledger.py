@@ -1,5 +1,6 @@
 """The service ledger on SQLite and on a real PostgreSQL server: simulator steps accrue exactly (served + dropped ==
-offered in every row), a repeated step counts once, an overlapping one is refused, rows go with their session."""
+offered in every row), a repeated step counts once, an overlapping one is refused, rows go with their session, and
+revision 0003_simulator comes off and back."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from alembic import command
+from sqlalchemy import inspect, select
 
 from labctl.catalog.models import Demand
 from labctl.simulator import economics, ledger, model
@@ -121,3 +123,19 @@ def test_ledger_rows_go_with_their_session(store: Store) -> None:
         db.delete(session)
     with store.session() as db:
         assert db.scalars(select(ServiceLedger)).all() == []
+
+
+def test_migration_0003_comes_off_cleanly_and_back(store: Store) -> None:
+    with store.session() as db:
+        ledger.accrue(db, session_id="s-1", step=steps(1, 30)[0])
+    with store.engine.begin() as conn:
+        cfg = store.alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    tables = set(inspect(store.engine).get_table_names())
+    assert "service_ledger" not in tables and {"sessions", "outbox_events"} <= tables
+    store.migrate()
+    assert store.revision() == "0003_simulator" == store.head()
+    with store.session() as db:
+        assert ledger.ledger(db, session_id="s-1") == []
+        assert db.get(SandboxSession, "s-1") is not None
