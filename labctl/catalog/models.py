@@ -484,7 +484,8 @@ class WorkloadDemand(_Closed):
                                                description="the peak of the named shape, requests per second")
     per_request: PerRequest = Field(default_factory=PerRequest)
     per_replica: PerReplica = Field(default_factory=PerReplica)
-    max_utilisation: Decimal = Field(
+    max_utilisation: Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+                               PlainSerializer(float, return_type=float, when_used="json")] = Field(
         default=Decimal(1), gt=0, le=1, allow_inf_nan=False,
         description="latency SLO: a pod serves at most this share of what its CPU and GPU could; the rest is dropped")
 
@@ -557,7 +558,9 @@ class Demand(_Closed):
     """The simulated world of a lab: a clock running ``time_scale`` times faster than the real one, and the demand
     on each workload."""
 
-    time_scale: Decimal = Field(
+    time_scale: Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0,
+                                                   "maximum": MAX_TIME_SCALE}),
+                          PlainSerializer(float, return_type=float, when_used="json")] = Field(
         default=Decimal(1), gt=0, le=MAX_TIME_SCALE, allow_inf_nan=False,
         description="simulated seconds per real second: 288 plays a simulated day in 5 minutes")
     start: WeeklyClock = Field(default="Mon 00:00", description="the simulated clock when the session is ready")

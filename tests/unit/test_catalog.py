@@ -707,6 +707,9 @@ def test_the_example_demand_declaration_loads_with_its_templates_and_pools() -> 
     assert (llm.per_request.cpu_core_seconds, llm.per_request.gpu_seconds) == (Decimal("0.15"), Decimal("0.02"))
     assert (llm.memory_per_rps_bytes, llm.base_memory_bytes) == (16 * 2**20, 5904 * 2**20)
     assert (llm.per_replica.gpu_memory_mib, llm.max_utilisation) == (7000, Decimal("0.9"))
+    as_json = lab.model_dump(mode="json")
+    assert as_json["demand"]["time_scale"] == 288 and as_json["demand"]["workloads"][0]["max_utilisation"] == 0.9
+    assert Lab.model_validate(json.loads(json.dumps(as_json))) == lab
 
 
 def test_demand_defaults_and_selector_targets(tmp_path: Path) -> None:
