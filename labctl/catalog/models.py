@@ -444,10 +444,10 @@ def _curve(points: dict[str, Decimal], *, weekly: bool, scale: Decimal = Decimal
 class PerRequest(_Closed):
     """What serving one request costs the pod that serves it."""
 
-    cpu_core_seconds: NonNegativeNumber = Field(default=Decimal(0),
+    cpu_core_seconds: NonNegativeNumber = Field(default=Decimal(0), json_schema_extra={"default": 0},
                                                 description="CPU time of one request, in core-seconds")
     gpu_seconds: NonNegativeNumber = Field(
-        default=Decimal(0),
+        default=Decimal(0), json_schema_extra={"default": 0},
         description="GPU compute of one request: share of a whole GPU x seconds (a 1g MIG slice, 1/7 of a GPU, "
                     "gives 1/7 GPU-second per second)")
     memory_per_rps: Quantity = Field(
@@ -486,7 +486,7 @@ class WorkloadDemand(_Closed):
     per_replica: PerReplica = Field(default_factory=PerReplica)
     max_utilisation: Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
                                PlainSerializer(float, return_type=float, when_used="json")] = Field(
-        default=Decimal(1), gt=0, le=1, allow_inf_nan=False,
+        default=Decimal(1), gt=0, le=1, allow_inf_nan=False, json_schema_extra={"default": 1},
         description="latency SLO: a pod serves at most this share of what its CPU and GPU could; the rest is dropped")
 
     @field_validator("daily", "weekly")
@@ -561,7 +561,7 @@ class Demand(_Closed):
     time_scale: Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0,
                                                    "maximum": MAX_TIME_SCALE}),
                           PlainSerializer(float, return_type=float, when_used="json")] = Field(
-        default=Decimal(1), gt=0, le=MAX_TIME_SCALE, allow_inf_nan=False,
+        default=Decimal(1), gt=0, le=MAX_TIME_SCALE, allow_inf_nan=False, json_schema_extra={"default": 1},
         description="simulated seconds per real second: 288 plays a simulated day in 5 minutes")
     start: WeeklyClock = Field(default="Mon 00:00", description="the simulated clock when the session is ready")
     grading_window: Duration = Field(
