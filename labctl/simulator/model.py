@@ -51,10 +51,11 @@ def _exact(value: Fraction | Decimal | float | int) -> Fraction:
 class PodState:
     """What the simulator needs to know of one pod (from an inventory the learner cannot write).
 
-    ``workload`` is the pod's controller as ``Kind/name`` (``Deployment/x``, resolved through its ReplicaSet) and
-    ``labels`` its labels, to match it to a demand declaration. ``cpu_limit_cores`` None means no CPU limit (the
-    node's allocatable share applies). ``gpu_share`` is the pod's GPU as a share of whole GPUs (1 per GPU, ``g/7``
-    per MIG slice, 0 for none; see :func:`gpu_of`) and ``gpu_memory_mib`` that GPU's or slice's memory.
+    ``workload`` is the workload that owns the pod as ``Kind/name`` (the caller resolves a Deployment's pods through
+    their ReplicaSet) and ``labels`` its labels, to match it to a demand declaration. ``cpu_limit_cores`` None
+    means no CPU limit (the node's allocatable share applies). ``gpu_share`` is the pod's GPU as a share of whole
+    GPUs (1 per GPU, ``g/7`` per MIG slice, 0 for none; see :func:`gpu_of`) and ``gpu_memory_mib`` that GPU's or
+    slice's memory.
     ``container`` is the container whose usage is written.
     """
 
