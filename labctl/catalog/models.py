@@ -333,6 +333,261 @@ class LimitRangeDefaults(_Closed):
         return self
 
 
+# --- demand: what the simulated world asks each workload to serve ---------------------------------------------------
+#
+# kwok runs no containers, so on the local cluster what a workload uses and serves is simulated from its lab's demand
+# declaration (labctl.simulator). Every figure here is the lab author's: the learner changes only the pods (how many,
+# how big, where), never the demand or the cost of a request.
+
+SECONDS_PER_DAY = 86_400
+SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
+_CLOCK = re.compile(r"^(?:(?P<day>[A-Za-z]{3}) )?(?P<h>\d{2}):(?P<m>\d{2})$")
+_DAY_OF = {name.lower(): index for index, name in enumerate(windows.DAY_NAMES)}
+DAILY_CLOCK_PATTERN = r"^\d{2}:\d{2}$"
+WEEKLY_CLOCK_PATTERN = r"^[A-Za-z]{3} \d{2}:\d{2}$"
+WORKLOAD_REF_PATTERN = r"^[A-Z][A-Za-z]*/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+_WORKLOAD_REF = re.compile(WORKLOAD_REF_PATTERN)
+MAX_TIME_SCALE = 100_000
+WORKLOAD_KEY_MAX = 300  # the service ledger's workload column
+
+
+def parse_clock(text: str, *, weekly: bool) -> int:
+    """Seconds since midnight (``"09:30"``) or since Monday midnight (``"Tue 09:30"``, ``weekly``); ValueError else.
+
+    >>> parse_clock("09:30", weekly=False), parse_clock("tue 00:00", weekly=True)
+    (34200, 86400)
+    """
+    match = _CLOCK.match(text)
+    example = "'Mon 09:00'" if weekly else "'09:00'"
+    if match is None or (match["day"] is None) == weekly:
+        raise ValueError(f"{text!r} is not a time {'of the week' if weekly else 'of day'}: write {example}")
+    hours, minutes = int(match["h"]), int(match["m"])
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"{text!r}: hours run 00-23 and minutes 00-59")
+    day = 0
+    if weekly:
+        if match["day"].lower() not in _DAY_OF:
+            raise ValueError(f"{text!r}: unknown day {match['day']!r}; days are {', '.join(windows.DAY_NAMES)}")
+        day = _DAY_OF[match["day"].lower()]
+    return day * SECONDS_PER_DAY + hours * 3600 + minutes * 60
+
+
+def _clock_text(value: Any) -> Any:
+    """YAML 1.1 reads an unquoted ``10:00`` as the base-60 number 600: say so instead of "not a string"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        hours, minutes = divmod(value, 60)
+        raise ValueError(f"YAML read the time {hours}:{minutes:02d} as the number {value}: quote times, "
+                         f"'{hours:02d}:{minutes:02d}'")
+    return value
+
+
+def _check_daily_clock(value: str) -> str:
+    parse_clock(value, weekly=False)
+    return value
+
+
+def _check_weekly_clock(value: str) -> str:
+    parse_clock(value, weekly=True)
+    return value
+
+
+def _check_workload_ref(value: str) -> str:
+    if not _WORKLOAD_REF.match(value) or len(value.partition("/")[2]) > 253:
+        raise ValueError(f"{value!r} must name a workload as Kind/name, e.g. 'Deployment/llm-inference'")
+    return value
+
+
+DailyClock = Annotated[str, BeforeValidator(_clock_text), AfterValidator(_check_daily_clock),
+                       WithJsonSchema({"type": "string", "pattern": DAILY_CLOCK_PATTERN, "examples": ["09:00"]})]
+WeeklyClock = Annotated[str, BeforeValidator(_clock_text), AfterValidator(_check_weekly_clock),
+                        WithJsonSchema({"type": "string", "pattern": WEEKLY_CLOCK_PATTERN,
+                                        "examples": ["Mon 09:00"]})]
+WorkloadRef = Annotated[str, AfterValidator(_check_workload_ref),
+                        WithJsonSchema({"type": "string", "pattern": WORKLOAD_REF_PATTERN,
+                                        "examples": ["Deployment/llm-inference"]})]
+NonNegativeNumber = Annotated[Decimal, Field(ge=0, allow_inf_nan=False),
+                   WithJsonSchema({"type": "number", "minimum": 0}),
+                   PlainSerializer(float, return_type=float, when_used="json")]
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Requests per second over a repeating period: points (seconds into the period, rps), linearly interpolated
+    between neighbours and from the last point round to the first (across midnight, or Sunday night to Monday)."""
+
+    period_seconds: int
+    points: tuple[tuple[int, Decimal], ...]
+
+
+def _weekdays(points: dict[str, Decimal], days: str = "Mon Tue Wed Thu Fri") -> dict[str, Decimal]:
+    return {f"{day} {clock}": share for day in days.split() for clock, share in points.items()}
+
+
+# Named shapes: shares of ``peak_rps`` (a period of a day, or of a week when the keys name days).
+SHAPES: dict[str, dict[str, Decimal]] = {
+    # An interactive service used round the clock: quiet before dawn, busiest mid-afternoon.
+    "diurnal": {"00:00": Decimal("0.35"), "04:00": Decimal("0.15"), "08:00": Decimal("0.5"),
+                "12:00": Decimal("0.9"), "15:00": Decimal(1), "19:00": Decimal("0.8"), "22:00": Decimal("0.5")},
+    # An internal tool: office hours on weekdays, a trickle at night and over the weekend.
+    "business-hours": {
+        **_weekdays({"00:00": Decimal("0.05"), "07:00": Decimal("0.05"), "09:00": Decimal(1), "17:00": Decimal(1),
+                     "19:00": Decimal("0.05")}),
+        "Sat 12:00": Decimal("0.1"), "Sun 12:00": Decimal("0.1")},
+}
+
+
+def _curve(points: dict[str, Decimal], *, weekly: bool, scale: Decimal = Decimal(1)) -> Curve:
+    offsets = sorted((parse_clock(clock, weekly=weekly), rps * scale) for clock, rps in points.items())
+    return Curve(SECONDS_PER_WEEK if weekly else SECONDS_PER_DAY, tuple(offsets))
+
+
+class PerRequest(_Closed):
+    """What serving one request costs the pod that serves it."""
+
+    cpu_core_seconds: NonNegativeNumber = Field(default=Decimal(0), json_schema_extra={"default": 0},
+                                                description="CPU time of one request, in core-seconds")
+    gpu_seconds: NonNegativeNumber = Field(
+        default=Decimal(0), json_schema_extra={"default": 0},
+        description="GPU compute of one request: share of a whole GPU x seconds (a 1g MIG slice, 1/7 of a GPU, "
+                    "gives 1/7 GPU-second per second)")
+    memory_per_rps: Quantity = Field(
+        default="0", description="working set per request per second served, in bytes (e.g. '4Mi'): memory grows "
+                                 "with the load a pod takes")
+
+
+class PerReplica(_Closed):
+    """What every running pod holds whatever its load."""
+
+    memory: Quantity = Field(default="0", description="base working set, in bytes (e.g. '1Gi')")
+    gpu_memory_mib: int = Field(default=0, ge=0, description="GPU memory held, in MiB (e.g. the model's weights)")
+
+
+class WorkloadDemand(_Closed):
+    """The demand on one workload and the cost of serving it.
+
+    The workload is ``workload: Kind/name`` or a label ``selector``; the demand is exactly one of ``rps`` (constant),
+    ``daily`` (``"HH:MM": rps`` points), ``weekly`` (``"Mon HH:MM": rps`` points) or a named ``shape`` scaled to
+    ``peak_rps``.
+    """
+
+    workload: WorkloadRef | None = Field(default=None, description="the workload, e.g. 'Deployment/llm-inference'")
+    selector: dict[LabelKey, LabelValue] | None = Field(
+        default=None, description="or: the pods carrying all these labels")
+    rps: NonNegativeNumber | None = Field(default=None, description="constant demand, requests per second")
+    daily: dict[DailyClock, NonNegativeNumber] | None = Field(
+        default=None, description="requests per second by time of day, linearly interpolated (across midnight too)")
+    weekly: dict[WeeklyClock, NonNegativeNumber] | None = Field(
+        default=None, description="requests per second by day and time of the week, linearly interpolated")
+    shape: Literal["diurnal", "business-hours"] | None = Field(
+        default=None, description="a named daily (diurnal) or weekly (business-hours) shape, scaled to peak_rps")
+    peak_rps: NonNegativeNumber | None = Field(default=None,
+                                               description="the peak of the named shape, requests per second")
+    per_request: PerRequest = Field(default_factory=PerRequest)
+    per_replica: PerReplica = Field(default_factory=PerReplica)
+    max_utilisation: Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+                               PlainSerializer(float, return_type=float, when_used="json")] = Field(
+        default=Decimal(1), gt=0, le=1, allow_inf_nan=False, json_schema_extra={"default": 1},
+        description="latency SLO: a pod serves at most this share of what its CPU and GPU could; the rest is dropped")
+
+    @field_validator("daily", "weekly")
+    @classmethod
+    def _points(cls, value: dict[str, Decimal] | None, info: ValidationInfo) -> dict[str, Decimal] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError(f"{info.field_name} needs at least one point")
+        seen: dict[int, str] = {}
+        for clock in value:
+            offset = parse_clock(clock, weekly=info.field_name == "weekly")
+            if offset in seen:
+                raise ValueError(f"{clock!r} and {seen[offset]!r} are the same time; give each time once")
+            seen[offset] = clock
+        return value
+
+    @field_validator("selector")
+    @classmethod
+    def _some_labels(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and not value:
+            raise ValueError("an empty selector would match every pod: name at least one label")
+        return value
+
+    @model_validator(mode="after")
+    def _one_target_one_demand(self) -> WorkloadDemand:
+        if (self.workload is None) == (self.selector is None):
+            raise ValueError("name the workload (workload: Deployment/name) or a label selector, exactly one")
+        given = [name for name in ("rps", "daily", "weekly", "shape") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give the demand as exactly one of rps, daily, weekly or shape"
+                             + (f" (found {', '.join(given)})" if given else ""))
+        if (self.shape is None) != (self.peak_rps is None):
+            raise ValueError("peak_rps goes with shape, and a shape needs its peak_rps")
+        if len(self.key) > WORKLOAD_KEY_MAX:
+            raise ValueError(f"the selector is too long to name the workload ({len(self.key)} characters, at most "
+                             f"{WORKLOAD_KEY_MAX}): select on fewer or shorter labels")
+        return self
+
+    @property
+    def key(self) -> str:
+        """How results and the ledger name the workload: ``Deployment/x`` or ``selector app=x,tier=web``."""
+        if self.workload is not None:
+            return self.workload
+        return "selector " + ",".join(f"{k}={v}" for k, v in sorted((self.selector or {}).items()))
+
+    @property
+    def curve(self) -> Curve:
+        """The demand as a :class:`Curve` (a constant is one point of a day)."""
+        if self.daily is not None:
+            return _curve(self.daily, weekly=False)
+        if self.weekly is not None:
+            return _curve(self.weekly, weekly=True)
+        if self.shape is not None and self.peak_rps is not None:
+            points = SHAPES[self.shape]
+            return _curve(points, weekly=" " in next(iter(points)), scale=self.peak_rps)
+        return Curve(SECONDS_PER_DAY, ((0, self.rps or Decimal(0)),))
+
+    @property
+    def memory_per_rps_bytes(self) -> Decimal:
+        return parse_quantity(self.per_request.memory_per_rps)
+
+    @property
+    def base_memory_bytes(self) -> Decimal:
+        return parse_quantity(self.per_replica.memory)
+
+
+class Demand(_Closed):
+    """The simulated world of a lab: a clock running ``time_scale`` times faster than the real one, and the demand
+    on each workload."""
+
+    time_scale: Annotated[Decimal, WithJsonSchema({"type": "number", "exclusiveMinimum": 0,
+                                                   "maximum": MAX_TIME_SCALE}),
+                          PlainSerializer(float, return_type=float, when_used="json")] = Field(
+        default=Decimal(1), gt=0, le=MAX_TIME_SCALE, allow_inf_nan=False, json_schema_extra={"default": 1},
+        description="simulated seconds per real second: 288 plays a simulated day in 5 minutes")
+    start: WeeklyClock = Field(default="Mon 00:00", description="the simulated clock when the session is ready")
+    grading_window: Duration = Field(
+        default="1d", description="simulated time a submission replays against the submitted pods")
+    workloads: list[WorkloadDemand] = Field(min_length=1)
+
+    @field_validator("workloads")
+    @classmethod
+    def _unique_targets(cls, value: list[WorkloadDemand]) -> list[WorkloadDemand]:
+        seen: set[str] = set()
+        for item in value:
+            if item.key in seen:
+                raise ValueError(f"{item.key} has two demand declarations; give each workload one")
+            seen.add(item.key)
+        return value
+
+    @property
+    def start_seconds(self) -> int:
+        """The simulated clock at the session's start, in seconds since Monday 00:00."""
+        return parse_clock(self.start, weekly=True)
+
+    @property
+    def grading_window_delta(self) -> timedelta:
+        return durations.parse_duration(self.grading_window)
+
+
 class Grader(_Closed):
     """One graded check: a script under ``graders/`` run with ``params``, worth ``weight``."""
 
@@ -371,6 +626,8 @@ class Lab(_Closed):
                     "never applied to a learner's sandbox")
     graders: list[Grader] = Field(min_length=1)
     attempts: int = Field(default=1, ge=1, le=100, description="how many times the learner may submit")
+    demand: Demand | None = Field(
+        default=None, description="the simulated demand on the lab's workloads (local cluster): see docs/LABS.md")
 
     @field_validator("required_labels", "node_pools", "starter", "solution")
     @classmethod

@@ -605,7 +605,11 @@ TYPOS = [
 def test_errors_name_file_line_and_field(tmp_path: Path, old: str, new: str, needle: str | None, field: str,
                                          message: str) -> None:
     assert old in GOOD
-    text = GOOD.replace(old, new, 1)
+    assert_problem(tmp_path, GOOD.replace(old, new, 1), needle, field, message)
+
+
+def assert_problem(tmp_path: Path, text: str, needle: str | None, field: str, message: str) -> None:
+    """Loading the lab ``text`` fails with ``message`` for ``field`` on the line holding ``needle``."""
     labs_dir, manifests_dir = make_catalog(tmp_path, {"demo": text})
     with pytest.raises(CatalogError) as caught:
         loader.load_catalog(labs_dir, manifests_dir)
@@ -672,6 +676,113 @@ def test_broken_templates_are_caught_when_the_catalog_loads(tmp_path: Path, temp
     labs_dir, manifests_dir = make_catalog(tmp_path, {"demo": GOOD}, template=template)
     with pytest.raises(CatalogError, match=re.escape(message)):
         loader.load_catalog(labs_dir, manifests_dir)
+
+
+# --- demand declarations (the simulated world) --------------------------------------------------------------------
+
+DEMAND_EXAMPLE = REPO_ROOT / "tests" / "fixtures" / "labs" / "llm-serving" / "lab.yaml"
+
+DEMAND = """\
+demand:
+  time_scale: 288
+  workloads:
+    - workload: Deployment/web
+      daily: {"00:00": 4, "12:00": 20}
+      per_request: {cpu_core_seconds: 0.05, memory_per_rps: 2Mi}
+      per_replica: {memory: 256Mi}
+    - selector: {app: batch}
+      rps: 3
+"""
+
+
+def test_the_example_demand_declaration_loads_with_its_templates_and_pools() -> None:
+    lab = loader.load_checked_lab(DEMAND_EXAMPLE, manifests_dir=MANIFESTS_DIR, fleet_file=FLEET_FILE)
+    assert lab.demand is not None
+    assert (lab.demand.time_scale, lab.demand.start_seconds, lab.demand.grading_window_delta) == (
+        288, 0, timedelta(days=1))
+    (llm,) = lab.demand.workloads
+    assert llm.key == "Deployment/llm-inference"
+    assert llm.curve.period_seconds == 86400
+    assert llm.curve.points == ((0, 4), (4 * 3600, 2), (9 * 3600, 10), (14 * 3600, 12), (20 * 3600, 8))
+    assert (llm.per_request.cpu_core_seconds, llm.per_request.gpu_seconds) == (Decimal("0.15"), Decimal("0.02"))
+    assert (llm.memory_per_rps_bytes, llm.base_memory_bytes) == (16 * 2**20, 5904 * 2**20)
+    assert (llm.per_replica.gpu_memory_mib, llm.max_utilisation) == (7000, Decimal("0.9"))
+    as_json = lab.model_dump(mode="json")
+    assert as_json["demand"]["time_scale"] == 288 and as_json["demand"]["workloads"][0]["max_utilisation"] == 0.9
+    assert Lab.model_validate(json.loads(json.dumps(as_json))) == lab
+
+
+def test_demand_defaults_and_selector_targets(tmp_path: Path) -> None:
+    labs_dir, manifests_dir = make_catalog(tmp_path, {"demo": GOOD + DEMAND})
+    demand = loader.load_catalog(labs_dir, manifests_dir)["demo"].demand
+    assert demand is not None
+    assert (demand.start, demand.grading_window) == ("Mon 00:00", "1d")
+    web, batch = demand.workloads
+    assert (web.max_utilisation, web.per_request.gpu_seconds, web.per_replica.gpu_memory_mib) == (1, 0, 0)
+    assert batch.key == "selector app=batch"
+    assert batch.curve.points == ((0, 3),)
+    assert loader.load_catalog(*make_catalog(tmp_path / "none", {"demo": GOOD}))["demo"].demand is None
+    assert "demand" in lab_json_schema()["properties"]
+
+
+# (text to replace in DEMAND, replacement, text on the expected line, field, message)
+DEMAND_TYPOS = [
+    ('"12:00": 20}', '12:00: 20}', "daily", "demand.workloads.0.daily.720",
+     "YAML read the time 12:00 as the number 720: quote times, '12:00'"),
+    ('"12:00": 20}', '"24:00": 20}', "daily", "demand.workloads.0.daily.24:00", "'24:00': hours run 00-23"),
+    ('"12:00": 20}', '"12:0": 20}', "daily", "demand.workloads.0.daily.12:0", "not a time of day: write '09:00'"),
+    ('"12:00": 20}', '"12:00": -1}', "daily", "demand.workloads.0.daily.12:00", "greater than or equal to 0"),
+    ('daily: {"00:00": 4, "12:00": 20}', "daily: {}", "daily", "demand.workloads.0.daily", "at least one point"),
+    ("      rps: 3", "      rps: 3\n      shape: diurnal", "selector: {app: batch}", "demand.workloads.1",
+     "exactly one of rps, daily, weekly or shape (found rps, shape)"),
+    ("      rps: 3\n", "", "selector: {app: batch}", "demand.workloads.1",
+     "give the demand as exactly one of rps, daily, weekly or shape"),
+    ("      rps: 3", "      shape: diurnal", "selector: {app: batch}", "demand.workloads.1",
+     "peak_rps goes with shape"),
+    ("      rps: 3", "      shape: weekly-peak\n      peak_rps: 3", "shape", "demand.workloads.1.shape",
+     "Input should be 'diurnal' or 'business-hours'"),
+    ("      rps: 3", '      weekly: {"Mon 09:00": 3, "mon 09:00": 4}', "weekly", "demand.workloads.1.weekly",
+     "'mon 09:00' and 'Mon 09:00' are the same time"),
+    ("      rps: 3", '      weekly: {"Mun 09:00": 3}', "weekly", "demand.workloads.1.weekly.Mun 09:00",
+     "unknown day 'Mun'; days are Mon, Tue"),
+    ("      rps: 3", '      weekly: {"09:00": 3}', "weekly", "demand.workloads.1.weekly.09:00",
+     "not a time of the week: write 'Mon 09:00'"),
+    ("    - selector: {app: batch}", "    - selector: {}", "selector", "demand.workloads.1.selector",
+     "an empty selector would match every pod"),
+    ("    - selector: {app: batch}", "    - workload: Deployment/web", "workloads:", "demand.workloads",
+     "Deployment/web has two demand declarations"),
+    ("    - selector: {app: batch}", "    - workload: deployment/batch", "deployment/batch",
+     "demand.workloads.1.workload", "must name a workload as Kind/name, e.g. 'Deployment/llm-inference'"),
+    ("    - selector: {app: batch}", "    - selector: {app: batch}\n      workload: Deployment/batch",
+     "selector: {app: batch}", "demand.workloads.1", "name the workload (workload: Deployment/name) or a label"),
+    ("  time_scale: 288", "  time_scale: 0", "time_scale", "demand.time_scale", "greater than 0"),
+    ("  time_scale: 288", "  time_scale: 288\n  grading_window: 24", "grading_window", "demand.grading_window",
+     "24 has no unit"),
+    ("  time_scale: 288", '  time_scale: 288\n  start: "09:00"', 'start: "09:00"', "demand.start",
+     "not a time of the week: write 'Mon 09:00'"),
+    ("{cpu_core_seconds: 0.05,", "{cpu_core_second: 0.05,", "cpu_core_second",
+     "demand.workloads.0.per_request.cpu_core_second",
+     "unknown field 'cpu_core_second' (did you mean 'cpu_core_seconds'?)"),
+    ("memory_per_rps: 2Mi", "memory_per_rps: 2MB", "2MB", "demand.workloads.0.per_request.memory_per_rps",
+     "'2MB' is not a Kubernetes quantity"),
+    ("{memory: 256Mi}", "{memory: 256Mi, gpu_memory_mib: -1}", "gpu_memory_mib",
+     "demand.workloads.0.per_replica.gpu_memory_mib", "greater than or equal to 0"),
+    ("      rps: 3", "      rps: 3\n      max_utilisation: 1.5", "max_utilisation",
+     "demand.workloads.1.max_utilisation", "less than or equal to 1"),
+    ("    - selector: {app: batch}", "    - selector: {" + ", ".join(f"example.com/label-{i}: value-{i}"
+                                                               for i in range(12)) + "}",
+     "label-11", "demand.workloads.1", "the selector is too long to name the workload"),
+    ("  workloads:\n", "  workload:\n", "workload:", "demand.workload",
+     "unknown field 'workload' (did you mean 'workloads'?)"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "needle", "field", "message"), DEMAND_TYPOS,
+                         ids=[f"{t[3]}:{t[4][:30]}" for t in DEMAND_TYPOS])
+def test_demand_errors_name_file_line_and_field(tmp_path: Path, old: str, new: str, needle: str, field: str,
+                                                message: str) -> None:
+    assert old in DEMAND
+    assert_problem(tmp_path, GOOD + DEMAND.replace(old, new, 1), needle, field, message)
 
 
 # --- `labctl labs` ------------------------------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""The service ledger on SQLite and on a real PostgreSQL server: simulator steps accrue exactly (served + dropped ==
+offered in every row), a repeated step counts once, an overlapping one is refused, rows go with their session, and
+revision 0003_simulator comes off and back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect, select
+
+from labctl.catalog.models import Demand
+from labctl.simulator import economics, ledger, model
+from labctl.simulator.model import PodState
+from labctl.store.db import Store, open_store
+from labctl.store.models import Base, SandboxSession
+from labctl.store.service_ledger import ServiceLedger
+
+READY_AT = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+WEB, BATCH = "Deployment/web", "Deployment/batch"
+# A simulated day in 5 minutes; web peaks at 100/s at noon, two pods serve 40/s at most; batch wants 7/s, a third
+# of a request per second more than its one pod serves.
+DEMAND = Demand.model_validate({"time_scale": 288, "workloads": [
+    {"workload": WEB, "daily": {"00:00": 0, "12:00": 100}, "per_request": {"cpu_core_seconds": 0.1}},
+    {"workload": BATCH, "rps": 7, "per_request": {"cpu_core_seconds": 0.3}},
+]})
+PODS = [PodState(name=f"web-{i}", container="app", node="n", ready=True, cpu_limit_cores=Fraction(2),
+                 memory_limit_bytes=2**30, workload=WEB) for i in range(2)] + [
+    PodState(name="batch-0", container="app", node="n", ready=True, cpu_limit_cores=Fraction(2),
+             memory_limit_bytes=2**30, workload=BATCH)]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = f"sqlite:///{tmp_path / 'labctl.db'}" if request.param == "sqlite" else request.getfixturevalue(
+        "postgres_url")
+    s = open_store(url)
+    with s.engine.begin() as conn:  # a clean schema for every test
+        Base.metadata.drop_all(conn)
+        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    s.migrate()
+    with s.session() as db:
+        db.add(SandboxSession(id="s-1", lab_id="llm-serving", learner_id="ada", provider="kubernetes",
+                              state="ready", budget_usd=5, created_at=READY_AT, ready_at=READY_AT))
+    yield s
+    s.engine.dispose()
+
+
+def steps(count: int, seconds: int) -> list[model.Step]:
+    return [model.step(DEMAND, PODS, node_cpu_cores={}, started_at=READY_AT,
+                       now=READY_AT + timedelta(seconds=seconds * i), seconds=seconds) for i in range(1, count + 1)]
+
+
+def test_steps_accrue_exactly_and_match_one_long_step(store: Store) -> None:
+    # 300 s in 30 s sweeps: web's 10 steps cross its cap at different points, each integrated exactly.
+    for one in steps(10, 30):
+        with store.session() as db:
+            ledger.accrue(db, session_id="s-1", step=one)
+    with store.session() as db:
+        rows = {r.workload: r for r in ledger.ledger(db, session_id="s-1")}
+    assert sorted(rows) == [BATCH, WEB]
+    web, batch = rows[WEB], rows[BATCH]
+    assert (web.offered, web.served, web.dropped) == (Decimal(15000), Decimal(9600), Decimal(5400))
+    assert batch.offered == Decimal(2100) and batch.served == Decimal(2000) and batch.dropped == Decimal(100)
+    whole = steps(1, 300)[0].workload(WEB)
+    assert (web.offered, web.served) == (ledger.to_ledger(whole.offered), ledger.to_ledger(whole.served))
+    for row in rows.values():
+        assert row.served + row.dropped == row.offered
+        assert row.last_step_at == READY_AT + timedelta(seconds=300)
+    assert economics.served_share(web.served, web.offered) == Decimal("0.64")
+    assert economics.cost_per_1000_requests(Decimal("0.48"), web.served) == Decimal("0.05")
+
+
+def test_counts_that_do_not_round_evenly_keep_the_row_exact(store: Store) -> None:
+    # A pod serves 10/7 requests a second of 5 offered: each step's served is rounded to 6 places (1.428571), and
+    # dropped is offered minus that, so the row stays exact while served drifts by the rounding alone.
+    demand = Demand.model_validate({"workloads": [{"workload": WEB, "rps": 5,
+                                                   "per_request": {"cpu_core_seconds": 0.7}}]})
+    pod = PodState(name="w", container="app", node="n", ready=True, cpu_limit_cores=Fraction(1),
+                   memory_limit_bytes=None, workload=WEB)
+    for i in range(1, 8):
+        one = model.step(demand, [pod], node_cpu_cores={}, started_at=READY_AT,
+                         now=READY_AT + timedelta(seconds=i), seconds=1)
+        with store.session() as db:
+            ledger.accrue(db, session_id="s-1", step=one)
+    with store.session() as db:
+        (row,) = ledger.ledger(db, session_id="s-1")
+    assert (row.offered, row.served, row.dropped) == (Decimal(35), Decimal("9.999997"), Decimal("25.000003"))
+    assert row.served + row.dropped == row.offered
+    assert row.offered.as_tuple().exponent == -6
+
+
+def test_a_step_already_counted_counts_once_and_an_overlap_is_refused(store: Store) -> None:
+    first, second = steps(2, 30)
+    with store.session() as db:
+        ledger.accrue(db, session_id="s-1", step=first)
+    with store.session() as db:
+        ledger.accrue(db, session_id="s-1", step=first)   # a retried sweep
+    with store.session() as db:
+        (web,) = [r for r in ledger.ledger(db, session_id="s-1") if r.workload == WEB]
+        assert web.offered == ledger.to_ledger(first.workload(WEB).offered)
+    overlap = model.step(DEMAND, PODS, node_cpu_cores={}, started_at=READY_AT,
+                         now=READY_AT + timedelta(seconds=45), seconds=30)
+    with pytest.raises(ValueError, match="overlaps the one already counted"), store.session() as db:
+        ledger.accrue(db, session_id="s-1", step=overlap)
+    with store.session() as db:
+        ledger.accrue(db, session_id="s-1", step=second)
+        (web,) = [r for r in ledger.ledger(db, session_id="s-1") if r.workload == WEB]
+        assert web.offered == ledger.to_ledger(first.workload(WEB).offered + second.workload(WEB).offered)
+
+
+def test_ledger_rows_go_with_their_session(store: Store) -> None:
+    with store.session() as db:
+        ledger.accrue(db, session_id="s-1", step=steps(1, 30)[0])
+    with store.session() as db:
+        session = db.get(SandboxSession, "s-1")
+        assert session is not None
+        db.delete(session)
+    with store.session() as db:
+        assert db.scalars(select(ServiceLedger)).all() == []
+
+
+def test_migration_0003_comes_off_cleanly_and_back(store: Store) -> None:
+    with store.session() as db:
+        ledger.accrue(db, session_id="s-1", step=steps(1, 30)[0])
+    with store.engine.begin() as conn:
+        cfg = store.alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0002")
+    tables = set(inspect(store.engine).get_table_names())
+    assert "service_ledger" not in tables and {"sessions", "outbox_events"} <= tables
+    store.migrate()
+    assert store.revision() == "0003_simulator" == store.head()
+    with store.session() as db:
+        assert ledger.ledger(db, session_id="s-1") == []
+        assert db.get(SandboxSession, "s-1") is not None
