@@ -6,7 +6,10 @@ command line that runs it:
 
 - **its own namespaces**: pid (a fresh ``/proc`` shows only the grader's processes; bubblewrap's reaper is pid 1),
   mount, network (no interface but its own loopback: nothing on the host is reachable), IPC, UTS, cgroup;
-  ``--die-with-parent`` and ``--new-session``;
+  ``--die-with-parent``. The session is new already: the runner starts bubblewrap with ``setsid`` and files as its
+  standard streams, so there is no terminal to inject into. bubblewrap's ``--new-session`` is NOT used: it would
+  call ``setsid`` before forking the jail's pid 1 and so take pid 1 out of the runner's process group, which is how
+  the runner kills the jail and waits until its namespace is empty;
 - **read-only** ``/usr`` (and the ``/bin``, ``/lib*``, ``/sbin`` links or directories of the host), the dynamic
   loader's cache and ``/etc/alternatives``, the Python interpreter's prefix, and the grader's own directory. Nothing
   else of the host: not the data directory (store, local cluster, admin kubeconfig), not ``$HOME``, not the repository,
@@ -143,7 +146,7 @@ def argv(jail: Jail, command: Sequence[str], *, readable: Sequence[Path], env: M
     if jail.bwrap is None:
         return list(command)
     line = [str(jail.bwrap), "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+            "--unshare-cgroup-try", "--die-with-parent"]
     if jail.setpriv is None:
         line += ["--unshare-user", "--disable-userns"]
     line += ["--clearenv"]
