@@ -139,8 +139,10 @@ def world(tmp_path: Path) -> Iterator[World]:
     thread.start()
     yield World(root=root, secret=secret, marker=f"hostile-{secrets.token_hex(4)}", settings=settings,
                 listener=listener, open_dirs=open_dirs)
+    sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() (a plain close does not)
     sock.close()
     thread.join(timeout=5)
+    assert not thread.is_alive()
 
 
 def test_the_hostile_grader_escapes_nothing_from_the_jail(world: World) -> None:
