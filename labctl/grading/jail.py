@@ -118,6 +118,12 @@ class Jail:
         return f"graders run in bubblewrap ({self.bwrap}) {who}: own pid/mount/net namespaces, read-only system"
 
 
+def launcher_env() -> dict[str, str]:
+    """The environment bubblewrap itself starts with. Never the controller's: without a uid change (labctl not
+    root) the grader may read its pid 1's ``/proc/1/environ``, and that is bubblewrap's environment."""
+    return {"PATH": os.defpath}
+
+
 def policy(settings: Settings) -> Policy:
     return Policy(bwrap=settings.grader_bwrap, uid=settings.grader_uid, gid=settings.grader_gid,
                   unjailed_fallback=settings.grader_unjailed_fallback)
@@ -228,7 +234,7 @@ def prepare(wanted: Policy, *, euid: int | None = None) -> Jail:
 
 
 def _probe(wanted: Policy, *, euid: int) -> tuple[Jail, str | None]:
-    jail = Jail(bwrap=wanted.bwrap, uid=wanted.uid, gid=wanted.gid, system=_system_mounts(),
+    jail = Jail(bwrap=wanted.bwrap, uid=wanted.uid, gid=wanted.gid, system=system_mounts(),
                 tmpfs_bytes=wanted.tmpfs_bytes)
     if not (wanted.bwrap.is_file() and os.access(wanted.bwrap, os.X_OK)):
         return jail, (f"bubblewrap is not installed ({wanted.bwrap} is missing): install the Debian package "
@@ -245,7 +251,7 @@ def _probe(wanted: Policy, *, euid: int) -> tuple[Jail, str | None]:
                    readable=libraries, env={"PATH": "/usr/bin:/bin"})
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S, check=False,
-                              env={"PATH": os.defpath})
+                              env=launcher_env())
     except (OSError, subprocess.SubprocessError) as exc:
         return jail, f"{wanted.bwrap} could not be run: {exc}"
     if done.returncode != 0:
@@ -261,7 +267,7 @@ def _probe(wanted: Policy, *, euid: int) -> tuple[Jail, str | None]:
     return jail, None
 
 
-def _system_mounts() -> tuple[Mount, ...]:
+def system_mounts() -> tuple[Mount, ...]:
     """The host's system directories as they are here: merged-/usr links become links, real directories binds."""
     mounts: list[Mount] = []
     for name in (*SYSTEM_DIRS, *SYSTEM_FILES):

@@ -177,7 +177,7 @@ def _execute(command: list[str], payload: str, scratch: Path, *, timeout_s: floa
     with stdin_path.open("rb") as stdin, stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         try:
             process = subprocess.Popen(line, stdin=stdin, stdout=stdout, stderr=stderr, cwd=scratch,
-                                       env=env if not jail.jailed else {"PATH": os.defpath},
+                                       env=env if not jail.jailed else jail_mod.launcher_env(),
                                        start_new_session=True, close_fds=True,
                                        preexec_fn=limits)  # only setrlimit runs between fork and exec
         except (OSError, subprocess.SubprocessError) as exc:

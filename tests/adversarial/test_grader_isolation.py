@@ -289,3 +289,29 @@ def test_the_service_refuses_to_start_without_bubblewrap(tmp_path: Path) -> None
     assert done.returncode == 1
     assert "error: graders cannot be jailed: bubblewrap is not installed" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_controller_that_is_not_root_jails_graders_in_a_user_namespace(world: World) -> None:
+    """The other mode, played for real: a non-root process (uid 65534 here, by setpriv) runs the jail's command line.
+
+    bubblewrap then needs an unprivileged user namespace; the grader keeps that uid on the host (documented), and the
+    namespaces and mounts hold as they do for root: its own pids, only a loopback, nothing of the data directory,
+    its own directory read-only, and no nested user namespace to widen its powers in.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("needs root to play a controller of another uid (as any other uid, the tests above are this mode)")
+    plain = jail.Jail(bwrap=Path("/usr/bin/bwrap"), system=jail.system_mounts())
+    secret = world.settings.local_cluster_kubeconfig
+    line = jail.argv(plain, ["/bin/sh", str(HOSTILE / "prober.sh"), str(secret), str(HOSTILE)], readable=[HOSTILE],
+                     env={"PATH": "/usr/bin:/bin", "HOME": jail.SCRATCH})
+    done = subprocess.run(["setpriv", f"--reuid={GRADER_UID}", f"--regid={GRADER_UID}", "--clear-groups", "--", *line],
+                          input="{}", capture_output=True, text=True, timeout=30, check=True,
+                          env=jail.launcher_env())  # as the runner starts bubblewrap
+    facts = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    assert facts["uid"] == str(GRADER_UID)
+    assert [int(p) for p in facts["pids"].split()][:2] == [1, 2]
+    assert (facts["read secret"], facts["write own dir"], facts["nested user namespace"]) == ("failed",) * 3
+    # Same uid: the grader can read its pid 1's (bubblewrap's) environment, so bubblewrap gets PATH alone.
+    assert facts["pid 1 environ"].split() == ["PATH"]
+    assert facts["interfaces"].split() == ["lo"]
+    assert not (HOSTILE / "hostile-sh").exists()
