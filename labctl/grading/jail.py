@@ -9,7 +9,10 @@ command line that runs it:
   ``--die-with-parent``. The session is new already: the runner starts bubblewrap with ``setsid`` and files as its
   standard streams, so there is no terminal to inject into. bubblewrap's ``--new-session`` is NOT used: it would
   call ``setsid`` before forking the jail's pid 1 and so take pid 1 out of the runner's process group, which is how
-  the runner kills the jail and waits until its namespace is empty;
+  the runner kills the jail and waits until its namespace is empty. Nor ``--as-pid-1``: bubblewrap's reaper stays
+  pid 1, so the grader keeps ordinary signal semantics (a pid 1 ignores signals it has no handler for, SIGXFSZ at
+  the output limit among them) and its orphans are reaped; when the grader exits, bubblewrap exits, and the runner
+  kills that pid 1, which ends every process left in the namespace;
 - **read-only** ``/usr`` (and the ``/bin``, ``/lib*``, ``/sbin`` links or directories of the host), the dynamic
   loader's cache and ``/etc/alternatives``, the Python interpreter's prefix, and the grader's own directory. Nothing
   else of the host: not the data directory (store, local cluster, admin kubeconfig), not ``$HOME``, not the repository,
