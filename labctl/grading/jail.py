@@ -51,7 +51,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -246,8 +246,7 @@ def _probe(wanted: Policy, *, euid: int) -> tuple[Jail, str | None]:
         found = shutil.which("setpriv")
         if found is None:
             return jail, "setpriv is missing (Debian package 'util-linux'): root needs it to drop graders' uid"
-        jail = Jail(bwrap=jail.bwrap, setpriv=Path(found).resolve(), uid=jail.uid, gid=jail.gid,
-                    system=jail.system, tmpfs_bytes=jail.tmpfs_bytes)
+        jail = replace(jail, setpriv=Path(found).resolve())
     interpreter, libraries = python()
     expected = wanted.uid if euid == 0 else euid
     command = argv(jail, [str(interpreter), "-c", "import os; print(os.getuid(), os.getgid())"],

@@ -315,3 +315,13 @@ def test_a_controller_that_is_not_root_jails_graders_in_a_user_namespace(world: 
     assert facts["pid 1 environ"].split() == ["PATH"]
     assert facts["interfaces"].split() == ["lo"]
     assert not (HOSTILE / "hostile-sh").exists()
+
+
+def test_a_bubblewrap_that_cannot_make_a_sandbox_is_refused_with_the_user_namespace_hint() -> None:
+    """``/bin/false`` stands in for a bubblewrap that fails as a non-root user does without user namespaces."""
+    with pytest.raises(jail.JailUnavailable) as refused:
+        jail.prepare(jail.Policy(bwrap=Path("/bin/false")), euid=1000)
+    detail = refused.value.detail
+    assert detail.startswith("graders cannot be jailed: bubblewrap cannot start a sandbox here (exit status 1)")
+    assert "labctl runs as uid 1000, so bubblewrap needs unprivileged user namespaces" in detail
+    assert "or run labctl as root (graders then drop to uid 65534 without user namespaces)" in detail
