@@ -4,15 +4,17 @@
 
 For each lab of ``labs/``, the snapshot is ``tests/grading/fixtures/<lab>-solution.json`` (what the producer gives
 the graders for the reference solution) and the lab's own graders and parameters run as labctl runs them: one limited
-subprocess per grader, one after another. Side by side, in the same run, two baselines:
+subprocess per grader, in the bubblewrap jail, one after another (``jailed grade()``). Side by side, in the same run:
 
+- ``unjailed grade()``: the same call with the development fallback (no bubblewrap, no uid change): the difference
+  is what the jail costs (``jail +/grader``: median overhead per grader);
 - ``interpreters``: the bare cost of starting as many Python interpreters as the lab has graders
   (``python -c pass``, one after another): the floor for any one-process-per-grader design;
 - ``in-process``: the same grader scripts' ``grade(snapshot, params)`` called in this process (imported once, no
   subprocess, no limits, no JSON round trip): the cost of the grading logic itself.
 
 Each figure is the median and the maximum of ``--runs`` timed runs after one untimed warm-up run (file caches).
-Bounded: 4 labs x (runs + 1) x 3 measurements, each well under a second; the acceptance target is under 2 s a lab.
+Bounded: 4 labs x (runs + 1) x 4 measurements, each well under a second; the acceptance target is under 2 s a lab.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from typing import Any
 
 from labctl.catalog import loader
 from labctl.catalog.models import Lab
-from labctl.grading.runner import grade
+from labctl.grading import jail as jail_mod
+from labctl.grading.runner import default_jail, grade
 from labctl.grading.snapshot import Snapshot, snapshot_dict
 from labctl.settings import REPO_ROOT
 
@@ -56,9 +59,9 @@ def _timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     return statistics.median(samples), max(samples)
 
 
-def _labctl_grade(lab: Lab, snapshot: dict[str, Any]) -> Callable[[], object]:
+def _labctl_grade(lab: Lab, snapshot: dict[str, Any], jail: jail_mod.Jail) -> Callable[[], object]:
     def run() -> object:
-        result = grade(lab, snapshot, GRADERS_DIR, REPO_ROOT)
+        result = grade(lab, snapshot, GRADERS_DIR, REPO_ROOT, jail=jail)
         failed = [f"{c.grader}/{c.id}" for c in result.checks if not c.passed]
         if failed or result.score != result.max_score:
             raise SystemExit(f"{lab.id}: the reference solution did not score full marks: {failed}")
@@ -108,22 +111,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {' '.join([python, '-m', 'bench.grading', *(argv if argv is not None else sys.argv[1:])])}")
     print(f"machine: {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {platform.machine()}, "
           f"{platform.system()} {platform.release()}; Python {platform.python_version()} ({sys.executable})")
+    jailed = default_jail()
+    unjailed = jail_mod.unjailed("the benchmark's baseline")
+    print(f"jail: {jailed.describe()}")
     print(f"runs: {runs} timed per figure after 1 warm-up; times in seconds, median / max")
     print()
-    header = f"{'lab':<22} {'graders':>7}  {'labctl grade()':>16}  {'interpreters':>16}  {'in-process':>16}  target"
+    header = (f"{'lab':<22} {'graders':>7}  {'jailed grade()':>16}  {'unjailed grade()':>16}  {'jail +/grader':>13}  "
+              f"{'interpreters':>16}  {'in-process':>16}  target")
     print(header)
     print("-" * len(header))
     cache: dict[Path, ModuleType] = {}
     worst = 0.0
     for lab in labs.values():
         snapshot = json.loads((FIXTURES / f"{lab.id}-solution.json").read_text(encoding="utf-8"))
-        graded = _timed(_labctl_grade(lab, snapshot), runs)
+        graded = _timed(_labctl_grade(lab, snapshot, jailed), runs)
+        plain = _timed(_labctl_grade(lab, snapshot, unjailed), runs)
         bare = _timed(_interpreters(len(lab.graders)), runs)
         inside = _timed(_in_process(lab, snapshot, cache), runs)
         worst = max(worst, graded[1])
+        overhead = (graded[0] - plain[0]) / len(lab.graders)
         verdict = "ok" if graded[1] < TARGET_S else "OVER"
-        print(f"{lab.id:<22} {len(lab.graders):>7}  {graded[0]:>7.3f} / {graded[1]:.3f}  {bare[0]:>7.3f} / "
-              f"{bare[1]:.3f}  {inside[0]:>7.3f} / {inside[1]:.3f}  {verdict} (< {TARGET_S:g} s)")
+        print(f"{lab.id:<22} {len(lab.graders):>7}  {graded[0]:>7.3f} / {graded[1]:.3f}  {plain[0]:>7.3f} / "
+              f"{plain[1]:.3f}  {overhead:>+13.3f}  {bare[0]:>7.3f} / {bare[1]:.3f}  {inside[0]:>7.3f} / "
+              f"{inside[1]:.3f}  {verdict} (< {TARGET_S:g} s)")
     print()
     print(f"slowest grading run: {worst:.3f} s (target < {TARGET_S:g} s per lab)")
     return 0 if worst < TARGET_S else 1

@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from labctl.catalog import loader
 from labctl.catalog.models import Lab
 from labctl.cost.prices import PriceSheet, load_sheet
+from labctl.grading import jail
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.service import leader
 from labctl.service.sessions import Sessions
@@ -57,7 +58,7 @@ def build(settings: Settings) -> Runtime:
     sheet = _sheet_loader(settings.prices_file)
     sweeper = Sweeper(sessions=sessions, prices=sheet)
     submissions = Submissions(sessions=sessions, sweeper=sweeper, prices=sheet, graders_dir=settings.graders_dir,
-                              repo_root=REPO_ROOT)
+                              repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)))
     return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, sessions=sessions,
                    sweeper=sweeper, submissions=submissions)
 

@@ -47,6 +47,20 @@ class Settings(BaseSettings):
     provision_step_delay_s: float = Field(
         default=0.0, ge=0, le=10,
         description="testing only: a pause between applied objects, to interrupt a start on purpose")
+    # The grader jail (labctl.grading.jail): bubblewrap, a separate uid, no network; refused unjailed in production.
+    grader_bwrap: Path = Field(default=Path("/usr/bin/bwrap"), description="the bubblewrap binary graders run in")
+    grader_uid: int = Field(default=65534, ge=1, description="uid graders run as when labctl runs as root")
+    grader_gid: int = Field(default=65534, ge=1, description="gid graders run as when labctl runs as root")
+    grader_unjailed_fallback: bool = Field(
+        default=False, description="development only: when bubblewrap is missing or cannot run here, run graders "
+                                   "unjailed as labctl's own uid (a warning says so at start)")
+
+    @model_validator(mode="after")
+    def _graders_jailed_in_production(self) -> Settings:
+        if self.env == "production" and self.grader_unjailed_fallback:
+            raise ValueError("LABCTL_GRADER_UNJAILED_FALLBACK is for development only: graders must run in "
+                             "bubblewrap when LABCTL_ENV=production (install the Debian package bubblewrap)")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_explicit_secrets(self) -> Settings:

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from labctl.cli import cluster, costs, labs, prices, serve, sessions, submissions, sweep, tokens, webhooks
 from labctl.cli.output import stderr
+from labctl.grading.jail import JailUnavailable
 from labctl.localcluster.build import BuildError
 from labctl.localcluster.cluster import ClusterError
 from labctl.localcluster.fleet import FleetError
@@ -27,7 +28,7 @@ app.command()(serve.serve)
 app.command()(sweep.sweep)
 app.command()(costs.costs)
 
-KNOWN_ERRORS = (BuildError, ClusterError, FleetError)
+KNOWN_ERRORS = (BuildError, ClusterError, FleetError, JailUnavailable)
 
 
 def main() -> None:

@@ -1,11 +1,15 @@
-"""Running graders: each script is a limited subprocess, and every way it can fail becomes one ``error`` check.
+"""Running graders: each script is a limited, jailed subprocess, and every way it can fail becomes one ``error`` check.
 
-A grader is any executable under ``graders/`` (Python scripts run with this interpreter, anything else directly),
-given ``{"snapshot": ..., "params": ...}`` on stdin and expected to print ``{"checks": [...]}`` on stdout and exit 0.
-It runs without a shell, in a fresh process group and a scratch working directory, with a minimal environment (no
-secrets of the controller leak into it), and under limits set in the child before ``exec``:
+A grader is any executable under ``graders/`` (Python scripts run with labctl's base interpreter, anything else
+directly), given ``{"snapshot": ..., "params": ...}`` on stdin and expected to print ``{"checks": [...]}`` on stdout
+and exit 0. It runs without a shell, inside the jail of :mod:`labctl.grading.jail` (bubblewrap: its own pid, mount and
+network namespaces, another uid, read-only system and grader directory, a private ``/tmp`` as its working and home
+directory), with a minimal environment (no secrets of the controller leak into it), and under limits set in the
+child before ``exec``:
 
-- wall-clock time (``timeout_s``): past it the whole process group is killed;
+- wall-clock time (``timeout_s``): past it the whole process group is killed, and with it the jail's pid 1, which
+  takes every process of the grader's pid namespace with it (double-forked or not); :func:`run_grader` returns only
+  once they are gone;
 - address space (``RLIMIT_AS``, ``memory_mb``): allocations beyond it fail;
 - output size (``RLIMIT_FSIZE``): stdout and stderr go to files, so an endless printer is stopped (by ``SIGXFSZ``,
   or for Python, which ignores that signal, by a failing write) instead of filling the controller's memory;
@@ -13,55 +17,73 @@ secrets of the controller leak into it), and under limits set in the child befor
 
 A timeout, a signal, a non-zero exit, invalid JSON or output off the contract is reported as ONE check with status
 ``error``, the grader's id and a reason naming what happened; :func:`run_grader` never raises for a grader's fault,
-and :func:`grade` produces the lab's grade even when some graders error.
+and :func:`grade` produces the lab's grade even when some graders error. Without an explicit ``jail`` the default
+policy applies (bubblewrap required, no fallback), prepared once per process.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import signal
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from labctl.catalog.models import Lab
+from labctl.grading import jail as jail_mod
 from labctl.grading.checks import Check, ContractError, Grade, GraderResult, combine, error_check, parse_output, weigh
 from labctl.grading.snapshot import Snapshot, snapshot_dict
+
+log = logging.getLogger("labctl.grading.runner")
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 512
 DEFAULT_MAX_OUTPUT_BYTES = 16 * 2**20
 _STDERR_TAIL = 2000
 _MEMORY_HINTS = ("MemoryError", "out of memory", "Cannot allocate memory", "std::bad_alloc", "Fatal process OOM")
+_GONE_WITHIN_S = 10.0
 
 
 def run_grader(script: Path, snapshot: Mapping[str, Any], params: Mapping[str, Any], *,
                timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
-               grader_id: str | None = None, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> list[Check]:
+               grader_id: str | None = None, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+               jail: jail_mod.Jail | None = None, root: Path | None = None) -> list[Check]:
     """Run one grader script on ``snapshot`` with ``params``; its checks, or one ``error`` check saying why not.
 
-    ``grader_id`` names the checks' grader (the lab's ``graders[].id``; default: the script's stem).
+    ``grader_id`` names the checks' grader (the lab's ``graders[].id``; default: the script's stem). ``root`` is the
+    directory the grader sees read-only (default: the script's own); ``jail`` how it runs (default: see above).
     """
     grader = grader_id or script.stem
     shown = f"{script.parent.name}/{script.name}"
-    command = _command(script)
+    where = jail or default_jail()
+    interpreter, libraries = jail_mod.python()
+    command = _command(script, interpreter)
     if isinstance(command, str):
         return [error_check(grader, f"grader {shown} {command}")]
+    hidden = jail_mod.unreadable(where, script, root or script.parent)
+    if hidden is not None:
+        return [error_check(grader, f"grader {shown} {hidden}")]
     payload = json.dumps({"snapshot": snapshot, "params": params}, separators=(",", ":"))
+    readable = (root or script.parent, *libraries)
     with tempfile.TemporaryDirectory(prefix="labctl-grader-", ignore_cleanup_errors=True) as scratch:
         outcome = _execute(command, payload, Path(scratch), timeout_s=timeout_s,
-                           limits=_limits(memory_mb * 2**20, max_output_bytes))
+                           limits=_limits(memory_mb * 2**20, max_output_bytes), jail=where, readable=readable)
     if isinstance(outcome, str):
         return [error_check(grader, f"grader {shown} could not be started: {outcome}")]
     code, timed_out, stdout, stderr = outcome
-    failure = _failure(code, timed_out, stderr, timeout_s=timeout_s, memory_mb=memory_mb,
-                       max_output_bytes=max_output_bytes)
+    text = stderr.decode("utf-8", errors="replace")
+    started = None if timed_out or code == 0 else jail_mod.start_failure(where, text)
+    if started is not None:
+        return [error_check(grader, f"grader {shown} could not be started: {started}")]
+    failure = _failure(jail_mod.exit_status(where, code), timed_out, stderr, timeout_s=timeout_s,
+                       memory_mb=memory_mb, max_output_bytes=max_output_bytes)
     if failure is not None:
         return [error_check(grader, f"grader {shown} {failure}", evidence=_stderr_evidence(stderr))]
     try:
@@ -72,13 +94,20 @@ def run_grader(script: Path, snapshot: Mapping[str, Any], params: Mapping[str, A
         return [error_check(grader, f"grader {shown} {exc}", evidence=_stderr_evidence(stderr))]
 
 
+@lru_cache(maxsize=1)
+def default_jail() -> jail_mod.Jail:
+    """The jail of the default policy (bubblewrap at /usr/bin/bwrap, uid 65534 as root, no fallback), probed once."""
+    return jail_mod.prepare(jail_mod.Policy())
+
+
 def grade(lab: Lab, snapshot: Mapping[str, Any], graders_dir: Path, repo_root: Path, *,
-          timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB) -> Grade:
+          timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
+          jail: jail_mod.Jail | None = None) -> Grade:
     """Run every grader of ``lab`` on ``snapshot`` and weigh their checks into the lab's grade.
 
     The snapshot is validated first (a :class:`pydantic.ValidationError` means the producer is wrong, not a grader)
     and handed to graders in its normalised JSON form. Scripts are resolved against ``repo_root`` and must lie
-    inside ``graders_dir``.
+    inside ``graders_dir``, which is what each grader sees (read-only) of the repository.
     """
     data = snapshot_dict(Snapshot.model_validate(snapshot))
     results: list[GraderResult] = []
@@ -89,18 +118,18 @@ def grade(lab: Lab, snapshot: Mapping[str, Any], graders_dir: Path, repo_root: P
             checks = [error_check(grader.id, f"grader script {grader.script} is not inside {graders_dir}")]
         else:
             checks = run_grader(script, data, grader.params, timeout_s=timeout_s, memory_mb=memory_mb,
-                                grader_id=grader.id)
+                                grader_id=grader.id, jail=jail, root=graders_dir.resolve())
         results.append(weigh(grader.id, grader.script, grader.weight, checks,
                              duration_s=round(time.monotonic() - started, 3)))
     return combine(results)
 
 
-def _command(script: Path) -> list[str] | str:
+def _command(script: Path, interpreter: Path) -> list[str] | str:
     """The argv that runs ``script``, or why it cannot be run."""
     if not script.is_file():
         return "does not exist"
     if script.suffix == ".py":
-        return [sys.executable, str(script)]
+        return [str(interpreter), str(script)]
     if not os.access(script, os.X_OK):
         return "is neither a Python script (.py) nor executable (chmod +x)"
     return [str(script)]
@@ -124,21 +153,32 @@ def _capped(which: int, wanted: int) -> int:
     return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
 
 
-def _environment(home: Path) -> dict[str, str]:
+def _environment(jail: jail_mod.Jail, scratch: Path) -> dict[str, str]:
     """A minimal environment: no controller settings, tokens or database URLs reach a grader."""
-    return {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(home), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+    if jail.jailed:
+        home, path = jail_mod.SCRATCH, "/usr/local/bin:/usr/bin:/bin"
+    else:
+        home, path = str(scratch), os.environ.get("PATH", os.defpath)
+    return {"PATH": path, "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
             "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def _execute(command: list[str], payload: str, scratch: Path, *, timeout_s: float,
-             limits: Callable[[], None]) -> tuple[int, bool, bytes, bytes] | str:
-    """Run ``command`` with ``payload`` on stdin: (exit code, timed out, stdout, stderr), or why it did not start."""
+def _execute(command: list[str], payload: str, scratch: Path, *, timeout_s: float, limits: Callable[[], None],
+             jail: jail_mod.Jail, readable: Sequence[Path]) -> tuple[int, bool, bytes, bytes] | str:
+    """Run ``command`` with ``payload`` on stdin: (exit code, timed out, stdout, stderr), or why it did not start.
+
+    The files stay outside the jail: the grader gets them as its standard streams only. ``scratch`` is the working
+    directory only when unjailed (in the jail it is the private ``/tmp``).
+    """
     stdin_path, stdout_path, stderr_path = scratch / "stdin.json", scratch / "stdout", scratch / "stderr"
     stdin_path.write_text(payload, encoding="utf-8")
+    env = _environment(jail, scratch)
+    line = jail_mod.argv(jail, command, readable=readable, env=env)
     with stdin_path.open("rb") as stdin, stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         try:
-            process = subprocess.Popen(command, stdin=stdin, stdout=stdout, stderr=stderr, cwd=scratch,
-                                       env=_environment(scratch), start_new_session=True, close_fds=True,
+            process = subprocess.Popen(line, stdin=stdin, stdout=stdout, stderr=stderr, cwd=scratch,
+                                       env=env if not jail.jailed else jail_mod.launcher_env(),
+                                       start_new_session=True, close_fds=True,
                                        preexec_fn=limits)  # only setrlimit runs between fork and exec
         except (OSError, subprocess.SubprocessError) as exc:
             return str(exc)
@@ -150,15 +190,45 @@ def _execute(command: list[str], payload: str, scratch: Path, *, timeout_s: floa
         finally:
             _kill_group(process.pid)
             process.wait()
+            _wait_group_gone(process.pid)
     return process.returncode, timed_out, stdout_path.read_bytes(), stderr_path.read_bytes()
 
 
 def _kill_group(pgid: int) -> None:
-    """Kill whatever is left of the grader's process group (it ran in its own session, so pgid == its pid)."""
+    """Kill whatever is left of the grader's process group (it ran in its own session, so pgid == its pid).
+
+    In the jail the group holds bubblewrap and its pid 1; when that pid 1 dies the kernel kills every process of the
+    grader's pid namespace, including those that left the group with a session of their own.
+    """
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         return
+
+
+def _wait_group_gone(pgid: int) -> None:
+    """Wait (bounded) until no live process of the group is left: the jail's pid 1 dies only once its namespace is
+    empty, so then nothing the grader started runs any more. Zombies count as gone (their reaper may be slow)."""
+    deadline = time.monotonic() + _GONE_WITHIN_S
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            log.warning("processes of grader group %d were still exiting after %gs", pgid, _GONE_WITHIN_S)
+            return
+        time.sleep(0.005)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` runs (a group id is never reused while a member lives)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _failure(code: int, timed_out: bool, stderr: bytes, *, timeout_s: float, memory_mb: int,

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from labctl.cost.prices import PriceSheet
 from labctl.errors import Conflict, NotFound
+from labctl.grading import jail as jail_mod
 from labctl.grading import receipt as receipt_mod
 from labctl.grading import runner
 from labctl.grading.snapshot import Snapshot
@@ -33,13 +34,15 @@ log = logging.getLogger("labctl.submissions")
 
 class Submissions:
     def __init__(self, *, sessions: Sessions, sweeper: Sweeper, prices: Callable[[], PriceSheet],
-                 graders_dir: Path, repo_root: Path, timeout_s: float = 10.0) -> None:
+                 graders_dir: Path, repo_root: Path, timeout_s: float = 10.0,
+                 jail: jail_mod.Jail | None = None) -> None:
         self.sessions = sessions
         self.sweeper = sweeper
         self.prices = prices
         self.graders_dir = graders_dir
         self.repo_root = repo_root
         self.timeout_s = timeout_s
+        self.jail = jail
 
     def submit(self, session_id: str, *, principal: Principal) -> Submission:
         """Freeze the sandbox and open a submission in state ``grading`` (grade it with :meth:`grade`)."""
@@ -79,7 +82,8 @@ class Submissions:
             log.warning("snapshot of %s failed: %s", session_id, exc)
             return self._finish(sub, lab_attempts=lab.attempts, actor=actor, state="error",
                                 error=f"the sandbox could not be inventoried: {exc}")
-        grade = runner.grade(lab, snap, self.graders_dir, self.repo_root, timeout_s=self.timeout_s)
+        grade = runner.grade(lab, snap, self.graders_dir, self.repo_root, timeout_s=self.timeout_s,
+                             jail=self.jail)
         receipt = receipt_mod.receipt(model)
         return self._finish(sub, lab_attempts=lab.attempts, actor=actor, state="graded", snapshot=snap,
                             score=grade.score, max_score=grade.max_score,

@@ -1,6 +1,10 @@
 """The grader runner with real misbehaving scripts: each fault becomes one `error` check with its reason, never an
 exception, and the rest of the grade is still produced. Also: the POSIX sh example grader passes through the same
-runner, graders see no secrets of the controller, and nothing a grader started outlives its time limit."""
+runner, graders see no secrets of the controller, and nothing a grader started outlives its time limit.
+
+Graders run in the default jail (bubblewrap; as root, uid 65534), so the scripts written here must be readable by
+others, as a checkout's are: ``tmp_path`` is opened up to 0755. ``tests/adversarial/test_grader_isolation.py`` plays
+the hostile grader against the jail itself."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Any
 import pytest
 
 from labctl.catalog.models import Lab
+from labctl.grading import jail
 from labctl.grading.runner import grade, run_grader
 from tests.grading import world
 
@@ -40,9 +45,17 @@ FAULTS = {
 def write(directory: Path, name: str, text: str, *, executable: bool = False) -> Path:
     path = directory / name
     path.write_text(text, encoding="utf-8")
+    path.chmod(0o644)
     if executable:
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Path:
+    """pytest's own, readable by the graders' uid (the directories above it need not be: the jail binds it)."""
+    tmp_path.chmod(0o755)
+    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +102,7 @@ def test_endless_output_is_stopped_at_the_output_limit(tmp_path: Path, snapshot:
 @pytest.mark.parametrize(("name", "text", "executable", "reason"), [
     ("missing.py", None, False, "does not exist"),
     ("plain.sh", "#!/bin/sh\necho '{}'\n", False, "is neither a Python script (.py) nor executable"),
-    ("bad_interpreter", "#!/nonexistent/interpreter\n", True, "could not be started: [Errno 2]"),
+    ("bad_interpreter", "#!/nonexistent/interpreter\n", True, "could not be started: "),
 ])
 def test_a_grader_that_cannot_start_is_an_error_check(tmp_path: Path, snapshot: Json, name: str, text: str | None,
                                                       executable: bool, reason: str) -> None:
@@ -151,18 +164,35 @@ def test_graders_see_no_secrets_and_run_in_a_scratch_directory(tmp_path: Path, s
     [check] = run_grader(spy, snapshot, {})
     seen = json.loads(check.feedback)
     assert not [name for name in seen["env"] if name.startswith("LABCTL")]
-    assert Path(seen["cwd"]).name.startswith("labctl-grader-")
-    assert not Path(seen["cwd"]).exists()
+    assert seen["env"] == ["HOME", "LANG", "LC_ALL", "PATH", "PWD", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING",
+                          "TMPDIR"]
+    assert seen["cwd"] == "/tmp"  # the jail's private tmpfs
 
 
-def test_processes_a_grader_leaves_behind_are_killed(tmp_path: Path, snapshot: Json) -> None:
+def test_a_script_the_graders_uid_cannot_read_is_an_error_check(tmp_path: Path, snapshot: Json) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root drops graders to another uid; otherwise they read what labctl reads")
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    [check] = run_grader(write(closed, "good.py", GOOD), snapshot, {}, root=tmp_path)
+    assert check.status == "error"
+    assert f"is in {closed}, which the graders' uid 65534 cannot enter (chmod o+rx)" in check.feedback
+    private = write(tmp_path, "private.py", GOOD)
+    private.chmod(0o600)
+    [check] = run_grader(private, snapshot, {})
+    assert "is not readable by the graders' uid 65534 (chmod o+r)" in check.feedback
+
+
+def test_the_unjailed_fallback_still_kills_what_a_grader_leaves_behind(tmp_path: Path, snapshot: Json) -> None:
+    """The development fallback (no bubblewrap) keeps the process-group kill; in the jail the pid namespace does."""
     pid_file = tmp_path / "child.pid"
     script = write(tmp_path, "forker.py", "import json, subprocess, sys, time\n"
                    "request = json.load(sys.stdin)\n"
                    "child = subprocess.Popen(['sleep', '60'])\n"
                    "open(request['params']['pid_file'], 'w').write(str(child.pid))\n"
                    "time.sleep(60)\n")
-    [check] = run_grader(script, snapshot, {"pid_file": str(pid_file)}, timeout_s=1)
+    [check] = run_grader(script, snapshot, {"pid_file": str(pid_file)}, timeout_s=1,
+                         jail=jail.unjailed("test of the fallback"))
     assert "exceeded its 1s time limit" in check.feedback
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 5
