@@ -72,15 +72,15 @@ def run_grader(script: Path, snapshot: Mapping[str, Any], params: Mapping[str, A
         return [error_check(grader, f"grader {shown} {exc}", evidence=_stderr_evidence(stderr))]
 
 
-def grade(lab: Lab, snapshot: Mapping[str, Any], graders_dir: Path, repo_root: Path, *,
+def grade(lab: Lab, snapshot: Snapshot | Mapping[str, Any], graders_dir: Path, repo_root: Path, *,
           timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB) -> Grade:
     """Run every grader of ``lab`` on ``snapshot`` and weigh their checks into the lab's grade.
 
-    The snapshot is validated first (a :class:`pydantic.ValidationError` means the producer is wrong, not a grader)
-    and handed to graders in its normalised JSON form. Scripts are resolved against ``repo_root`` and must lie
-    inside ``graders_dir``.
+    The snapshot (a model, or data validated first: a :class:`pydantic.ValidationError` means the producer is wrong,
+    not a grader) is handed to graders in its normalised JSON form. Scripts are resolved against ``repo_root`` and
+    must lie inside ``graders_dir``.
     """
-    data = snapshot_dict(Snapshot.model_validate(snapshot))
+    data = snapshot_dict(snapshot if isinstance(snapshot, Snapshot) else Snapshot.model_validate(snapshot))
     results: list[GraderResult] = []
     for grader in lab.graders:
         started = time.monotonic()
