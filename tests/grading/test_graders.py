@@ -13,7 +13,7 @@ import pytest
 
 from labctl.grading.checks import Check
 from labctl.grading.runner import run_grader
-from tests.grading import world
+from tests.grading import live
 
 Json = dict[str, Any]
 GIB = 2**30
@@ -61,7 +61,7 @@ def pod(name: str, controller: str | None = None, *, node: str = "od-0", phase: 
 
 
 def run(script: str, snapshot: Json, params: Json) -> list[Check]:
-    return run_grader(world.GRADERS_DIR / script, snapshot, params, grader_id=script.removesuffix(".py"))
+    return run_grader(live.GRADERS_DIR / script, snapshot, params, grader_id=script.removesuffix(".py"))
 
 
 def only(checks: list[Check]) -> Check:
