@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from labctl.catalog.models import parse_quantity
@@ -41,20 +42,25 @@ Json = dict[str, Any]
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "ReplicaSet", "DaemonSet", "Job", "CronJob")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+MAX_QUANTITY = Decimal(2**63 - 1)
 
 
 def quantity(value: object) -> float | None:
-    """A Kubernetes quantity as a finite number in base units (``"500m"`` -> 0.5), or None when it is not one."""
+    """A Kubernetes quantity as a number in base units (``"500m"`` -> 0.5), or None when it is not one.
+
+    The apiserver stores quantities of any size (``10e399`` bytes of storage is accepted); like Kubernetes'
+    ``Quantity.Value()``, a figure saturates at the largest int64 (:data:`MAX_QUANTITY`), so it stays a finite,
+    billable number.
+    """
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        number = float(value)
-    else:
-        try:
-            number = float(parse_quantity(str(value).strip()))
-        except (ValueError, ArithmeticError):
-            return None
-    return number if math.isfinite(number) and number >= 0 else None
+    try:
+        number = Decimal(value) if isinstance(value, int | float) else parse_quantity(str(value).strip())
+    except (ValueError, ArithmeticError):
+        return None
+    if number.is_nan() or number < 0:
+        return None
+    return float(min(number, MAX_QUANTITY))
 
 
 def numbers(resources: Mapping[str, object] | None) -> dict[str, float]:
