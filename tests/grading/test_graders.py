@@ -1,5 +1,9 @@
 """Table tests of each built-in grader's rules on small synthetic snapshots, run as real subprocesses.
 
+The tables are grader inputs written by hand to reach rules the labs' live snapshots do not (tests/grading/live.py
+makes those with the product itself); each one is validated by the snapshot model and handed over in the graders'
+JSON form, exactly as the runner does.
+
 The lab tests (test_labs.py) cover each lab's parameters on its own manifests; these cover the rules and parameters
 the labs do not exercise: other scopes and platforms, affinity instead of selectors, percentages in
 PodDisruptionBudgets, computed MIG sizes, default bands, cron arithmetic, invalid parameters.
@@ -13,6 +17,7 @@ import pytest
 
 from labctl.grading.checks import Check
 from labctl.grading.runner import run_grader
+from labctl.grading.snapshot import Snapshot, snapshot_dict
 from tests.grading import live
 
 Json = dict[str, Any]
@@ -61,7 +66,8 @@ def pod(name: str, controller: str | None = None, *, node: str = "od-0", phase: 
 
 
 def run(script: str, snapshot: Json, params: Json) -> list[Check]:
-    return run_grader(live.GRADERS_DIR / script, snapshot, params, grader_id=script.removesuffix(".py"))
+    data = snapshot_dict(Snapshot.model_validate(snapshot))  # what the runner hands a grader
+    return run_grader(live.GRADERS_DIR / script, data, params, grader_id=script.removesuffix(".py"))
 
 
 def only(checks: list[Check]) -> Check:
