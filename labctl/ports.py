@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from labctl.catalog.models import Lab
+from labctl.grading.snapshot import Snapshot
 
 
 class ProviderError(RuntimeError):
@@ -75,5 +76,5 @@ class SandboxProvider(Protocol):
     def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
         """Make the learner's access read-only (a submission), or writable again."""
 
-    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> dict[str, Any]:
-        """The sandbox's inventory as an unpriced ``labctl.snapshot/v1`` document (docs/SNAPSHOT.md)."""
+    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
+        """The sandbox's inventory at ``now``, unpriced (the meter prices it): see docs/SNAPSHOT.md."""

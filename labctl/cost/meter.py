@@ -1,41 +1,65 @@
 """Pure: price a snapshot with the price sheet (OpenCost's model): the meter's arithmetic, no I/O.
 
-Each node gets its hourly price (and what the same node would cost on-demand), split into unit rates; each running
-pod costs the sum of its containers at max(request, usage) on its node's rates; PVCs cost their requested size and
-LoadBalancer Services the sheet's hourly rate. The snapshot's nodes and resources are annotated in place with
-``hourly_usd``, ``on_demand_hourly_usd`` and ``cost_usd`` (so graders and the receipt read prices from the snapshot),
-and the result is the burn rate with the warnings to show the learner (unknown instance types priced at the fallback
-rates, never at zero).
+:func:`price` takes the provider's unpriced :class:`~labctl.grading.snapshot.Snapshot` and returns a new, priced one
+(the input is never changed) with the figures the sweeps accrue. Each node gets its hourly price (and what the same
+node would cost on-demand), split into unit rates. Each pod that holds a node's resources (scheduled and neither
+Succeeded nor Failed, so Pending on a node is billed too) costs its effective requests (what the scheduler holds for
+it: init containers, sidecars, overhead and pod-level requests included, :func:`labctl.cost.model.effective_requests`)
+with measured usage folded in per container; PVCs cost their requested size and LoadBalancer Services the sheet's
+hourly rate. Nodes and resources get ``hourly_usd``, ``on_demand_hourly_usd`` and ``cost_usd`` so graders and the
+receipt read prices from the snapshot.
+
+Every number comes from the price sheet, the nodes (which the learner cannot write), the pods' resource specs and the
+metrics pipeline's usage; no label or annotation is read as a figure. A resource that cannot be priced becomes a
+warning, never an exception: one odd object must not stop the metering of a session.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from labctl.cost import model
 from labctl.cost import prices as sheet_mod
 from labctl.cost.prices import GIB, NodePrice, PriceSheet
+from labctl.grading import receipt
+from labctl.grading.snapshot import Container, Node, Resource, Snapshot
 
-BILLED_PHASES = ("Running",)
+UNBILLED_PHASES = ("Succeeded", "Failed")
+NO_USAGE = "no usage metrics in this cluster: containers are priced by their requests"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Priced:
+    """A priced snapshot and the meter's figures: burn rate, warnings, pods holding nodes, idle cost per hour."""
+
+    snapshot: Snapshot
     burn_rate_usd_per_hour: Decimal
     usage_known: bool
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
     running_pods: int = 0
     spot_pods: int = 0
     idle_usd_per_hour: Decimal = Decimal(0)
 
 
-def _node_prices(node: dict[str, Any], sheet: PriceSheet) -> tuple[NodePrice, NodePrice]:
-    labels = node.get("labels") or {}
-    cap = node.get("capacity") or {}
-    cpu = cap.get("cpu")
-    memory = Decimal(str(cap["memory"])) / GIB if cap.get("memory") else None
+@dataclass(frozen=True)
+class _NodeRates:
+    node: Node
+    rates: model.UnitRates
+    on_demand: model.UnitRates
+    gpu_memory_mib: int | None
+
+
+def is_billed(res: Resource) -> bool:
+    """A pod that holds its node's resources: scheduled (``node`` set) and not finished."""
+    return res.kind == "Pod" and bool(res.node) and res.phase not in UNBILLED_PHASES
+
+
+def _node_prices(node: Node, sheet: PriceSheet) -> tuple[NodePrice, NodePrice]:
+    labels = node.labels
+    cpu = node.capacity.get("cpu")
+    memory = Decimal(str(node.capacity["memory"])) / GIB if "memory" in node.capacity else None
     price = sheet.node_price_from_labels(labels, cpu_cores=cpu, memory_gib=memory)
     on_demand = sheet.node_price(sheet_mod.provider_of(labels), sheet_mod.region_of(labels),
                                  sheet_mod.instance_type_of(labels), "on-demand", cpu_cores=cpu, memory_gib=memory,
@@ -43,50 +67,88 @@ def _node_prices(node: dict[str, Any], sheet: PriceSheet) -> tuple[NodePrice, No
     return price, on_demand
 
 
-def price_snapshot(snapshot: dict[str, Any], sheet: PriceSheet) -> Priced:
-    """Annotate ``snapshot`` with prices; return its burn rate (USD per hour) and the pricing warnings."""
+def _demand(container: Container, *, init: bool = False) -> model.ContainerDemand:
+    usage = container.usage
+    measured = {} if usage is None else {k: v for k, v in (("cpu", usage.cpu), ("memory", usage.memory))
+                                         if v is not None}
+    return model.ContainerDemand(requests=container.requests, usage=measured or None,
+                                 sidecar=init and container.restart_policy == "Always")
+
+
+def pod_amounts(pod: Resource) -> dict[str, Decimal]:
+    """What ``pod`` holds on its node, per resource (its effective requests, usage folded in)."""
+    return model.effective_requests([_demand(c) for c in pod.containers],
+                                    [_demand(c, init=True) for c in pod.init_containers],
+                                    pod_requests=pod.pod_requests, overhead=pod.overhead)
+
+
+def _pod_hourly(pod: Resource, node: _NodeRates, warnings: list[str]) -> tuple[Decimal, Decimal]:
+    amounts = pod_amounts(pod)
+    try:
+        return (model.pod_hourly_usd(amounts, node.rates, node_gpu_memory_mib=node.gpu_memory_mib).hourly_usd,
+                model.pod_hourly_usd(amounts, node.on_demand, node_gpu_memory_mib=node.gpu_memory_mib).hourly_usd)
+    except ValueError as exc:
+        _warn(warnings, f"Pod/{pod.name}: its GPUs could not be priced ({exc}); priced by CPU and memory only")
+        plain = {k: v for k, v in amounts.items() if k in ("cpu", "memory")}
+        return (model.pod_hourly_usd(plain, node.rates).hourly_usd,
+                model.pod_hourly_usd(plain, node.on_demand).hourly_usd)
+
+
+def _warn(warnings: list[str], text: str) -> None:
+    if text not in warnings:
+        warnings.append(text)
+
+
+def _price_nodes(nodes: Sequence[Node], sheet: PriceSheet, warnings: list[str]) -> dict[str, _NodeRates]:
+    priced: dict[str, _NodeRates] = {}
+    for node in nodes:
+        try:
+            price, on_demand = _node_prices(node, sheet)
+            rates, od_rates = model.unit_rates(price), model.unit_rates(on_demand)
+        except ValueError as exc:
+            _warn(warnings, f"node {node.name} could not be priced ({exc}); its pods are not billed")
+            continue
+        if price.warning:
+            _warn(warnings, price.warning)
+        updated = node.model_copy(update={"hourly_usd": float(price.hourly_usd),
+                                          "on_demand_hourly_usd": float(on_demand.hourly_usd),
+                                          "price_source": price.source})
+        priced[node.name] = _NodeRates(node=updated, rates=rates, on_demand=od_rates,
+                                       gpu_memory_mib=sheet_mod.gpu_memory_mib_of(node.labels))
+    return priced
+
+
+def price(snapshot: Snapshot, sheet: PriceSheet) -> Priced:
+    """``snapshot`` priced (a new snapshot), with its burn rate (USD per hour) and the pricing warnings."""
     warnings: list[str] = []
-    rates: dict[str, tuple[model.UnitRates, model.UnitRates, int | None]] = {}
-    for node in snapshot.get("nodes", []):
-        price, on_demand = _node_prices(node, sheet)
-        if price.warning and price.warning not in warnings:
-            warnings.append(price.warning)
-        node["hourly_usd"] = float(price.hourly_usd)
-        node["on_demand_hourly_usd"] = float(on_demand.hourly_usd)
-        node["price_source"] = price.source
-        gpu_memory = (node.get("labels") or {}).get("nvidia.com/gpu.memory")
-        rates[node["name"]] = (model.unit_rates(price), model.unit_rates(on_demand),
-                               int(gpu_memory) if gpu_memory else None)
-        node.pop("capacity", None)  # only needed to price an unknown instance type
+    nodes = _price_nodes(snapshot.nodes, sheet, warnings)
     burn = Decimal(0)
-    usage_known = snapshot.get("cost", {}).get("usage_source") in ("metrics", "kwok")
-    for res in snapshot.get("resources", []):
-        hourly = on_demand_hourly = Decimal(0)
-        if res["kind"] == "Pod" and res.get("phase") in BILLED_PHASES and res.get("node") in rates:
-            node_rates, od_rates, gpu_memory = rates[res["node"]]
-            for c in res.get("containers", []):
-                usage = c.get("usage")
-                hourly += model.container_hourly_usd(c.get("requests", {}), usage, node_rates,
-                                                     node_gpu_memory_mib=gpu_memory).hourly_usd
-                on_demand_hourly += model.container_hourly_usd(c.get("requests", {}), usage, od_rates,
-                                                               node_gpu_memory_mib=gpu_memory).hourly_usd
-        elif res["kind"] == "PersistentVolumeClaim":
-            hourly = on_demand_hourly = model.pvc_hourly_usd(res.get("storage", 0), sheet)
-        elif res["kind"] == "Service" and res.get("service_type") == "LoadBalancer":
+    running = spot = 0
+    resources: list[Resource] = []
+    for res in snapshot.resources:
+        if is_billed(res) and res.node in nodes:
+            node = nodes[res.node]
+            hourly, on_demand_hourly = _pod_hourly(res, node, warnings)
+            running += 1
+            spot += node.node.capacity_type == "spot"
+        elif res.kind == "PersistentVolumeClaim":
+            hourly = on_demand_hourly = model.pvc_hourly_usd(res.storage or 0, sheet)
+        elif res.kind == "Service" and res.service_type == "LoadBalancer":
             hourly = on_demand_hourly = model.load_balancer_hourly_usd(sheet)
         else:
+            resources.append(res)
             continue
-        res["hourly_usd"] = float(hourly)
-        res["on_demand_hourly_usd"] = float(on_demand_hourly)
-        res["cost_usd"] = float(hourly * Decimal(str(res.get("running_hours", 0))))
         burn += hourly
+        resources.append(res.model_copy(update={
+            "hourly_usd": float(hourly), "on_demand_hourly_usd": float(on_demand_hourly),
+            "cost_usd": float(hourly * Decimal(str(res.running_hours or 0)))}))
+    usage_known = snapshot.cost.usage_source == "metrics"
     if not usage_known:
-        warnings.append("no usage metrics in this cluster: containers are priced by their requests")
-    snapshot.setdefault("cost", {})["burn_rate_usd_per_hour"] = float(burn)
-    priced = Priced(burn_rate_usd_per_hour=burn, usage_known=usage_known, warnings=warnings)
-    capacity = {n["name"]: n.get("capacity_type") for n in snapshot.get("nodes", [])}
-    for res in snapshot.get("resources", []):
-        if res["kind"] == "Pod" and res.get("phase") in BILLED_PHASES:
-            priced.running_pods += 1
-            priced.spot_pods += capacity.get(res.get("node")) == "spot"
-    return priced
+        warnings.append(NO_USAGE)
+    priced = snapshot.model_copy(update={
+        "nodes": [nodes[n.name].node if n.name in nodes else n for n in snapshot.nodes], "resources": resources,
+        "cost": snapshot.cost.model_copy(update={"burn_rate_usd_per_hour": float(burn)})})
+    idle = sum((Decimal(str(r.hourly_usd)) for r in priced.resources
+                if r.hourly_usd and receipt.idle_reason(priced, r)), Decimal(0))
+    return Priced(snapshot=priced, burn_rate_usd_per_hour=burn, usage_known=usage_known, warnings=tuple(warnings),
+                  running_pods=running, spot_pods=spot, idle_usd_per_hour=idle)

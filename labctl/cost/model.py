@@ -7,6 +7,12 @@ price (:func:`unit_rates`). A container then pays, per hour, max(request, usage)
 at their share of it (:func:`mig_fraction`, max(compute share g/7, memory share) unless the sheet overrides it). PVCs
 cost their requested size at the sheet's storage rate, a LoadBalancer Service the sheet's hourly rate.
 
+A pod is billed for what the scheduler holds for it on its node: its **effective requests** per resource
+(:func:`effective_requests`), the larger of its longest-running init step (an init container plus the sidecars started
+before it) and its steady state (every app container and sidecar), plus the RuntimeClass overhead; pod-level requests,
+when set, are the floor. Measured use folds in per container (max(request, usage)), so a container that requests
+nothing but uses cores pays for the cores. :func:`pod_hourly_usd` prices those amounts.
+
 The meter turns hourly figures into money with :func:`accrue` (elapsed time x burn rate), and looks ahead with
 :func:`forecast` and :func:`budget_share`. Money is :class:`~decimal.Decimal` throughout so a ledger adds up to the
 cent; every function is pure and takes ``now`` from the caller.
@@ -15,7 +21,7 @@ cent; every function is pure and takes ``now`` from the caller.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -223,6 +229,78 @@ def container_hourly_usd(requests: Mapping[str, Amount], usage: Mapping[str, Amo
         cpu_cores=cpu, memory_gib=memory_gib, gpus=gpus, cpu_hourly_usd=cpu_usd, memory_hourly_usd=memory_usd,
         gpu_hourly_usd=gpu_usd, hourly_usd=cpu_usd + memory_usd + gpu_usd, usage_known=bool(observed),
         unpriced=tuple(unpriced))
+
+
+@dataclass(frozen=True)
+class ContainerDemand:
+    """One container's requests and (when measured) usage, by resource; ``sidecar`` for a restartable init
+    container (``restartPolicy: Always``), which runs beside the app containers for the pod's whole life."""
+
+    requests: Mapping[str, Amount]
+    usage: Mapping[str, Amount] | None = None
+    sidecar: bool = False
+
+
+def _held(demand: ContainerDemand) -> dict[str, Decimal]:
+    """max(request, usage) per resource (usage counts for CPU and memory only; extended resources by request)."""
+    amounts = {name: _amount(value) for name, value in demand.requests.items()}
+    for name in ("cpu", "memory"):
+        used = (demand.usage or {}).get(name)
+        if used is not None:
+            amounts[name] = max(amounts.get(name, Decimal(0)), _amount(used))
+    return amounts
+
+
+def _add(total: dict[str, Decimal], more: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    return {name: total.get(name, Decimal(0)) + more.get(name, Decimal(0)) for name in {*total, *more}}
+
+
+def _larger(a: Mapping[str, Decimal], b: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    return {name: max(a.get(name, Decimal(0)), b.get(name, Decimal(0))) for name in {*a, *b}}
+
+
+def effective_requests(containers: Sequence[ContainerDemand], init_containers: Sequence[ContainerDemand] = (), *,
+                       pod_requests: Mapping[str, Amount] | None = None,
+                       overhead: Mapping[str, Amount] | None = None) -> dict[str, Decimal]:
+    """What a pod holds on its node, per resource, as the scheduler computes it (with usage folded in).
+
+    Steady state: the sum of every app container and every sidecar. Each init step: a regular init container plus
+    the sidecars declared before it (they are already running), or, for a sidecar, the sidecars up to it. The pod
+    holds the larger of the steady state and its largest init step, per resource; pod-level ``spec.resources``
+    requests (CPU, memory) are a floor, and the RuntimeClass ``overhead`` is added on top::
+
+        >>> app = ContainerDemand({"cpu": "100m"})
+        >>> init = ContainerDemand({"cpu": "2"})
+        >>> effective_requests([app], [init])["cpu"]
+        Decimal('2')
+        >>> sidecar = ContainerDemand({"cpu": "500m"}, sidecar=True)
+        >>> float(effective_requests([app], [sidecar, init])["cpu"])     # max(0.1 + 0.5, 0.5 + 2)
+        2.5
+    """
+    steady: dict[str, Decimal] = {}
+    for demand in containers:
+        steady = _add(steady, _held(demand))
+    sidecars: dict[str, Decimal] = {}
+    init_peak: dict[str, Decimal] = {}
+    for demand in init_containers:
+        held = _held(demand)
+        if demand.sidecar:
+            steady = _add(steady, held)
+            sidecars = _add(sidecars, held)
+            step = sidecars
+        else:
+            step = _add(held, sidecars)
+        init_peak = _larger(init_peak, step)
+    total = _larger(steady, init_peak)
+    floor = {name: _amount(value) for name, value in (pod_requests or {}).items() if name in ("cpu", "memory")}
+    total = _larger(total, floor)
+    return _add(total, {name: _amount(value) for name, value in (overhead or {}).items()})
+
+
+def pod_hourly_usd(amounts: Mapping[str, Amount], rates: UnitRates, *,
+                   node_gpu_memory_mib: int | None = None) -> CostBreakdown:
+    """What a pod holding ``amounts`` (its :func:`effective_requests`) costs per hour on the node of ``rates``."""
+    return container_hourly_usd(amounts, None, rates, node_gpu_memory_mib=node_gpu_memory_mib)
 
 
 def pvc_hourly_usd(storage_bytes: Amount, sheet: PriceSheet) -> Decimal:

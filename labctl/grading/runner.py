@@ -100,16 +100,16 @@ def default_jail() -> jail_mod.Jail:
     return jail_mod.prepare(jail_mod.Policy())
 
 
-def grade(lab: Lab, snapshot: Mapping[str, Any], graders_dir: Path, repo_root: Path, *,
+def grade(lab: Lab, snapshot: Snapshot | Mapping[str, Any], graders_dir: Path, repo_root: Path, *,
           timeout_s: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
           jail: jail_mod.Jail | None = None) -> Grade:
     """Run every grader of ``lab`` on ``snapshot`` and weigh their checks into the lab's grade.
 
-    The snapshot is validated first (a :class:`pydantic.ValidationError` means the producer is wrong, not a grader)
-    and handed to graders in its normalised JSON form. Scripts are resolved against ``repo_root`` and must lie
-    inside ``graders_dir``, which is what each grader sees (read-only) of the repository.
+    The snapshot (a model, or data validated first: a :class:`pydantic.ValidationError` means the producer is wrong,
+    not a grader) is handed to graders in its normalised JSON form. Scripts are resolved against ``repo_root`` and
+    must lie inside ``graders_dir``, which is what each grader sees (read-only) of the repository.
     """
-    data = snapshot_dict(Snapshot.model_validate(snapshot))
+    data = snapshot_dict(snapshot if isinstance(snapshot, Snapshot) else Snapshot.model_validate(snapshot))
     results: list[GraderResult] = []
     for grader in lab.graders:
         started = time.monotonic()

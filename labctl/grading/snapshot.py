@@ -12,7 +12,11 @@ hours. Kubernetes-shaped sub-objects keep their Kubernetes field names (``tolera
 ``pod_failure_policy``, ``selector`` as a LabelSelector with ``matchLabels`` / ``matchExpressions``).
 
 Every model is closed (``extra="forbid"``): a misspelt field is an error at the producer, not a silently ignored key
-at the grader. ``docs/SNAPSHOT.md`` documents every field with an example. Usage::
+at the grader. Everything else the apiserver accepts is accepted here: any label or annotation text, a taint without a
+value, quantities of any size (storage and memory round up to whole bytes, as Kubernetes rounds them), pods without
+optional fields. One snapshot travels from the provider (unpriced: no ``hourly_usd`` yet) through the meter (which
+returns a new, priced copy) to the graders and the receipt. ``docs/SNAPSHOT.md`` documents every field with an
+example. Usage::
 
     snap = Snapshot.model_validate(data)        # from a dict (e.g. json.loads of a stored snapshot)
     snap = load_snapshot(text_or_path)          # from JSON text, or a JSON file given as a Path
@@ -23,22 +27,39 @@ at the grader. ``docs/SNAPSHOT.md`` documents every field with an example. Usage
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_ID: Final = "labctl.snapshot/v1"
 
 Provider = Literal["kubernetes", "aws", "gcp"]
 CapacityType = Literal["spot", "on-demand"]
-UsageSource = Literal["metrics", "kwok", "requests"]
+UsageSource = Literal["metrics", "requests"]
 PriceSource = Literal["sheet", "fallback"]
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
 class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _whole_units(value: Any) -> Any:
+    """A figure in whole bytes: a fractional one (a ``1500m`` claim, a measured ``0.5``) rounds up, as Kubernetes'
+    ``Quantity.Value()`` rounds; anything else is left to validation."""
+    if isinstance(value, float) and math.isfinite(value):
+        return math.ceil(value)
+    return value
+
+
+def _text(value: Any) -> Any:
+    """An absent optional string (a taint's ``value``) is the empty string."""
+    return "" if value is None else value
+
+
+Bytes = Annotated[int, BeforeValidator(_whole_units), Field(ge=0)]
 
 
 class ObjectRef(_Closed):
@@ -90,12 +111,12 @@ class CostInfo(_Closed):
 
 class Taint(_Closed):
     key: str = Field(min_length=1)
-    value: str = ""
+    value: Annotated[str, BeforeValidator(_text)] = ""
     effect: TaintEffect
 
 
 class Node(_Closed):
-    """A node that pods of the sandbox run (or ran) on, with its price per hour."""
+    """A node that pods of the sandbox run (or ran) on, with its capacity and (once priced) its price per hour."""
 
     name: str = Field(min_length=1)
     instance_type: str
@@ -105,9 +126,10 @@ class Node(_Closed):
     gpu_product: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
-    hourly_usd: float = Field(ge=0)
-    on_demand_hourly_usd: float = Field(ge=0)
-    price_source: PriceSource
+    capacity: dict[str, float] = Field(default_factory=dict, description="status.capacity, normalised")
+    hourly_usd: float | None = Field(default=None, ge=0)
+    on_demand_hourly_usd: float | None = Field(default=None, ge=0)
+    price_source: PriceSource | None = None
 
     @model_validator(mode="after")
     def _on_demand_price_matches(self) -> Node:
@@ -121,14 +143,15 @@ class ContainerUsage(_Closed):
     """Measured use of one container; a missing figure means "not measured", never zero."""
 
     cpu: float | None = Field(default=None, ge=0, description="cores")
-    memory: int | None = Field(default=None, ge=0, description="bytes")
+    memory: Bytes | None = Field(default=None, description="bytes")
     gpu_engine_active: float | None = Field(default=None, ge=0, le=1,
                                             description="DCGM_FI_PROF_GR_ENGINE_ACTIVE, 0-1")
     gpu_memory_mib: float | None = Field(default=None, ge=0, description="DCGM_FI_DEV_FB_USED, MiB")
 
 
 class Container(_Closed):
-    """A container of a pod, or of a workload's pod template."""
+    """A container of a pod, or of a workload's pod template (``restart_policy: Always`` on an init container: a
+    sidecar, which runs beside the app containers)."""
 
     name: str = Field(min_length=1)
     image: str | None = None
@@ -136,6 +159,7 @@ class Container(_Closed):
     args: list[str] = Field(default_factory=list)
     requests: dict[str, float] = Field(default_factory=dict)
     limits: dict[str, float] = Field(default_factory=dict)
+    restart_policy: str | None = None
     usage: ContainerUsage | None = None
 
 
@@ -199,6 +223,9 @@ class Resource(_Closed):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     affinity: dict[str, Any] | None = None
     containers: list[Container] = Field(default_factory=list)
+    init_containers: list[Container] = Field(default_factory=list)
+    pod_requests: dict[str, float] = Field(default_factory=dict, description="pod-level spec.resources.requests")
+    overhead: dict[str, float] = Field(default_factory=dict, description="spec.overhead (RuntimeClass)")
     volumes: list[str] = Field(default_factory=list, description="PVC claim names the pod mounts")
     # pods and instances
     node: str | None = None
@@ -209,7 +236,7 @@ class Resource(_Closed):
     hourly_usd: float | None = Field(default=None, ge=0)
     on_demand_hourly_usd: float | None = Field(default=None, ge=0)
     # PersistentVolumeClaims
-    storage: int | None = Field(default=None, ge=0, description="bytes")
+    storage: Bytes | None = Field(default=None, description="bytes")
     mounted_by: list[str] = Field(default_factory=list, description="names of the pods mounting the claim")
     # Services
     service_type: str | None = None

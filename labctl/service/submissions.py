@@ -23,7 +23,7 @@ from labctl.errors import Conflict, NotFound
 from labctl.grading import jail as jail_mod
 from labctl.grading import receipt as receipt_mod
 from labctl.grading import runner
-from labctl.grading.snapshot import Snapshot
+from labctl.grading.snapshot import snapshot_dict
 from labctl.ports import ProviderError
 from labctl.service.auth import Principal
 from labctl.service.sessions import Sessions
@@ -77,15 +77,14 @@ class Submissions:
         lab = self.sessions.lab(self.sessions.row_of(session_id).lab_id)
         try:
             snap = self.sweeper.meter(session_id, self.prices())
-            model = Snapshot.model_validate(snap)
         except (ProviderError, ValueError) as exc:
             log.warning("snapshot of %s failed: %s", session_id, exc)
             return self._finish(sub, lab_attempts=lab.attempts, actor=actor, state="error",
                                 error=f"the sandbox could not be inventoried: {exc}")
         grade = runner.grade(lab, snap, self.graders_dir, self.repo_root, timeout_s=self.timeout_s,
                              jail=self.jail)
-        receipt = receipt_mod.receipt(model)
-        return self._finish(sub, lab_attempts=lab.attempts, actor=actor, state="graded", snapshot=snap,
+        receipt = receipt_mod.receipt(snap)
+        return self._finish(sub, lab_attempts=lab.attempts, actor=actor, state="graded", snapshot=snapshot_dict(snap),
                             score=grade.score, max_score=grade.max_score,
                             checks=[c.model_dump(mode="json") for c in grade.checks],
                             receipt=receipt.model_dump(mode="json") | {"text": receipt.render()})

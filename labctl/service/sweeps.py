@@ -14,14 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import select
 
 from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError
-from labctl.grading import receipt
 from labctl.grading.snapshot import Snapshot
 from labctl.service import policy
 from labctl.service.sessions import Sessions
@@ -71,44 +69,38 @@ class Sweeper:
         self.sessions.reconcile()
         return report
 
-    def meter(self, session_id: str, sheet: PriceSheet) -> dict[str, Any]:
-        """Price the sandbox now and accrue into the ledger; returns the priced snapshot."""
+    def meter(self, session_id: str, sheet: PriceSheet) -> Snapshot:
+        """Price the sandbox now and accrue into the ledger; returns the priced snapshot, with the ledger's figures."""
         row = self.sessions.row_of(session_id)
         spec = self.sessions.spec_of(row)
         now = self.clock()
-        snap = self.sessions.provider.snapshot(spec, now=now)
-        priced = meter.price_snapshot(snap, sheet)
-        priced.burn_rate_usd_per_hour = round(priced.burn_rate_usd_per_hour, 6)  # the ledger's precision
-        snap["cost"]["burn_rate_usd_per_hour"] = float(priced.burn_rate_usd_per_hour)
-        idle_rate = _idle_rate(snap)
+        priced = meter.price(self.sessions.provider.snapshot(spec, now=now), sheet)
+        burn = round(priced.burn_rate_usd_per_hour, 6)  # the ledger's precision
         note = "; ".join(priced.warnings) or None
         with self.sessions.store.session() as db:
             current = db.get(SandboxSession, session_id)
             if current is None or current.state not in METERED_STATES:
-                return snap
+                return _with_ledger(priced.snapshot, burn=burn, accrued=None, starter=None)
             since = current.last_metered_at or current.ready_at or current.created_at
             elapsed = max(0.0, (now - since).total_seconds())
             # The rate in force since the last sweep is the one that sweep measured; the first sweep uses today's.
-            rate = (Decimal(current.burn_rate_usd_per_hour or 0) if current.last_metered_at
-                    else priced.burn_rate_usd_per_hour)
+            rate = Decimal(current.burn_rate_usd_per_hour or 0) if current.last_metered_at else burn
             hours = Decimal(elapsed) / Decimal(3600)
             current.accrued_usd = Decimal(current.accrued_usd or 0) + rate * hours
             current.pod_hours = Decimal(current.pod_hours or 0) + priced.running_pods * hours
             current.spot_pod_hours = Decimal(current.spot_pod_hours or 0) + priced.spot_pods * hours
-            current.idle_usd = Decimal(current.idle_usd or 0) + idle_rate * hours
-            current.burn_rate_usd_per_hour = priced.burn_rate_usd_per_hour
+            current.idle_usd = Decimal(current.idle_usd or 0) + priced.idle_usd_per_hour * hours
+            current.burn_rate_usd_per_hour = burn
             if current.starter_burn_rate_usd_per_hour is None:
-                current.starter_burn_rate_usd_per_hour = priced.burn_rate_usd_per_hour
+                current.starter_burn_rate_usd_per_hour = burn
             current.last_metered_at = now
             if note != current.meter_note:
                 for warning in priced.warnings:
                     if warning not in (current.meter_note or ""):
                         db.add(self.sessions.new_event(session_id, "pricing_warning", "meter", reason=warning))
                 current.meter_note = note
-        snap["cost"]["accrued_usd"] = float(current.accrued_usd)
-        if current.starter_burn_rate_usd_per_hour is not None:
-            snap["budget"]["starter_burn_rate_usd_per_hour"] = float(current.starter_burn_rate_usd_per_hour)
-        return snap
+        return _with_ledger(priced.snapshot, burn=burn, accrued=Decimal(current.accrued_usd),
+                            starter=current.starter_burn_rate_usd_per_hour)
 
     def act(self, session_id: str) -> list[policy.Action]:
         """Decide and carry out what the session's timers and budget call for now."""
@@ -156,10 +148,11 @@ class Sweeper:
             s.resume(session_id, principal=None, reason=action.reason, actor="timer")
 
 
-def _idle_rate(snap: dict[str, Any]) -> Decimal:
-    """The hourly cost of what is idle in the snapshot (the receipt's rules: unused pods, orphans)."""
-    model = Snapshot.model_validate(snap)
-    return sum((Decimal(str(r.hourly_usd)) for r in model.resources
-                if r.hourly_usd and receipt.idle_reason(model, r)), Decimal(0))
-
-
+def _with_ledger(snap: Snapshot, *, burn: Decimal, accrued: Decimal | None, starter: Decimal | None) -> Snapshot:
+    """The priced snapshot with the ledger's figures: the burn rate at its precision, what was accrued, the starter's
+    burn rate (a new snapshot; the meter's is not changed)."""
+    cost = snap.cost.model_copy(update={"burn_rate_usd_per_hour": float(burn)}
+                                | ({"accrued_usd": float(accrued)} if accrued is not None else {}))
+    budget = snap.budget.model_copy(update={"starter_burn_rate_usd_per_hour": float(starter)}) \
+        if starter is not None else snap.budget
+    return snap.model_copy(update={"cost": cost, "budget": budget})

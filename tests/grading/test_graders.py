@@ -1,5 +1,9 @@
 """Table tests of each built-in grader's rules on small synthetic snapshots, run as real subprocesses.
 
+The tables are grader inputs written by hand to reach rules the labs' live snapshots do not (tests/grading/live.py
+makes those with the product itself); each one is validated by the snapshot model and handed over in the graders'
+JSON form, exactly as the runner does.
+
 The lab tests (test_labs.py) cover each lab's parameters on its own manifests; these cover the rules and parameters
 the labs do not exercise: other scopes and platforms, affinity instead of selectors, percentages in
 PodDisruptionBudgets, computed MIG sizes, default bands, cron arithmetic, invalid parameters.
@@ -13,7 +17,8 @@ import pytest
 
 from labctl.grading.checks import Check
 from labctl.grading.runner import run_grader
-from tests.grading import world
+from labctl.grading.snapshot import Snapshot, snapshot_dict
+from tests.grading import live
 
 Json = dict[str, Any]
 GIB = 2**30
@@ -37,7 +42,7 @@ def snap(*resources: Json, provider: str = "kubernetes", budget: Json | None = N
             "session": {"id": "s", "lab_id": "x", "learner_id": "ada", "provider": provider,
                         "started_at": "2026-07-20T08:00:00Z", "taken_at": "2026-07-20T10:00:00Z"},
             "budget": budget or {"budget_usd": 10},
-            "cost": cost or {"accrued_usd": 1, "burn_rate_usd_per_hour": 1, "usage_source": "kwok"},
+            "cost": cost or {"accrued_usd": 1, "burn_rate_usd_per_hour": 1, "usage_source": "metrics"},
             "nodes": NODES, "resources": list(resources)}
 
 
@@ -61,7 +66,8 @@ def pod(name: str, controller: str | None = None, *, node: str = "od-0", phase: 
 
 
 def run(script: str, snapshot: Json, params: Json) -> list[Check]:
-    return run_grader(world.GRADERS_DIR / script, snapshot, params, grader_id=script.removesuffix(".py"))
+    data = snapshot_dict(Snapshot.model_validate(snapshot))  # what the runner hands a grader
+    return run_grader(live.GRADERS_DIR / script, data, params, grader_id=script.removesuffix(".py"))
 
 
 def only(checks: list[Check]) -> Check:
@@ -317,7 +323,7 @@ def test_idle_orphans_accepts_an_orphan_that_is_no_longer_one() -> None:
      {"max_burn_rate_ratio": 0.5, "starter_burn_rate_usd_per_hour": 4.0}, {"spend": 1.0, "burn-rate": 1.0}),
 ])
 def test_budget(budget: Json, cost: Json, params: Json, scores: dict[str, float]) -> None:
-    full_cost = {"accrued_usd": 1.0, "burn_rate_usd_per_hour": 1.0, "usage_source": "kwok", **cost}
+    full_cost = {"accrued_usd": 1.0, "burn_rate_usd_per_hour": 1.0, "usage_source": "metrics", **cost}
     checks = {c.id: c for c in run("budget.py", snap(budget=budget, cost=full_cost), params)}
     assert {k: c.score for k, c in checks.items()} == {k: pytest.approx(v) for k, v in scores.items()}
 
@@ -331,7 +337,7 @@ def test_budget_idle_share_is_idle_hourly_over_the_burn_rate() -> None:
     # idle: the 1m pod (0.01/h) and the unmounted claim (0.03/h) = 0.04 of a 0.1/h burn rate = 40 %
     resources = [pod("idle", cpu_use=0.001), pod("busy", cpu_use=0.2),
                  {"kind": "PersistentVolumeClaim", "name": "left", "storage": GIB, "hourly_usd": 0.03}]
-    cost = {"accrued_usd": 1.0, "burn_rate_usd_per_hour": 0.1, "usage_source": "kwok"}
+    cost = {"accrued_usd": 1.0, "burn_rate_usd_per_hour": 0.1, "usage_source": "metrics"}
     check = only([c for c in run("budget.py", snap(*resources, cost=cost), {"max_idle_share": 0.1})
                   if c.id == "idle-share"])
     assert check.score == pytest.approx(1 - 0.3 / 0.9)

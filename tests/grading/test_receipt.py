@@ -31,7 +31,7 @@ SNAPSHOT = {
     "session": {"id": "s", "lab_id": "idle-hunter", "learner_id": "ada", "provider": "kubernetes",
                 "started_at": "2026-07-20T08:00:00Z", "taken_at": "2026-07-20T10:00:00Z"},
     "budget": {"budget_usd": 3},
-    "cost": {"accrued_usd": 0.5, "burn_rate_usd_per_hour": 0.1, "usage_source": "kwok"},
+    "cost": {"accrued_usd": 0.5, "burn_rate_usd_per_hour": 0.1, "usage_source": "metrics"},
     "nodes": NODES,
     "resources": [
         # busy, on spot: 2 h x 0.0168 = 0.0336; saved (0.048 - 0.0168) x 2 = 0.0624

@@ -20,7 +20,7 @@ import pytest
 from labctl.catalog.models import Lab
 from labctl.grading import jail
 from labctl.grading.runner import grade, run_grader
-from tests.grading import world
+from tests.grading import live
 
 Json = dict[str, Any]
 GOOD = """#!/usr/bin/env python3
@@ -60,7 +60,7 @@ def tmp_path(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def snapshot() -> Json:
-    return world.load_fixture("tag-for-showback")
+    return live.load_fixture("tag-for-showback")
 
 
 @pytest.mark.parametrize(("script", "reason"), [
@@ -143,7 +143,7 @@ def test_grade_still_scores_the_working_graders(tmp_path: Path, snapshot: Json) 
 
 
 def test_the_posix_sh_example_follows_the_contract(snapshot: Json) -> None:
-    example = world.GRADERS_DIR / "examples" / "has_deployment.sh"
+    example = live.GRADERS_DIR / "examples" / "has_deployment.sh"
     assert os.access(example, os.X_OK)
     [check] = run_grader(example, snapshot, {})
     assert (check.id, check.status, check.score, check.max_score) == ("has-deployment", "passed", 1, 1)

@@ -10,22 +10,25 @@ import pytest
 from pydantic import ValidationError
 
 from labctl.grading.snapshot import Snapshot, dump_snapshot, load_snapshot, snapshot_dict
-from tests.grading import world
+from tests.grading import live
 
 Json = dict[str, Any]
 
 
 @pytest.fixture
 def data() -> Json:
-    return world.load_fixture("move-batch-to-spot")
+    return live.load_fixture("move-batch-to-spot")
+
+
+FIRST_NODE = live.load_fixture("move-batch-to-spot")["nodes"][0]["name"]
 
 
 @pytest.mark.parametrize("lab_id", ["gpu-rightsizing", "idle-hunter", "move-batch-to-spot", "tag-for-showback"])
 def test_fixtures_round_trip(lab_id: str) -> None:
-    path = world.fixture_path(lab_id)
+    path = live.fixture_path(lab_id)
     snap = load_snapshot(path)
     assert load_snapshot(dump_snapshot(snap)) == snap
-    assert snapshot_dict(snap) == world.load_fixture(lab_id)
+    assert snapshot_dict(snap) == live.load_fixture(lab_id)
     assert dump_snapshot(snap).startswith('{"schema":"labctl.snapshot/v1"')
 
 
@@ -55,7 +58,7 @@ def test_a_plain_map_selector_reads_as_match_labels(data: Json) -> None:
 def test_match_expressions() -> None:
     selector = {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]},
                                      {"key": "legacy", "operator": "DoesNotExist"}]}
-    snap = Snapshot.model_validate({**world.load_fixture("idle-hunter"), "resources": [
+    snap = Snapshot.model_validate({**live.load_fixture("idle-hunter"), "resources": [
         {"kind": "PodDisruptionBudget", "name": "p", "selector": selector, "min_available": "50%"}]})
     pdb = snap.resources[0]
     assert pdb.selector is not None
@@ -67,13 +70,15 @@ def test_match_expressions() -> None:
 @pytest.mark.parametrize(("change", "message"), [
     (lambda d: d.update(schema="labctl.snapshot/v2"), "Input should be 'labctl.snapshot/v1'"),
     (lambda d: d["resources"][0].update(lables={}), "Extra inputs are not permitted"),
-    (lambda d: d["resources"].append(copy.deepcopy(d["resources"][0])), "resource Job/embeddings-backfill appears "
+    (lambda d: d["resources"].append(copy.deepcopy(d["resources"][0])), "resource Deployment/thumbnailer appears "
                                                                         "twice"),
-    (lambda d: d["nodes"].append(copy.deepcopy(d["nodes"][0])), "node cpu-spot-0 appears twice"),
+    (lambda d: d["nodes"].append(copy.deepcopy(d["nodes"][0])), f"node {FIRST_NODE} appears twice"),
     (lambda d: d["session"].update(taken_at="2026-07-20T08:00:00+00:00"), "is before started_at"),
     (lambda d: d["session"].update(started_at="2026-07-20T08:00:00"), "Input should have timezone info"),
-    (lambda d: d["cost"].update(usage_source="guess"), "Input should be 'metrics', 'kwok' or 'requests'"),
-    (lambda d: d["nodes"][0].update(capacity_type="on-demand"), "must equal hourly_usd"),
+    (lambda d: d["cost"].update(usage_source="guess"), "Input should be 'metrics' or 'requests'"),
+    (lambda d: d["cost"].update(usage_source="kwok"), "Input should be 'metrics' or 'requests'"),
+    (lambda d: next(n for n in d["nodes"] if n["capacity_type"] == "spot").update(capacity_type="on-demand"),
+     "must equal hourly_usd"),
     (lambda d: d["resources"][0].update(min_available="half"), "a whole number or a percentage"),
     (lambda d: d["resources"][0]["containers"][0].update(usage={"gpu_engine_active": 1.5}),
      "less than or equal to 1"),

@@ -312,9 +312,9 @@ def test_unknown_instance_type_prices_at_fallback_with_a_warning(world: World, k
         warnings = [e["detail"]["reason"] for e in events if e["kind"] == "pricing_warning"]
         assert any("x9.mystery" in w for w in warnings), warnings
         snap = world.app.state.runtime.sweeper.meter(session["id"], world.app.state.runtime.sweeper.prices())
-        odd = next(r for r in snap["resources"] if r["kind"] == "Pod" and r["name"] == "odd")
+        odd = snap.resource("Pod", "odd")
         # 1 vCPU and 1 GiB at OpenCost's fallback unit rates: never zero.
-        assert odd["hourly_usd"] == pytest.approx(0.031611 + 0.004237, rel=0.01)
+        assert odd is not None and odd.hourly_usd == pytest.approx(0.031611 + 0.004237, rel=0.01)
     finally:
         core.delete_node("mystery-0")
 

@@ -1,5 +1,6 @@
 """OpenCost's cost model: the node price split into unit rates that add up to it, MIG slice shares, containers priced
-at max(request, usage), PVCs and load balancers, and money accrued and forecast over fixed datetimes."""
+at max(request, usage), pods at their effective requests, PVCs and load balancers, money accrued and forecast over
+fixed datetimes; and the meter, which prices a snapshot into a new one, billing what holds a node."""
 
 from __future__ import annotations
 
@@ -10,9 +11,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from labctl.cost import model
+from labctl.cost import meter, model
 from labctl.cost.model import UnitRates, container_hourly_usd, mig_fraction, mig_share, unit_rates
 from labctl.cost.prices import CapacityType, InstancePrice, PriceSheet, load_sheet, parse_sheet
+from labctl.grading.snapshot import (
+    BudgetInfo,
+    Container,
+    ContainerUsage,
+    CostInfo,
+    Node,
+    Resource,
+    SessionInfo,
+    Snapshot,
+)
 from labctl.settings import REPO_ROOT
 
 SHEET_FILE = REPO_ROOT / "labs" / "prices.yaml"
@@ -361,3 +372,128 @@ def test_budget_share(accrued: str, budget: str, share: str) -> None:
 def test_budget_share_rejects_a_non_positive_budget(budget: str) -> None:
     with pytest.raises(ValueError, match="positive"):
         model.budget_share(1, budget)
+
+
+# --- effective requests: what the scheduler holds for a pod -----------------------------------------------------------
+
+Demand = model.ContainerDemand
+
+
+@pytest.mark.parametrize(("containers", "init", "pod_requests", "overhead", "expected"), [
+    # app containers add up
+    ([Demand({"cpu": "100m"}), Demand({"cpu": "200m"})], [], None, None, {"cpu": "0.3"}),
+    # a regular init container larger than the app: the node holds the init's request
+    ([Demand({"cpu": "100m", "memory": "64Mi"})], [Demand({"cpu": "2", "memory": "32Mi"})], None, None,
+     {"cpu": "2", "memory": str(64 * 2**20)}),
+    # init containers run one at a time: the largest counts, not their sum
+    ([Demand({"cpu": "100m"})], [Demand({"cpu": "1"}), Demand({"cpu": "1500m"})], None, None, {"cpu": "1.5"}),
+    # a sidecar declared before the init container runs beside it, and beside the app afterwards
+    ([Demand({"cpu": "100m"})], [Demand({"cpu": "500m"}, sidecar=True), Demand({"cpu": "2"})], None, None,
+     {"cpu": "2.5"}),
+    # a sidecar declared after the init container: the init runs alone; steady state is app + sidecar
+    ([Demand({"cpu": "100m"})], [Demand({"cpu": "2"}), Demand({"cpu": "500m"}, sidecar=True)], None, None,
+     {"cpu": "2"}),
+    ([Demand({"cpu": "1"})], [Demand({"cpu": "500m"}), Demand({"cpu": "1"}, sidecar=True)], None, None,
+     {"cpu": "2"}),
+    # GPUs in an init container are held too (extended resources: the same max)
+    ([Demand({"nvidia.com/gpu": 1})], [Demand({"nvidia.com/gpu": 2})], None, None, {"nvidia.com/gpu": "2"}),
+    # pod-level requests are what the scheduler holds when they are larger; overhead comes on top
+    ([Demand({"cpu": "100m"})], [], {"cpu": "2", "memory": "1Gi"}, None, {"cpu": "2", "memory": str(2**30)}),
+    ([Demand({"cpu": "1"})], [], None, {"cpu": "250m"}, {"cpu": "1.25"}),
+    # explicit zero requests with large limits: usage is paid for
+    ([Demand({"cpu": "0", "memory": "0"}, usage={"cpu": "3", "memory": "2Gi"})], [], None, None,
+     {"cpu": "3", "memory": str(2 * 2**30)}),
+    # usage folds in per container: 0.5 used of 1 requested, 2 used of 0.1 requested
+    ([Demand({"cpu": "1"}, usage={"cpu": "500m"}), Demand({"cpu": "100m"}, usage={"cpu": "2"})], [], None, None,
+     {"cpu": "3"}),
+    # nothing at all
+    ([], [], None, None, {}),
+])
+def test_effective_requests(containers: list[model.ContainerDemand], init: list[model.ContainerDemand],
+                            pod_requests: dict[str, str] | None, overhead: dict[str, str] | None,
+                            expected: dict[str, str]) -> None:
+    got = model.effective_requests(containers, init, pod_requests=pod_requests, overhead=overhead)
+    assert {k: v for k, v in got.items() if v} == {k: Decimal(v) for k, v in expected.items()}
+
+
+def test_a_pod_pays_its_effective_requests_at_the_node_rates() -> None:
+    amounts = model.effective_requests([Demand({"cpu": "100m", "memory": "1Gi"})], [Demand({"cpu": "2"})])
+    cost = model.pod_hourly_usd(amounts, M5)
+    assert cost.hourly_usd == 2 * M5.cpu_core_hourly_usd + M5.memory_gib_hourly_usd
+
+
+# --- the meter: a priced copy of the snapshot, billed by what holds a node --------------------------------------------
+
+TAKEN = datetime(2026, 7, 20, 10, tzinfo=UTC)
+
+
+def _snapshot(*resources: Resource, usage_source: str = "requests") -> Snapshot:
+    labels = {"node.kubernetes.io/instance-type": "m5.xlarge", "topology.kubernetes.io/region": "us-east-1",
+              "karpenter.sh/capacity-type": "on-demand"}
+    return Snapshot(
+        session=SessionInfo(id="s", lab_id="x", learner_id="ada", provider="kubernetes",
+                            started_at=TAKEN - timedelta(hours=1), taken_at=TAKEN),
+        budget=BudgetInfo(budget_usd=5), cost=CostInfo(accrued_usd=0, burn_rate_usd_per_hour=0,
+                                                       usage_source=usage_source),  # type: ignore[arg-type]
+        nodes=[Node(name="n-0", instance_type="m5.xlarge", capacity_type="on-demand", zone="z", region="us-east-1",
+                    labels=labels, capacity={"cpu": 4, "memory": 16 * GIB})],
+        resources=list(resources))
+
+
+def _pod(name: str, phase: str | None, node: str | None = "n-0", cpu: float = 1.0, **fields: object) -> Resource:
+    return Resource(kind="Pod", name=name, phase=phase, node=node, running_hours=2.0,
+                    containers=[Container(name="c", requests={"cpu": cpu, "memory": float(GIB)})],
+                    **fields)  # type: ignore[arg-type]
+
+
+def test_the_meter_bills_what_holds_a_node_and_returns_a_new_snapshot() -> None:
+    snap = _snapshot(_pod("running", "Running"), _pod("pending-on-node", "Pending"), _pod("unknown", "Unknown"),
+                     _pod("unscheduled", "Pending", node=None), _pod("done", "Succeeded"), _pod("crashed", "Failed"),
+                     Resource(kind="PersistentVolumeClaim", name="data", storage=1500, running_hours=2.0))
+    before = snap.model_copy(deep=True)
+    priced = meter.price(snap, SHEET)
+    assert snap == before  # the input is not changed
+    one = float(M5.cpu_core_hourly_usd + M5.memory_gib_hourly_usd)
+    hourly = {r.name: r.hourly_usd for r in priced.snapshot.resources}
+    assert hourly["running"] == hourly["pending-on-node"] == hourly["unknown"] == pytest.approx(one)
+    assert hourly["unscheduled"] is hourly["done"] is hourly["crashed"] is None
+    assert priced.running_pods == 3
+    assert priced.snapshot.cost.burn_rate_usd_per_hour == pytest.approx(3 * one + hourly["data"])
+    assert priced.snapshot.nodes[0].hourly_usd == 0.192 and priced.snapshot.nodes[0].price_source == "sheet"
+    assert priced.warnings == (meter.NO_USAGE,)
+    running = priced.snapshot.resource("Pod", "running")
+    assert running is not None and running.cost_usd == pytest.approx(2 * one)
+
+
+def test_no_label_or_annotation_changes_a_figure() -> None:
+    plain = _snapshot(_pod("web", "Running"))
+    loud = {"kwok.x-k8s.io/usage-cpu": "64", "kwok.x-k8s.io/usage-memory": "256Gi",
+            "labctl.dev/expected-cpu-millicores": "64000", "labctl.dev/expected-gpu-engine-active": "1"}
+    dressed = _snapshot(_pod("web", "Running", labels={"cost": "0", "team": "x"}, annotations=loud))
+    a, b = meter.price(plain, SHEET), meter.price(dressed, SHEET)
+    assert (a.burn_rate_usd_per_hour, a.idle_usd_per_hour, a.running_pods) == \
+        (b.burn_rate_usd_per_hour, b.idle_usd_per_hour, b.running_pods)
+    assert a.snapshot.resources[0].hourly_usd == b.snapshot.resources[0].hourly_usd
+
+
+def test_measured_use_above_the_request_is_billed_and_idle_use_is_idle_cost() -> None:
+    busy = _pod("busy", "Running", cpu=0.0)
+    busy = busy.model_copy(update={"containers": [busy.containers[0].model_copy(
+        update={"usage": ContainerUsage(cpu=3.0, memory=GIB)})]})
+    idle = _pod("idle", "Running")
+    idle = idle.model_copy(update={"containers": [idle.containers[0].model_copy(
+        update={"usage": ContainerUsage(cpu=0.001)})]})
+    priced = meter.price(_snapshot(busy, idle, usage_source="metrics"), SHEET)
+    hourly = {r.name: r.hourly_usd for r in priced.snapshot.resources}
+    assert hourly["busy"] == pytest.approx(float(3 * M5.cpu_core_hourly_usd + M5.memory_gib_hourly_usd))
+    assert priced.idle_usd_per_hour == pytest.approx(Decimal(str(hourly["idle"])))
+    assert priced.usage_known and priced.warnings == ()
+
+
+def test_a_gpu_the_model_cannot_price_is_a_warning_not_a_failure() -> None:
+    # A MIG slice on a node without the nvidia.com/gpu.memory label: its share is unknown.
+    odd = Resource(kind="Pod", name="mig", phase="Running", node="n-0", running_hours=1.0, containers=[
+        Container(name="c", requests={"cpu": 1.0, "nvidia.com/mig-1g.10gb": 1.0})])
+    priced = meter.price(_snapshot(odd), SHEET)
+    assert priced.snapshot.resources[0].hourly_usd == pytest.approx(float(M5.cpu_core_hourly_usd))
+    assert any("Pod/mig: its GPUs could not be priced" in w for w in priced.warnings)

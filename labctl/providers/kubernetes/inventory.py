@@ -16,6 +16,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from labctl.grading.snapshot import UsageSource
+
 REPLICAS_BEFORE = "labctl.dev/replicas-before-suspend"
 SUSPEND_BEFORE = "labctl.dev/suspend-before-suspend"
 QUOTA_PODS_BEFORE = "labctl.dev/quota-pods-before-suspend"
@@ -33,7 +35,7 @@ class Inventory:
     pdbs: list[dict[str, Any]] = field(default_factory=list)
     nodes: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # pod -> container -> {cpu, memory}
-    usage_source: str = "requests"
+    usage_source: UsageSource = "requests"
 
 
 def _plain(api: client.ApiClient, items: list[Any], kind: str, api_version: str) -> list[dict[str, Any]]:
@@ -46,7 +48,11 @@ def _plain(api: client.ApiClient, items: list[Any], kind: str, api_version: str)
 
 
 def collect(api: client.ApiClient, namespace: str) -> Inventory:
-    """Everything the meter and the graders need from ``namespace``."""
+    """Everything the meter and the graders need from ``namespace``.
+
+    Usage is only ever the metrics pipeline's measurement: nothing the learner can write in the namespace (kwok's
+    ``kwok.x-k8s.io/usage-*`` pod annotations included) is read as one.
+    """
     core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
     policy, discovery = client.PolicyV1Api(api), client.DiscoveryV1Api(api)
     inv = Inventory()
@@ -66,32 +72,13 @@ def collect(api: client.ApiClient, namespace: str) -> Inventory:
                                  "discovery.k8s.io/v1")
     inv.pdbs = _plain(api, policy.list_namespaced_pod_disruption_budget(namespace).items, "PodDisruptionBudget",
                       "policy/v1")
-    wanted = {p.get("spec", {}).get("nodeName") for p in inv.pods} - {None}
+    wanted = {(p.get("spec") or {}).get("nodeName") for p in inv.pods} - {None}
     inv.nodes = [n for n in _plain(api, core.list_node().items, "Node", "v1") if n["metadata"]["name"] in wanted]
     inv.usage, inv.usage_source = _usage(api, namespace)
-    if inv.usage_source == "requests":
-        inv.usage, inv.usage_source = _kwok_usage(inv.pods)
     return inv
 
 
-KWOK_USAGE = {"cpu": "kwok.x-k8s.io/usage-cpu", "memory": "kwok.x-k8s.io/usage-memory"}
-
-
-def _kwok_usage(pods: list[dict[str, Any]]) -> tuple[dict[str, dict[str, dict[str, str]]], str]:
-    """kwok's simulated usage: the pod annotations its stock usage-from-annotation rule reads, per container.
-
-    Only on a kwok cluster (no metrics pipeline): the figures are what the lab author says the workload uses.
-    """
-    usage: dict[str, dict[str, dict[str, str]]] = {}
-    for pod in pods:
-        annotations = pod["metadata"].get("annotations") or {}
-        figures = {name: annotations[key] for name, key in KWOK_USAGE.items() if key in annotations}
-        if figures:
-            usage[pod["metadata"]["name"]] = {c["name"]: dict(figures) for c in pod["spec"].get("containers") or []}
-    return usage, ("kwok" if usage else "requests")
-
-
-def _usage(api: client.ApiClient, namespace: str) -> tuple[dict[str, dict[str, dict[str, str]]], str]:
+def _usage(api: client.ApiClient, namespace: str) -> tuple[dict[str, dict[str, dict[str, str]]], UsageSource]:
     """Per-container CPU and memory from metrics.k8s.io, or nothing (the meter then prices requests)."""
     try:
         data: dict[str, Any] = client.CustomObjectsApi(api).list_namespaced_custom_object(

@@ -22,6 +22,7 @@ import yaml
 from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
+from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
 from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec
 from labctl.providers.kubernetes import client as kube
 from labctl.providers.kubernetes import inventory, render, snapshot
@@ -135,13 +136,12 @@ class KubernetesSandboxes:
         """Make the learner's Role read-only (a submission) or editable again (a resubmission)."""
         self.apply([o for o in render.sandbox_objects(spec, self.manifests_dir, frozen=frozen) if o["kind"] == "Role"])
 
-    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> dict[str, Any]:
+    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
         """The sandbox as a provider-neutral, unpriced snapshot (docs/SNAPSHOT.md)."""
         inv = _call(lambda: inventory.collect(self._client(), spec.namespace))
-        session = {"id": spec.session_id, "lab_id": spec.lab.id, "learner_id": spec.learner_id,
-                   "provider": self.name, "namespace": spec.namespace, "started_at": spec.started_at.isoformat(),
-                   "taken_at": now.isoformat()}
-        budget = {"budget_usd": spec.budget_usd, "reference_cost_usd": spec.lab.budget.reference_usd}
+        session = SessionInfo(id=spec.session_id, lab_id=spec.lab.id, learner_id=spec.learner_id, provider="kubernetes",
+                              namespace=spec.namespace, started_at=spec.started_at, taken_at=max(now, spec.started_at))
+        budget = BudgetInfo(budget_usd=spec.budget_usd, reference_cost_usd=spec.lab.budget.reference_usd)
         return snapshot.build(inv, session=session, budget=budget, now=now)
 
     def exists(self, namespace: str) -> bool:

@@ -1,215 +1,311 @@
-"""Pure: a namespace's inventory as a provider-neutral snapshot (``labctl.snapshot/v1``, docs/SNAPSHOT.md).
+"""Pure: a namespace's inventory as a provider-neutral, unpriced :class:`~labctl.grading.snapshot.Snapshot`.
 
 Quantities become numbers (CPU in cores, memory and storage in bytes, GPU and MIG slices as counts), each pod names
 its controller (a Deployment through its ReplicaSet), PVCs list the pods that mount them, Services count their ready
-endpoints, and nodes carry the facts the meter prices by (instance type, capacity type, zone, GPU product). Prices
-and costs are added by the meter, not here.
+endpoints, and nodes carry the facts the meter prices by (instance type, capacity type, zone, GPU product, capacity).
+Prices and costs are added by the meter (:mod:`labctl.cost.meter`), not here.
+
+The step is total over what the apiserver accepts: the learner writes most of the inventory, so nothing in it may
+make the snapshot fail. Optional fields may be missing, quantities come in any form the apiserver stores (``1500m``
+of storage, ``1e3``, ``0.5Gi``, huge values), a taint may have no value, annotations hold any text. A quantity that
+cannot be read (which the apiserver never stores) is left out, never guessed. Usage comes only from the cluster's
+metrics pipeline (``inv.usage``); nothing the learner can write (annotations, labels) is read as a measurement.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from labctl.catalog.models import parse_quantity
 from labctl.cost.prices import capacity_type
+from labctl.grading.snapshot import (
+    BudgetInfo,
+    Container,
+    ContainerUsage,
+    CostInfo,
+    LabelSelector,
+    Node,
+    ObjectRef,
+    Resource,
+    SelectorRequirement,
+    SessionInfo,
+    Snapshot,
+    Taint,
+)
 from labctl.providers.kubernetes.inventory import Inventory
 
-SCHEMA = "labctl.snapshot/v1"
+Json = dict[str, Any]
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "ReplicaSet", "DaemonSet", "Job", "CronJob")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+MAX_QUANTITY = Decimal(2**63 - 1)
 
 
-def numbers(resources: dict[str, str] | None) -> dict[str, float]:
-    """``{"cpu": "500m", "memory": "1Gi"}`` -> ``{"cpu": 0.5, "memory": 1073741824.0}``."""
+def quantity(value: object) -> float | None:
+    """A Kubernetes quantity as a number in base units (``"500m"`` -> 0.5), or None when it is not one.
+
+    The apiserver stores quantities of any size (``10e399`` bytes of storage is accepted); like Kubernetes'
+    ``Quantity.Value()``, a figure saturates at the largest int64 (:data:`MAX_QUANTITY`), so it stays a finite,
+    billable number.
+    """
+    if isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(value) if isinstance(value, int | float) else parse_quantity(str(value).strip())
+    except (ValueError, ArithmeticError):
+        return None
+    if number.is_nan() or number < 0:
+        return None
+    return float(min(number, MAX_QUANTITY))
+
+
+def numbers(resources: Mapping[str, object] | None) -> dict[str, float]:
+    """``{"cpu": "500m", "memory": "1Gi"}`` -> ``{"cpu": 0.5, "memory": 1073741824.0}``; unreadable ones left out."""
     out: dict[str, float] = {}
     for name, value in (resources or {}).items():
-        try:
-            out[name] = float(parse_quantity(str(value)))
-        except ValueError:
-            continue
+        number = quantity(value)
+        if number is not None:
+            out[str(name)] = number
     return out
 
 
-def build(inv: Inventory, *, session: dict[str, Any], budget: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The snapshot of one session's namespace at ``now`` (unpriced)."""
-    by_uid = {w["metadata"].get("uid"): w for w in inv.workloads}
-    resources: list[dict[str, Any]] = []
-    for w in inv.workloads:
-        resources.append(_workload(w))
+def build(inv: Inventory, *, session: SessionInfo, budget: BudgetInfo, now: datetime) -> Snapshot:
+    """The snapshot of one session's namespace at ``now`` (unpriced: ``cost`` is zero, nodes carry no price)."""
+    by_uid = {_meta(w).get("uid"): w for w in inv.workloads}
+    resources: list[Resource] = [_workload(w) for w in inv.workloads if _name(w)]
     mounts: dict[str, list[str]] = {}
     for pod in inv.pods:
+        if not _name(pod):
+            continue
         resources.append(_pod(pod, by_uid, inv.usage, now))
-        for vol in pod.get("spec", {}).get("volumes") or []:
-            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
-            if claim and pod.get("status", {}).get("phase") in ("Running", "Pending"):
-                mounts.setdefault(claim, []).append(pod["metadata"]["name"])
+        if (pod.get("status") or {}).get("phase") in ("Running", "Pending"):
+            for claim in _claims(pod.get("spec") or {}):
+                mounts.setdefault(claim, []).append(_name(pod))
     for pvc in inv.pvcs:
-        resources.append(_base(pvc) | {"running_hours": _age_hours(pvc, now),
-            "storage": numbers((pvc.get("spec", {}).get("resources") or {}).get("requests")).get("storage", 0.0),
-            "mounted_by": sorted(mounts.get(pvc["metadata"]["name"], [])),
-        })
+        if not _name(pvc):
+            continue
+        requests = ((pvc.get("spec") or {}).get("resources") or {}).get("requests")
+        resources.append(_resource(pvc, running_hours=_age_hours(pvc, now),
+                                   storage=numbers(requests).get("storage", 0.0),
+                                   mounted_by=sorted(mounts.get(_name(pvc), []))))
     endpoints = _ready_endpoints(inv.endpoint_slices)
     for svc in inv.services:
-        spec = svc.get("spec", {})
-        resources.append(_base(svc) | {"running_hours": _age_hours(svc, now),
-                                        "service_type": spec.get("type", "ClusterIP"),
-                                        "selector": _selector({"matchLabels": spec.get("selector") or {}}),
-                                        "endpoints": endpoints.get(svc["metadata"]["name"], 0)})
+        if not _name(svc):
+            continue
+        spec = svc.get("spec") or {}
+        resources.append(_resource(svc, running_hours=_age_hours(svc, now),
+                                   service_type=str(spec.get("type") or "ClusterIP"),
+                                   selector=_selector({"matchLabels": spec.get("selector") or {}}),
+                                   endpoints=endpoints.get(_name(svc), 0)))
     for pdb in inv.pdbs:
-        spec = pdb.get("spec", {})
-        resources.append({k: v for k, v in (_base(pdb) | {
-            "selector": _selector(spec.get("selector")), "min_available": spec.get("minAvailable"),
-            "max_unavailable": spec.get("maxUnavailable")}).items() if v is not None})
-    return {
-        "schema": SCHEMA,
-        "session": session,
-        "budget": budget,
-        "cost": {"accrued_usd": 0.0, "burn_rate_usd_per_hour": 0.0, "usage_source": inv.usage_source},
-        "nodes": [_node(n) for n in inv.nodes],
-        "resources": resources,
-    }
+        if not _name(pdb):
+            continue
+        spec = pdb.get("spec") or {}
+        resources.append(_resource(pdb, selector=_selector(spec.get("selector")),
+                                   min_available=_int_or_percent(spec.get("minAvailable")),
+                                   max_unavailable=_int_or_percent(spec.get("maxUnavailable"))))
+    return Snapshot(session=session, budget=budget,
+                    cost=CostInfo(accrued_usd=0.0, burn_rate_usd_per_hour=0.0, usage_source=inv.usage_source),
+                    nodes=[_node(n) for n in inv.nodes if _name(n)], resources=_unique(resources))
 
 
-def _base(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj["metadata"]
-    owners = meta.get("ownerReferences") or []
-    owner = next(({"kind": o["kind"], "name": o["name"]} for o in owners if o.get("controller")), None)
-    out = {"kind": obj["kind"], "name": meta["name"], "labels": meta.get("labels") or {},
-           "annotations": meta.get("annotations") or {}}
-    return out | ({"owner": owner} if owner else {})
+# --- pieces -------------------------------------------------------------------------------------------------------
 
 
-def _containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for c in pod_spec.get("containers") or []:
-        item: dict[str, Any] = {"name": c["name"], "requests": numbers((c.get("resources") or {}).get("requests")),
-                                "limits": numbers((c.get("resources") or {}).get("limits"))}
-        for key in ("image", "command", "args"):
-            if c.get(key):
-                item[key] = c[key]
-        out.append(item)
-    return out
+def _meta(obj: Json) -> Json:
+    meta: Json = obj.get("metadata") or {}
+    return meta
 
 
-def _selector(sel: dict[str, Any] | None) -> dict[str, Any]:
+def _name(obj: Json) -> str:
+    return str(_meta(obj).get("name") or "")
+
+
+def _strings(value: object) -> dict[str, str]:
+    """Labels or annotations: every key and value as text (the apiserver stores them as strings)."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): "" if v is None else str(v) for k, v in value.items()}
+
+
+def _ref(value: Mapping[str, Any] | None) -> ObjectRef | None:
+    if not value or not value.get("kind") or not value.get("name"):
+        return None
+    return ObjectRef(kind=str(value["kind"]), name=str(value["name"]))
+
+
+def _owner(obj: Json) -> ObjectRef | None:
+    return next((r for o in _meta(obj).get("ownerReferences") or [] if o.get("controller")
+                 and (r := _ref(o)) is not None), None)
+
+
+def _resource(obj: Json, **fields: Any) -> Resource:
+    """The fields every kind shares (kind, name, labels, annotations, owner) plus ``fields``; None means unset."""
+    return Resource(kind=str(obj.get("kind") or "Unknown"), name=_name(obj), labels=_strings(_meta(obj).get("labels")),
+                    annotations=_strings(_meta(obj).get("annotations")), owner=_owner(obj),
+                    **{k: v for k, v in fields.items() if v is not None})
+
+
+def _unique(resources: list[Resource]) -> list[Resource]:
+    """One resource per ``Kind/name`` (the apiserver guarantees it; a list answered twice must not break the model)."""
+    seen: dict[str, Resource] = {}
+    for res in resources:
+        seen.setdefault(res.ref, res)
+    return list(seen.values())
+
+
+def _container(c: Json) -> Container | None:
+    if not c.get("name"):
+        return None
+    resources = c.get("resources") or {}
+    return Container(name=str(c["name"]), image=str(c["image"]) if c.get("image") else None,
+                     command=[str(a) for a in c.get("command") or []], args=[str(a) for a in c.get("args") or []],
+                     requests=numbers(resources.get("requests")), limits=numbers(resources.get("limits")),
+                     restart_policy=str(c["restartPolicy"]) if c.get("restartPolicy") else None)
+
+
+def _containers(pod_spec: Json, key: str = "containers") -> list[Container]:
+    return [c for raw in pod_spec.get(key) or [] if (c := _container(raw)) is not None]
+
+
+def _scheduling(pod_spec: Json) -> Json:
+    """Scheduling and container fields shared by pods and pod templates."""
+    return {"node_selector": _strings(pod_spec.get("nodeSelector")),
+            "tolerations": [dict(t) for t in pod_spec.get("tolerations") or [] if isinstance(t, Mapping)],
+            "affinity": pod_spec.get("affinity") or None, "containers": _containers(pod_spec),
+            "init_containers": _containers(pod_spec, "initContainers"),
+            "pod_requests": numbers((pod_spec.get("resources") or {}).get("requests")),
+            "overhead": numbers(pod_spec.get("overhead")), "volumes": _claims(pod_spec)}
+
+
+def _selector(sel: Mapping[str, Any] | None) -> LabelSelector:
     sel = sel or {}
-    out: dict[str, Any] = {"matchLabels": sel.get("matchLabels") or {}}
-    if sel.get("matchExpressions"):
-        out["matchExpressions"] = sel["matchExpressions"]
-    return out
+    requirements = [SelectorRequirement(key=str(e["key"]), operator=e["operator"],
+                                        values=[str(v) for v in e.get("values") or []])
+                    for e in sel.get("matchExpressions") or []
+                    if e.get("key") and e.get("operator") in SELECTOR_OPERATORS]
+    return LabelSelector(matchLabels=_strings(sel.get("matchLabels")), matchExpressions=requirements)
 
 
-def _claims(pod_spec: dict[str, Any]) -> list[str]:
-    return [v["persistentVolumeClaim"]["claimName"] for v in pod_spec.get("volumes") or []
-            if v.get("persistentVolumeClaim")]
+def _int_or_percent(value: object) -> int | str | None:
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value)
+    return text if text.endswith("%") and text[:-1].isdigit() else None
 
 
-def _template(spec: dict[str, Any]) -> dict[str, Any]:
+def _claims(pod_spec: Json) -> list[str]:
+    return [str(claim) for v in pod_spec.get("volumes") or []
+            if (claim := (v.get("persistentVolumeClaim") or {}).get("claimName"))]
+
+
+def _template(spec: Json) -> Json:
     if "jobTemplate" in spec:
-        return (spec["jobTemplate"].get("spec") or {}).get("template") or {}
+        template: Json = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+        return template
     return spec.get("template") or {}
 
 
-def _workload(w: dict[str, Any]) -> dict[str, Any]:
-    spec, status = w.get("spec") or {}, w.get("status") or {}
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _workload(w: Json) -> Resource:
+    spec, status, kind = w.get("spec") or {}, w.get("status") or {}, w.get("kind")
     template = _template(spec)
-    pod_spec = template.get("spec") or {}
-    out = _base(w) | {
-        "pod_template_labels": (template.get("metadata") or {}).get("labels") or {},
-        "pod_template_annotations": (template.get("metadata") or {}).get("annotations") or {},
-        "node_selector": pod_spec.get("nodeSelector") or {},
-        "tolerations": pod_spec.get("tolerations") or [],
-        "affinity": pod_spec.get("affinity"),
-        "containers": _containers(pod_spec),
-        "volumes": _claims(pod_spec),
-    }
+    fields: Json = {"pod_template_labels": _strings(_meta(template).get("labels")),
+                    "pod_template_annotations": _strings(_meta(template).get("annotations")),
+                    **_scheduling(template.get("spec") or {})}
     if spec.get("selector"):
-        out["selector"] = _selector(spec["selector"])
-    if w["kind"] in ("Deployment", "StatefulSet", "ReplicaSet"):
-        out |= {"replicas": spec.get("replicas", 1), "ready_replicas": status.get("readyReplicas") or 0}
-    job_spec = spec if w["kind"] == "Job" else (spec.get("jobTemplate") or {}).get("spec") or {}
-    if w["kind"] in ("Job", "CronJob"):
-        out |= {"parallelism": job_spec.get("parallelism"), "completions": job_spec.get("completions"),
-                "backoff_limit": job_spec.get("backoffLimit"), "pod_failure_policy": job_spec.get("podFailurePolicy")}
-    if w["kind"] == "Job":
-        out["suspend"] = bool(spec.get("suspend"))
-    if w["kind"] == "CronJob":
-        out |= {"schedule": spec.get("schedule"), "suspend": bool(spec.get("suspend")),
-                "time_zone": spec.get("timeZone")}
-    return {k: v for k, v in out.items() if v is not None}
+        fields["selector"] = _selector(spec["selector"])
+    if kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+        replicas = spec.get("replicas", 1)
+        fields |= {"replicas": _count(replicas), "ready_replicas": _count(status.get("readyReplicas") or 0)}
+    job_spec = spec if kind == "Job" else (spec.get("jobTemplate") or {}).get("spec") or {}
+    if kind in ("Job", "CronJob"):
+        fields |= {"parallelism": _count(job_spec.get("parallelism")),
+                   "completions": _count(job_spec.get("completions")),
+                   "backoff_limit": _count(job_spec.get("backoffLimit")),
+                   "pod_failure_policy": job_spec.get("podFailurePolicy") or None}
+    if kind in ("Job", "CronJob"):
+        fields["suspend"] = bool(spec.get("suspend"))
+    if kind == "CronJob":
+        fields |= {"schedule": str(spec.get("schedule") or "") or None,
+                   "time_zone": str(spec["timeZone"]) if spec.get("timeZone") else None}
+    return _resource(w, **fields)
 
 
-def _controller(owner: dict[str, Any] | None, pod_meta: dict[str, Any],
-                by_uid: dict[str | None, dict[str, Any]]) -> dict[str, str] | None:
-    """The top-level workload of a pod: Deployment over ReplicaSet, CronJob over Job."""
-    refs = [o for o in pod_meta.get("ownerReferences") or [] if o.get("controller")]
-    if not refs:
-        return None
-    current = by_uid.get(refs[0].get("uid"))
-    top = owner
-    while current is not None:
-        top = {"kind": current["kind"], "name": current["metadata"]["name"]}
-        parents = [o for o in current["metadata"].get("ownerReferences") or [] if o.get("controller")]
+def _controller(pod: Json, by_uid: Mapping[object, Json]) -> ObjectRef | None:
+    """The top-level workload of a pod: Deployment over ReplicaSet, CronJob over Job (cycles cannot loop)."""
+    top = _owner(pod)
+    refs = [o for o in _meta(pod).get("ownerReferences") or [] if o.get("controller")]
+    current = by_uid.get(refs[0].get("uid")) if refs else None
+    visited: set[int] = set()
+    while current is not None and id(current) not in visited:
+        visited.add(id(current))
+        top = _ref({"kind": current.get("kind"), "name": _name(current)}) or top
+        parents = [o for o in _meta(current).get("ownerReferences") or [] if o.get("controller")]
         current = by_uid.get(parents[0].get("uid")) if parents else None
     return top
 
 
-def _pod(pod: dict[str, Any], by_uid: dict[str | None, dict[str, Any]],
-         usage: dict[str, dict[str, dict[str, str]]], now: datetime) -> dict[str, Any]:
-    base = {k: v for k, v in _base(pod).items() if v is not None}
+def _usage(figures: Mapping[str, object]) -> ContainerUsage:
+    cpu, memory = quantity(figures.get("cpu")), quantity(figures.get("memory"))
+    return ContainerUsage(cpu=cpu, memory=math.ceil(memory) if memory is not None else None)
+
+
+def _pod(pod: Json, by_uid: Mapping[object, Json], usage: Mapping[str, Mapping[str, Mapping[str, object]]],
+         now: datetime) -> Resource:
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
-    containers = _containers(spec)
-    measured = usage.get(base["name"], {})
-    for c in containers:
-        if c["name"] in measured:
-            c["usage"] = numbers(measured[c["name"]])
-    hours = _hours_since(status.get("startTime"), now)
-    controller = _controller(base.get("owner"), pod["metadata"], by_uid)
-    return base | ({"controller": controller} if controller else {}) | {
-        "phase": status.get("phase"),
-        "running_hours": hours if status.get("phase") in ("Running", "Succeeded", "Failed") else 0.0,
-        "node_selector": spec.get("nodeSelector") or {},
-        "tolerations": spec.get("tolerations") or [],
-        "containers": containers,
-        "volumes": _claims(spec),
-    } | ({"node": spec["nodeName"]} if spec.get("nodeName") else {}) | (
-        {"affinity": spec["affinity"]} if spec.get("affinity") else {})
+    phase = str(status["phase"]) if status.get("phase") else None
+    fields = _scheduling(spec)
+    measured = usage.get(_name(pod), {})
+    for group in ("containers", "init_containers"):
+        fields[group] = [c.model_copy(update={"usage": _usage(measured[c.name])}) if c.name in measured else c
+                         for c in fields[group]]
+    started = status.get("startTime") or _meta(pod).get("creationTimestamp")
+    billed = bool(spec.get("nodeName")) or phase in ("Running", "Succeeded", "Failed")
+    return _resource(pod, controller=_controller(pod, by_uid), phase=phase,
+                     running_hours=_hours_since(started, now) if billed else 0.0,
+                     node=str(spec["nodeName"]) if spec.get("nodeName") else None, **fields)
 
 
 def _hours_since(stamp: object, now: datetime) -> float:
     if not stamp:
         return 0.0
-    begun = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    return round(max(0.0, (now - begun).total_seconds() / 3600), 6)
+    try:
+        begun = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        return round(max(0.0, (now - begun).total_seconds() / 3600), 6)
+    except (TypeError, ValueError):
+        return 0.0
 
 
-def _age_hours(obj: dict[str, Any], now: datetime) -> float:
-    return _hours_since(obj["metadata"].get("creationTimestamp"), now)
+def _age_hours(obj: Json, now: datetime) -> float:
+    return _hours_since(_meta(obj).get("creationTimestamp"), now)
 
 
-def _ready_endpoints(slices: list[dict[str, Any]]) -> dict[str, int]:
+def _ready_endpoints(slices: list[Json]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for sl in slices:
-        service = (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+        service = _strings(_meta(sl).get("labels")).get("kubernetes.io/service-name")
         if not service:
             continue
-        ready = sum(1 for e in sl.get("endpoints") or [] if (e.get("conditions") or {}).get("ready", True))
+        ready = sum(1 for e in sl.get("endpoints") or [] if (e.get("conditions") or {}).get("ready") is not False)
         counts[service] = counts.get(service, 0) + ready
     return counts
 
 
-def _node(node: dict[str, Any]) -> dict[str, Any]:
-    labels = node["metadata"].get("labels") or {}
-    capacity = (node.get("status") or {}).get("capacity") or {}
-    return {
-        "name": node["metadata"]["name"],
-        "instance_type": labels.get("node.kubernetes.io/instance-type", "unknown"),
-        "capacity_type": capacity_type(labels),
-        "zone": labels.get("topology.kubernetes.io/zone", "unknown"),
-        "region": labels.get("topology.kubernetes.io/region", "unknown"),
-        "gpu_product": labels.get("nvidia.com/gpu.product"),
-        "labels": labels,
-        "taints": [{"key": t.get("key"), "value": t.get("value"), "effect": t.get("effect")}
-                   for t in (node.get("spec") or {}).get("taints") or []],
-        "capacity": numbers(capacity),
-    }
+def _node(node: Json) -> Node:
+    labels = _strings(_meta(node).get("labels"))
+    taints = [Taint(key=str(t["key"]), value=str(t.get("value") or ""), effect=t["effect"])
+              for t in (node.get("spec") or {}).get("taints") or []
+              if t.get("key") and t.get("effect") in TAINT_EFFECTS]
+    return Node(name=_name(node), instance_type=labels.get("node.kubernetes.io/instance-type") or "unknown",
+                capacity_type=capacity_type(labels), zone=labels.get("topology.kubernetes.io/zone") or "unknown",
+                region=labels.get("topology.kubernetes.io/region") or "unknown",
+                gpu_product=labels.get("nvidia.com/gpu.product") or None, labels=labels, taints=taints,
+                capacity=numbers((node.get("status") or {}).get("capacity")))
