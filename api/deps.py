@@ -17,7 +17,7 @@ from labctl.service.auth import Principal
 from labctl.service.sessions import Sessions
 
 
-def authorized(request: Request) -> Principal:
+async def authorized(request: Request) -> Principal:
     """The caller, when the role matrix lets its role call the matched route."""
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
@@ -34,7 +34,7 @@ def authorized(request: Request) -> Principal:
     return principal
 
 
-def optional_principal(request: Request) -> Principal | None:
+async def optional_principal(request: Request) -> Principal | None:
     """The caller of a public route when it sent a (valid) token, else ``None``."""
     principal: Principal | None = getattr(request.state, "principal", None)
     return principal

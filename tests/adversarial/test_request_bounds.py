@@ -130,10 +130,10 @@ def nested(depth: int) -> str:
 
 
 @pytest.mark.parametrize(("body", "status", "needle"), [
-    ('{"lab_id": %s, "learner_id": "ada"}' % nested(40), 400, "nested deeper than 32 levels"),
-    ('{"lab_id": %s, "learner_id": "ada"}' % nested(100_000), 400, "nested deeper than 32 levels"),
+    ('{"lab_id": ' + nested(40) + ', "learner_id": "ada"}', 400, "nested deeper than 32 levels"),
+    ('{"lab_id": ' + nested(100_000) + ', "learner_id": "ada"}', 400, "nested deeper than 32 levels"),
     ('{"lab_id": "x", "learner_id": "ada", "n": NaN}', 400, "NaN is not a JSON number"),
-    ('{"lab_id": "x", "learner_id": "ada", "n": %s}' % ("9" * 5000), 400, "does not accept"),
+    ('{"lab_id": "x", "learner_id": "ada", "n": ' + "9" * 5000 + "}", 400, "does not accept"),
 ])
 def test_hostile_json_is_a_400_problem(server: Server, body: str, status: int, needle: str) -> None:
     with httpx.Client(base_url=server.url, headers=AS_ADMIN, timeout=30) as http:
@@ -163,7 +163,7 @@ def test_huge_integers_in_paths_queries_and_bodies_are_422_problems(server: Serv
 def test_signed_hostile_json_to_the_exam_hook_is_a_400_not_a_500(server: Server) -> None:
     cases = {
         "nul": json.dumps({"type": "grade.requested", "data": {"learner_id": "a\u0000", "lab_id": "x"}}),
-        "deep": '{"type": "grade.requested", "data": {"x": %s}}' % nested(50_000),
+        "deep": '{"type": "grade.requested", "data": {"x": ' + nested(50_000) + "}}",
         "nan": '{"type": "grade.requested", "data": {"learner_id": NaN}}',
     }
     with httpx.Client(base_url=server.url, timeout=30) as http:

@@ -16,7 +16,6 @@ from labctl.localcluster.cluster import LocalCluster
 from labctl.settings import Settings
 from tests.support.wait import dead_kubeconfig
 
-
 ADMIN = "health-tests-admin-token-0123456789abcdef"
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN}"}
 
