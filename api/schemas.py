@@ -6,8 +6,9 @@ Messages that come from backends (a session's reason, a submission's error) pass
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
 from labctl import redact
@@ -19,6 +20,8 @@ from labctl.service.roles import Role
 from labctl.store.models import ApiToken, SandboxSession, SessionEvent, Submission
 
 LEARNER_ID_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+# An integer id in a path: bounded to what an integer column holds on every store, so a huge one is a 422.
+IntId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class StartSession(BaseModel):

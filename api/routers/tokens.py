@@ -7,18 +7,16 @@ Every token expires: a learner token after ``LABCTL_LEARNER_TOKEN_TTL_S`` (12 ho
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 
 from api.deps import Authorized
-from api.schemas import CreateToken, TokenInfo, TokenOut
+from api.schemas import CreateToken, IntId, TokenInfo, TokenOut
 from labctl.errors import Unprocessable
 from labctl.service import auth
 from labctl.settings import Settings
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
-MAX_ID = 2**31 - 1
 
 
 @router.post("", status_code=201, summary="Create a token (shown once)")
@@ -40,5 +38,5 @@ def list_tokens(_: Authorized, request: Request) -> list[TokenInfo]:
 
 
 @router.delete("/{token_id}", summary="Revoke a token now")
-def revoke_token(token_id: Annotated[int, Path(ge=1, le=MAX_ID)], _: Authorized, request: Request) -> TokenInfo:
+def revoke_token(token_id: IntId, _: Authorized, request: Request) -> TokenInfo:
     return TokenInfo.of(auth.revoke_token(request.app.state.store, token_id=token_id, now=datetime.now(UTC)))

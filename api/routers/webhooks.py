@@ -9,16 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from api.deps import Authorized
+from api.schemas import IntId
 from labctl.outbox.endpoints import DeliveryView, Webhooks
 from labctl.outbox.events import EVENT_TYPES
 from labctl.store.webhook_models import WebhookEndpoint
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-MAX_ID = 2**31 - 1  # integer ids fit a 32-bit column on every store
 
 
 def webhooks_admin(request: Request) -> Webhooks:
@@ -132,5 +132,5 @@ def list_deliveries(
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202,
              summary="Send again now with a fresh retry schedule (same webhook-id)")
-def redeliver(delivery_id: Annotated[int, Path(ge=1, le=MAX_ID)], _: Authorized, admin: WebhooksDep) -> DeliveryOut:
+def redeliver(delivery_id: IntId, _: Authorized, admin: WebhooksDep) -> DeliveryOut:
     return DeliveryOut.of(admin.redeliver(delivery_id))
