@@ -84,20 +84,20 @@ class Guard:
                 return
             scope.setdefault("state", {})["principal"] = principal
 
-        receive = _counting(receive, limit)
-        try:
-            if roles.needs_token(rule) and _is_json(headers.get("content-type")):
+        receive = _counting(receive, limit)  # what the handler reads is counted too (bodies without a length)
+        if roles.needs_token(rule) and _is_json(headers.get("content-type")):
+            try:
                 body = await _read_all(receive)
                 if body:
-                    try:
-                        inputs.loads(body)
-                    except inputs.UnsafeInput as exc:
-                        await _refuse(scope, receive, send, 400, str(exc), "bad-request")
-                        return
-                receive = _replay(body, receive)
-            await self.app(scope, receive, send)
-        except BodyTooLarge as exc:  # a streamed body passed the limit before any handler answered
-            await _refuse(scope, receive, send, 413, exc.detail)
+                    inputs.loads(body)
+            except BodyTooLarge as exc:
+                await _refuse(scope, receive, send, 413, exc.detail)
+                return
+            except inputs.UnsafeInput as exc:
+                await _refuse(scope, receive, send, 400, str(exc), "bad-request")
+                return
+            receive = _replay(body, receive)
+        await self.app(scope, receive, send)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -85,7 +85,11 @@ def test_a_streamed_body_is_counted_and_cut_off_at_the_limit(server: Server) -> 
         assert r.status_code == 413, r.text
         assert r.headers["content-type"] == "application/problem+json"
         near = http.post("/v1/sessions", json={"lab_id": "x" * (LIMIT - 100), "learner_id": "ada"})
-    assert near.status_code == 422  # under the limit: read and validated as usual
+        assert near.status_code == 422  # under the limit: read and validated as usual
+        # A route that reads its own body (the signed exam hook) is counted the same way.
+        hook = http.post("/v1/hooks/exam", content=chunks(), headers={"webhook-signature": "v1,AAAA"})
+    assert hook.status_code == 413 and hook.headers["content-type"] == "application/problem+json"
+    assert f"larger than {LIMIT} bytes" in hook.json()["detail"]
 
 
 def test_anonymous_callers_get_401_before_their_body_is_read_or_validated(server: Server) -> None:
