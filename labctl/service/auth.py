@@ -21,11 +21,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from labctl.errors import Conflict, Forbidden, NotFound, Unauthorized
-from labctl.service.roles import ROLES, Role
+from labctl.service.roles import Role
 from labctl.store.db import Store
 from labctl.store.models import ApiToken
-
-__all__ = ["ROLES", "Principal", "Role", "authenticate", "create_token", "list_tokens", "revoke_token"]
 
 TOKEN_PREFIX = "lct_"  # noqa: S105 - a prefix that makes leaked tokens easy to spot, not a secret
 LAST_USED_GRANULARITY = timedelta(minutes=1)
