@@ -3,13 +3,17 @@ again at connect time when a name that was public when checked resolves elsewher
 
 The rebinding cases need a name whose answer the test controls. :class:`FakeDNS` is a fake resolver, named as one:
 no real DNS server runs here, and the resolver hook of the target policy is the seam the service uses for lookups.
-Everything else is real: the store, the dispatcher, its HTTP transport and a loopback receiver.
+Everything else is real: the store, the dispatcher, its HTTP transport and loopback receivers (one speaking TLS
+with a certificate from a CA made for the test, to show the pinned connection still names and verifies the host).
 """
 
 from __future__ import annotations
 
+import ssl
+import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -137,3 +141,93 @@ def test_the_checked_address_is_the_one_connected_to_with_the_original_host(stor
     assert arrival.verified and arrival.msg_id == msg
     assert arrival.headers["host"] == f"receiver.test:{receiver.port}"
     assert len(dns.lookups) == lookups_before + 1  # one lookup per connection, checked and used
+
+
+class TLSReceiver:
+    """An HTTPS server on 127.0.0.1 with a certificate for one DNS name from a CA made for the test; records the
+    TLS server name (SNI) and the Host header of each request."""
+
+    def __init__(self, tmp_path: Path, dns_name: str) -> None:
+        self.ca_file, cert_file, key_file = _certificates(tmp_path, dns_name)
+        self.seen: list[tuple[str | None, str]] = []
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert_file, key_file)
+        sni: list[str | None] = []
+        context.sni_callback = lambda _sock, name, _ctx: sni.append(name)  # type: ignore[assignment,func-returns-value]
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                receiver.seen.append((sni[-1] if sni else None, self.headers["host"]))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def client_trusting_the_ca(self) -> httpx.HTTPTransport:
+        return httpx.HTTPTransport(verify=ssl.create_default_context(cafile=str(self.ca_file)))
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _certificates(directory: Path, dns_name: str) -> tuple[Path, Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "labctl test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(hours=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    ca_file, cert_file, key_file = directory / "ca.pem", directory / "leaf.pem", directory / "leaf.key"
+    ca_file.write_bytes(ca.public_bytes(pem))
+    cert_file.write_bytes(leaf.public_bytes(pem))
+    key_file.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return ca_file, cert_file, key_file
+
+
+@pytest.mark.parametrize("certificate_for", ["receiver.test", "someone-else.test"])
+def test_tls_to_the_pinned_address_names_and_verifies_the_original_host(store: Store, tmp_path: Path,
+                                                                       certificate_for: str) -> None:
+    tls = TLSReceiver(tmp_path, certificate_for)
+    try:
+        dns = FakeDNS(receiver_test=["127.0.0.1"])
+        policy = TargetPolicy.from_entries(["127.0.0.1/32"], resolve=dns)
+        Webhooks(store, targets=policy).create(url=f"https://receiver.test:{tls.port}/hook", events="*")
+        _emit(store)
+        with Dispatcher(store, targets=policy, transport=tls.client_trusting_the_ca()) as dispatcher:
+            assert dispatcher.run_once() == 1
+        with store.session() as db:
+            (delivery,) = db.query(WebhookDelivery).all()
+    finally:
+        tls.stop()
+    if certificate_for == "receiver.test":
+        assert delivery.state == "delivered", delivery.last_error
+        assert tls.seen == [("receiver.test", f"receiver.test:{tls.port}")]
+    else:  # the certificate is checked against the name in the URL, not against the address connected to
+        assert delivery.state == "failed" and tls.seen == []
+        assert "certificate" in str(delivery.last_error).lower()
