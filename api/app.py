@@ -12,13 +12,14 @@ from typing import Any
 from fastapi import FastAPI
 
 import labctl
+from api import guard, problems
 from api import metrics as metrics_mod
-from api import problems
 from api.routers import costs, health, hooks, labs, sessions, submissions, tokens, webhooks
 from labctl import runtime as runtime_mod
 from labctl.outbox import Unprocessable
 from labctl.outbox.dispatcher import Dispatcher
 from labctl.outbox.endpoints import Webhooks
+from labctl.outbox.targets import TargetPolicy
 from labctl.settings import Settings
 from labctl.store.db import Store
 
@@ -31,7 +32,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     rt = runtime_mod.build(settings)
     loops = runtime_mod.Loops(rt, jobs={"sweep": (rt.sweeper.run_once, settings.sweep_interval_s),
                                         "regrade": (rt.submissions.reconcile, 60.0)})
-    dispatcher = Dispatcher(rt.store)
+    targets = TargetPolicy.from_entries(settings.webhook_allow)
+    dispatcher = Dispatcher(rt.store, targets=targets)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,12 +65,14 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     app.state.sessions = rt.sessions
     app.state.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     app.state.metrics = metrics_mod.Metrics(rt.store)
-    app.state.webhooks = Webhooks(rt.store)
+    app.state.webhooks = Webhooks(rt.store, targets=targets)
     app.state.dispatcher = dispatcher
     # Event type -> handler for POST /v1/hooks/exam (see labctl.outbox.inbound).
     app.state.inbound_handlers = {"grade.requested": lambda data: _grade_requested(rt, data)}
     app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping}
+    app.state.readiness_seen = {}  # check name -> last outcome, so a change is logged once
     problems.install(app)
+    app.add_middleware(guard.Guard)
     app.state.metrics.install(app)
     for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks):
         app.include_router(module.router)

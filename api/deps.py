@@ -1,18 +1,43 @@
-"""Dependencies of the routes: the principal behind the bearer token, and the use-case objects."""
+"""Dependencies of the routes: the authorized principal, and the use-case objects.
+
+:data:`Authorized` is the one guard of every token route: the edge (:mod:`api.guard`) has authenticated the bearer
+token; this dependency looks the matched route up in the role matrix (:mod:`labctl.service.roles`) and refuses a role
+the matrix does not name (403 that says which roles may), so route bodies carry no role checks.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
-from labctl.service.auth import Principal, authenticate
+from labctl.errors import Forbidden, Unauthorized
+from labctl.service import roles
+from labctl.service.auth import Principal
 from labctl.service.sessions import Sessions
 
 
-def current_principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    state = request.app.state
-    return authenticate(state.store, authorization, admin_token=state.admin_token)
+async def authorized(request: Request) -> Principal:
+    """The caller, when the role matrix lets its role call the matched route."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise Unauthorized("missing Authorization header: send 'Authorization: Bearer <token>'")
+    method = "GET" if request.method == "HEAD" else request.method
+    path: str = request.scope["route"].path
+    rule = roles.rule_for(method, path)
+    if rule is None:
+        raise Forbidden(f"{method} {path} has no entry in labctl's role matrix, so no token may call it")
+    if not roles.allows(rule, principal.role):
+        allowed = " or ".join(rule) if isinstance(rule, tuple) else "no token role"
+        raise Forbidden(f"{method} {path} needs the role {allowed}; your token ({principal.name}) has "
+                        f"{principal.role}")
+    return principal
+
+
+async def optional_principal(request: Request) -> Principal | None:
+    """The caller of a public route when it sent a (valid) token, else ``None``."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal
 
 
 def sessions_service(request: Request) -> Sessions:
@@ -20,5 +45,6 @@ def sessions_service(request: Request) -> Sessions:
     return service
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+Authorized = Annotated[Principal, Depends(authorized)]
+MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 SessionsDep = Annotated[Sessions, Depends(sessions_service)]

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the service: request counts and latencies per route, plus build info."""
+"""Prometheus metrics of the service: request counts and latencies per route, plus build info (``registry``, public),
+and the per-session cost gauges labelled with session, lab and learner ids (``sessions``, for instructors)."""
 
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ class SessionCosts(Collector):
 class Metrics:
     def __init__(self, store: Store | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.sessions = CollectorRegistry()
         if store is not None:
-            self.registry.register(SessionCosts(store))
+            self.sessions.register(SessionCosts(store))
         self.requests = Counter("labctl_http_requests", "HTTP requests handled", ["method", "route", "status"],
                                 registry=self.registry)
         self.latency = Histogram("labctl_http_request_duration_seconds", "HTTP request latency", ["method", "route"],

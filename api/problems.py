@@ -1,4 +1,5 @@
-"""Every error is an RFC 9457 problem-details document (``application/problem+json``) a person can act on."""
+"""Every error is an RFC 9457 problem-details document (``application/problem+json``) a person can act on.
+"""
 
 from __future__ import annotations
 

@@ -1,18 +1,28 @@
-"""Request and response bodies of the HTTP API (the contract of the README's "Using it" section)."""
+"""Request and response bodies of the HTTP API: the contract the course site, the CLI and the exam platform use
+(the README's "Using it").
+
+Messages that come from backends (a session's reason, a submission's error) pass through :mod:`labctl.redact`.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
+from labctl import redact
 from labctl.catalog.models import Lab
 from labctl.service import costs
+from labctl.service.auth import Principal
 from labctl.service.costs import CostRow
-from labctl.store.models import SandboxSession, SessionEvent, Submission
+from labctl.service.roles import Role
+from labctl.store.models import ApiToken, SandboxSession, SessionEvent, Submission
 
 LEARNER_ID_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+# An integer id in a path: bounded to what an integer column holds on every store, so a huge one is a 422.
+IntId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 class StartSession(BaseModel):
@@ -29,17 +39,27 @@ class Cost(BaseModel):
     note: str | None = Field(default=None, description="how the meter priced it (e.g. requests, no metrics)")
 
 
-class SessionOut(BaseModel):
+class SessionBrief(BaseModel):
+    """What an exam token sees of a session: enough to submit it and match the grade to the learner."""
+
     id: str
     lab_id: str
     learner_id: str
     provider: str
     state: str
-    reason: str | None
     created_at: datetime
-    ready_at: datetime | None
     expires_at: datetime | None
     deadline_at: datetime | None
+
+    @classmethod
+    def of(cls, row: SandboxSession) -> SessionBrief:
+        return cls(id=row.id, lab_id=row.lab_id, learner_id=row.learner_id, provider=row.provider, state=row.state,
+                   created_at=row.created_at, expires_at=row.expires_at, deadline_at=row.deadline_at)
+
+
+class SessionOut(SessionBrief):
+    reason: str | None
+    ready_at: datetime | None
     budget_usd: float
     cost: Cost
     namespace: str | None
@@ -51,7 +71,7 @@ class SessionOut(BaseModel):
     def of(cls, row: SandboxSession) -> SessionOut:
         return cls(
             id=row.id, lab_id=row.lab_id, learner_id=row.learner_id, provider=row.provider, state=row.state,
-            reason=row.reason, created_at=row.created_at, ready_at=row.ready_at,
+            reason=redact.optional(row.reason), created_at=row.created_at, ready_at=row.ready_at,
             expires_at=row.expires_at, deadline_at=row.deadline_at, budget_usd=float(row.budget_usd),
             cost=Cost(accrued_usd=float(row.accrued_usd or 0),
                       burn_rate_usd_per_hour=float(row.burn_rate_usd_per_hour or 0),
@@ -62,6 +82,11 @@ class SessionOut(BaseModel):
         )
 
 
+def session_view(row: SandboxSession, principal: Principal) -> SessionOut | SessionBrief:
+    """The session as this caller may see it: exam tokens get the brief view (no cost, namespace or reasons)."""
+    return SessionBrief.of(row) if principal.role == "exam" else SessionOut.of(row)
+
+
 class EventOut(BaseModel):
     at: datetime
     kind: str
@@ -70,7 +95,8 @@ class EventOut(BaseModel):
 
     @classmethod
     def of(cls, row: SessionEvent) -> EventOut:
-        return cls(at=row.at, kind=row.kind, actor=row.actor, detail=row.detail)
+        detail = {k: redact.addresses(v) if isinstance(v, str) else v for k, v in (row.detail or {}).items()}
+        return cls(at=row.at, kind=row.kind, actor=row.actor, detail=detail)
 
 
 class LabOut(BaseModel):
@@ -92,14 +118,30 @@ class LabOut(BaseModel):
 
 class CreateToken(BaseModel):
     name: str = Field(min_length=1, max_length=128)
-    role: Literal["instructor", "platform", "exam", "learner"]
+    role: Role
     learner_id: str | None = Field(default=None, pattern=LEARNER_ID_PATTERN)
+    ttl_s: int | None = Field(default=None, gt=0, le=10 * 366 * 24 * 3600,
+                              description="lifetime in seconds; default and maximum: the role's setting "
+                                          "(12 hours for learner tokens, 90 days for the others)")
 
 
-class TokenOut(BaseModel):
+class TokenInfo(BaseModel):
+    id: int
     name: str
     role: str
     learner_id: str | None
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None = Field(description="to the minute")
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ApiToken) -> TokenInfo:
+        return cls(id=row.id, name=row.name, role=row.role, learner_id=row.learner_id, created_at=row.created_at,
+                   expires_at=row.expires_at, last_used_at=row.last_used_at, revoked_at=row.revoked_at)
+
+
+class TokenOut(TokenInfo):
     token: str = Field(description="shown once; only its hash is stored")
 
 
@@ -131,7 +173,7 @@ class SubmissionOut(BaseModel):
                    created_at=row.created_at, graded_at=row.graded_at,
                    score=float(row.score) if row.score is not None else None,
                    max_score=float(row.max_score) if row.max_score is not None else None,
-                   checks=list(row.checks or []), receipt=row.receipt, error=row.error)
+                   checks=list(row.checks or []), receipt=row.receipt, error=redact.optional(row.error))
 
 
 class CostRowOut(BaseModel):

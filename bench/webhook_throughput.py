@@ -31,10 +31,12 @@ from sqlalchemy import func, select
 from labctl.outbox.dispatcher import Dispatcher
 from labctl.outbox.endpoints import Webhooks
 from labctl.outbox.events import body, emit
+from labctl.outbox.targets import TargetPolicy
 from labctl.store.db import Store, open_store
 from labctl.store.webhook_models import OutboxEvent, WebhookDelivery
 
 MAX_EVENTS = 50_000
+LOOPBACK_RECEIVER = TargetPolicy.from_entries(["127.0.0.1/32"])  # the receiver is on loopback
 
 
 class _Counter(ThreadingHTTPServer):
@@ -78,7 +80,7 @@ def _emit(store: Store, n: int, sessions: int) -> list[str]:
 
 
 def _outbox(store: Store, concurrency: int) -> float:
-    with Dispatcher(store, per_endpoint_concurrency=concurrency) as dispatcher:
+    with Dispatcher(store, targets=LOOPBACK_RECEIVER, per_endpoint_concurrency=concurrency) as dispatcher:
         started = time.perf_counter()
         while True:
             if not dispatcher.run_once():
@@ -117,7 +119,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="labctl-bench-") as tmp:
         store = open_store(args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}")
         store.migrate()
-        Webhooks(store).create(url=url, events="*", description="benchmark receiver")
+        Webhooks(store, targets=LOOPBACK_RECEIVER).create(url=url, events="*", description="benchmark receiver")
         started = time.perf_counter()
         bodies = _emit(store, n, args.sessions)
         emitted_s = time.perf_counter() - started

@@ -2,20 +2,24 @@
 
 Development is the default: the data directory is ``~/.local/share/labctl``, the store is a SQLite file in it, and
 the Kubernetes cluster is the local control plane when its kubeconfig exists. In ``production`` labctl refuses to start
-without an explicit admin token and an explicit kubeconfig, so no default secret or surprising cluster is ever used.
+without an explicit admin token and an explicit kubeconfig, so no default secret or surprising cluster is ever used,
+and an exam webhook secret must be a real ``whsec_`` secret (base64 of at least 24 random bytes).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CLUSTER_NAME = "labctl"
+MIN_SECRET_BYTES = 24
 
 
 def _default_data_dir() -> Path:
@@ -34,6 +38,19 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     exam_webhook_secret: SecretStr | None = Field(
         default=None, description="whsec_ secret that signs the exam platform's POST /v1/hooks/exam; unset = off")
+    learner_token_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 24 * 3600,
+                                     description="lifetime of a new learner token (and the most one may ask for)")
+    token_ttl_s: int = Field(default=90 * 24 * 3600, ge=60, le=3 * 366 * 24 * 3600,
+                             description="lifetime of a new instructor, platform or exam token (and the most)")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+                                description="the largest request body accepted (413 above it)")
+    webhook_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated CIDRs or host names webhook endpoints may target although they are loopback, "
+                    "private, link-local or otherwise not public (e.g. '10.20.0.0/16,exam.internal')")
+    metrics_public_sessions: bool = Field(
+        default=False, description="serve the per-session gauges (session, lab, learner labels) on /metrics without "
+                                   "an instructor token")
     labs_dir: Path = REPO_ROOT / "labs"
     manifests_dir: Path = REPO_ROOT / "manifests"
     fleet_file: Path = REPO_ROOT / "labs" / "fleet.yaml"
@@ -62,6 +79,13 @@ class Settings(BaseSettings):
                              "bubblewrap when LABCTL_ENV=production (install the Debian package bubblewrap)")
         return self
 
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @model_validator(mode="after")
     def _production_needs_explicit_secrets(self) -> Settings:
         if self.env == "production":
@@ -70,6 +94,11 @@ class Settings(BaseSettings):
                 raise ValueError("LABCTL_ADMIN_TOKEN must be set to at least 32 characters when LABCTL_ENV=production")
             if self.kubeconfig is None:
                 raise ValueError("LABCTL_KUBECONFIG must name the cluster's kubeconfig when LABCTL_ENV=production")
+        if self.exam_webhook_secret is not None:
+            problem = exam_secret_problem(self.exam_webhook_secret.get_secret_value(),
+                                          strict=self.env != "development")
+            if problem:
+                raise ValueError(f"LABCTL_EXAM_WEBHOOK_SECRET {problem}")
         return self
 
     @property
@@ -101,7 +130,29 @@ class Settings(BaseSettings):
             "listen": f"{self.host}:{self.port}",
             "labs_dir": str(self.labs_dir),
             "admin_token": "(set)" if self.admin_token else "(generated)",
+            "exam_webhook_secret": "(set)" if self.exam_webhook_secret else "(off)",
+            "max_body_bytes": str(self.max_body_bytes),
+            "webhook_allow": ",".join(self.webhook_allow) or "(none)",
+            "token_ttl_s": f"learner {self.learner_token_ttl_s}, others {self.token_ttl_s}",
         }
+
+
+def exam_secret_problem(secret: str, *, strict: bool) -> str | None:
+    """What is wrong with a Standard Webhooks secret, or ``None``: ``whsec_`` + base64 of the key bytes, at least
+    24 of them when ``strict`` (outside development); a secret that is not base64 can never verify anything."""
+    prefixed = secret.startswith("whsec_")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return "is not a Standard Webhooks secret: expected 'whsec_' followed by base64"
+    if strict and not prefixed:
+        return "must start with 'whsec_' (a Standard Webhooks secret)"
+    if strict and len(key) < MIN_SECRET_BYTES:
+        return (f"is too short: {len(key)} random bytes, at least {MIN_SECRET_BYTES} are needed outside development "
+                "(python -c 'import base64,os; print(\"whsec_\" + base64.b64encode(os.urandom(32)).decode())')")
+    if not key:
+        return "is empty after 'whsec_'"
+    return None
 
 
 def _hide_password(url: str) -> str:

@@ -1,13 +1,25 @@
-"""Liveness, readiness and metrics: the only routes without a bearer token."""
+"""Liveness, readiness and metrics: the routes that need no bearer token, and show no learner or address without one.
+
+Anonymous callers learn whether each readiness check passed (``ok``), never its detail: a failing probe's text can
+carry the apiserver's or the database's address. An instructor token adds each check's detail and timing. A change of
+a check's outcome is logged once, with its detail. ``/metrics`` serves the service's own figures to anyone; the
+per-session gauges (labelled with session, lab and learner ids) need an instructor token, unless
+``LABCTL_METRICS_PUBLIC_SESSIONS`` opens them (for a scraper on a trusted network without a token).
+"""
 
 from __future__ import annotations
+
+import logging
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.deps import MaybePrincipal
 from labctl.service import health
 
+log = logging.getLogger("labctl.api")
 router = APIRouter(tags=["health"])
 
 
@@ -16,27 +28,44 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the store and the cluster answer")
-def readyz(request: Request) -> JSONResponse:
-    result = health.check(request.app.state.probes)
-    request.app.state.metrics.ready.set(1 if result.ready else 0)
-    body = {
-        "status": "ready" if result.ready else "not ready",
-        "checks": {name: {"ok": c.ok, "detail": c.detail, "seconds": c.seconds} for name, c in result.checks.items()},
-    }
+@router.get("/readyz", summary="Readiness: the store and the cluster answer (details with an instructor token)")
+def readyz(request: Request, principal: MaybePrincipal) -> JSONResponse:
+    state = request.app.state
+    result = health.check(state.probes)
+    state.metrics.ready.set(1 if result.ready else 0)
+    _log_changes(state.readiness_seen, result)
+    detailed = principal is not None and principal.role == "instructor"
+    checks: dict[str, dict[str, Any]] = {
+        name: ({"ok": c.ok, "detail": c.detail, "seconds": c.seconds} if detailed else {"ok": c.ok})
+        for name, c in result.checks.items()}
     if result.ready:
-        return JSONResponse(body)
-    failing = ", ".join(f"{n}: {c.detail}" for n, c in result.checks.items() if not c.ok)
+        return JSONResponse({"status": "ready", "checks": checks})
+    failing = ", ".join(n for n, c in result.checks.items() if not c.ok)
     problem = {
         "type": "https://labctl.dev/problems/not-ready",
         "title": "Service Unavailable",
         "status": 503,
-        "detail": f"labctl is not ready: {failing}",
-        "checks": body["checks"],
+        "detail": f"labctl is not ready: {failing} not ok (the service log says why)",
+        "checks": checks,
     }
     return JSONResponse(problem, status_code=503, media_type="application/problem+json")
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def _log_changes(seen: dict[str, bool], result: health.Readiness) -> None:
+    for name, check in result.checks.items():
+        if seen.get(name) != check.ok:
+            if check.ok:
+                log.info("readiness check %s ok: %s", name, check.detail)
+            else:
+                log.warning("readiness check %s failing: %s", name, check.detail)
+            seen[name] = check.ok
+
+
+@router.get("/metrics", summary="Prometheus metrics (per-session gauges with an instructor token)",
+            response_class=Response)
+def metrics(request: Request, principal: MaybePrincipal) -> Response:
+    state = request.app.state
+    text = generate_latest(state.metrics.registry)
+    if state.settings.metrics_public_sessions or (principal is not None and principal.role == "instructor"):
+        text += generate_latest(state.metrics.sessions)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -31,7 +31,8 @@ class InboundOut(BaseModel):
 
 
 @router.post("/exam", summary="Signed event from the exam platform (Standard Webhooks; e.g. grade.requested)",
-             responses={400: {"description": "missing id or timestamp, timestamp outside +-5 minutes, not JSON"},
+             responses={400: {"description": "missing id or timestamp, timestamp outside +-5 minutes, not JSON, "
+                                              "JSON too deep or with a NUL character"},
                         401: {"description": "missing or wrong signature"},
                         404: {"description": "the handler found no such learner or lab"},
                         409: {"description": "the same webhook-id is being processed right now"},
@@ -43,6 +44,7 @@ async def exam_hook(request: Request) -> InboundOut:
     if secret is None:
         raise Problem(503, "inbound exam webhooks are off: set LABCTL_EXAM_WEBHOOK_SECRET to the whsec_ secret shared "
                            "with the exam platform", slug="not-configured")
+    inbound.require_signature(request.headers)  # an unsigned request is refused before its body is read
     body = await request.body()
     handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = getattr(state, "inbound_handlers", {})
     row = await run_in_threadpool(

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentPrincipal, SessionsDep
+from api.deps import Authorized, SessionsDep
 from api.schemas import LabOut
 
 router = APIRouter(prefix="/v1/labs", tags=["labs"])
 
 
 @router.get("", summary="List the labs")
-def list_labs(_: CurrentPrincipal, sessions: SessionsDep) -> list[LabOut]:
+def list_labs(_: Authorized, sessions: SessionsDep) -> list[LabOut]:
     return [LabOut.of(lab) for _, lab in sorted(sessions.catalog.items())]
 
 
 @router.get("/{lab_id}", summary="One lab")
-def get_lab(lab_id: str, _: CurrentPrincipal, sessions: SessionsDep) -> LabOut:
+def get_lab(lab_id: str, _: Authorized, sessions: SessionsDep) -> LabOut:
     return LabOut.of(sessions.lab(lab_id))

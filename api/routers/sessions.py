@@ -1,4 +1,8 @@
-"""Sessions: start, list, inspect, kubeconfig, events, reset and stop (``/v1/sessions``)."""
+"""Sessions: start, list, inspect, kubeconfig, events, reset and stop (``/v1/sessions``).
+
+Who may call each route is the role matrix's decision (:data:`api.deps.Authorized`); which sessions a caller may
+touch is the use cases' (a learner's own, 404 for others).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Response
 from fastapi.responses import PlainTextResponse
 
-from api.deps import CurrentPrincipal, SessionsDep
-from api.schemas import BudgetRequest, EventOut, Extend, SessionOut, StartSession
+from api.deps import Authorized, SessionsDep
+from api.schemas import BudgetRequest, EventOut, Extend, SessionBrief, SessionOut, StartSession, session_view
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -16,8 +20,7 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 @router.post("", summary="Start a lab (or get the learner's live session for it)",
              responses={200: {"description": "the live session that already existed"},
                         201: {"description": "a new session"}})
-def start(body: StartSession, principal: CurrentPrincipal, sessions: SessionsDep, response: Response) -> SessionOut:
-    principal.require("instructor", "platform", "learner")
+def start(body: StartSession, principal: Authorized, sessions: SessionsDep, response: Response) -> SessionOut:
     row, created = sessions.start(lab_id=body.lab_id, learner_id=body.learner_id, principal=principal)
     response.status_code = 201 if created else 200
     return SessionOut.of(row)
@@ -25,76 +28,71 @@ def start(body: StartSession, principal: CurrentPrincipal, sessions: SessionsDep
 
 @router.get("", summary="List sessions")
 def list_sessions(
-    principal: CurrentPrincipal, sessions: SessionsDep,
+    principal: Authorized, sessions: SessionsDep,
     lab_id: Annotated[str | None, Query()] = None, learner_id: Annotated[str | None, Query()] = None,
     state: Annotated[str | None, Query()] = None,
-) -> list[SessionOut]:
-    return [SessionOut.of(r) for r in sessions.list_sessions(principal=principal, lab_id=lab_id, learner_id=learner_id,
-                                                     state=state)]
+) -> list[SessionOut | SessionBrief]:
+    return [session_view(r, principal) for r in sessions.list_sessions(principal=principal, lab_id=lab_id,
+                                                                       learner_id=learner_id, state=state)]
 
 
 @router.get("/{session_id}", summary="One session")
-def get_session(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
-    return SessionOut.of(sessions.get(session_id, principal=principal))
+def get_session(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut | SessionBrief:
+    return session_view(sessions.get(session_id, principal=principal), principal)
 
 
 @router.get("/{session_id}/kubeconfig", summary="The learner's kubeconfig", response_class=PlainTextResponse)
-def kubeconfig(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> PlainTextResponse:
+def kubeconfig(session_id: str, principal: Authorized, sessions: SessionsDep) -> PlainTextResponse:
     creds = sessions.credentials(session_id, principal=principal)
     return PlainTextResponse(creds.content, media_type="application/yaml")
 
 
 @router.get("/{session_id}/events", summary="The session's timeline")
-def events(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> list[EventOut]:
+def events(session_id: str, principal: Authorized, sessions: SessionsDep) -> list[EventOut]:
     return [EventOut.of(e) for e in sessions.events(session_id, principal=principal)]
 
 
 @router.post("/{session_id}/extend", summary="More time, up to the lab's deadline")
-def extend(session_id: str, body: Extend, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
-    principal.require("instructor", "platform", "learner")
+def extend(session_id: str, body: Extend, principal: Authorized, sessions: SessionsDep) -> SessionOut:
     return SessionOut.of(sessions.extend(session_id, seconds=body.seconds, principal=principal))
 
 
 @router.post("/{session_id}/suspend", summary="Scale the sandbox to zero, keeping the learner's work")
-def suspend(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
-    principal.require("instructor", "platform", "learner")
+def suspend(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut:
     return SessionOut.of(sessions.suspend(session_id, principal=principal, cause="instructor"
                                           if principal.role == "instructor" else "learner",
                                           reason=f"suspended by {principal.name}"))
 
 
 @router.post("/{session_id}/resume", summary="Restore exactly what suspend stopped")
-def resume(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
-    principal.require("instructor", "platform", "learner")
+def resume(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut:
     return SessionOut.of(sessions.resume(session_id, principal=principal, reason=f"resumed by {principal.name}"))
 
 
 @router.post("/{session_id}/budget-requests", summary="Ask for more budget (an instructor decides)")
-def request_budget(session_id: str, body: BudgetRequest, principal: CurrentPrincipal,
+def request_budget(session_id: str, body: BudgetRequest, principal: Authorized,
                    sessions: SessionsDep) -> SessionOut:
     return SessionOut.of(sessions.request_budget(session_id, usd=body.usd, reason=body.reason, principal=principal))
 
 
 @router.post("/{session_id}/budget-requests/approve", summary="Approve the pending budget request")
-def approve_budget(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
+def approve_budget(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut:
     return SessionOut.of(sessions.decide_budget(session_id, approve=True, principal=principal))
 
 
 @router.post("/{session_id}/budget-requests/deny", summary="Refuse the pending budget request")
-def deny_budget(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
+def deny_budget(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut:
     return SessionOut.of(sessions.decide_budget(session_id, approve=False, principal=principal))
 
 
 @router.post("/{session_id}/reset", summary="Make the sandbox again from scratch")
-def reset(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep) -> SessionOut:
-    principal.require("instructor", "platform", "learner")
+def reset(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut:
     return SessionOut.of(sessions.reset(session_id, principal=principal))
 
 
 @router.delete("/{session_id}", status_code=202, summary="Stop: terminating, then terminated")
-def stop(session_id: str, principal: CurrentPrincipal, sessions: SessionsDep,
+def stop(session_id: str, principal: Authorized, sessions: SessionsDep,
          background: BackgroundTasks) -> SessionOut:
-    principal.require("instructor", "platform", "learner")
     row = sessions.stop(session_id, principal=principal)
     background.add_task(sessions.finish_stop, session_id, actor=principal.name)
     return SessionOut.of(row)

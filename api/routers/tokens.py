@@ -1,21 +1,42 @@
-"""API tokens: ``POST /v1/tokens`` (instructors only); the token is returned once, stored hashed."""
+"""API tokens (``/v1/tokens``): create (the token is returned once, stored hashed), list, revoke.
+
+Every token expires: a learner token after ``LABCTL_LEARNER_TOKEN_TTL_S`` (12 hours by default), the others after
+``LABCTL_TOKEN_TTL_S`` (90 days); a creation may ask for less, never for more.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 
-from api.deps import CurrentPrincipal
-from api.schemas import CreateToken, TokenOut
+from api.deps import Authorized
+from api.schemas import CreateToken, IntId, TokenInfo, TokenOut
+from labctl.errors import Unprocessable
 from labctl.service import auth
+from labctl.settings import Settings
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 
 
 @router.post("", status_code=201, summary="Create a token (shown once)")
-def create_token(body: CreateToken, principal: CurrentPrincipal, request: Request) -> TokenOut:
-    principal.require("instructor")
-    token = auth.create_token(request.app.state.store, name=body.name, role=body.role, learner_id=body.learner_id,
-                              now=datetime.now(UTC))
-    return TokenOut(name=body.name, role=body.role, learner_id=body.learner_id, token=token)
+def create_token(body: CreateToken, _: Authorized, request: Request) -> TokenOut:
+    settings: Settings = request.app.state.settings
+    most = settings.learner_token_ttl_s if body.role == "learner" else settings.token_ttl_s
+    if body.ttl_s is not None and body.ttl_s > most:
+        raise Unprocessable(f"ttl_s {body.ttl_s} is longer than {body.role} tokens may live ({most} s, "
+                            f"LABCTL_{'LEARNER_' if body.role == 'learner' else ''}TOKEN_TTL_S)")
+    row, token = auth.create_token(request.app.state.store, name=body.name, role=body.role,
+                                   learner_id=body.learner_id, now=datetime.now(UTC),
+                                   ttl=timedelta(seconds=body.ttl_s or most))
+    return TokenOut(**TokenInfo.of(row).model_dump(), token=token)
+
+
+@router.get("", summary="Every token: role, expiry, last use (never the token itself)")
+def list_tokens(_: Authorized, request: Request) -> list[TokenInfo]:
+    return [TokenInfo.of(row) for row in auth.list_tokens(request.app.state.store)]
+
+
+@router.delete("/{token_id}", summary="Revoke a token now")
+def revoke_token(token_id: IntId, _: Authorized, request: Request) -> TokenInfo:
+    return TokenInfo.of(auth.revoke_token(request.app.state.store, token_id=token_id, now=datetime.now(UTC)))

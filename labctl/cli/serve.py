@@ -1,10 +1,16 @@
-"""``labctl serve``: run the API service with uvicorn."""
+"""``labctl serve``: run the API service with uvicorn.
+
+It prints the admin token only when it has just generated it (development, first run); a token from
+``LABCTL_ADMIN_TOKEN`` or kept from an earlier run is never printed (the start-up line says where it comes from), so
+a token the operator set never lands in a terminal scroll-back or a process log.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -16,17 +22,24 @@ from labctl.cli.output import stderr
 from labctl.settings import Settings
 
 
-def admin_token(settings: Settings) -> str:
+@dataclass(frozen=True)
+class AdminToken:
+    token: str
+    origin: str  # where it comes from, for the start-up line
+    generated: bool  # made by this run: the only case in which it is printed
+
+
+def admin_token(settings: Settings) -> AdminToken:
     """The admin token: ``LABCTL_ADMIN_TOKEN``, else (development only) one kept in the data directory."""
     if settings.admin_token is not None:
-        return settings.admin_token.get_secret_value()
+        return AdminToken(settings.admin_token.get_secret_value(), "from LABCTL_ADMIN_TOKEN", generated=False)
     path = settings.data_dir / "admin-token"
     if path.exists():
-        return path.read_text().strip()
+        return AdminToken(path.read_text().strip(), f"kept in {path}", generated=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     _write_private(path, token + "\n")
-    return token
+    return AdminToken(token, f"generated, kept in {path}", generated=True)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -66,11 +79,15 @@ def serve(
 def _serve(settings: Settings) -> None:
     from api.app import create_app
 
-    token = admin_token(settings)
-    settings = settings.model_copy(update={"admin_token": SecretStr(token)})
+    admin = admin_token(settings)
+    settings = settings.model_copy(update={"admin_token": SecretStr(admin.token)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     url = f"http://{settings.host}:{settings.port}"
     stderr.print(f"labctl listening on [bold]{url}[/] (API docs: {url}/docs)")
-    stderr.print(f"admin token: [bold]{token}[/]  (export LABCTL_URL={url} LABCTL_TOKEN=<token>)")
+    if admin.generated:
+        stderr.print(f"admin token: [bold]{admin.token}[/]  ({admin.origin}; export LABCTL_URL={url} "
+                     "LABCTL_TOKEN=<token>)")
+    else:
+        stderr.print(f"admin token: {admin.origin}  (export LABCTL_URL={url} LABCTL_TOKEN=<token>)")
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", lifespan="on")

@@ -16,6 +16,10 @@ One sweep (:meth:`Dispatcher.run_once`) has three steps:
    or ``dead`` when the schedule is exhausted. An endpoint whose deliveries die ``disable_after`` times in a row is
    disabled, and a ``webhook.endpoint_disabled`` event is emitted to the other endpoints.
 
+Every connection goes through :class:`~labctl.outbox.targets.PinnedTransport`: the endpoint's host is resolved and
+checked against the target policy at connect time, and the checked address is the one connected to, so a name that
+now resolves to a private address is refused (a failed attempt saying why) instead of reached.
+
 Two clocks: ``clock`` decides what is due (inject one in tests to jump past backoff waits); ``wall_clock`` stamps the
 ``webhook-timestamp`` header, which receivers compare with their own clocks.
 """
@@ -39,6 +43,7 @@ from sqlalchemy.orm import Session, aliased
 import labctl
 from labctl.outbox import events, schedule, signing
 from labctl.outbox.endpoints import redeliver as _redeliver
+from labctl.outbox.targets import PinnedTransport, TargetPolicy
 from labctl.store.db import Store
 from labctl.store.webhook_models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
@@ -78,7 +83,7 @@ class _Outcome:
 class Dispatcher:
     """Delivers the outbox. Safe to run in several processes against one PostgreSQL store; one per SQLite file."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] = utcnow,
+    def __init__(self, store: Store, *, targets: TargetPolicy, clock: Callable[[], datetime] = utcnow,
                  wall_clock: Callable[[], datetime] = utcnow, transport: httpx.BaseTransport | None = None,
                  attempt_timeout_s: float = 10.0, per_endpoint_concurrency: int = 4, disable_after: int = 5,
                  batch_size: int = 100, claim_rounds: int = 4, lease_margin_s: float = 30.0,
@@ -97,9 +102,10 @@ class Dispatcher:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         workers = max(1, max_workers)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
-        self._http = httpx.Client(transport=transport, timeout=httpx.Timeout(attempt_timeout_s),
-                                  follow_redirects=False, headers={"user-agent": USER_AGENT},
-                                  limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers))
+        limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+        pinned = PinnedTransport(targets, transport or httpx.HTTPTransport(limits=limits))
+        self._http = httpx.Client(transport=pinned, timeout=httpx.Timeout(attempt_timeout_s), follow_redirects=False,
+                                  headers={"user-agent": USER_AGENT})
         self._gates: dict[str, threading.BoundedSemaphore] = {}
         self._gates_lock = threading.Lock()
         self._postgres = store.engine.dialect.name == "postgresql"

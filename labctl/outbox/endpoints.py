@@ -3,7 +3,8 @@
 The secret of a new endpoint (and of a rotation) is returned once, to be shown once; the store keeps it because every
 delivery must be signed with it. A rotation keeps the old secret signing for an overlap window (24 hours by default)
 so a receiver can switch secrets without losing a message. Disabling an endpoint keeps its undelivered messages; they
-go out when it is enabled again.
+go out when it is enabled again. A new endpoint's host must resolve to addresses the target policy allows
+(:mod:`labctl.outbox.targets`: public ones, or ones the operator's allow-list names).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from labctl.outbox import NotFound, Unprocessable
 from labctl.outbox import events as events_mod
 from labctl.outbox.signing import new_secret
+from labctl.outbox.targets import TargetPolicy
 from labctl.store.db import Store
 from labctl.store.webhook_models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 
@@ -63,9 +65,10 @@ class DeliveryView:
 class Webhooks:
     """The instructor's operations on endpoints and deliveries, over one store."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] = utcnow,
+    def __init__(self, store: Store, *, targets: TargetPolicy, clock: Callable[[], datetime] = utcnow,
                  rotation_overlap: timedelta = ROTATION_OVERLAP) -> None:
         self.store = store
+        self.targets = targets
         self.clock = clock
         self.rotation_overlap = rotation_overlap
 
@@ -76,6 +79,9 @@ class Webhooks:
             chosen = events_mod.validate_types(events)
         except ValueError as exc:
             raise Unprocessable(str(exc)) from None
+        parts = urlsplit(url)
+        assert parts.hostname is not None  # validate_url refuses URLs without a host
+        self.targets.addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         row = WebhookEndpoint(id=f"ep_{secrets.token_hex(8)}", url=url, description=description, events=chosen,
                               secret=new_secret(), consecutive_failures=0, created_at=self.clock())
         with self.store.session() as db:

@@ -12,8 +12,10 @@ then handed to the handler registered for its type, then completed with the hand
 the same id is processed. A claim whose request died is taken over after ``claim_timeout``.
 
 Rejections, each before anything is recorded or any handler runs: no or wrong signature -> :class:`Unauthorized`
-(401); missing id or timestamp, timestamp out of the window, body not JSON -> :class:`BadRequest` (400); not an
-event object, or no handler for its type -> :class:`Unprocessable` (422).
+(401); missing id or timestamp, timestamp out of the window, body not JSON (or JSON that :mod:`labctl.inputs`
+refuses: too deep, a NUL character, NaN) -> :class:`BadRequest` (400); not an event object, or no handler for its
+type -> :class:`Unprocessable` (422). The signature is checked before the body is parsed, so an unsigned sender
+never gets the JSON parser to work for it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from standardwebhooks.webhooks import Webhook
 
+from labctl import inputs
 from labctl.outbox import BadRequest, Conflict, Unauthorized, Unprocessable
 from labctl.store.db import Store
 from labctl.store.webhook_models import InboundMessage
@@ -41,15 +44,21 @@ CLAIM_TIMEOUT = timedelta(minutes=2)
 MAX_ID_LENGTH = 255
 
 
+def require_signature(headers: Mapping[str, str]) -> str:
+    """The ``webhook-signature`` header, or :class:`Unauthorized` (checked before the body is even read)."""
+    signature = next((v for k, v in headers.items() if k.lower() == "webhook-signature"), "").strip()
+    if not signature:
+        raise Unauthorized("missing webhook-signature header: requests must be signed (Standard Webhooks)")
+    return signature
+
+
 def verify(*, headers: Mapping[str, str], body: bytes, secret: str, now: datetime) -> tuple[str, dict[str, Any]]:
     """Check the headers and signature of one request; returns ``(webhook-id, parsed event)`` or raises."""
     lower = {k.lower(): v for k, v in headers.items()}
+    signature = require_signature(lower)
     msg_id = lower.get("webhook-id", "").strip()
     stamp = lower.get("webhook-timestamp", "").strip()
-    signature = lower.get("webhook-signature", "").strip()
-    if not signature:
-        raise Unauthorized("missing webhook-signature header: requests must be signed (Standard Webhooks)")
-    if not msg_id or len(msg_id) > MAX_ID_LENGTH:
+    if not msg_id or len(msg_id) > MAX_ID_LENGTH or inputs.NUL in msg_id:
         raise BadRequest(f"the webhook-id header must be 1-{MAX_ID_LENGTH} characters")
     try:
         sent_at = datetime.fromtimestamp(int(stamp), tz=UTC)
@@ -71,9 +80,9 @@ def verify(*, headers: Mapping[str, str], body: bytes, secret: str, now: datetim
         raise Unauthorized("no webhook-signature entry matches: the secret, the body or the id differs from what "
                            "was signed")
     try:
-        event = json.loads(text)
-    except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
+        event = inputs.loads(text)  # only now, once the signature proved who sent it
+    except inputs.UnsafeInput as exc:
+        raise BadRequest(str(exc)) from None
     if not isinstance(event, dict) or not isinstance(event.get("type"), str) or not isinstance(event.get("data"),
                                                                                                dict):
         raise Unprocessable('the body must be an event object: {"type": "<event type>", "data": {...}}')

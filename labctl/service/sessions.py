@@ -21,12 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from labctl import redact
 from labctl.catalog.durations import parse_duration
 from labctl.catalog.models import Lab
-from labctl.errors import Conflict, NotFound, Unavailable
+from labctl.errors import Conflict, Forbidden, NotFound, Unavailable
 from labctl.outbox import events as outbox
 from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxProvider, SandboxSpec
-from labctl.service import policy, states
+from labctl.service import policy, roles, states
 from labctl.service.auth import Principal
 from labctl.store.db import Store
 from labctl.store.models import SandboxSession, SessionEvent
@@ -92,6 +93,9 @@ class Sessions:
 
     def credentials(self, session_id: str, *, principal: Principal) -> Credentials:
         row = self.get(session_id, principal=principal)
+        if not roles.may_read_credentials(role=principal.role, caller=principal.caller, started_by=row.started_by):
+            raise Forbidden(f"a platform token reads the credentials only of sessions it started; {session_id} was "
+                            "started by another caller")
         if row.state not in ("ready", "suspended", "submitted", "graded"):
             raise Conflict(f"session {session_id} is {row.state}: credentials exist only once it is ready")
         return _provider_call(lambda: self.provider.credentials(self.spec_of(row)))
@@ -110,14 +114,14 @@ class Sessions:
             self.provider.ping()
         except ProviderError as exc:
             raise Unavailable(f"the {self.provider.name} backend is unreachable, so no sandbox can be made now: "
-                              f"{exc}. Try again later.") from exc
+                              f"{redact.addresses(str(exc))}. Try again later.") from exc
         now = self.clock()
         expires = now + parse_duration(lab.time.limit)
         row = SandboxSession(
             id=f"{lab.id}-{secrets.token_hex(5)}", lab_id=lab.id, learner_id=learner_id, provider=lab.provider,
             state="provisioning", budget_usd=lab.budget.usd, created_at=now, expires_at=expires,
             deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
-            live_key=f"{lab.id}/{learner_id}", cleanup_pending=False,
+            live_key=f"{lab.id}/{learner_id}", cleanup_pending=False, started_by=principal.caller,
         )
         row.namespace = row.id
         try:
@@ -360,6 +364,6 @@ def _provider_call(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except ProviderUnavailable as exc:
-        raise Unavailable(str(exc)) from exc
+        raise Unavailable(redact.addresses(str(exc))) from exc
     except ProviderError as exc:
-        raise Conflict(str(exc)) from exc
+        raise Conflict(redact.addresses(str(exc))) from exc

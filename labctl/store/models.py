@@ -99,6 +99,9 @@ class SandboxSession(Base):
     suspend_reason: Mapped[str | None] = mapped_column(String(20))
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expiry_warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who started it: "token:<id>" of the API token, or "admin" (the environment's token). A platform token reads the
+    # sandbox credentials only of sessions it started.
+    started_by: Mapped[str | None] = mapped_column(String(40))
     # Optimistic concurrency: every update bumps it, so two writers never both win.
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -121,7 +124,8 @@ class SessionEvent(Base):
 
 
 class ApiToken(Base):
-    """A bearer token: only its SHA-256 is stored; the token itself is shown once at creation."""
+    """A bearer token: only its SHA-256 is stored; the token itself is shown once at creation. It ends at
+    ``expires_at`` or when revoked; ``last_used_at`` is refreshed at most once a minute."""
 
     __tablename__ = "api_tokens"
 
@@ -131,6 +135,8 @@ class ApiToken(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     learner_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -55,7 +55,7 @@ def test_errors_go_to_stderr_with_non_zero_exit(server: Server) -> None:
 
     bad_token = labctl(server, "sessions", "list", token="wrong")
     assert bad_token.returncode == 1
-    assert "unknown or revoked token" in bad_token.stderr
+    assert "unknown token: check LABCTL_TOKEN" in bad_token.stderr
 
     env = {**os.environ, "LABCTL_URL": "http://127.0.0.1:1", "LABCTL_TOKEN": "x"}
     down = subprocess.run([LABCTL, "sessions", "list"], env=env, capture_output=True, text=True, timeout=60)
@@ -63,15 +63,30 @@ def test_errors_go_to_stderr_with_non_zero_exit(server: Server) -> None:
     assert "cannot reach labctl at http://127.0.0.1:1" in down.stderr
 
 
-def test_tokens_create_prints_a_working_token_once(server: Server) -> None:
+def test_tokens_create_list_revoke(server: Server) -> None:
     made = labctl(server, "tokens", "create", "--role", "platform", "--name", "course-site", "-o", "json")
     assert made.returncode == 0, made.stderr
-    token = json.loads(made.stdout)["token"]
+    created = json.loads(made.stdout)
+    token = created["token"]
     assert token.startswith("lct_")
     assert labctl(server, "sessions", "list", token=token).returncode == 0
     refused = labctl(server, "tokens", "create", "--role", "learner", "--name", "x")
     assert refused.returncode == 1
     assert "needs the learner id" in refused.stderr
+
+    listed = {t["id"]: t for t in json.loads(labctl(server, "tokens", "list", "-o", "json").stdout)}
+    mine = listed[created["id"]]
+    assert "token" not in mine and "sha256" not in mine
+    assert mine["last_used_at"] is not None and mine["revoked_at"] is None
+    assert "course-site" in labctl(server, "tokens", "list").stdout
+
+    revoked = labctl(server, "tokens", "revoke", str(created["id"]), "-o", "json")
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout)["revoked_at"] is not None
+    after = labctl(server, "sessions", "list", token=token)
+    assert after.returncode == 1 and "was revoked at" in after.stderr
+    missing = labctl(server, "tokens", "revoke", "999999")
+    assert missing.returncode == 1 and "there is no token 999999" in missing.stderr
 
 
 def test_extend_suspend_resume_and_budget_decisions(server: Server) -> None:

@@ -334,7 +334,7 @@ def test_cost_report_and_metrics_follow_the_ledger(world: World) -> None:
     assert [r["key"] for r in by_learner] == ["reporter"]
     bad = world.client.get("/v1/costs", params={"group_by": "team"}, headers=HEADERS)
     assert bad.status_code == 422
-    metrics = world.client.get("/metrics").text
+    metrics = world.client.get("/metrics", headers=HEADERS).text  # per-session gauges: instructors only
     line = next(ln for ln in metrics.splitlines()
                 if ln.startswith("labctl_session_accrued_usd{") and session["id"] in ln)
     assert float(line.rsplit(" ", 1)[1]) == pytest.approx(rate / 2, rel=0.02)

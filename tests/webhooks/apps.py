@@ -12,11 +12,12 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from api import problems
+from api import guard, problems
 from api.routers import hooks, webhooks
 from labctl.outbox.endpoints import Webhooks
 from labctl.settings import Settings
 from labctl.store.db import Store
+from tests.webhooks.conftest import LOOPBACK
 
 ADMIN_TOKEN = "webhook-tests-admin-token-0123456789abcdef"
 
@@ -27,9 +28,10 @@ def webhook_app(store: Store, *, exam_secret: str | None = None,
     app.state.settings = Settings(exam_webhook_secret=SecretStr(exam_secret) if exam_secret else None)
     app.state.store = store
     app.state.admin_token = ADMIN_TOKEN
-    app.state.webhooks = Webhooks(store)
+    app.state.webhooks = Webhooks(store, targets=LOOPBACK)
     app.state.inbound_handlers = handlers if handlers is not None else {}
     problems.install(app)
+    app.add_middleware(guard.Guard)
     app.include_router(webhooks.router)
     app.include_router(hooks.router)
     return app

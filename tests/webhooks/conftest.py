@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from labctl.outbox.targets import TargetPolicy
 from labctl.store.db import Store, open_store
 from tests.webhooks.receiver import Receiver
+
+# The receivers of these tests listen on 127.0.0.1, which the target policy refuses unless the allow-list names it.
+LOOPBACK = TargetPolicy.from_entries(["127.0.0.1/32"])
 
 
 class Clock:

@@ -11,6 +11,7 @@ import sys
 import threading
 
 from labctl.outbox.dispatcher import Dispatcher
+from labctl.outbox.targets import TargetPolicy
 from labctl.store.db import open_store
 
 
@@ -18,8 +19,9 @@ def main() -> None:
     store = open_store(sys.argv[1])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Dispatcher(store, attempt_timeout_s=1.0, lease_margin_s=1.0, claim_rounds=1, per_endpoint_concurrency=4,
-                    batch_size=16) as dispatcher:
+    loopback = TargetPolicy.from_entries(["127.0.0.1/32"])  # the test's receiver
+    with Dispatcher(store, targets=loopback, attempt_timeout_s=1.0, lease_margin_s=1.0, claim_rounds=1,
+                    per_endpoint_concurrency=4, batch_size=16) as dispatcher:
         print("dispatching", flush=True)
         dispatcher.run_forever(stop, interval_s=0.05)
     store.engine.dispose()

@@ -24,7 +24,7 @@ from labctl.store.db import Store
 from tests.support.postgres import free_port
 from tests.support.wait import dead_kubeconfig
 from tests.webhooks.apps import ADMIN_TOKEN, webhook_app
-from tests.webhooks.conftest import Clock
+from tests.webhooks.conftest import LOOPBACK, Clock
 from tests.webhooks.helpers import drain, emit_one
 from tests.webhooks.receiver import Receiver
 
@@ -60,7 +60,7 @@ def test_endpoint_lifecycle(client: TestClient, store: Store, clock: Clock, rece
     msg = emit_one(store, clock, "session.ready", "s-1")
     (pending,) = client.get("/v1/webhooks/deliveries", params={"state": "pending"}).json()
     assert (pending["event_id"], pending["event_type"], pending["attempts"]) == (msg, "session.ready", 0)
-    with Dispatcher(store, clock=clock) as dispatcher:
+    with Dispatcher(store, targets=LOOPBACK, clock=clock) as dispatcher:
         drain(dispatcher)
         (done,) = client.get("/v1/webhooks/deliveries", params={"endpoint_id": created["id"]}).json()
         assert done["state"] == "delivered" and done["last_status"] == 200
@@ -92,7 +92,8 @@ def test_unknown_ids_are_404_and_other_roles_are_403(client: TestClient, store: 
         r = client.request(method, path)
         assert r.status_code == 404 and r.json()["type"].endswith("/not-found"), (path, r.text)
     assert client.get("/v1/webhooks/deliveries", params={"state": "lost"}).status_code == 422
-    platform = create_token(store, name="course-site", role="platform", learner_id=None, now=datetime.now(UTC))
+    _, platform = create_token(store, name="course-site", role="platform", learner_id=None, now=datetime.now(UTC),
+                               ttl=timedelta(hours=1))
     r = client.get("/v1/webhooks/endpoints", headers={"Authorization": f"Bearer {platform}"})
     assert r.status_code == 403 and "instructor" in r.json()["detail"]
     assert client.get("/v1/webhooks/deliveries", headers={"Authorization": ""}).status_code == 401
@@ -136,7 +137,7 @@ def test_the_cli_manages_endpoints_and_deliveries(served: str, store: Store, clo
 
     receiver.secrets.append(rotated["secret"])
     emit_one(store, clock, "session.terminated", "s-9")
-    with Dispatcher(store, clock=clock) as dispatcher:
+    with Dispatcher(store, targets=LOOPBACK, clock=clock) as dispatcher:
         drain(dispatcher)
         (row,) = json.loads(run("deliveries", "list", "--state", "delivered", "-o", "json"))
         assert row["event_type"] == "session.terminated"
@@ -156,7 +157,8 @@ def test_the_cli_manages_endpoints_and_deliveries(served: str, store: Store, clo
 def test_the_service_delivers_in_the_background(tmp_path: Path, receiver: Receiver) -> None:
     dead = dead_kubeconfig(tmp_path)  # no cluster needed: the webhook path does not touch it
     token = "service-dispatch-admin-token-0123456789"
-    app = create_app(Settings(data_dir=tmp_path, kubeconfig=dead, admin_token=token))  # type: ignore[arg-type]
+    app = create_app(Settings(data_dir=tmp_path, kubeconfig=dead, admin_token=token,  # type: ignore[arg-type]
+                              webhook_allow=["127.0.0.1"]))  # the receiver is on loopback
     with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as c:
         created = c.post("/v1/webhooks/endpoints", json={"url": receiver.url, "events": "*"}).json()
         receiver.secrets.append(created["secret"])

@@ -16,7 +16,7 @@ from pathlib import Path
 from labctl.outbox.endpoints import Webhooks
 from labctl.outbox.events import emit
 from labctl.store.db import Store
-from tests.webhooks.conftest import Clock
+from tests.webhooks.conftest import LOOPBACK, Clock
 from tests.webhooks.helpers import deliveries
 from tests.webhooks.receiver import Arrival, Receiver
 
@@ -55,7 +55,7 @@ def test_sigkill_mid_run_loses_no_event(store: Store, store_url: str, clock: Clo
 
     receiver = Receiver(delay_s=0.005, status=kill_while_a_request_is_open).start()
     try:
-        endpoint = Webhooks(store, clock=clock).create(url=receiver.url, events="*")
+        endpoint = Webhooks(store, targets=LOOPBACK, clock=clock).create(url=receiver.url, events="*")
         receiver.secrets.append(endpoint.secret)
         emitted: dict[str, list[str]] = {}
         with store.session() as db:

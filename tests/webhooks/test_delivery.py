@@ -22,7 +22,7 @@ from labctl.outbox.endpoints import Webhooks
 from labctl.outbox.events import EVENT_TYPES, emit
 from labctl.store.db import Store
 from labctl.store.webhook_models import OutboxEvent, WebhookDelivery, WebhookEndpoint
-from tests.webhooks.conftest import Clock
+from tests.webhooks.conftest import LOOPBACK, Clock
 from tests.webhooks.helpers import deliveries, drain, emit_one, events
 from tests.webhooks.receiver import Arrival, Receiver
 
@@ -31,7 +31,8 @@ PAST_ANY_WAIT = timedelta(hours=20, seconds=1)
 
 
 def _endpoint(store: Store, clock: Clock, receiver: Receiver, events: str | list[str] = "*") -> WebhookEndpoint:
-    row = Webhooks(store, clock=clock).create(url=receiver.url, events=events, description="exam platform")
+    admin = Webhooks(store, targets=LOOPBACK, clock=clock)
+    row = admin.create(url=receiver.url, events=events, description="exam platform")
     receiver.secrets.append(row.secret)
     return row
 
@@ -39,7 +40,7 @@ def _endpoint(store: Store, clock: Clock, receiver: Receiver, events: str | list
 def test_every_event_verifies_at_an_independent_receiver(store: Store, clock: Clock, receiver: Receiver) -> None:
     _endpoint(store, clock, receiver)
     sent = [emit_one(store, clock, t, "s-1", note=f"é {t}") for t in EVENT_TYPES if t != "webhook.endpoint_disabled"]
-    with Dispatcher(store, clock=clock) as dispatcher:
+    with Dispatcher(store, targets=LOOPBACK, clock=clock) as dispatcher:
         assert drain(dispatcher) == len(sent)
     assert [a.msg_id for a in receiver.arrivals] == sent
     assert all(a.verified for a in receiver.arrivals)
@@ -66,14 +67,14 @@ def test_every_event_verifies_at_an_independent_receiver(store: Store, clock: Cl
 
 
 def test_during_a_rotation_old_and_new_secrets_both_verify(store: Store, clock: Clock, receiver: Receiver) -> None:
-    admin = Webhooks(store, clock=clock)
+    admin = Webhooks(store, targets=LOOPBACK, clock=clock)
     endpoint = _endpoint(store, clock, receiver)
     old = endpoint.secret
     new = admin.rotate(endpoint.id).secret
     assert new != old and new.startswith("whsec_")
     receiver.secrets[:] = [old]  # a receiver not yet switched over
     emit_one(store, clock, "session.ready", "s-1")
-    with Dispatcher(store, clock=clock) as dispatcher:
+    with Dispatcher(store, targets=LOOPBACK, clock=clock) as dispatcher:
         drain(dispatcher)
         (arrival,) = receiver.arrivals
         assert arrival.verified
@@ -82,8 +83,8 @@ def test_during_a_rotation_old_and_new_secrets_both_verify(store: Store, clock: 
         Webhook(old).verify(arrival.body, arrival.headers)
 
         # Once the overlap is over only the new secret signs: the old receiver refuses, a switched one accepts.
-        Webhooks(store, clock=clock, rotation_overlap=timedelta(0)).rotate(endpoint.id)
-        newest = Webhooks(store).get(endpoint.id).secret
+        Webhooks(store, targets=LOOPBACK, clock=clock, rotation_overlap=timedelta(0)).rotate(endpoint.id)
+        newest = Webhooks(store, targets=LOOPBACK).get(endpoint.id).secret
         emit_one(store, clock, "session.terminated", "s-1")
         drain(dispatcher)
         assert not receiver.arrivals[-1].verified
@@ -110,7 +111,7 @@ def test_receiver_down_then_up_gets_everything_once_in_order_per_session(store: 
             emit_one(store, clock, "session.terminated", "s-2"),
             emit_one(store, clock, "submission.failed", None, reason="no session"),
         ]
-        with Dispatcher(store, clock=clock) as dispatcher:
+        with Dispatcher(store, targets=LOOPBACK, clock=clock) as dispatcher:
             # Only the oldest delivery of each session is tried while the one before it is not through.
             assert dispatcher.run_once() == 3
             by_event = {d.event_id: d for d in deliveries(store)}
@@ -157,7 +158,7 @@ def test_a_failing_delivery_holds_back_only_its_own_session(store: Store, clock:
         ready = emit_one(store, clock, "session.ready", "s-1")
         terminated = emit_one(store, clock, "session.terminated", "s-1")
         other = emit_one(store, clock, "session.terminated", "s-2")
-        with Dispatcher(store, clock=clock) as dispatcher:
+        with Dispatcher(store, targets=LOOPBACK, clock=clock) as dispatcher:
             assert dispatcher.run_once() == 2
             states = {d.event_id: (d.state, d.last_status) for d in deliveries(store)}
             assert states == {ready: ("failed", 503), terminated: ("pending", None), other: ("delivered", 204)}
@@ -172,7 +173,7 @@ def test_a_failing_delivery_holds_back_only_its_own_session(store: Store, clock:
 
 def test_emit_belongs_to_the_callers_transaction_and_reaches_only_subscribers(store: Store, clock: Clock,
                                                                               receiver: Receiver) -> None:
-    admin = Webhooks(store, clock=clock)
+    admin = Webhooks(store, targets=LOOPBACK, clock=clock)
     everything = _endpoint(store, clock, receiver)
     grades = admin.create(url=receiver.url, events=["submission.graded"])
     off = admin.create(url=receiver.url, events="*")
@@ -199,12 +200,12 @@ def test_dead_after_the_schedule_then_the_endpoint_is_disabled_and_redeliver_wor
                                                                                      receiver: Receiver) -> None:
     broken = Receiver(status=lambda a: 500).start()
     try:
-        admin = Webhooks(store, clock=clock)
+        admin = Webhooks(store, targets=LOOPBACK, clock=clock)
         failing = _endpoint(store, clock, broken)
         watcher = _endpoint(store, clock, receiver, events=["webhook.endpoint_disabled"])
         first = emit_one(store, clock, "session.ready", "s-1")
         second = emit_one(store, clock, "session.ready", "s-2")
-        with Dispatcher(store, clock=clock, disable_after=2) as dispatcher:
+        with Dispatcher(store, targets=LOOPBACK, clock=clock, disable_after=2) as dispatcher:
             for _ in range(schedule.MAX_ATTEMPTS):
                 assert dispatcher.run_once() == 2
                 clock.advance(PAST_ANY_WAIT)
@@ -249,7 +250,7 @@ def test_a_delivered_message_can_be_sent_again_with_the_same_id(store: Store, cl
                                                                 receiver: Receiver) -> None:
     _endpoint(store, clock, receiver)
     msg = emit_one(store, clock, "submission.graded", "s-1", score=7, max_score=10)
-    with Dispatcher(store, clock=clock) as dispatcher:
+    with Dispatcher(store, targets=LOOPBACK, clock=clock) as dispatcher:
         drain(dispatcher)
         (delivery,) = deliveries(store)
         dispatcher.redeliver(delivery.id)
@@ -265,7 +266,7 @@ def test_at_most_the_concurrency_cap_is_in_flight_per_endpoint(store: Store, clo
         _endpoint(store, clock, slow)
         for i in range(8):
             emit_one(store, clock, "budget.threshold_crossed", None, n=i)
-        with Dispatcher(store, clock=clock, per_endpoint_concurrency=2, max_workers=16) as dispatcher:
+        with Dispatcher(store, targets=LOOPBACK, clock=clock, per_endpoint_concurrency=2, max_workers=16) as dispatcher:
             started = time.monotonic()
             assert dispatcher.run_once() == 8
             elapsed = time.monotonic() - started
@@ -280,7 +281,7 @@ def test_each_attempt_has_a_timeout(store: Store, clock: Clock) -> None:
     try:
         _endpoint(store, clock, hanging)
         emit_one(store, clock, "session.ready", "s-1")
-        with Dispatcher(store, clock=clock, attempt_timeout_s=0.3) as dispatcher:
+        with Dispatcher(store, targets=LOOPBACK, clock=clock, attempt_timeout_s=0.3) as dispatcher:
             started = time.monotonic()
             assert dispatcher.run_once() == 1
             assert time.monotonic() - started < 2
@@ -298,8 +299,8 @@ def test_two_dispatchers_never_send_the_same_delivery_twice(store: Store, clock:
         with store.session() as db:
             emitted = [emit(db, type="budget.threshold_crossed", data={"n": i}, session_id=None, now=clock()).id
                        for i in range(300)]
-        a = Dispatcher(store, clock=clock, batch_size=20, per_endpoint_concurrency=4, claim_rounds=2)
-        b = Dispatcher(store, clock=clock, batch_size=20, per_endpoint_concurrency=4, claim_rounds=2)
+        a = Dispatcher(store, targets=LOOPBACK, clock=clock, batch_size=20, per_endpoint_concurrency=4, claim_rounds=2)
+        b = Dispatcher(store, targets=LOOPBACK, clock=clock, batch_size=20, per_endpoint_concurrency=4, claim_rounds=2)
         with a, b:
             threads = [threading.Thread(target=drain, args=(d,), kwargs={"rounds": 1000}) for d in (a, b)]
             for t in threads:
