@@ -287,14 +287,14 @@ class Sessions:
         """
         principal.require("instructor")
         row = self.get(session_id, principal=principal)
-        if approve and request_id is None and usd is None:
-            raise BadRequest("name the request you approve: its request_id or its usd amount, as the session shows "
-                             f"them (GET /v1/sessions/{session_id}: budget_request_id, budget_request_usd)")
         lab = self.lab(row.lab_id)
 
         def decide(db: Session, current: SandboxSession) -> SandboxSession:
             if current.budget_request_usd is None:
                 raise Conflict(f"session {session_id} has no pending budget request")
+            if approve and request_id is None and usd is None:
+                raise BadRequest("name the request you approve: its request_id or its usd amount, as the session "
+                                 f"shows them (GET /v1/sessions/{session_id}: budget_request_id, budget_request_usd)")
             pending = f"{current.budget_request_id} for ${current.budget_request_usd:.2f}"
             if request_id is not None and request_id != current.budget_request_id:
                 raise Conflict(f"the request you named ({request_id}) is not the pending one: that is {pending}; "
