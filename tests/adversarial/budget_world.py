@@ -91,7 +91,8 @@ class World:
         assert r.status_code == 201, r.text
         return dict(r.json())
 
-    def kubectl_as(self, sid: str, headers: dict[str, str], home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def kubectl_as(self, sid: str, headers: dict[str, str],
+                   home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
         """The real kubectl with the kubeconfig the learner downloads, in a bare environment."""
         r = self.client.get(f"/v1/sessions/{sid}/kubeconfig", headers=headers)
         assert r.status_code == 200, r.text

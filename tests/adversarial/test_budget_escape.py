@@ -98,7 +98,8 @@ def test_an_instructor_suspension_is_not_lifted_by_the_learner(world: World) -> 
     session = world.start("idle-hunter", "paused")
     sid = session["id"]
     learner = world.token("paused", "learner", "paused")
-    assert world.client.post(f"/v1/sessions/{sid}/suspend", headers=ADMIN).status_code == 200
+    suspended = world.client.post(f"/v1/sessions/{sid}/suspend", headers=ADMIN)
+    assert suspended.status_code == 200, suspended.text
     resume = world.client.post(f"/v1/sessions/{sid}/resume", headers=learner)
     assert resume.status_code == 409
     assert "instructor" in resume.json()["detail"]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from labctl.ports import Suspension
 
@@ -44,6 +45,15 @@ def _suspendable(api: client.ApiClient) -> list[tuple[str, Call, Call]]:
             ("Job", batch.list_namespaced_job, batch.patch_namespaced_job)]
 
 
+def _unless_gone(call: Call, *args: Any, **kwargs: Any) -> None:
+    """One object's call; an object deleted meanwhile (by its controller or the learner) needs nothing more."""
+    try:
+        call(*args, **kwargs)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
 def _controlled_by_deployment(obj: Any) -> bool:
     return any(ref.kind == "Deployment" and ref.controller for ref in obj.metadata.owner_references or [])
 
@@ -65,7 +75,7 @@ def suspend(api: client.ApiClient, namespace: str) -> Suspension:
             if kind == "ReplicaSet" and _controlled_by_deployment(obj):
                 continue  # it follows its Deployment
             replicas[f"{kind}/{obj.metadata.name}"] = obj.spec.replicas if obj.spec.replicas is not None else 1
-            patcher(obj.metadata.name, namespace, {"spec": {"replicas": 0}}, _content_type=MERGE)
+            _unless_gone(patcher, obj.metadata.name, namespace, {"spec": {"replicas": 0}}, _content_type=MERGE)
 
     flags: dict[str, bool] = {}
     for kind, lister, patcher in _suspendable(api):
@@ -73,12 +83,12 @@ def suspend(api: client.ApiClient, namespace: str) -> Suspension:
             if kind == "Job" and _finished(obj):
                 continue  # a finished Job runs nothing
             flags[f"{kind}/{obj.metadata.name}"] = bool(obj.spec.suspend)
-            patcher(obj.metadata.name, namespace, {"spec": {"suspend": True}}, _content_type=MERGE)
+            _unless_gone(patcher, obj.metadata.name, namespace, {"spec": {"suspend": True}}, _content_type=MERGE)
 
     selectors: dict[str, dict[str, str]] = {}
     for ds in apps.list_namespaced_daemon_set(namespace).items:
         selectors[f"DaemonSet/{ds.metadata.name}"] = dict(ds.spec.template.spec.node_selector or {})
-        apps.patch_namespaced_daemon_set(ds.metadata.name, namespace, [
+        _unless_gone(apps.patch_namespaced_daemon_set, ds.metadata.name, namespace, [
             {"op": "add", "path": "/spec/template/spec/nodeSelector", "value": PARKED}], _content_type=JSON_PATCH)
 
     deleted: list[str] = []
@@ -88,7 +98,7 @@ def suspend(api: client.ApiClient, namespace: str) -> Suspension:
         owners = {ref.kind for ref in pod.metadata.owner_references or [] if ref.controller}
         if not owners & STOPPED_CONTROLLERS:
             deleted.append(pod.metadata.name)
-        core.delete_namespaced_pod(pod.metadata.name, namespace, grace_period_seconds=0)
+        _unless_gone(core.delete_namespaced_pod, pod.metadata.name, namespace, grace_period_seconds=0)
     return Suspension(replicas=replicas, suspend_flags=flags, node_selectors=selectors, quota_pods=quota_pods,
                       deleted_pods=sorted(deleted))
 
@@ -98,21 +108,13 @@ def resume(api: client.ApiClient, namespace: str, record: Suspension) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     core.patch_namespaced_resource_quota(QUOTA, namespace, {"spec": {"hard": {"pods": record.quota_pods}}},
                                          _content_type=MERGE)
-    present = {kind: {o.metadata.name for o in lister(namespace).items}
-               for kind, lister, _ in _scalable(api) + _suspendable(api)}
     patchers = {kind: patcher for kind, _, patcher in _scalable(api) + _suspendable(api)}
     for key, count in record.replicas.items():
         kind, name = key.split("/", 1)
-        if name in present.get(kind, set()):
-            patchers[kind](name, namespace, {"spec": {"replicas": count}}, _content_type=MERGE)
+        _unless_gone(patchers[kind], name, namespace, {"spec": {"replicas": count}}, _content_type=MERGE)
     for key, flag in record.suspend_flags.items():
         kind, name = key.split("/", 1)
-        if name in present.get(kind, set()):
-            patchers[kind](name, namespace, {"spec": {"suspend": flag}}, _content_type=MERGE)
-    daemon_sets = {ds.metadata.name for ds in apps.list_namespaced_daemon_set(namespace).items}
+        _unless_gone(patchers[kind], name, namespace, {"spec": {"suspend": flag}}, _content_type=MERGE)
     for key, selector in record.node_selectors.items():
-        name = key.split("/", 1)[1]
-        if name in daemon_sets:
-            apps.patch_namespaced_daemon_set(name, namespace, [
-                {"op": "add", "path": "/spec/template/spec/nodeSelector", "value": selector}],
-                _content_type=JSON_PATCH)
+        _unless_gone(apps.patch_namespaced_daemon_set, key.split("/", 1)[1], namespace, [
+            {"op": "add", "path": "/spec/template/spec/nodeSelector", "value": selector}], _content_type=JSON_PATCH)
