@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from labctl import redact
 from labctl.catalog.models import Lab
 from labctl.service import costs
+from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
 from labctl.service.costs import CostRow
 from labctl.service.roles import Role
@@ -66,6 +67,7 @@ class SessionOut(SessionBrief):
     learner_url: str | None
     suspend_reason: str | None = None
     budget_request_usd: float | None = None
+    budget_request_id: str | None = Field(default=None, description="name it (or its amount) to approve it")
 
     @classmethod
     def of(cls, row: SandboxSession) -> SessionOut:
@@ -79,6 +81,7 @@ class SessionOut(SessionBrief):
                       budget_share=round(float(costs.budget_share(row) * 100), 3), note=row.meter_note),
             namespace=row.namespace, learner_url=None, suspend_reason=row.suspend_reason,
             budget_request_usd=float(row.budget_request_usd) if row.budget_request_usd is not None else None,
+            budget_request_id=row.budget_request_id,
         )
 
 
@@ -152,6 +155,40 @@ class Extend(BaseModel):
 class BudgetRequest(BaseModel):
     usd: float = Field(gt=0, le=10_000)
     reason: str = Field(min_length=1, max_length=500)
+
+
+class BudgetDecision(BaseModel):
+    """Names the request decided on, as the instructor saw it: a request changed since is a 409."""
+
+    request_id: str | None = Field(default=None, max_length=40, examples=["req-0a1b2c3d4e"])
+    usd: float | None = Field(default=None, gt=0, le=10_000, description="the amount of the request")
+
+
+class GrantIn(BaseModel):
+    lab_id: str = Field(min_length=1, max_length=63)
+    learner_id: str = Field(pattern=LEARNER_ID_PATTERN)
+    attempts: int = Field(default=0, ge=0, le=100, description="more submissions")
+    usd: float = Field(default=0, ge=0, le=10_000, description="more money, in US dollars")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class AllowanceOut(BaseModel):
+    """What a learner has in a lab over all its sessions."""
+
+    lab_id: str
+    learner_id: str
+    attempts: int = Field(description="the lab's plus those granted")
+    attempts_used: int
+    attempts_left: int
+    budget_usd: float = Field(description="the lab's plus what was granted or approved")
+    spent_usd: float = Field(description="by the learner's sessions other than the live one")
+    budget_left_usd: float = Field(description="what the live (or the next) session may spend")
+
+    @classmethod
+    def of(cls, a: Allowance) -> AllowanceOut:
+        return cls(lab_id=a.lab_id, learner_id=a.learner_id, attempts=a.attempts, attempts_used=a.attempts_used,
+                   attempts_left=a.attempts_left, budget_usd=float(a.budget_usd), spent_usd=float(a.spent_usd),
+                   budget_left_usd=float(a.budget_left_usd))
 
 
 class SubmissionOut(BaseModel):

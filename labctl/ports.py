@@ -2,6 +2,8 @@
 
 A :class:`SandboxProvider` makes and unmakes one learner's sandbox (a Kubernetes namespace, an AWS or GCP sandbox).
 Every operation is idempotent and converges, so a retried or resumed start finishes the job instead of failing.
+What a suspension stopped is a :class:`Suspension` the provider returns and labctl keeps in its store: nothing the
+learner can write inside the sandbox is ever read back as remembered state.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from labctl.catalog.models import Lab
 from labctl.grading.snapshot import Snapshot
@@ -52,6 +56,29 @@ class Credentials:
     expires_at: datetime
 
 
+class Suspension(BaseModel):
+    """What :meth:`SandboxProvider.suspend` stopped, as it was before: the record :meth:`~SandboxProvider.resume`
+    restores exactly. Keys are ``Kind/name`` of the sandbox's objects."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    replicas: dict[str, int] = Field(default_factory=dict, description="scalable workload -> replicas before")
+    suspend_flags: dict[str, bool] = Field(default_factory=dict, description="Job / CronJob -> spec.suspend before")
+    node_selectors: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="DaemonSet -> its pod template's nodeSelector before")
+    quota_pods: str | None = Field(default=None, description="the quota's pod count before (None: no pod limit)")
+    deleted_pods: list[str] = Field(default_factory=list,
+                                    description="pods no stopped controller owned: deleted, they cannot come back")
+
+    def summary(self) -> str:
+        """One line for the session's timeline."""
+        parts = [f"{len(self.replicas)} workload(s) scaled to 0", f"{len(self.suspend_flags)} Job/CronJob(s) suspended",
+                 f"{len(self.node_selectors)} DaemonSet(s) parked", "quota pods=0"]
+        if self.deleted_pods:
+            parts.append(f"bare pods deleted (not restorable): {', '.join(self.deleted_pods)}")
+        return "; ".join(parts)
+
+
 class SandboxProvider(Protocol):
     name: str
 
@@ -67,11 +94,12 @@ class SandboxProvider(Protocol):
     def ping(self) -> str:
         """A short description of the backend if it answers; raises :class:`ProviderUnavailable` otherwise."""
 
-    def suspend(self, spec: SandboxSpec) -> dict[str, int]:
-        """Stop everything that costs money but keep the learner's work; nothing new may start."""
+    def suspend(self, spec: SandboxSpec) -> Suspension:
+        """Stop everything that costs compute but keep the learner's work; nothing new may start. Returns what it
+        stopped, as it was before (the caller stores it)."""
 
-    def resume(self, spec: SandboxSpec) -> dict[str, int]:
-        """Undo :meth:`suspend` exactly."""
+    def resume(self, spec: SandboxSpec, record: Suspension) -> None:
+        """Restore exactly ``record`` (whatever the learner wrote meanwhile), then let pods start again."""
 
     def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
         """Make the learner's access read-only (a submission), or writable again."""

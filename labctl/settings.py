@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     graders_dir: Path = REPO_ROOT / "graders"
     sweep_interval_s: float = Field(default=30.0, gt=0, le=3600,
                                     description="how often the meter, the timers and the budget policy run")
+    meter_failure_limit: int = Field(default=3, ge=1, le=100,
+                                     description="meter readings of a session that may fail in a row before it is "
+                                                 "suspended (fail closed)")
     provision_step_delay_s: float = Field(
         default=0.0, ge=0, le=10,
         description="testing only: a pause between applied objects, to interrupt a start on purpose")

@@ -1,4 +1,5 @@
-"""Sessions: start, list, inspect, kubeconfig, events, reset and stop (``/v1/sessions``).
+"""Sessions: start, list, inspect, kubeconfig, events, reset and stop (``/v1/sessions``); budget requests and
+instructors' grants of attempts and money to a learner in a lab.
 
 Who may call each route is the role matrix's decision (:data:`api.deps.Authorized`); which sessions a caller may
 touch is the use cases' (a learner's own, 404 for others).
@@ -6,13 +7,25 @@ touch is the use cases' (a learner's own, 404 for others).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Response
 from fastapi.responses import PlainTextResponse
 
 from api.deps import Authorized, SessionsDep
-from api.schemas import BudgetRequest, EventOut, Extend, SessionBrief, SessionOut, StartSession, session_view
+from api.schemas import (
+    AllowanceOut,
+    BudgetDecision,
+    BudgetRequest,
+    EventOut,
+    Extend,
+    GrantIn,
+    SessionBrief,
+    SessionOut,
+    StartSession,
+    session_view,
+)
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -24,6 +37,12 @@ def start(body: StartSession, principal: Authorized, sessions: SessionsDep, resp
     row, created = sessions.start(lab_id=body.lab_id, learner_id=body.learner_id, principal=principal)
     response.status_code = 201 if created else 200
     return SessionOut.of(row)
+
+
+@router.post("/grants", summary="Give a learner more attempts or money in a lab (instructors)")
+def grant(body: GrantIn, principal: Authorized, sessions: SessionsDep) -> AllowanceOut:
+    return AllowanceOut.of(sessions.grant(lab_id=body.lab_id, learner_id=body.learner_id, attempts=body.attempts,
+                                          usd=Decimal(str(body.usd)), reason=body.reason, principal=principal))
 
 
 @router.get("", summary="List sessions")
@@ -75,14 +94,21 @@ def request_budget(session_id: str, body: BudgetRequest, principal: Authorized,
     return SessionOut.of(sessions.request_budget(session_id, usd=body.usd, reason=body.reason, principal=principal))
 
 
-@router.post("/{session_id}/budget-requests/approve", summary="Approve the pending budget request")
-def approve_budget(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut:
-    return SessionOut.of(sessions.decide_budget(session_id, approve=True, principal=principal))
+@router.post("/{session_id}/budget-requests/approve",
+             summary="Approve the pending budget request, named by its request_id or usd (409 if it changed)")
+def approve_budget(session_id: str, principal: Authorized, sessions: SessionsDep,
+                   body: BudgetDecision | None = None) -> SessionOut:
+    body = body or BudgetDecision()
+    return SessionOut.of(sessions.decide_budget(session_id, approve=True, principal=principal,
+                                                request_id=body.request_id, usd=body.usd))
 
 
 @router.post("/{session_id}/budget-requests/deny", summary="Refuse the pending budget request")
-def deny_budget(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut:
-    return SessionOut.of(sessions.decide_budget(session_id, approve=False, principal=principal))
+def deny_budget(session_id: str, principal: Authorized, sessions: SessionsDep,
+                body: BudgetDecision | None = None) -> SessionOut:
+    body = body or BudgetDecision()
+    return SessionOut.of(sessions.decide_budget(session_id, approve=False, principal=principal,
+                                                request_id=body.request_id, usd=body.usd))
 
 
 @router.post("/{session_id}/reset", summary="Make the sandbox again from scratch")

@@ -259,6 +259,9 @@ class Budget(_Closed):
         default=None, ge=0, description="what the instructor's reference solution costs; the budget grader compares")
     thresholds: list[Threshold] = Field(default_factory=_default_thresholds, min_length=1,
                                         description="in increasing percent order; at least one suspends or terminates")
+    max_approval_usd: Annotated[Decimal | None, WithJsonSchema({"type": ["number", "null"], "exclusiveMinimum": 0}),
+                                PlainSerializer(lambda v: None if v is None else float(v), when_used="json")] = Field(
+        default=None, gt=0, description="the most one approved budget request may add; default: the budget (usd)")
 
     @field_validator("thresholds")
     @classmethod
@@ -272,6 +275,11 @@ class Budget(_Closed):
         if not any(t.action in ("suspend", "terminate") for t in value):
             raise ValueError("no threshold suspends or terminates the session, so nothing would stop the spending")
         return value
+
+    @property
+    def approval_cap_usd(self) -> Decimal:
+        """The most one approval may add to a session's budget."""
+        return self.max_approval_usd if self.max_approval_usd is not None else self.usd
 
 
 class TimePolicy(_Closed):

@@ -9,8 +9,8 @@ import typer
 from labctl.cli.client import call
 from labctl.cli.output import Format, OutputOpt, render, stderr
 
-app = typer.Typer(help="Learners' sandboxes: list, show, kubeconfig, extend, suspend, resume, reset, delete, budget.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Learners' sandboxes: list, show, kubeconfig, extend, suspend, resume, reset, delete, budget, "
+                       "grant.", no_args_is_help=True)
 budget = typer.Typer(help="A learner's request for more budget: approve or deny it.", no_args_is_help=True)
 app.add_typer(budget, name="budget")
 
@@ -76,18 +76,44 @@ def resume(session_id: SessionId, output: OutputOpt = Format.table) -> None:
     render({k: row[k] for k in ("id", "state")}, output)
 
 
+RequestOpt = Annotated[str | None, typer.Option("--request", help="The request's id (budget_request_id).")]
+UsdOpt = Annotated[float | None, typer.Option("--usd", help="The request's amount, as you saw it.")]
+
+
+def _decision(request: str | None, usd: float | None) -> dict[str, object]:
+    return {k: v for k, v in (("request_id", request), ("usd", usd)) if v is not None}
+
+
 @budget.command("approve")
-def budget_approve(session_id: SessionId, output: OutputOpt = Format.table) -> None:
-    """Approve the pending request: the budget grows by the amount asked (and a budget suspension lifts)."""
-    row = call("POST", f"/v1/sessions/{session_id}/budget-requests/approve")
+def budget_approve(session_id: SessionId, request: RequestOpt = None, usd: UsdOpt = None,
+                   output: OutputOpt = Format.table) -> None:
+    """Approve the pending request you saw (name it by --request or --usd): the budget grows by its amount, and a
+    budget suspension lifts once spending is below the suspend level. A request changed since is refused."""
+    row = call("POST", f"/v1/sessions/{session_id}/budget-requests/approve", json=_decision(request, usd))
     render({"id": row["id"], "state": row["state"], "budget_usd": row["budget_usd"]}, output)
 
 
 @budget.command("deny")
-def budget_deny(session_id: SessionId, output: OutputOpt = Format.table) -> None:
-    """Refuse the pending request."""
-    row = call("POST", f"/v1/sessions/{session_id}/budget-requests/deny")
+def budget_deny(session_id: SessionId, request: RequestOpt = None, usd: UsdOpt = None,
+                output: OutputOpt = Format.table) -> None:
+    """Refuse the pending request (optionally named, as for approve)."""
+    row = call("POST", f"/v1/sessions/{session_id}/budget-requests/deny", json=_decision(request, usd))
     render({"id": row["id"], "state": row["state"], "budget_usd": row["budget_usd"]}, output)
+
+
+@app.command()
+def grant(
+    lab: Annotated[str, typer.Option("--lab", help="The lab.")],
+    learner: Annotated[str, typer.Option("--learner", help="The learner.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the grant).")],
+    attempts: Annotated[int, typer.Option("--attempts", min=0, help="More submissions.")] = 0,
+    usd: Annotated[float, typer.Option("--usd", min=0, help="More money, in US dollars.")] = 0.0,
+    output: OutputOpt = Format.table,
+) -> None:
+    """Give a learner more attempts or money in a lab, over all its sessions (the live one gets it at once)."""
+    row = call("POST", "/v1/sessions/grants", json={"lab_id": lab, "learner_id": learner, "attempts": attempts,
+                                                    "usd": usd, "reason": reason})
+    render(row, output, title=f"{learner} in {lab}")
 
 
 @app.command()

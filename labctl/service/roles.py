@@ -42,6 +42,7 @@ MATRIX: Final[dict[str, Rule]] = {
     "GET /v1/labs/{lab_id}": CATALOG_READERS,
     # sessions
     "POST /v1/sessions": SESSION_ACTORS,
+    "POST /v1/sessions/grants": INSTRUCTOR,
     "GET /v1/sessions": GRADE_READERS,  # exam tokens see the fields a grade needs, not cost or namespace
     "GET /v1/sessions/{session_id}": GRADE_READERS,
     "GET /v1/sessions/{session_id}/kubeconfig": SESSION_ACTORS,  # platform: only sessions it started

@@ -5,38 +5,57 @@ concurrent starts for the same learner and lab give one session; then the provid
 that fails part way marks the session ``failed`` with the reason and removes what was made; when even that fails the
 row keeps ``cleanup_pending`` and :meth:`Sessions.reconcile` finishes the job (it also resumes starts that a killed
 service left in ``provisioning``).
+
+A command that works on the sandbox (start, reset, suspend, resume, stop, submit) holds the session's lease in the
+store while it does: a second command on the same session gets a 409 problem instead of interleaving with it, and the
+reconciler leaves a leased session alone (a reset in flight is never provisioned a second time). A lease left by a
+killed process of this replica is taken over at once; one of another replica only once it expires.
+
+Money and attempts belong to the learner and the lab (:mod:`labctl.service.allowances`): a new session's budget is
+what the learner has left in the lab. A budget, instructor or meter suspension is lifted only by an instructor, and a
+budget one only below the suspend level: neither a resume nor a reset by anyone else restarts the workloads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from labctl import redact
 from labctl.catalog.durations import parse_duration
 from labctl.catalog.models import Lab
-from labctl.errors import Conflict, Forbidden, NotFound, Unavailable
+from labctl.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable, Unprocessable
 from labctl.outbox import events as outbox
-from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxProvider, SandboxSpec
-from labctl.service import policy, roles, states
+from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxProvider, SandboxSpec, Suspension
+from labctl.service import allowances, policy, roles, states
+from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
 from labctl.store.db import Store
-from labctl.store.models import SandboxSession, SessionEvent
+from labctl.store.models import Grant, SandboxSession, SessionEvent
 
 log = logging.getLogger("labctl.sessions")
 
 T = TypeVar("T")
 LEARNER_ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 DESTROY_WAIT_S = 120.0
+# Longer than any one command's provider work (a reset waits up to DESTROY_WAIT_S for the old namespace to go).
+LEASE_TTL = timedelta(minutes=10)
+WRITE_RETRIES = 5
+# A stronger suspension cause replaces a weaker one on an already suspended session (never the other way round).
+CAUSE_RANK = {"learner": 0, "idle": 0, "off-hours": 0, "meter": 1, "budget": 2, "instructor": 3}
 
 
 def utcnow() -> datetime:
@@ -47,11 +66,14 @@ class Sessions:
     """The session use cases over one store, one provider and the lab catalog."""
 
     def __init__(self, *, store: Store, provider: SandboxProvider, catalog: Mapping[str, Lab],
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, holder: str = "labctl") -> None:
         self.store = store
         self.provider = provider
         self.catalog = catalog
         self.clock = clock
+        self.holder = holder  # this replica's stable name in session leases
+        self._held: set[str] = set()  # sessions whose lease a command of this process holds now
+        self._held_lock = threading.Lock()
 
     # -- queries ---------------------------------------------------------------------------------------------------
 
@@ -110,6 +132,12 @@ class Sessions:
         existing = self.live(lab_id, learner_id)
         if existing is not None:
             return existing, False
+        with self.store.session() as db:
+            allowance = allowances.of(db, lab=lab, learner_id=learner_id)
+        if allowance.budget_left_usd <= 0:
+            raise Conflict(f"learner {learner_id} has no budget left in lab {lab.id}: ${allowance.budget_usd:.2f} "
+                           f"(the lab's and what was granted) minus ${allowance.spent_usd:.2f} spent by earlier "
+                           "sessions; an instructor can grant more (labctl sessions grant)")
         try:
             self.provider.ping()
         except ProviderError as exc:
@@ -119,22 +147,33 @@ class Sessions:
         expires = now + parse_duration(lab.time.limit)
         row = SandboxSession(
             id=f"{lab.id}-{secrets.token_hex(5)}", lab_id=lab.id, learner_id=learner_id, provider=lab.provider,
-            state="provisioning", budget_usd=lab.budget.usd, created_at=now, expires_at=expires,
+            state="provisioning", budget_usd=allowance.budget_left_usd, created_at=now, expires_at=expires,
             deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
             live_key=f"{lab.id}/{learner_id}", cleanup_pending=False, started_by=principal.caller,
+            # Born leased: the reconciler must not provision it beside this start.
+            lease_holder=self._lease_name("start"), lease_expires_at=now + LEASE_TTL,
         )
         row.namespace = row.id
+        with self._held_lock:
+            self._held.add(row.id)
         try:
-            with self.store.session() as db:
-                db.add(row)
-                db.flush()
-                db.add(self.new_event(row.id, "created", principal.name, lab=lab.id, learner=learner_id))
-        except IntegrityError:
-            existing = self.live(lab_id, learner_id)
-            if existing is None:
-                raise Conflict(f"another start for {learner_id} in {lab_id} is finishing; try again") from None
-            return existing, False
-        return self._provision(row.id, actor=principal.name), True
+            try:
+                with self.store.session() as db:
+                    db.add(row)
+                    db.flush()
+                    db.add(self.new_event(row.id, "created", principal.name, lab=lab.id, learner=learner_id,
+                                          budget_usd=float(allowance.budget_left_usd),
+                                          attempts_left=allowance.attempts_left))
+            except IntegrityError:
+                existing = self.live(lab_id, learner_id)
+                if existing is None:
+                    raise Conflict(f"another start for {learner_id} in {lab_id} is finishing; try again") from None
+                return existing, False
+            with self.lease(row.id, "start", taken=True):
+                return self._provision(row.id, actor=principal.name), True
+        finally:
+            with self._held_lock:
+                self._held.discard(row.id)
 
     def stop(self, session_id: str, *, principal: Principal | None, reason: str = "stopped",
              actor: str | None = None) -> SandboxSession:
@@ -142,32 +181,43 @@ class Sessions:
         row = self.get(session_id, principal=principal) if principal else self.row_of(session_id)
         if row.state == "terminating":
             return row
-        return self.transition(session_id, "terminating", actor=actor or (principal.name if principal else "timer"),
-                                reason=reason, live_key=None)
+        with self.lease(session_id, "stop"):
+            return self.transition(session_id, "terminating",
+                                   actor=actor or (principal.name if principal else "timer"), reason=reason,
+                                   live_key=None)
 
     def finish_stop(self, session_id: str, *, actor: str) -> SandboxSession:
-        with self.store.session() as db:
-            row = db.get(SandboxSession, session_id)
-        if row is None or row.state != "terminating":
-            raise Conflict(f"session {session_id} is not terminating")
-        try:
-            self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
-        except ProviderError as exc:
-            log.warning("could not remove the sandbox of %s yet: %s", session_id, exc)
-            return self.update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
-        return self.transition(session_id, "terminated", actor=actor, reason="sandbox removed",
-                                cleanup_pending=False)
+        with self.lease(session_id, "stop"):
+            row = self.row_of(session_id)
+            if row.state != "terminating":
+                raise Conflict(f"session {session_id} is not terminating")
+            try:
+                self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
+            except ProviderError as exc:
+                log.warning("could not remove the sandbox of %s yet: %s", session_id, exc)
+                return self.update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
+            return self.transition(session_id, "terminated", actor=actor, reason="sandbox removed",
+                                   cleanup_pending=False, suspension=None)
 
     def reset(self, session_id: str, *, principal: Principal) -> SandboxSession:
-        """Remove the sandbox and make it again from scratch (same session, same deadlines)."""
+        """Remove the sandbox and make it again from scratch (same session, same deadlines, same ledger).
+
+        A suspension the caller could not lift by resuming is not lifted by a reset either: that reset is refused.
+        """
         row = self.get(session_id, principal=principal)
         states.check(row.state, "provisioning")
-        self.transition(session_id, "provisioning", actor=principal.name, reason="reset")
-        try:
-            self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
-        except ProviderError as exc:
-            return self._fail(session_id, actor=principal.name, reason=f"reset could not remove the sandbox: {exc}")
-        return self._provision(session_id, actor=principal.name)
+        self._check_may_lift(row, principal, doing="reset")
+        with self.lease(session_id, "reset"):
+            row = self.row_of(session_id)
+            self._check_may_lift(row, principal, doing="reset")  # it may have changed before the lease was ours
+            self.transition(session_id, "provisioning", actor=principal.name, reason="reset", suspend_reason=None,
+                            suspension=None)
+            try:
+                self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
+            except ProviderError as exc:
+                return self._fail(session_id, actor=principal.name,
+                                  reason=f"reset could not remove the sandbox: {exc}")
+            return self._provision(session_id, actor=principal.name)
 
     def extend(self, session_id: str, *, seconds: int, principal: Principal) -> SandboxSession:
         """More time, up to the lab's deadline (an extension past it is refused, not silently cut)."""
@@ -185,59 +235,163 @@ class Sessions:
 
     def suspend(self, session_id: str, *, principal: Principal | None, cause: str, reason: str,
                 actor: str | None = None) -> SandboxSession:
-        """Scale the sandbox to zero and keep the work (``cause``: instructor, budget, idle, off-hours)."""
+        """Stop all compute and keep the work (``cause``: instructor, budget, meter, idle, off-hours, learner).
+
+        What the provider stopped is stored with the session; on an already suspended session a stronger cause
+        replaces the weaker one (an idle suspension that runs over budget becomes a budget suspension).
+        """
         row = self.get(session_id, principal=principal) if principal else self.row_of(session_id)
+        who = actor or (principal.name if principal else "timer")
+        if row.state == "suspended" and CAUSE_RANK.get(cause, 0) > CAUSE_RANK.get(row.suspend_reason or "", 0):
+            return self.update(session_id, suspend_reason=cause, reason=reason,
+                               event=("suspended", who, reason), announce=("session.suspended", {"reason": cause}))
         states.check(row.state, "suspended")
-        _provider_call(lambda: self.provider.suspend(self.spec_of(row)))
-        return self.transition(session_id, "suspended", actor=actor or (principal.name if principal else "timer"),
-                                reason=reason, suspend_reason=cause)
+        with self.lease(session_id, "suspend"):
+            row = self.row_of(session_id)
+            states.check(row.state, "suspended")
+            record = _provider_call(lambda: self.provider.suspend(self.spec_of(row)))
+            return self.transition(session_id, "suspended", actor=who, reason=reason, suspend_reason=cause,
+                                   suspension=record.model_dump(mode="json"), detail={"stopped": record.summary()})
 
     def resume(self, session_id: str, *, principal: Principal | None, reason: str,
                actor: str | None = None) -> SandboxSession:
-        """Restore exactly what :meth:`suspend` stopped."""
+        """Restore exactly what :meth:`suspend` stopped (the stored record, not what the sandbox says now)."""
         row = self.get(session_id, principal=principal) if principal else self.row_of(session_id)
-        states.check(row.state, "ready")
-        if principal is not None and principal.role != "instructor" and row.suspend_reason == "budget":
-            raise Conflict(f"session {session_id} was suspended because its budget ran out; ask for more budget "
-                           "(an instructor approves it) or ask an instructor to resume it")
-        _provider_call(lambda: self.provider.resume(self.spec_of(row)))
-        return self.transition(session_id, "ready", actor=actor or (principal.name if principal else "timer"),
-                                reason=reason, suspend_reason=None)
+        _check_suspended(row)
+        self._check_may_lift(row, principal, doing="resume")
+        with self.lease(session_id, "resume"):
+            row = self.row_of(session_id)
+            _check_suspended(row)
+            self._check_may_lift(row, principal, doing="resume")
+            record = Suspension.model_validate(row.suspension or {})
+            _provider_call(lambda: self.provider.resume(self.spec_of(row), record))
+            return self.transition(session_id, "ready", actor=actor or (principal.name if principal else "timer"),
+                                   reason=reason, suspend_reason=None, suspension=None)
 
     def request_budget(self, session_id: str, *, usd: float, reason: str, principal: Principal) -> SandboxSession:
-        self.get(session_id, principal=principal)
-        return self.update(session_id, budget_request_usd=usd, budget_request_reason=reason,
-                            event=("budget_requested", principal.name, f"${usd:.2f}: {reason}"))
+        """A learner asks for more money; the request gets a new id, so an approval of an older one cannot land."""
+        row = self.get(session_id, principal=principal)
+        lab = self.lab(row.lab_id)
+        amount = Decimal(str(usd))
+        cap = lab.budget.approval_cap_usd
+        if amount > cap:
+            raise Unprocessable(f"${amount:.2f} is more than one request may ask for in lab {lab.id}: at most "
+                                f"${cap:.2f}")
+        request_id = f"req-{secrets.token_hex(5)}"
+        return self.update(session_id, budget_request_usd=amount, budget_request_reason=reason,
+                           budget_request_id=request_id,
+                           event=("budget_requested", principal.name, f"{request_id}: ${amount:.2f}: {reason}"))
 
-    def decide_budget(self, session_id: str, *, approve: bool, principal: Principal) -> SandboxSession:
-        """An instructor approves (adds the requested money) or refuses a learner's request for more budget."""
+    def decide_budget(self, session_id: str, *, approve: bool, principal: Principal, request_id: str | None = None,
+                      usd: float | None = None) -> SandboxSession:
+        """An instructor approves or refuses the pending request, naming it by id or amount (compare-and-set).
+
+        A request changed since the instructor looked (another id or amount) is a 409; an approval above the lab's
+        ``budget.max_approval_usd`` is a 409. The approved money is a grant to the learner in the lab.
+        """
         principal.require("instructor")
         row = self.get(session_id, principal=principal)
-        if row.budget_request_usd is None:
-            raise Conflict(f"session {session_id} has no pending budget request")
-        if not approve:
-            return self.update(session_id, budget_request_usd=None, budget_request_reason=None,
-                                event=("budget_denied", principal.name, f"${row.budget_request_usd:.2f} refused"))
-        extra = Decimal(row.budget_extra_usd or 0) + Decimal(row.budget_request_usd)
-        total = Decimal(row.budget_usd) + Decimal(row.budget_request_usd)
-        crossed = [p for p in (row.thresholds_crossed or [])
-                   if policy.budget_share(Decimal(row.accrued_usd or 0), total) >= p]
-        updated = self.update(session_id, budget_usd=total, budget_extra_usd=extra, budget_request_usd=None,
-                               budget_request_reason=None, thresholds_crossed=crossed,
-                               event=("budget_approved", principal.name, f"budget now ${total:.2f}"))
-        if updated.state == "suspended" and updated.suspend_reason == "budget":
-            return self.resume(session_id, principal=None, reason="more budget approved", actor=principal.name)
-        return updated
+        lab = self.lab(row.lab_id)
+
+        def decide(db: Session, current: SandboxSession) -> SandboxSession:
+            if current.budget_request_usd is None:
+                raise Conflict(f"session {session_id} has no pending budget request")
+            if approve and request_id is None and usd is None:
+                raise BadRequest("name the request you approve: its request_id or its usd amount, as the session "
+                                 f"shows them (GET /v1/sessions/{session_id}: budget_request_id, budget_request_usd)")
+            pending = f"{current.budget_request_id} for ${current.budget_request_usd:.2f}"
+            if request_id is not None and request_id != current.budget_request_id:
+                raise Conflict(f"the request you named ({request_id}) is not the pending one: that is {pending}; "
+                               "it changed since you looked, so look again and decide on it")
+            if usd is not None and Decimal(str(usd)).quantize(Decimal("0.0001")) != current.budget_request_usd:
+                raise Conflict(f"the pending request is {pending}, not ${usd:.2f}; it changed since you looked, so "
+                               "look again and decide on it")
+            amount = Decimal(current.budget_request_usd)
+            if not approve:
+                self._set(db, current, event=("budget_denied", principal.name, f"{pending} refused"),
+                          budget_request_usd=None, budget_request_reason=None, budget_request_id=None)
+                return current
+            cap = lab.budget.approval_cap_usd
+            if amount > cap:
+                raise Conflict(f"{pending} is more than one approval may add in lab {lab.id} (at most ${cap:.2f}); "
+                               "deny it so the learner can ask for less, or grant money directly")
+            total = Decimal(current.budget_usd) + amount
+            crossed = [p for p in (current.thresholds_crossed or [])
+                       if policy.budget_share(Decimal(current.accrued_usd or 0), total) >= p]
+            db.add(Grant(lab_id=current.lab_id, learner_id=current.learner_id, attempts=0, usd=amount,
+                         reason=f"approved {current.budget_request_id}: {current.budget_request_reason}",
+                         actor=principal.name, at=self.clock(), session_id=current.id))
+            self._set(db, current, event=("budget_approved", principal.name,
+                                          f"{pending} approved: budget now ${total:.2f}"),
+                      budget_usd=total, budget_extra_usd=Decimal(current.budget_extra_usd or 0) + amount,
+                      budget_request_usd=None, budget_request_reason=None, budget_request_id=None,
+                      thresholds_crossed=crossed)
+            return current
+
+        updated = self.write(session_id, decide)
+        return self._lift_budget_suspension(updated, actor=principal.name, reason="more budget approved")
+
+    def allowance(self, *, lab_id: str, learner_id: str, principal: Principal) -> Allowance:
+        """What the learner has left in the lab (attempts, money), over all its sessions."""
+        lab = self.lab(lab_id)
+        if not principal.may_act_for(learner_id):
+            raise NotFound(f"there is no learner '{learner_id}' for this token")
+        live = self.live(lab_id, learner_id)
+        with self.store.session() as db:
+            return allowances.of(db, lab=lab, learner_id=learner_id, excluding=live.id if live else None)
+
+    def grant(self, *, lab_id: str, learner_id: str, attempts: int, usd: Decimal, reason: str,
+              principal: Principal) -> Allowance:
+        """An instructor gives the learner more attempts or money in the lab (recorded as a grant and an event).
+
+        The live session, if any, gets the money at once (a budget suspension lifts when spending is below the
+        suspend level again) and, with attempts, becomes writable again when it was frozen for want of them.
+        """
+        principal.require("instructor")
+        lab = self.lab(lab_id)
+        if attempts < 0 or usd < 0 or (attempts == 0 and usd == 0):
+            raise Unprocessable("a grant gives at least one attempt or some money, and takes nothing away")
+        live = self.live(lab_id, learner_id)
+        with self.store.session() as db:
+            db.add(Grant(lab_id=lab.id, learner_id=learner_id, attempts=attempts, usd=usd, reason=reason,
+                         actor=principal.name, at=self.clock(), session_id=live.id if live else None))
+        log.info("granted %d attempt(s) and $%.2f to %s in %s: %s", attempts, usd, learner_id, lab_id, reason)
+        if live is not None:
+            def give(db: Session, current: SandboxSession) -> SandboxSession:
+                total = Decimal(current.budget_usd) + usd
+                crossed = [p for p in (current.thresholds_crossed or [])
+                           if policy.budget_share(Decimal(current.accrued_usd or 0), total) >= p]
+                self._set(db, current, event=("granted", principal.name,
+                                              f"{attempts} attempt(s) and ${usd:.2f}: {reason}"),
+                          budget_usd=total, budget_extra_usd=Decimal(current.budget_extra_usd or 0) + usd,
+                          thresholds_crossed=crossed)
+                return current
+
+            updated = self.write(live.id, give)
+            updated = self._lift_budget_suspension(updated, actor=principal.name, reason="more budget granted")
+            if attempts and updated.state == "graded":
+                self.reopen(live.id, actor=principal.name, reason=f"{attempts} more attempt(s) granted")
+        return self.allowance(lab_id=lab_id, learner_id=learner_id, principal=principal)
+
+    def reopen(self, session_id: str, *, actor: str, reason: str, leased: bool = False) -> SandboxSession:
+        """A graded session with attempts left: make the sandbox writable again (``ready``); ``leased``: the caller
+        holds the session's lease already."""
+        with contextlib.nullcontext() if leased else self.lease(session_id, "reopen"):
+            row = self.row_of(session_id)
+            states.check(row.state, "ready")
+            _provider_call(lambda: self.provider.freeze(self.spec_of(row), frozen=False))
+            return self.transition(session_id, "ready", actor=actor, reason=reason)
 
     def touch(self, session_id: str) -> None:
         """Record learner activity (idle timer)."""
-        with self.store.session() as db:
-            row = db.get(SandboxSession, session_id)
-            if row is not None:
-                row.last_activity_at = self.clock()
+        with contextlib.suppress(NotFound, Conflict):  # a hint: one mark lost to concurrent writers changes nothing
+            self.write(session_id, lambda db, row: setattr(row, "last_activity_at", self.clock()))
 
     def reconcile(self, *, actor: str = "reconciler") -> dict[str, int]:
-        """Finish what an interrupted service left: resume starts, finish stops, retry cleanups."""
+        """Finish what an interrupted service left: resume starts, finish stops, retry cleanups.
+
+        A session whose lease another command holds (a reset in flight, a start) is left alone.
+        """
         counts = {"resumed": 0, "stopped": 0, "cleaned": 0}
         with self.store.session() as db:
             rows = db.scalars(select(SandboxSession).where(
@@ -246,38 +400,113 @@ class Sessions:
         for row in rows:
             try:
                 if row.state == "provisioning":
-                    self._provision(row.id, actor=actor)
-                    counts["resumed"] += 1
+                    with self.lease(row.id, "reconcile"):
+                        if self.row_of(row.id).state == "provisioning":
+                            self._provision(row.id, actor=actor)
+                            counts["resumed"] += 1
                 elif row.state == "terminating":
                     self.finish_stop(row.id, actor=actor)
                     counts["stopped"] += 1
                 else:
-                    self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
-                    self.update(row.id, cleanup_pending=False, event=("cleaned", actor, "leftovers removed"))
-                    counts["cleaned"] += 1
+                    with self.lease(row.id, "cleanup"):
+                        self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
+                        self.update(row.id, cleanup_pending=False, event=("cleaned", actor, "leftovers removed"))
+                        counts["cleaned"] += 1
             except (ProviderError, Conflict) as exc:
                 log.warning("reconcile of %s did not finish: %s", row.id, exc)
         return counts
 
+    # -- the session lease -----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def lease(self, session_id: str, what: str, *, taken: bool = False) -> Iterator[None]:
+        """Hold the session for one command (``taken``: it was born leased); a second one gets a 409."""
+        if not taken:
+            self._claim(session_id, what)
+        try:
+            yield
+        finally:
+            self._release(session_id)
+
+    def _lease_name(self, what: str) -> str:
+        return f"{what}@{self.holder}"
+
+    def _claim(self, session_id: str, what: str) -> None:
+        with self._held_lock:
+            if session_id in self._held:
+                raise Conflict(f"another command on session {session_id} is in progress; try again in a moment")
+            self._held.add(session_id)
+        now = self.clock()
+
+        def claim(db: Session, row: SandboxSession) -> None:
+            busy_until = row.lease_expires_at
+            holder = (row.lease_holder or "").rpartition("@")[2]
+            # Free when unleased or expired; a lease of this replica that no command of this process holds was
+            # left by a killed predecessor (replica ids are stable across restarts).
+            if busy_until is not None and busy_until > now and holder != self.holder:
+                doing = (row.lease_holder or "").rpartition("@")[0]
+                raise Conflict(f"session {session_id} is busy ({doing} in progress); try again in a moment")
+            row.lease_holder = self._lease_name(what)
+            row.lease_expires_at = now + LEASE_TTL
+
+        try:
+            self.write(session_id, claim)
+        except BaseException:
+            with self._held_lock:
+                self._held.discard(session_id)
+            raise
+
+    def _release(self, session_id: str) -> None:
+        def release(db: Session, row: SandboxSession) -> None:
+            if (row.lease_holder or "").rpartition("@")[2] == self.holder:
+                row.lease_holder = None
+                row.lease_expires_at = None
+
+        try:
+            self.write(session_id, release)
+        except (NotFound, Conflict) as exc:  # it expires on its own
+            log.warning("could not release the lease of %s: %s", session_id, exc)
+        finally:
+            with self._held_lock:
+                self._held.discard(session_id)
+
     # -- internals -------------------------------------------------------------------------------------------------
 
+    def _check_may_lift(self, row: SandboxSession, principal: Principal | None, *, doing: str) -> None:
+        """Refuse (409) a resume or reset that would lift a suspension the caller may not lift."""
+        if row.state != "suspended":
+            return
+        lab = self.lab(row.lab_id)
+        accrued, budget = Decimal(row.accrued_usd or 0), Decimal(row.budget_usd)
+        if policy.stop_level(accrued_usd=accrued, budget_usd=budget, lab=lab) is not None:
+            raise Conflict(f"session {row.id} has spent ${accrued:.2f} of its ${budget:.2f} budget, which is at its "
+                           f"suspend level, so a {doing} cannot restart it; ask for more budget (POST /v1/sessions/"
+                           f"{row.id}/budget-requests) for an instructor to approve, or an instructor grants more")
+        if principal is not None and principal.role != "instructor" and row.suspend_reason in policy.STICKY:
+            raise Conflict(f"session {row.id} was suspended ({row.suspend_reason}: {row.reason}); only an "
+                           f"instructor can lift that, and a {doing} does not")
+
+    def _lift_budget_suspension(self, row: SandboxSession, *, actor: str, reason: str) -> SandboxSession:
+        lab = self.lab(row.lab_id)
+        if (row.state == "suspended" and row.suspend_reason == "budget"
+                and policy.stop_level(accrued_usd=Decimal(row.accrued_usd or 0), budget_usd=Decimal(row.budget_usd),
+                                      lab=lab) is None):
+            return self.resume(row.id, principal=None, reason=reason, actor=actor)
+        return row
+
     def _provision(self, session_id: str, *, actor: str) -> SandboxSession:
-        with self.store.session() as db:
-            row = db.get(SandboxSession, session_id)
-        assert row is not None
+        row = self.row_of(session_id)
         try:
             self.provider.provision(self.spec_of(row))
         except ProviderError as exc:
             return self._fail(session_id, actor=actor, reason=str(exc))
         now = self.clock()
         return self.transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=now,
-                                last_activity_at=now)
+                               last_activity_at=now)
 
     def _fail(self, session_id: str, *, actor: str, reason: str) -> SandboxSession:
         """Mark failed with the reason and remove whatever was made; on a cleanup failure leave it to reconcile."""
-        with self.store.session() as db:
-            row = db.get(SandboxSession, session_id)
-        assert row is not None
+        row = self.row_of(session_id)
         try:
             self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
             pending = False
@@ -285,42 +514,63 @@ class Sessions:
             log.warning("cleanup of failed session %s did not finish: %s", session_id, exc)
             pending = True
         return self.transition(session_id, "failed", actor=actor, reason=reason, live_key=None,
-                                cleanup_pending=pending)
+                               cleanup_pending=pending)
 
-    def transition(self, session_id: str, target: str, *, actor: str, reason: str, **fields: Any) -> SandboxSession:
-        with self.store.session() as db:
-            row = db.get(SandboxSession, session_id)
-            if row is None:
-                raise NotFound(f"there is no session '{session_id}'")
-            states.check(row.state, target)
-            previous = row.state
-            row.state = target
-            row.reason = reason
-            for key, value in fields.items():
-                setattr(row, key, value)
-            db.add(self.new_event(session_id, target, actor, previous=previous, reason=reason))
-            announced = _ANNOUNCED.get((previous, target)) or _ANNOUNCED.get(("*", target))
-            if announced:
-                extra = {"reason": row.suspend_reason if target == "suspended" else reason}
-                if announced == "session.ready":
-                    extra = {"expires_at": _iso(row.expires_at), "deadline_at": _iso(row.deadline_at)}
-                self.announce(db, row, announced, **extra)
+    def transition(self, session_id: str, target: str, *, actor: str, reason: str,
+                   detail: Mapping[str, Any] | None = None, **fields: Any) -> SandboxSession:
+        return self.write(session_id, lambda db, row: self.move(db, row, target, actor=actor, reason=reason,
+                                                                 detail=detail, **fields))
+
+    def move(self, db: Session, row: SandboxSession, target: str, *, actor: str, reason: str,
+             detail: Mapping[str, Any] | None = None, **fields: Any) -> SandboxSession:
+        """Change ``row``'s state inside ``db``'s transaction, with its event and webhook (part of a larger change)."""
+        states.check(row.state, target)
+        previous = row.state
+        row.state = target
+        row.reason = reason
+        for key, value in fields.items():
+            setattr(row, key, value)
+        db.add(self.new_event(row.id, target, actor, previous=previous, reason=reason, **(detail or {})))
+        announced = _ANNOUNCED.get((previous, target)) or _ANNOUNCED.get(("*", target))
+        if announced:
+            extra = {"reason": row.suspend_reason if target == "suspended" else reason}
+            if announced == "session.ready":
+                extra = {"expires_at": _iso(row.expires_at), "deadline_at": _iso(row.deadline_at)}
+            self.announce(db, row, announced, **extra)
         return row
 
     def update(self, session_id: str, *, event: tuple[str, str, str],
                announce: tuple[str, dict[str, Any]] | None = None, **fields: Any) -> SandboxSession:
         """Change fields and record an event; ``announce`` also emits a webhook event in the same transaction."""
-        kind, actor, reason = event
-        with self.store.session() as db:
-            row = db.get(SandboxSession, session_id)
-            if row is None:
-                raise NotFound(f"there is no session '{session_id}'")
-            for key, value in fields.items():
-                setattr(row, key, value)
-            db.add(self.new_event(session_id, kind, actor, reason=reason))
+        def change(db: Session, row: SandboxSession) -> SandboxSession:
+            self._set(db, row, event=event, **fields)
             if announce is not None:
                 self.announce(db, row, announce[0], **announce[1])
-        return row
+            return row
+
+        return self.write(session_id, change)
+
+    def _set(self, db: Session, row: SandboxSession, *, event: tuple[str, str, str], **fields: Any) -> None:
+        kind, actor, reason = event
+        for key, value in fields.items():
+            setattr(row, key, value)
+        db.add(self.new_event(row.id, kind, actor, reason=reason))
+
+    def write(self, session_id: str, change: Callable[[Session, SandboxSession], T], *,
+               retries: int = WRITE_RETRIES) -> T:
+        """Run ``change`` on the fresh row in one transaction; a concurrent writer's win means read and try again
+        (the row's version guards it), and only after ``retries`` such losses a 409."""
+        for _ in range(retries):
+            try:
+                with self.store.session() as db:
+                    row = db.get(SandboxSession, session_id)
+                    if row is None:
+                        raise NotFound(f"there is no session '{session_id}'")
+                    result = change(db, row)
+                return result
+            except StaleDataError:
+                continue
+        raise Conflict(f"session {session_id} was changed by another command at the same moment; try again")
 
     def announce(self, db: Session, row: SandboxSession, event_type: str, **data: Any) -> None:
         """Write a webhook event into the outbox, in ``db``'s transaction (it commits with the change it reports)."""
@@ -354,6 +604,11 @@ _ANNOUNCED = {
     ("*", "suspended"): "session.suspended",
     ("*", "terminated"): "session.terminated",
 }
+
+
+def _check_suspended(row: SandboxSession) -> None:
+    if row.state != "suspended":
+        raise Conflict(f"session {row.id} is {row.state}, not suspended: there is nothing to resume")
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,10 +1,15 @@
 """Submissions: freeze the sandbox, snapshot it, run the lab's graders, store the grade and the cost receipt.
 
-``submit`` does the quick, checkable part in the request (policy checks, freeze, the ``submitted`` state, a
-``grading`` row) and :meth:`Submissions.grade` the slow part in the background. A grader that crashes, hangs or
-prints garbage becomes an ``error`` check inside the grade, never a failed submission; only a failure to take the
-snapshot fails the submission (state ``error``, with the reason). After grading, a learner with attempts left gets the
-sandbox back (unfrozen, ``ready``); otherwise it stays frozen (``graded``) until it expires.
+``submit`` does the quick, checkable part in the request: policy checks, then the ``submitted`` state and its
+``grading`` row in one transaction (under the session's lease, so two submits cannot both pass the attempt check),
+then the freeze. :meth:`Submissions.grade` does the slow part in the background, freezing again first, so a crash
+between the row and the freeze never grades a writable sandbox. A grader that crashes, hangs or prints garbage
+becomes an ``error`` check inside the grade, never a failed submission; only labctl's own failure (freezing or taking
+the snapshot) fails the submission (state ``error``, with the reason), and such a submission uses no attempt.
+Attempts are counted over every session of the learner in the lab (:mod:`labctl.service.allowances`). After grading,
+a learner with attempts left gets the sandbox back (unfrozen, ``ready``); otherwise it stays frozen (``graded``).
+:meth:`Submissions.reconcile` repairs what a crash left: a stale ``grading`` row is graded again, a ``submitted``
+session without an open submission is finished, and a ``graded`` one whose learner has attempts left is reopened.
 """
 
 from __future__ import annotations
@@ -17,20 +22,24 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from labctl.catalog.models import Lab
 from labctl.cost.prices import PriceSheet
-from labctl.errors import Conflict, NotFound
+from labctl.errors import Conflict, NotFound, Unavailable
 from labctl.grading import jail as jail_mod
 from labctl.grading import receipt as receipt_mod
 from labctl.grading import runner
 from labctl.grading.snapshot import snapshot_dict
 from labctl.ports import ProviderError
+from labctl.service import allowances
 from labctl.service.auth import Principal
 from labctl.service.sessions import Sessions
 from labctl.service.sweeps import Sweeper
 from labctl.store.models import SandboxSession, Submission
 
 log = logging.getLogger("labctl.submissions")
+
 
 class Submissions:
     def __init__(self, *, sessions: Sessions, sweeper: Sweeper, prices: Callable[[], PriceSheet],
@@ -45,46 +54,56 @@ class Submissions:
         self.jail = jail
 
     def submit(self, session_id: str, *, principal: Principal) -> Submission:
-        """Freeze the sandbox and open a submission in state ``grading`` (grade it with :meth:`grade`)."""
+        """Open a submission in state ``grading`` and freeze the sandbox (grade it with :meth:`grade`)."""
         row = self.sessions.get(session_id, principal=principal)
+        _check_submittable(row)
         lab = self.sessions.lab(row.lab_id)
-        if row.state in ("terminating", "terminated"):
-            raise Conflict(f"session {session_id} is over ({row.reason or row.state}): submissions are closed")
-        if row.state == "submitted":
-            raise Conflict(f"session {session_id} is being graded; wait for the grade (GET /v1/submissions/...)")
-        if row.state == "suspended":
-            raise Conflict(f"session {session_id} is suspended ({row.suspend_reason}); resume it before submitting")
-        if row.state not in ("ready", "graded"):
-            raise Conflict(f"session {session_id} is {row.state}: only a ready session can be submitted")
-        used = self._attempts(session_id)
-        if used >= lab.attempts:
-            raise Conflict(f"no attempts left: {used} of {lab.attempts} used for lab {lab.id}")
-        try:
-            self.sessions.provider.freeze(self.sessions.spec_of(row), frozen=True)
-        except ProviderError as exc:
-            raise Conflict(f"could not freeze the sandbox: {exc}") from exc
-        self.sessions.transition(session_id, "submitted", actor=principal.name, reason=f"attempt {used + 1}")
-        sub = Submission(id=f"sub-{secrets.token_hex(6)}", session_id=session_id, attempt=used + 1, state="grading",
+        with self.sessions.lease(session_id, "submit"):
+            sub = self.sessions.write(session_id, lambda db, current: self._open(db, current, lab=lab,
+                                                                                   actor=principal.name))
+            try:
+                self.sessions.provider.freeze(self.sessions.spec_of(row), frozen=True)
+            except ProviderError as exc:
+                self._finish(sub, actor=principal.name, state="error", leased=True,
+                             error=f"could not freeze the sandbox: {exc}")
+                raise Conflict(f"could not freeze the sandbox, so nothing was submitted and no attempt was used: "
+                               f"{exc}. Try again.") from exc
+        return sub
+
+    def _open(self, db: Session, row: SandboxSession, *, lab: Lab, actor: str) -> Submission:
+        """In one transaction: check the attempts left, move to ``submitted``, add the ``grading`` row."""
+        _check_submittable(row)
+        allowance = allowances.of(db, lab=lab, learner_id=row.learner_id, excluding=row.id)
+        if allowance.attempts_left <= 0:
+            raise Conflict(f"no attempts left: {allowance.attempts_used} of {allowance.attempts} used for lab "
+                           f"{lab.id}")
+        number = int(db.scalar(select(func.count()).select_from(Submission)
+                               .where(Submission.session_id == row.id)) or 0) + 1
+        sub = Submission(id=f"sub-{secrets.token_hex(6)}", session_id=row.id, attempt=number, state="grading",
                          created_at=self.sessions.clock(), checks=[])
-        with self.sessions.store.session() as db:
-            db.add(sub)
+        db.add(sub)
+        self.sessions.move(db, row, "submitted", actor=actor,
+                           reason=f"attempt {allowance.attempts_used + 1} of {allowance.attempts}",
+                           detail={"submission": sub.id})
         return sub
 
     def grade(self, submission_id: str, *, actor: str = "grader") -> Submission:
-        """Snapshot (priced, with the ledger), run the graders, store grade and receipt, apply the lab's policy."""
+        """Freeze (again), snapshot (priced, with the ledger), run the graders, store grade and receipt."""
         sub = self._row(submission_id)
         session_id = sub.session_id
-        lab = self.sessions.lab(self.sessions.row_of(session_id).lab_id)
+        session = self.sessions.row_of(session_id)
+        lab = self.sessions.lab(session.lab_id)
         try:
+            self.sessions.provider.freeze(self.sessions.spec_of(session), frozen=True)
             snap = self.sweeper.meter(session_id, self.prices())
         except (ProviderError, ValueError) as exc:
             log.warning("snapshot of %s failed: %s", session_id, exc)
-            return self._finish(sub, lab_attempts=lab.attempts, actor=actor, state="error",
-                                error=f"the sandbox could not be inventoried: {exc}")
+            return self._finish(sub, actor=actor, state="error",
+                                error=f"the sandbox could not be inventoried (no attempt was used): {exc}")
         grade = runner.grade(lab, snap, self.graders_dir, self.repo_root, timeout_s=self.timeout_s,
                              jail=self.jail)
         receipt = receipt_mod.receipt(snap)
-        return self._finish(sub, lab_attempts=lab.attempts, actor=actor, state="graded", snapshot=snapshot_dict(snap),
+        return self._finish(sub, actor=actor, state="graded", snapshot=snapshot_dict(snap),
                             score=grade.score, max_score=grade.max_score,
                             checks=[c.model_dump(mode="json") for c in grade.checks],
                             receipt=receipt.model_dump(mode="json") | {"text": receipt.render()})
@@ -92,28 +111,51 @@ class Submissions:
     def submit_requested(self, *, lab_id: str, learner_id: str, actor: str) -> tuple[Submission, bool]:
         """The exam platform's "grade now": submit the learner's live session for the lab, once.
 
-        Idempotent: when the session already has a submission, that one is the answer (``False``: nothing new).
+        Idempotent: when the session already has a submission that counts, that one is the answer (``False``:
+        nothing new); one that failed on labctl's side is tried again.
         """
         self.sessions.lab(lab_id)  # 404 naming the lab when it does not exist
         live = self.sessions.live(lab_id, learner_id)
         if live is None:
             raise NotFound(f"learner '{learner_id}' has no live session in lab '{lab_id}'")
         with self.sessions.store.session() as db:
-            latest = db.scalar(select(Submission).where(Submission.session_id == live.id)
+            latest = db.scalar(select(Submission).where(Submission.session_id == live.id,
+                                                        Submission.state.in_(allowances.COUNTED))
                                .order_by(Submission.attempt.desc()).limit(1))
         if latest is not None:
             return latest, False
         return self.submit(live.id, principal=Principal(name=actor, role="exam")), True
 
     def reconcile(self, *, stale_after: timedelta = timedelta(minutes=5)) -> int:
-        """Grade again what a killed process left in ``grading`` (grading takes seconds; minutes means it died)."""
+        """Repair what a killed process left; returns how many submissions and sessions it repaired.
+
+        A ``grading`` row older than ``stale_after`` (grading takes seconds) is graded again; a ``submitted``
+        session with no open submission moves on to ``graded`` (its submission, if any, was finished; if none was
+        written, no attempt was used); a ``graded`` session whose learner has attempts left is made writable again.
+        """
         cutoff = self.sessions.clock() - stale_after
         with self.sessions.store.session() as db:
             stale = list(db.scalars(select(Submission.id).where(Submission.state == "grading",
                                                                   Submission.created_at < cutoff)))
+            grading = select(Submission.session_id).where(Submission.state == "grading")
+            orphaned = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state == "submitted",
+                                                                        SandboxSession.id.not_in(grading))))
+            graded = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state == "graded")))
         for submission_id in stale:
             self.grade(submission_id, actor="reconciler")
-        return len(stale)
+        repaired = len(stale)
+        for session_id in orphaned:
+            try:
+                self.sessions.transition(session_id, "graded", actor="reconciler",
+                                         reason="the submission was cut off by a restart; it was not graded")
+            except Conflict as exc:
+                log.warning("could not repair %s: %s", session_id, exc)
+                continue
+            repaired += 1
+            graded.append(session_id)
+        for session_id in graded:
+            repaired += self._reopen_if_attempts_left(session_id, actor="reconciler")
+        return repaired
 
     def get(self, submission_id: str, *, principal: Principal) -> Submission:
         sub = self._row(submission_id)
@@ -126,11 +168,14 @@ class Submissions:
             return list(db.scalars(select(Submission).where(Submission.session_id == session_id)
                                    .order_by(Submission.attempt)))
 
-    def _finish(self, sub: Submission, *, lab_attempts: int, actor: str, state: str, **fields: Any) -> Submission:
-        with self.sessions.store.session() as db:
+    def _finish(self, sub: Submission, *, actor: str, state: str, leased: bool = False,
+                **fields: Any) -> Submission:
+        """Store the outcome and move the session to ``graded`` in one transaction, then reopen the sandbox when
+        attempts are left (``leased``: the caller holds the session's lease already)."""
+
+        def finish(db: Session, session_row: SandboxSession) -> None:
             row = db.get(Submission, sub.id)
-            session_row = db.get(SandboxSession, sub.session_id)
-            assert row is not None and session_row is not None
+            assert row is not None
             row.state = state
             row.graded_at = self.sessions.clock()
             for key, value in fields.items():
@@ -139,27 +184,34 @@ class Submissions:
                 self.sessions.announce(db, session_row, "submission.graded", submission_id=row.id,
                                        score=fields["score"], max_score=fields["max_score"],
                                        checks=fields["checks"], receipt=fields["receipt"], attempt=row.attempt)
+                reason = f"graded {fields['score']:.2f} / {fields['max_score']:.2f}"
             else:
                 self.sessions.announce(db, session_row, "submission.failed", submission_id=row.id,
                                        error=fields.get("error"), attempt=row.attempt)
-        session = self.sessions.row_of(sub.session_id)
-        reason = (f"graded {fields.get('score', 0):.2f} / {fields.get('max_score', 0):.2f}" if state == "graded"
-                  else f"grading failed: {fields.get('error')}")
-        self.sessions.transition(sub.session_id, "graded", actor=actor, reason=reason)
-        if sub.attempt < lab_attempts and session.state != "terminating":
-            try:
-                self.sessions.provider.freeze(self.sessions.spec_of(session), frozen=False)
-                self.sessions.transition(sub.session_id, "ready", actor=actor,
-                                          reason=f"{lab_attempts - sub.attempt} attempt(s) left: the sandbox is "
-                                                 "writable again")
-            except ProviderError as exc:
-                log.warning("could not unfreeze %s: %s", sub.session_id, exc)
+                reason = f"grading failed: {fields.get('error')}"
+            if session_row.state == "submitted":  # stopped meanwhile: terminating stays terminating
+                self.sessions.move(db, session_row, "graded", actor=actor, reason=reason)
+
+        self.sessions.write(sub.session_id, finish)
+        self._reopen_if_attempts_left(sub.session_id, actor=actor, leased=leased)
         return self._row(sub.id)
 
-    def _attempts(self, session_id: str) -> int:
+    def _reopen_if_attempts_left(self, session_id: str, *, actor: str, leased: bool = False) -> int:
+        session = self.sessions.row_of(session_id)
+        if session.state != "graded":
+            return 0
+        lab = self.sessions.lab(session.lab_id)
         with self.sessions.store.session() as db:
-            return int(db.scalar(select(func.count()).select_from(Submission)
-                                 .where(Submission.session_id == session_id)) or 0)
+            left = allowances.of(db, lab=lab, learner_id=session.learner_id, excluding=session.id).attempts_left
+        if left <= 0:
+            return 0
+        try:
+            self.sessions.reopen(session_id, actor=actor, reason=f"{left} attempt(s) left: the sandbox is writable "
+                                                                 "again", leased=leased)
+        except (Conflict, Unavailable) as exc:  # the reconciler tries again
+            log.warning("could not reopen %s: %s", session_id, exc)
+            return 0
+        return 1
 
     def _row(self, submission_id: str) -> Submission:
         with self.sessions.store.session() as db:
@@ -168,3 +220,13 @@ class Submissions:
             raise NotFound(f"there is no submission '{submission_id}'")
         return row
 
+
+def _check_submittable(row: SandboxSession) -> None:
+    if row.state in ("terminating", "terminated"):
+        raise Conflict(f"session {row.id} is over ({row.reason or row.state}): submissions are closed")
+    if row.state == "submitted":
+        raise Conflict(f"session {row.id} is being graded; wait for the grade (GET /v1/submissions/...)")
+    if row.state == "suspended":
+        raise Conflict(f"session {row.id} is suspended ({row.suspend_reason}); resume it before submitting")
+    if row.state not in ("ready", "graded"):
+        raise Conflict(f"session {row.id} is {row.state}: only a ready session can be submitted")

@@ -4,7 +4,9 @@ One pass (:meth:`Sweeper.run_once`) is level-triggered and idempotent: it reads 
 current inventory, accrues ``burn rate x time since the last metering`` into the ledger in the same transaction that
 moves ``last_metered_at`` (so a restart never counts the same time twice), then runs the pure policy
 (:mod:`labctl.service.policy`) and carries out what it decided: terminate on expiry or an exhausted budget, warn
-before expiry, suspend on budget, idleness or off-hours, resume when working hours begin.
+before expiry, suspend on budget, idleness or off-hours, resume when working hours begin. A reading that fails is
+counted on the session (``meter_failures``, reset by the next success); at ``meter_failure_limit`` failures in a
+row the policy suspends the session, because spending nobody can follow must stop (fail closed).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
@@ -38,9 +40,11 @@ class SweepReport:
 
 
 class Sweeper:
-    def __init__(self, *, sessions: Sessions, prices: Callable[[], PriceSheet]) -> None:
+    def __init__(self, *, sessions: Sessions, prices: Callable[[], PriceSheet],
+                 meter_failure_limit: int = policy.METER_FAILURE_LIMIT) -> None:
         self.sessions = sessions
         self.prices = prices
+        self.meter_failure_limit = meter_failure_limit
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -54,13 +58,16 @@ class Sweeper:
         sheet = self.prices()
         for session_id in ids:
             # One session's failure (an unreachable API, a surprising object) must not stop the others' sweep.
+            error: str | None = None
             try:
                 self.meter(session_id, sheet)
                 report.metered += 1
             except Exception as exc:
+                error = str(exc) or type(exc).__name__
                 report.errors.append((session_id, f"meter: {exc}"))
                 log.warning("metering %s failed: %s", session_id, exc, exc_info=not isinstance(exc, LabctlError))
             try:
+                self._count_meter_result(session_id, error=error)
                 for action in self.act(session_id):
                     report.actions.append((session_id, action.kind, action.reason))
             except Exception as exc:
@@ -102,6 +109,19 @@ class Sweeper:
         return _with_ledger(priced.snapshot, burn=burn, accrued=Decimal(current.accrued_usd),
                             starter=current.starter_burn_rate_usd_per_hour)
 
+    def _count_meter_result(self, session_id: str, *, error: str | None) -> None:
+        """A success resets the session's run of meter failures; a failure extends it (with an event)."""
+        if error is None:
+            with self.sessions.store.session() as db:
+                db.execute(update(SandboxSession).where(SandboxSession.id == session_id,
+                                                        SandboxSession.meter_failures != 0)
+                           .values(meter_failures=0, version=SandboxSession.version + 1))
+            return
+        row = self.sessions.row_of(session_id)
+        failures = (row.meter_failures or 0) + 1
+        self.sessions.update(session_id, meter_failures=failures,
+                             event=("meter_failed", "meter", f"reading {failures} in a row failed: {error}"))
+
     def act(self, session_id: str) -> list[policy.Action]:
         """Decide and carry out what the session's timers and budget call for now."""
         row = self.sessions.row_of(session_id)
@@ -113,16 +133,18 @@ class Sweeper:
             suspend_reason=row.suspend_reason,
             last_activity_at=row.last_activity_at,
             expiry_warned_at=row.expiry_warned_at,
+            meter_failures=row.meter_failures or 0,
         )
-        actions = policy.decide(facts, lab, self.clock())
+        actions = policy.decide(facts, lab, self.clock(), meter_failure_limit=self.meter_failure_limit)
         for action in actions:
             self._carry_out(session_id, action)
         return actions
 
     def _carry_out(self, session_id: str, action: policy.Action) -> None:
         s = self.sessions
-        if action.percent is not None and action.kind in ("notify", "terminate"):  # one record per crossing
-            row = s.row_of(session_id)
+        row = s.row_of(session_id)
+        if (action.percent is not None and action.kind in ("notify", "terminate")
+                and action.percent not in (row.thresholds_crossed or [])):  # one announcement per crossing
             crossed = sorted({*(row.thresholds_crossed or []), action.percent})
             lab = s.lab(row.lab_id)
             threshold = next(t.action for t in lab.budget.thresholds if t.percent == action.percent)

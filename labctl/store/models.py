@@ -95,8 +95,19 @@ class SandboxSession(Base):
     budget_extra_usd: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=0)
     budget_request_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
     budget_request_reason: Mapped[str | None] = mapped_column(Text)
-    # Timers: why it is suspended (budget, idle, off-hours, instructor), last learner activity, expiry warning sent.
+    # Names the pending request: an approval must name it (or its amount), so a changed request needs a new one.
+    budget_request_id: Mapped[str | None] = mapped_column(String(40))
+    # Timers: why it is suspended (budget, idle, off-hours, instructor, meter), last learner activity, expiry warning.
     suspend_reason: Mapped[str | None] = mapped_column(String(20))
+    # What suspend stopped (the provider's record, ``labctl.ports.Suspension``): resume restores exactly this, never
+    # anything written inside the sandbox.
+    suspension: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    # Meter readings that failed in a row; at the configured limit the session is suspended (fail closed).
+    meter_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # A command working on the sandbox (start, reset, suspend, resume, submit) holds the session until
+    # ``lease_expires_at``; others get a 409 and the reconciler leaves it alone.
+    lease_holder: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expiry_warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Who started it: "token:<id>" of the API token, or "admin" (the environment's token). A platform token reads the
@@ -159,6 +170,29 @@ class Submission(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (UniqueConstraint("session_id", "attempt", name="uq_submissions_session_attempt"),)
+
+
+class Grant(Base):
+    """More attempts or money for one learner in one lab, given by an instructor or by an approved budget request.
+
+    Attempts and budget belong to the learner and the lab, not to one session: a new session starts with the lab's
+    attempts and budget plus every grant, minus what earlier sessions used.
+    """
+
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    lab_id: Mapped[str] = mapped_column(String(63))
+    learner_id: Mapped[str] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    usd: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=0)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The session it was given in (an approval), or the live one at the time, if any.
+    session_id: Mapped[str | None] = mapped_column(String(63))
+
+    __table_args__ = (Index("ix_grants_lab_learner", "lab_id", "learner_id"),)
 
 
 class Lease(Base):

@@ -109,7 +109,11 @@ def test_extend_suspend_resume_and_budget_decisions(server: Server) -> None:
     with server.client(learner["token"]) as lc:
         asked = lc.post(f"/v1/sessions/{sid}/budget-requests", json={"usd": 1.5, "reason": "one more GPU run"})
     assert asked.json()["budget_request_usd"] == 1.5
-    approved = labctl(server, "sessions", "budget", "approve", sid, "-o", "json")
+    unnamed = labctl(server, "sessions", "budget", "approve", sid)
+    assert unnamed.returncode == 1
+    assert "name the request" in unnamed.stderr
+    approved = labctl(server, "sessions", "budget", "approve", sid, "--usd", "1.5", "-o", "json")
+    assert approved.returncode == 0, approved.stderr
     assert json.loads(approved.stdout)["budget_usd"] == session["budget_usd"] + 1.5
     denied = labctl(server, "sessions", "budget", "deny", sid)
     assert denied.returncode == 1  # nothing pending any more

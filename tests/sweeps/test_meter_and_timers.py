@@ -183,18 +183,24 @@ def test_budget_suspend_within_one_sweep_and_resume_restores_replicas(tmp_path: 
             kinds = [e["kind"] for e in w.client.get(f"/v1/sessions/{sid}/events", headers=HEADERS).json()]
             assert kinds.count("budget_threshold_crossed") == 2  # 50 % and 100 %, each once
 
-            # A learner cannot resume a budget suspension; an instructor can, and gets exactly the old replicas.
+            # A learner cannot resume a budget suspension; nor can an instructor while spending is at the suspend
+            # level. More budget (an approved request) lifts it, and the old replicas come back exactly.
             token = w.client.post("/v1/tokens", json={"name": "sp", "role": "learner", "learner_id": "spender"},
                                   headers=HEADERS).json()["token"]
-            refused = w.client.post(f"/v1/sessions/{sid}/resume", headers={"Authorization": f"Bearer {token}"})
+            learner = {"Authorization": f"Bearer {token}"}
+            refused = w.client.post(f"/v1/sessions/{sid}/resume", headers=learner)
             assert refused.status_code == 409
             assert "budget" in refused.json()["detail"]
-            r = w.client.post(f"/v1/sessions/{sid}/resume", headers=HEADERS)
+            assert w.client.post(f"/v1/sessions/{sid}/resume", headers=HEADERS).status_code == 409
+            asked = w.client.post(f"/v1/sessions/{sid}/budget-requests", json={"usd": 1, "reason": "finish"},
+                                  headers=learner).json()
+            r = w.client.post(f"/v1/sessions/{sid}/budget-requests/approve",
+                              json={"request_id": asked["budget_request_id"]}, headers=HEADERS)
             assert r.status_code == 200, r.text
+            assert r.json()["state"] == "ready"
             after = {d.metadata.name: d.spec.replicas for d in apps.list_namespaced_deployment(ns).items}
             assert after == before
-            assert "labctl.dev/replicas-before-suspend" not in (
-                apps.list_namespaced_deployment(ns).items[0].metadata.annotations or {})
+            assert core.read_namespaced_resource_quota("sandbox", ns).spec.hard["pods"] != "0"
         finally:
             _stop_all(w)
 

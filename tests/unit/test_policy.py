@@ -54,6 +54,35 @@ def facts(**kw: object) -> policy.Facts:
         ("budget suspension is not resumed by the clock", facts(state="suspended", suspend_reason="budget",
                                                                 expires_at=NOON + timedelta(days=2)),
          datetime(2026, 11, 26, 6, 30, tzinfo=UTC), []),
+        # Suspend and terminate follow the level of spend, whatever was recorded or happened since.
+        ("over 100 % but recorded as acted on", facts(accrued_usd=Decimal("3.2"), thresholds_crossed=(50, 80, 100)),
+         NOON, [("suspend", 100)]),
+        ("over 150 % recorded, not yet stopped", facts(accrued_usd=Decimal("4.6"),
+                                                      thresholds_crossed=(50, 80, 100, 150)), NOON,
+         [("terminate", 150)]),
+        ("an idle suspension over budget becomes a budget one", facts(
+            state="suspended", suspend_reason="idle", accrued_usd=Decimal("3.1"), thresholds_crossed=(50, 80, 100)),
+         NOON, [("suspend", 100)]),
+        ("an instructor suspension over budget stays the instructor's", facts(
+            state="suspended", suspend_reason="instructor", accrued_usd=Decimal("3.1"),
+            thresholds_crossed=(50, 80, 100)), NOON, []),
+        ("over budget, working hours do not resume", facts(
+            state="suspended", suspend_reason="off-hours", accrued_usd=Decimal("3.1"),
+            thresholds_crossed=(50, 80, 100), expires_at=NOON + timedelta(days=2)),
+         datetime(2026, 11, 26, 6, 30, tzinfo=UTC), [("suspend", 100)]),
+        ("below the level after more budget", facts(state="suspended", suspend_reason="budget",
+                                                    accrued_usd=Decimal("3.1"), budget_usd=Decimal(5),
+                                                    thresholds_crossed=(50,)), NOON, []),
+        # Fail closed: the meter's failures in a row.
+        ("meter failed twice", facts(meter_failures=2), NOON, []),
+        ("meter failed three times", facts(meter_failures=3), NOON, [("suspend", None)]),
+        ("meter suspension, still failing", facts(state="suspended", suspend_reason="meter", meter_failures=4), NOON,
+         []),
+        ("meter suspension, reading again", facts(state="suspended", suspend_reason="meter", meter_failures=0), NOON,
+         [("resume", None)]),
+        ("meter suspension over budget stays", facts(state="suspended", suspend_reason="meter", meter_failures=0,
+                                                     accrued_usd=Decimal(3), thresholds_crossed=(50, 80, 100)),
+         NOON, [("suspend", 100)]),
         # DST: on 2026-03-30 (CEST, UTC+2) 06:30 UTC is 08:30 in Berlin: inside; in winter it would be 07:30.
         ("after spring DST change", facts(state="suspended", suspend_reason="off-hours",
                                           expires_at=datetime(2026, 4, 2, tzinfo=UTC), last_activity_at=None),
@@ -74,6 +103,20 @@ def test_suspend_causes_are_named() -> None:
     assert [a.cause for a in idle if a.kind == "suspend"] == ["idle"]
     assert [a.cause for a in off if a.kind == "suspend"] == ["off-hours"]  # a Saturday
     assert [a.cause for a in budget if a.kind == "suspend"] == ["budget"]
+    meter = policy.decide(facts(meter_failures=5), _lab(), NOON, meter_failure_limit=5)
+    assert [a.cause for a in meter if a.kind == "suspend"] == ["meter"]
+    relabel = policy.decide(facts(state="suspended", suspend_reason="off-hours", accrued_usd=Decimal(3),
+                                  thresholds_crossed=(50, 80, 100)), _lab(), NOON)
+    assert [a.cause for a in relabel] == ["budget"]
+
+
+def test_the_stop_level_prefers_terminate_and_ignores_notifications() -> None:
+    lab = _lab()
+    assert policy.stop_level(accrued_usd=Decimal("2.9"), budget_usd=Decimal(3), lab=lab) is None
+    at_100 = policy.stop_level(accrued_usd=Decimal(3), budget_usd=Decimal(3), lab=lab)
+    assert at_100 is not None and (at_100.percent, at_100.action) == (100, "suspend")
+    at_200 = policy.stop_level(accrued_usd=Decimal(6), budget_usd=Decimal(3), lab=lab)
+    assert at_200 is not None and (at_200.percent, at_200.action) == (150, "terminate")
 
 
 def test_no_decisions_for_sessions_that_are_not_live() -> None:

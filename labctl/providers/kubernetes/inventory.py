@@ -1,15 +1,12 @@
-"""Read what a sandbox holds, and suspend, resume or freeze it: the Kubernetes side of the meter and the graders.
+"""Read what a sandbox holds: the Kubernetes side of the meter and the graders.
 
 ``collect`` lists every cost-relevant object of one namespace (plus the nodes its pods run on) as plain dicts, and
 asks metrics.k8s.io for usage when the cluster serves it; turning that into a priced snapshot is pure work done
-elsewhere. ``suspend`` scales every workload to zero, remembering replicas in an annotation, suspends CronJobs and
-Jobs, and sets the quota's pod count to zero so nothing new starts; ``resume`` restores exactly what was there.
+elsewhere. Suspend and resume live in :mod:`labctl.providers.kubernetes.suspension`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +14,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from labctl.grading.snapshot import UsageSource
-
-REPLICAS_BEFORE = "labctl.dev/replicas-before-suspend"
-SUSPEND_BEFORE = "labctl.dev/suspend-before-suspend"
-QUOTA_PODS_BEFORE = "labctl.dev/quota-pods-before-suspend"
 
 
 @dataclass
@@ -90,88 +83,3 @@ def _usage(api: client.ApiClient, namespace: str) -> tuple[dict[str, dict[str, d
     usage = {item["metadata"]["name"]: {c["name"]: c.get("usage", {}) for c in item.get("containers", [])}
              for item in data.get("items", [])}
     return usage, "metrics"
-
-
-# -- suspend / resume ----------------------------------------------------------------------------------------------
-
-Lister = Callable[..., Any]
-
-
-def _scalable(api: client.ApiClient) -> list[tuple[Lister, Lister]]:
-    """(list, patch) of the workloads that scale by replicas."""
-    apps = client.AppsV1Api(api)
-    return [(apps.list_namespaced_deployment, apps.patch_namespaced_deployment),
-            (apps.list_namespaced_stateful_set, apps.patch_namespaced_stateful_set),
-            (apps.list_namespaced_replica_set, apps.patch_namespaced_replica_set)]
-
-
-def _suspendable(api: client.ApiClient) -> list[tuple[Lister, Lister, str]]:
-    """(list, patch, counter) of the workloads that stop by ``spec.suspend``."""
-    batch = client.BatchV1Api(api)
-    return [(batch.list_namespaced_cron_job, batch.patch_namespaced_cron_job, "cronjobs"),
-            (batch.list_namespaced_job, batch.patch_namespaced_job, "jobs")]
-
-
-def suspend(api: client.ApiClient, namespace: str) -> dict[str, int]:
-    """Scale workloads to zero (remembering replicas), suspend CronJobs and Jobs, stop new pods via the quota."""
-    core = client.CoreV1Api(api)
-    counts = {"scaled": 0, "cronjobs": 0, "jobs": 0}
-    for lister, patcher in _scalable(api):
-        for obj in lister(namespace).items:
-            if obj.metadata.owner_references:  # a Deployment's ReplicaSets follow their Deployment
-                continue
-            annotations = obj.metadata.annotations or {}
-            if REPLICAS_BEFORE in annotations:
-                continue  # already suspended: keep the first remembered count
-            replicas = obj.spec.replicas if obj.spec.replicas is not None else 1
-            patcher(obj.metadata.name, namespace, {"metadata": {"annotations": {REPLICAS_BEFORE: str(replicas)}},
-                                                   "spec": {"replicas": 0}})
-            counts["scaled"] += 1
-    for lister, patcher, key in _suspendable(api):
-        for obj in lister(namespace).items:
-            annotations = obj.metadata.annotations or {}
-            if SUSPEND_BEFORE in annotations:
-                continue
-            if key == "jobs" and (obj.status.completion_time or obj.metadata.owner_references):
-                continue  # finished Jobs cost nothing; CronJob children stop with their CronJob
-            before = bool(obj.spec.suspend)
-            patcher(obj.metadata.name, namespace, {"metadata": {"annotations": {SUSPEND_BEFORE: json.dumps(before)}},
-                                                   "spec": {"suspend": True}})
-            counts[key] += 1
-    quota = core.read_namespaced_resource_quota("sandbox", namespace)
-    annotations = quota.metadata.annotations or {}
-    if QUOTA_PODS_BEFORE not in annotations:
-        before_pods = (quota.spec.hard or {}).get("pods", "")
-        core.patch_namespaced_resource_quota("sandbox", namespace, {
-            "metadata": {"annotations": {QUOTA_PODS_BEFORE: before_pods}}, "spec": {"hard": {"pods": "0"}}})
-    return counts
-
-
-def resume(api: client.ApiClient, namespace: str) -> dict[str, int]:
-    """Undo :func:`suspend` exactly: the quota first (so pods may start), then replicas and suspend flags."""
-    core = client.CoreV1Api(api)
-    counts = {"scaled": 0, "cronjobs": 0, "jobs": 0}
-    quota = core.read_namespaced_resource_quota("sandbox", namespace)
-    annotations = quota.metadata.annotations or {}
-    if QUOTA_PODS_BEFORE in annotations:
-        before = annotations[QUOTA_PODS_BEFORE]
-        hard: dict[str, str | None] = {"pods": before or None}
-        core.patch_namespaced_resource_quota("sandbox", namespace, {
-            "metadata": {"annotations": {QUOTA_PODS_BEFORE: None}}, "spec": {"hard": hard}})
-    for lister, patcher in _scalable(api):
-        for obj in lister(namespace).items:
-            annotations = obj.metadata.annotations or {}
-            if REPLICAS_BEFORE not in annotations:
-                continue
-            patcher(obj.metadata.name, namespace, {"metadata": {"annotations": {REPLICAS_BEFORE: None}},
-                                                   "spec": {"replicas": int(annotations[REPLICAS_BEFORE])}})
-            counts["scaled"] += 1
-    for lister, patcher, key in _suspendable(api):
-        for obj in lister(namespace).items:
-            annotations = obj.metadata.annotations or {}
-            if SUSPEND_BEFORE not in annotations:
-                continue
-            patcher(obj.metadata.name, namespace, {"metadata": {"annotations": {SUSPEND_BEFORE: None}},
-                                                   "spec": {"suspend": json.loads(annotations[SUSPEND_BEFORE])}})
-            counts[key] += 1
-    return counts

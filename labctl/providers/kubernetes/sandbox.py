@@ -23,9 +23,9 @@ from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
-from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec
+from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec, Suspension
 from labctl.providers.kubernetes import client as kube
-from labctl.providers.kubernetes import inventory, render, snapshot
+from labctl.providers.kubernetes import inventory, render, snapshot, suspension
 from labctl.providers.kubernetes.client import api_client
 
 log = logging.getLogger("labctl.providers.kubernetes")
@@ -126,11 +126,11 @@ class KubernetesSandboxes:
             time.sleep(0.5)
         raise ProviderError(f"namespace {spec.namespace} is still terminating after {wait_s:.0f}s", retryable=True)
 
-    def suspend(self, spec: SandboxSpec) -> dict[str, int]:
-        return _call(lambda: inventory.suspend(self._client(), spec.namespace))
+    def suspend(self, spec: SandboxSpec) -> Suspension:
+        return _call(lambda: suspension.suspend(self._client(), spec.namespace))
 
-    def resume(self, spec: SandboxSpec) -> dict[str, int]:
-        return _call(lambda: inventory.resume(self._client(), spec.namespace))
+    def resume(self, spec: SandboxSpec, record: Suspension) -> None:
+        _call(lambda: suspension.resume(self._client(), spec.namespace, record))
 
     def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
         """Make the learner's Role read-only (a submission) or editable again (a resubmission)."""
