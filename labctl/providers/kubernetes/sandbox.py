@@ -1,9 +1,11 @@
 """The Kubernetes sandbox provider: one namespace per session, made with server-side apply.
 
 Server-side apply makes every step converge: a repeated, retried or resumed start applies the same objects again and
-ends in the same state. The learner gets a kubeconfig with a TokenRequest token for the sandbox's ServiceAccount whose
-lifetime ends with the session. Destroy deletes the per-session ClusterRoleBinding and the namespace, then waits for
-the namespace's real finalization.
+ends in the same state. A start returns only once the sandbox holds: the quota has its status and the admission
+policy refuses the learner what it must (a dry-run create as the learner), so a fresh sandbox is never handed out
+unprotected. The learner gets a kubeconfig with a TokenRequest token for the sandbox's ServiceAccount whose lifetime
+ends with the session. Destroy deletes the per-session ClusterRoleBinding and the namespace, then waits for the
+namespace's real finalization; the admission policy, shared by every sandbox, stays.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class KubernetesSandboxes:
         objects = render.sandbox_objects(spec, self.manifests_dir) + render.starter_objects(spec, self.manifests_dir)
         self.apply(objects)
         self._wait_quota(spec.namespace, timeout_s=30)
+        self._wait_policy(spec.namespace, timeout_s=30)
 
     def apply(self, objects: list[dict[str, Any]]) -> None:
         """Server-side apply each object in order, as labctl's field manager, taking over conflicting fields."""
@@ -159,6 +162,38 @@ class KubernetesSandboxes:
             time.sleep(0.2)
         raise ProviderError(f"the ResourceQuota in {namespace} got no status within {timeout_s:.0f}s; "
                             "is kube-controller-manager running?", retryable=True)
+
+    def _wait_policy(self, namespace: str, *, timeout_s: float) -> None:
+        """Wait until the admission policy judges this sandbox's learner (a new policy, or a new namespace, takes
+        about a second to be seen): as the learner (impersonated), a dry-run create of a Secret the policy refuses."""
+        api = self._client()
+        learner = client.ApiClient(api.configuration, header_name="Impersonate-User",
+                                   header_value=f"system:serviceaccount:{namespace}:{render.LEARNER}")
+        core = client.CoreV1Api(learner)
+        deadline = time.monotonic() + timeout_s
+        last = "admitted"
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    core.create_namespaced_secret(namespace, render.policy_probe(namespace), dry_run="All")
+                except ApiException as exc:
+                    body = exc.body.decode() if isinstance(exc.body, bytes) else str(exc.body or "")
+                    if render.ADMISSION_POLICY in body:
+                        return
+                    # Not yet: the learner's RoleBinding or the quota's status may lag by a moment too.
+                    if exc.status not in (403, 500, 503):
+                        raise ProviderError(f"probing the admission policy in {namespace} failed ({exc.status} "
+                                            f"{exc.reason}): {_message(body)}") from exc
+                    last = f"{exc.status}: {_message(body)}"
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise ProviderUnavailable(f"the Kubernetes API did not answer: {exc}") from exc
+                time.sleep(0.2)
+        finally:
+            learner.close()
+        raise ProviderError(f"the admission policy {render.ADMISSION_POLICY} does not judge {namespace} after "
+                            f"{timeout_s:.0f}s (the probe got: {last}); does the apiserver serve "
+                            "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy, and may labctl impersonate "
+                            "ServiceAccounts?", retryable=True)
 
 
 def _apply_one(dyn: dynamic.DynamicClient, obj: dict[str, Any]) -> None:
