@@ -8,7 +8,7 @@ Labs are the shipped ones, or variants of them built with :func:`lab_variant` (v
 
 from __future__ import annotations
 
-import json
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -67,13 +67,23 @@ class LearnerSandbox:
     def apply(self, *docs: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
 
+    def create(self, *docs: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("create", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
     def can_i_list(self) -> list[dict[str, Any]]:
-        """``kubectl auth can-i --list`` as rules: [{resource, verbs}] (the learner's own namespace)."""
-        proc = self.kubectl("auth", "can-i", "--list", "-o", "json")
+        """``kubectl auth can-i --list`` (in the learner's namespace) as [{resource, verbs}], one row per line."""
+        proc = self.kubectl("auth", "can-i", "--list")
         assert proc.returncode == 0, proc.stderr
-        rules = json.loads(proc.stdout)["resourceRules"]
-        return [{"resource": f"{r}.{g}" if g else r, "verbs": sorted(rule["verbs"])}
-                for rule in rules for g in rule.get("apiGroups", [""]) for r in rule.get("resources", [])]
+        rows = []
+        for line in proc.stdout.splitlines()[1:]:
+            match = _CAN_I_ROW.match(line)
+            assert match, f"unexpected line of kubectl auth can-i --list: {line!r}"
+            if match["resource"]:  # rows without a resource are non-resource URLs (/api, /healthz, ...)
+                rows.append({"resource": match["resource"], "verbs": sorted(match["verbs"].split())})
+        return rows
+
+
+_CAN_I_ROW = re.compile(r"^(?P<resource>\S*)\s+\[[^\]]*\]\s+\[[^\]]*\]\s+\[(?P<verbs>[^\]]*)\]\s*$")
 
 
 @contextmanager
