@@ -131,7 +131,7 @@ def test_namespace_is_labelled_annotated_and_guarded(kube: client.ApiClient,
     assert annotations["labctl.dev/expires-at"].startswith(session["expires_at"][:16])
     assert float(annotations["labctl.dev/budget-usd"]) == session["budget_usd"]
     policies = client.NetworkingV1Api(kube).list_namespaced_network_policy(session["namespace"]).items
-    assert [p.metadata.name for p in policies] == ["deny-from-other-namespaces"]
+    assert sorted(p.metadata.name for p in policies) == ["deny-from-other-namespaces", "egress"]
     quota = core.read_namespaced_resource_quota("sandbox", session["namespace"])
     assert quota.status.hard  # computed by the controller-manager before the session said ready
 
