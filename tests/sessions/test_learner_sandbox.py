@@ -106,7 +106,8 @@ def test_learner_can_deploy_in_own_namespace_and_read_node_labels(as_learner, ku
 def test_learner_is_refused(as_learner, two_sessions: tuple[dict[str, Any], ...], args: tuple[str, ...],  # type: ignore[no-untyped-def]
                             stdin: str | None, expected: str) -> None:
     other = two_sessions[1]["namespace"]
-    body = {"deployment": _deployment("intruder"), "greedy-pod": _pod("greedy", cpu="64")}.get(stdin or "")
+    # 3 CPUs: within the LimitRange's per-container max (the whole quota), over what the starter leaves free.
+    body = {"deployment": _deployment("intruder"), "greedy-pod": _pod("greedy", cpu="3")}.get(stdin or "")
     proc = as_learner(*(a.replace("{other}", other) for a in args), stdin=body)
     assert proc.returncode != 0
     assert expected in proc.stderr.lower()
