@@ -211,3 +211,12 @@ def test_the_shipped_labs_allow_no_service_type_beyond_cluster_ip() -> None:
     for lab_id in ("tag-for-showback", "move-batch-to-spot", "gpu-rightsizing", "idle-hunter"):
         lab = shipped_lab(lab_id)
         assert lab.network.service_types == ["ClusterIP"] and lab.priority_classes == [], lab_id
+
+
+def test_kubectl_debug_node_cannot_land_a_pod_on_a_node(sandbox: LearnerSandbox) -> None:
+    """``kubectl debug node/...`` makes a pod with nodeName: with host namespaces Pod Security refuses it; with the
+    ``restricted`` profile it passes Pod Security, and the policy refuses its nodeName."""
+    debug = ("debug", "node/cpu-ondemand-0", "--image=registry.k8s.io/pause:3.10", "--attach=false")
+    legacy = sandbox.kubectl(*debug, "--profile=legacy")
+    assert legacy.returncode != 0 and "violates PodSecurity" in legacy.stderr, legacy.stderr
+    refused_by_policy(sandbox.kubectl(*debug, "--profile=restricted"), "nodeName cpu-ondemand-0 is set")
