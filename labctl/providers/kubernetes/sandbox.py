@@ -33,6 +33,7 @@ log = logging.getLogger("labctl.providers.kubernetes")
 
 FIELD_MANAGER = "labctl"
 MIN_TOKEN_SECONDS = 600  # the apiserver refuses shorter TokenRequests
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"  # the controller-manager puts it in every namespace
 T = TypeVar("T")
 
 
@@ -152,16 +153,20 @@ class KubernetesSandboxes:
         return _call(lambda: _ignore_404(lambda: core.read_namespace(namespace))) is not None
 
     def _wait_quota(self, namespace: str, *, timeout_s: float) -> None:
-        """Wait until the controller-manager has computed the quota, so the learner's first pod is not refused."""
+        """Wait until the controller-manager has computed the quota, so the learner's first pod is not refused, and
+        has put the cluster's CA ConfigMap in the namespace: it counts against ``count/configmaps``, and a learner
+        quick enough to fill that quota first would keep it out (pods' ServiceAccount volumes need it)."""
         core = client.CoreV1Api(self._client())
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             quota = _call(lambda: core.read_namespaced_resource_quota("sandbox", namespace))
-            if quota.status and quota.status.hard:
+            if quota.status and quota.status.hard and _call(lambda: _ignore_404(
+                    lambda: core.read_namespaced_config_map(ROOT_CA_CONFIGMAP, namespace))) is not None:
                 return
             time.sleep(0.2)
-        raise ProviderError(f"the ResourceQuota in {namespace} got no status within {timeout_s:.0f}s; "
-                            "is kube-controller-manager running?", retryable=True)
+        raise ProviderError(f"the ResourceQuota in {namespace} got no status, or the namespace no "
+                            f"{ROOT_CA_CONFIGMAP} ConfigMap, within {timeout_s:.0f}s; is kube-controller-manager "
+                            "running?", retryable=True)
 
     def _wait_policy(self, namespace: str, *, timeout_s: float) -> None:
         """Wait until the admission policy judges this sandbox's learner (a new policy, or a new namespace, takes
