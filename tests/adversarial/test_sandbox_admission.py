@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client, dynamic
 
+from labctl.catalog import loader
 from labctl.localcluster.cluster import LocalCluster
 from labctl.providers.kubernetes import render
 from tests.support.sandbox import (
+    MANIFESTS,
     LearnerSandbox,
     cronjob,
     deployment,
@@ -193,6 +197,9 @@ def test_the_policy_is_applied_once_for_all_sandboxes_and_idempotently(sandbox: 
     after = dyn.get(policies, name=POLICY)
     assert after.metadata.resourceVersion == before.metadata.resourceVersion  # server-side apply: nothing changed
     assert {m.manager for m in after.metadata.managedFields if m.subresource != "status"} == {"labctl"}
+    checked = eventually(lambda: (p := dyn.get(policies, name=POLICY)).status
+                         and p.status.observedGeneration == p.metadata.generation and p, timeout=30)
+    assert not (checked.status.typeChecking or {}).get("expressionWarnings"), checked.status.typeChecking
 
 
 def test_a_fresh_policy_holds_from_the_learners_first_request(sandbox: LearnerSandbox, kube: client.ApiClient) -> None:
@@ -220,3 +227,25 @@ def test_kubectl_debug_node_cannot_land_a_pod_on_a_node(sandbox: LearnerSandbox)
     legacy = sandbox.kubectl(*debug, "--profile=legacy")
     assert legacy.returncode != 0 and "violates PodSecurity" in legacy.stderr, legacy.stderr
     refused_by_policy(sandbox.kubectl(*debug, "--profile=restricted"), "nodeName cpu-ondemand-0 is set")
+
+
+@pytest.mark.parametrize("lab_id", ["tag-for-showback", "move-batch-to-spot", "gpu-rightsizing", "idle-hunter"])
+def test_each_labs_reference_solution_is_admitted_for_the_learner(local_cluster: LocalCluster, tmp_path: Path,
+                                                                  lab_id: str) -> None:
+    """What a lab asks of the learner passes the learner's Role, the policy, Pod Security, the LimitRange and the
+    quota: its reference solution, applied by the learner in a sandbox with its starter (the deletions its
+    ``delete.yaml`` lists for real, then the manifests as a server-side dry run)."""
+    lab = shipped_lab(lab_id)
+    deletions = MANIFESTS / "labs" / lab_id / "solution" / "delete.yaml"
+    refs = (yaml.safe_load(deletions.read_text()) or {}).get("delete", []) if deletions.is_file() else []
+    with learner_sandbox(local_cluster, lab, tmp_path, learner="solver") as box:
+        for ref in refs:
+            deleted = box.kubectl("delete", ref.lower(), "--cascade=foreground", "--wait=true", "--timeout=120s")
+            assert deleted.returncode == 0, deleted.stderr
+        context = {"namespace": box.namespace, "session_id": box.spec.session_id, "lab_id": lab.id,
+                   "learner_id": box.spec.learner_id}
+        docs = loader.render_templates(lab.solution, MANIFESTS, context)
+        proc = box.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-",
+                           stdin=yaml.safe_dump_all(docs))
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.count("(server dry run)") == len(docs), proc.stdout
