@@ -176,14 +176,16 @@ class KubernetesSandboxes:
                                    header_value=f"system:serviceaccount:{namespace}:{render.LEARNER}")
         core = client.CoreV1Api(learner)
         deadline = time.monotonic() + timeout_s
-        last = "admitted"
+        refusal = f"ValidatingAdmissionPolicy '{render.ADMISSION_POLICY}'"
+        last = "nothing"
         try:
             while time.monotonic() < deadline:
                 try:
                     core.create_namespaced_secret(namespace, render.policy_probe(namespace), dry_run="All")
+                    last = "admitted"
                 except ApiException as exc:
                     body = exc.body.decode() if isinstance(exc.body, bytes) else str(exc.body or "")
-                    if render.ADMISSION_POLICY in body:
+                    if refusal in body:
                         return
                     # Not yet: the learner's RoleBinding or the quota's status may lag by a moment too.
                     if exc.status not in (403, 500, 503):
