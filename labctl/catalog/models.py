@@ -9,6 +9,7 @@ messages naming the file, the line and the field; :func:`lab_json_schema` is the
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from dataclasses import dataclass
@@ -211,11 +212,35 @@ GraderScript = Annotated[str, AfterValidator(_check_grader_script),
 
 # --- quota --------------------------------------------------------------------------------------------------------
 
-QUOTA_KEYS = frozenset({"cpu", "memory", "pods", "services.loadbalancers", "persistentvolumeclaims",
-                        "requests.storage", "requests.nvidia.com/gpu"})
+QUOTA_KEYS = frozenset({
+    "cpu", "memory", "pods", "requests.nvidia.com/gpu",
+    "count/secrets", "count/configmaps", "count/deployments.apps", "count/jobs.batch",
+    "services", "services.nodeports", "services.loadbalancers",
+    "requests.ephemeral-storage", "limits.ephemeral-storage", "persistentvolumeclaims", "requests.storage",
+})
 MIG_QUOTA_PATTERN = r"^requests\.nvidia\.com/mig-\d+g\.\d+gb$"
 _MIG_QUOTA = re.compile(MIG_QUOTA_PATTERN)
-COUNT_QUOTA_KEYS = frozenset({"pods", "services.loadbalancers", "persistentvolumeclaims", "requests.nvidia.com/gpu"})
+COUNT_QUOTA_KEYS = frozenset({
+    "pods", "requests.nvidia.com/gpu", "count/secrets", "count/configmaps", "count/deployments.apps",
+    "count/jobs.batch", "services", "services.nodeports", "services.loadbalancers", "persistentvolumeclaims",
+})
+# What a Kubernetes lab gets for every key it does not set: enough for a lab's handful of objects, nothing that
+# reaches outside the sandbox (no node ports, no load balancers) and no storage unless the lab asks for it.
+# ``count/configmaps`` includes the ``kube-root-ca.crt`` ConfigMap the controller-manager puts in every namespace;
+# every LoadBalancer Service also takes one node port per port (unless it sets allocateLoadBalancerNodePorts: false).
+QUOTA_DEFAULTS: dict[str, str] = {
+    "count/secrets": "10",
+    "count/configmaps": "10",
+    "count/deployments.apps": "10",
+    "count/jobs.batch": "10",
+    "services": "10",
+    "services.nodeports": "0",
+    "services.loadbalancers": "0",
+    "requests.ephemeral-storage": "10Gi",
+    "limits.ephemeral-storage": "20Gi",
+    "persistentvolumeclaims": "0",
+    "requests.storage": "0",
+}
 
 
 def _check_quota_key(key: str) -> str:
@@ -227,6 +252,37 @@ def _check_quota_key(key: str) -> str:
 
 QuotaKey = Annotated[str, AfterValidator(_check_quota_key),
                      WithJsonSchema({"anyOf": [{"enum": sorted(QUOTA_KEYS)}, {"pattern": MIG_QUOTA_PATTERN}]})]
+
+# --- network --------------------------------------------------------------------------------------------------------
+
+# Cloud instance metadata services (AWS, GCP, Azure: 169.254.169.254; AWS over IPv6: fd00:ec2::254) hand out the
+# node's credentials: an egress rule never opens them, whatever CIDR it names.
+METADATA_ADDRESSES = (ipaddress.ip_network("169.254.169.254/32"), ipaddress.ip_network("fd00:ec2::254/128"))
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block with its host bits zero (e.g. '10.0.0.0/8'): {exc}") from None
+    if network.is_link_local or any(network.version == m.version and network.subnet_of(m)  # type: ignore[arg-type]
+                                    for m in METADATA_ADDRESSES):
+        raise ValueError(f"{value!r} is where cloud metadata services answer (they hand out node credentials): a "
+                         "sandbox may not reach it")
+    return value
+
+
+def metadata_exceptions(cidr: str) -> list[str]:
+    """The cloud metadata addresses inside ``cidr``, to cut out of an egress rule (``"0.0.0.0/0"`` ->
+    ``["169.254.169.254/32"]``)."""
+    network = ipaddress.ip_network(cidr)
+    return [str(m) for m in METADATA_ADDRESSES
+            if m.version == network.version and m.subnet_of(network)]  # type: ignore[arg-type]
+
+
+Cidr = Annotated[str, AfterValidator(_check_cidr),
+                 WithJsonSchema({"type": "string", "examples": ["10.20.0.0/16", "0.0.0.0/0", "2001:db8::/32"]})]
 
 # --- the models ---------------------------------------------------------------------------------------------------
 
@@ -327,18 +383,54 @@ class CpuMemory(_Closed):
 
 
 class LimitRangeDefaults(_Closed):
-    """The LimitRange of the namespace: what a container gets when it declares no requests or limits."""
+    """The LimitRange of the namespace: what a container gets when it declares no requests or limits, the least it
+    may request (so an explicit zero request is refused) and the most it may ask for."""
 
     default_request: CpuMemory = Field(default_factory=lambda: CpuMemory(cpu="100m", memory="128Mi"))
     default_limit: CpuMemory = Field(default_factory=lambda: CpuMemory(cpu="500m", memory="512Mi"))
+    min: CpuMemory = Field(default_factory=lambda: CpuMemory(cpu="10m", memory="16Mi"),
+                           description="the least a container may request; zero requests are refused")
+    max: CpuMemory | None = Field(
+        default=None, description="the most a container may ask for (limits); default: the lab's cpu and memory quota")
 
     @model_validator(mode="after")
-    def _request_within_limit(self) -> LimitRangeDefaults:
+    def _ordered(self) -> LimitRangeDefaults:
+        steps = [("min", self.min), ("default_request", self.default_request), ("default_limit", self.default_limit)]
+        if self.max is not None:
+            steps.append(("max", self.max))
         for resource in ("cpu", "memory"):
-            request, limit = getattr(self.default_request, resource), getattr(self.default_limit, resource)
-            if parse_quantity(request) > parse_quantity(limit):
-                raise ValueError(f"default_request.{resource} ({request}) is above default_limit.{resource} ({limit})")
+            for (low_name, low), (high_name, high) in itertools.pairwise(steps):
+                below, above = getattr(low, resource), getattr(high, resource)
+                if parse_quantity(below) > parse_quantity(above):
+                    raise ValueError(f"{low_name}.{resource} ({below}) is above {high_name}.{resource} ({above}); "
+                                     "keep min <= default_request <= default_limit <= max")
         return self
+
+
+class EgressPort(_Closed):
+    port: int = Field(ge=1, le=65535)
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+
+
+class EgressRule(_Closed):
+    """Traffic the sandbox's pods may send beyond their namespace and the cluster DNS."""
+
+    cidr: Cidr = Field(description="destination block, e.g. '10.20.0.0/16'; cloud metadata addresses stay closed")
+    ports: list[EgressPort] = Field(default_factory=list, description="destination ports; empty for every port")
+
+
+def _cluster_ip_only() -> list[ServiceType]:
+    return ["ClusterIP"]
+
+
+class Network(_Closed):
+    """What the sandbox may reach and expose. Pods may always talk to each other and to the cluster DNS."""
+
+    egress: list[EgressRule] = Field(default_factory=list,
+                                     description="destinations allowed beyond the namespace and DNS (default none)")
+    service_types: list[ServiceType] = Field(
+        default_factory=_cluster_ip_only, min_length=1,
+        description="Service types the learner may create; NodePort and LoadBalancer reach outside the cluster")
 
 
 # --- demand: what the simulated world asks each workload to serve ---------------------------------------------------
@@ -621,6 +713,9 @@ class Lab(_Closed):
         default_factory=dict, validate_default=True,
         description="ResourceQuota hard limits; cpu and memory are request totals (required for kubernetes labs)")
     limit_range: LimitRangeDefaults = Field(default_factory=LimitRangeDefaults)
+    network: Network = Field(default_factory=Network)
+    priority_classes: list[Annotated[str, Field(pattern=_DNS_SUBDOMAIN.pattern, max_length=253)]] = Field(
+        default_factory=list, description="PriorityClasses the learner's pods may name (default none)")
     cost_labels: dict[LabelKey, LabelValue] = Field(
         default_factory=dict, description="the course's cost labels, put on the namespace")
     required_labels: list[LabelKey] = Field(
@@ -659,15 +754,34 @@ class Lab(_Closed):
 
     @field_validator("quota")
     @classmethod
-    def _whole_counts_and_bounded(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+    def _whole_counts_bounded_and_defaulted(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for key, quantity in value.items():
             if (key in COUNT_QUOTA_KEYS or _MIG_QUOTA.match(key)) and not quantity.isdigit():
                 raise ValueError(f"quota {key} counts objects or devices: write a whole number, not {quantity!r}")
-        if info.data.get("provider") == "kubernetes":
-            missing = [key for key in ("cpu", "memory", "pods") if key not in value]
-            if missing:
-                raise ValueError(f"a kubernetes lab needs quota for {', '.join(missing)} (the sandbox must be bounded)")
-        return value
+        if info.data.get("provider") != "kubernetes":
+            return value
+        missing = [key for key in ("cpu", "memory", "pods") if key not in value]
+        if missing:
+            raise ValueError(f"a kubernetes lab needs quota for {', '.join(missing)} (the sandbox must be bounded)")
+        return {**QUOTA_DEFAULTS, **value}
+
+    @model_validator(mode="after")
+    def _container_max_within_quota(self) -> Lab:
+        """A container may ask for at most the whole sandbox: ``limit_range.max`` defaults to the lab's cpu and
+        memory quota and may not exceed it."""
+        if self.provider != "kubernetes":
+            return self
+        quota = CpuMemory(cpu=self.quota["cpu"], memory=self.quota["memory"])
+        limits = self.limit_range
+        for name, bound in (("max", limits.max), ("default_limit", limits.default_limit)):
+            for resource in ("cpu", "memory"):
+                asked = getattr(bound, resource) if bound is not None else None
+                if asked is not None and parse_quantity(asked) > parse_quantity(getattr(quota, resource)):
+                    raise ValueError(f"limit_range.{name}.{resource} ({asked}) is above the lab's {resource} quota "
+                                     f"({getattr(quota, resource)}): no container can be bigger than the sandbox")
+        if limits.max is None:
+            self.limit_range = limits.model_copy(update={"max": quota})
+        return self
 
     @property
     def max_score(self) -> float:

@@ -106,7 +106,8 @@ def test_learner_can_deploy_in_own_namespace_and_read_node_labels(as_learner, ku
 def test_learner_is_refused(as_learner, two_sessions: tuple[dict[str, Any], ...], args: tuple[str, ...],  # type: ignore[no-untyped-def]
                             stdin: str | None, expected: str) -> None:
     other = two_sessions[1]["namespace"]
-    body = {"deployment": _deployment("intruder"), "greedy-pod": _pod("greedy", cpu="64")}.get(stdin or "")
+    # 3 CPUs: within the LimitRange's per-container max (the whole quota), over what the starter leaves free.
+    body = {"deployment": _deployment("intruder"), "greedy-pod": _pod("greedy", cpu="3")}.get(stdin or "")
     proc = as_learner(*(a.replace("{other}", other) for a in args), stdin=body)
     assert proc.returncode != 0
     assert expected in proc.stderr.lower()
@@ -131,7 +132,7 @@ def test_namespace_is_labelled_annotated_and_guarded(kube: client.ApiClient,
     assert annotations["labctl.dev/expires-at"].startswith(session["expires_at"][:16])
     assert float(annotations["labctl.dev/budget-usd"]) == session["budget_usd"]
     policies = client.NetworkingV1Api(kube).list_namespaced_network_policy(session["namespace"]).items
-    assert [p.metadata.name for p in policies] == ["deny-from-other-namespaces"]
+    assert sorted(p.metadata.name for p in policies) == ["deny-from-other-namespaces", "egress"]
     quota = core.read_namespaced_resource_quota("sandbox", session["namespace"])
     assert quota.status.hard  # computed by the controller-manager before the session said ready
 

@@ -1,8 +1,10 @@
 """Pure: a session's sandbox as Kubernetes objects, rendered from the Jinja2 templates in ``manifests/``.
 
-``manifests/sandbox/*.yaml.j2`` hold the namespace, quota, limits, network policy and RBAC; the lab's starter
-templates follow. Templates render with ``StrictUndefined`` so a missing value is an error, never an empty string.
-Every object carries ``labctl.dev/session`` so sweeps can find strays.
+``manifests/sandbox/*.yaml.j2`` hold the namespace, the admission policy, quota, limits, network policies and RBAC;
+the lab's starter templates follow. Templates render with ``StrictUndefined`` so a missing value is an error, never
+an empty string. Every object of one session carries ``labctl.dev/session`` so sweeps can find strays; the objects all
+sandboxes share (the admission policy and its binding, the node-reader ClusterRole) carry only labctl's
+``managed-by`` label.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import jinja2
 import yaml
 
 from labctl.catalog import loader
+from labctl.catalog.models import Lab, metadata_exceptions
 from labctl.ports import SandboxSpec
 
 SESSION_LABEL = "labctl.dev/session"
 LAB_LABEL = "labctl.dev/lab"
 LEARNER_LABEL = "labctl.dev/learner"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "labctl"}
+ADMISSION_POLICY = "labctl-sandbox"  # the ValidatingAdmissionPolicy and its binding
+LEARNER = "learner"  # the sandbox's ServiceAccount, its Role and RoleBinding
 
 
 def session_labels(spec: SandboxSpec) -> dict[str, str]:
@@ -30,10 +35,23 @@ def node_binding_name(namespace: str) -> str:
     return f"labctl-nodes-{namespace}"
 
 
+def egress_rules(lab: Lab) -> list[dict[str, Any]]:
+    """The lab's declared egress as NetworkPolicy egress peers and ports, cloud metadata addresses cut out."""
+    rules: list[dict[str, Any]] = []
+    for rule in lab.network.egress:
+        block: dict[str, Any] = {"cidr": rule.cidr}
+        if cut := metadata_exceptions(rule.cidr):
+            block["except"] = cut
+        rules.append({"ip_block": block, "ports": [p.model_dump() for p in rule.ports]})
+    return rules
+
+
 def sandbox_objects(spec: SandboxSpec, manifests_dir: Path, *, frozen: bool = False) -> list[dict[str, Any]]:
     """The sandbox's own objects, in apply order (namespace first)."""
     labels = session_labels(spec)
     lab = spec.lab
+    if lab.limit_range.max is None:  # the catalog fills it in from the quota for every kubernetes lab
+        raise ValueError(f"lab {lab.id} has no limit_range.max and no cpu/memory quota to take it from")
     context = {
         "namespace": spec.namespace,
         "labels": labels,
@@ -49,6 +67,14 @@ def sandbox_objects(spec: SandboxSpec, manifests_dir: Path, *, frozen: bool = Fa
         "quota": dict(lab.quota),
         "default_request": lab.limit_range.default_request.model_dump(),
         "default_limit": lab.limit_range.default_limit.model_dump(),
+        "limit_min": lab.limit_range.min.model_dump(),
+        "limit_max": lab.limit_range.max.model_dump(),
+        "egress": egress_rules(lab),
+        "service_types": lab.network.service_types,
+        "priority_classes": lab.priority_classes,
+        "policy_name": ADMISSION_POLICY,
+        "shared_labels": MANAGED_BY,
+        "session_label": SESSION_LABEL,
         "frozen": frozen,
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(manifests_dir), undefined=jinja2.StrictUndefined,
@@ -59,6 +85,13 @@ def sandbox_objects(spec: SandboxSpec, manifests_dir: Path, *, frozen: bool = Fa
         text = env.get_template(f"sandbox/{template.name}").render(context)
         objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
     return objects
+
+
+def policy_probe(namespace: str) -> dict[str, Any]:
+    """A Secret the admission policy refuses the learner, created with dry-run to see that the policy holds."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+            "metadata": {"name": "labctl-policy-probe", "namespace": namespace,
+                         "annotations": {"kubernetes.io/service-account.name": LEARNER}}}
 
 
 def starter_objects(spec: SandboxSpec, manifests_dir: Path) -> list[dict[str, Any]]:

@@ -1,9 +1,11 @@
 """The Kubernetes sandbox provider: one namespace per session, made with server-side apply.
 
 Server-side apply makes every step converge: a repeated, retried or resumed start applies the same objects again and
-ends in the same state. The learner gets a kubeconfig with a TokenRequest token for the sandbox's ServiceAccount whose
-lifetime ends with the session. Destroy deletes the per-session ClusterRoleBinding and the namespace, then waits for
-the namespace's real finalization.
+ends in the same state. A start returns only once the sandbox holds: the quota has its status and the admission
+policy refuses the learner what it must (a dry-run create as the learner), so a fresh sandbox is never handed out
+unprotected. The learner gets a kubeconfig with a TokenRequest token for the sandbox's ServiceAccount whose lifetime
+ends with the session. Destroy deletes the per-session ClusterRoleBinding and the namespace, then waits for the
+namespace's real finalization; the admission policy, shared by every sandbox, stays.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ log = logging.getLogger("labctl.providers.kubernetes")
 
 FIELD_MANAGER = "labctl"
 MIN_TOKEN_SECONDS = 600  # the apiserver refuses shorter TokenRequests
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"  # the controller-manager puts it in every namespace
 T = TypeVar("T")
 
 
@@ -78,6 +81,7 @@ class KubernetesSandboxes:
         objects = render.sandbox_objects(spec, self.manifests_dir) + render.starter_objects(spec, self.manifests_dir)
         self.apply(objects)
         self._wait_quota(spec.namespace, timeout_s=30)
+        self._wait_policy(spec.namespace, timeout_s=30)
 
     def apply(self, objects: list[dict[str, Any]]) -> None:
         """Server-side apply each object in order, as labctl's field manager, taking over conflicting fields."""
@@ -149,16 +153,54 @@ class KubernetesSandboxes:
         return _call(lambda: _ignore_404(lambda: core.read_namespace(namespace))) is not None
 
     def _wait_quota(self, namespace: str, *, timeout_s: float) -> None:
-        """Wait until the controller-manager has computed the quota, so the learner's first pod is not refused."""
+        """Wait until the controller-manager has computed the quota, so the learner's first pod is not refused, and
+        has put the cluster's CA ConfigMap in the namespace: it counts against ``count/configmaps``, and a learner
+        quick enough to fill that quota first would keep it out (pods' ServiceAccount volumes need it)."""
         core = client.CoreV1Api(self._client())
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             quota = _call(lambda: core.read_namespaced_resource_quota("sandbox", namespace))
-            if quota.status and quota.status.hard:
+            if quota.status and quota.status.hard and _call(lambda: _ignore_404(
+                    lambda: core.read_namespaced_config_map(ROOT_CA_CONFIGMAP, namespace))) is not None:
                 return
             time.sleep(0.2)
-        raise ProviderError(f"the ResourceQuota in {namespace} got no status within {timeout_s:.0f}s; "
-                            "is kube-controller-manager running?", retryable=True)
+        raise ProviderError(f"the ResourceQuota in {namespace} got no status, or the namespace no "
+                            f"{ROOT_CA_CONFIGMAP} ConfigMap, within {timeout_s:.0f}s; is kube-controller-manager "
+                            "running?", retryable=True)
+
+    def _wait_policy(self, namespace: str, *, timeout_s: float) -> None:
+        """Wait until the admission policy judges this sandbox's learner (a new policy, or a new namespace, takes
+        about a second to be seen): as the learner (impersonated), a dry-run create of a Secret the policy refuses."""
+        api = self._client()
+        learner = client.ApiClient(api.configuration, header_name="Impersonate-User",
+                                   header_value=f"system:serviceaccount:{namespace}:{render.LEARNER}")
+        core = client.CoreV1Api(learner)
+        deadline = time.monotonic() + timeout_s
+        refusal = f"ValidatingAdmissionPolicy '{render.ADMISSION_POLICY}'"
+        last = "nothing"
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    core.create_namespaced_secret(namespace, render.policy_probe(namespace), dry_run="All")
+                    last = "admitted"
+                except ApiException as exc:
+                    body = exc.body.decode() if isinstance(exc.body, bytes) else str(exc.body or "")
+                    if refusal in body:
+                        return
+                    # Not yet: the learner's RoleBinding or the quota's status may lag by a moment too.
+                    if exc.status not in (403, 500, 503):
+                        raise ProviderError(f"probing the admission policy in {namespace} failed ({exc.status} "
+                                            f"{exc.reason}): {_message(body)}") from exc
+                    last = f"{exc.status}: {_message(body)}"
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise ProviderUnavailable(f"the Kubernetes API did not answer: {exc}") from exc
+                time.sleep(0.2)
+        finally:
+            learner.close()
+        raise ProviderError(f"the admission policy {render.ADMISSION_POLICY} does not judge {namespace} after "
+                            f"{timeout_s:.0f}s (the probe got: {last}); does the apiserver serve "
+                            "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy, and may labctl impersonate "
+                            "ServiceAccounts?", retryable=True)
 
 
 def _apply_one(dyn: dynamic.DynamicClient, obj: dict[str, Any]) -> None:
