@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import yaml
@@ -115,7 +114,8 @@ def test_up_removes_usage_rules_labctl_did_not_write(local_cluster: LocalCluster
              "metadata": {"name": "usage-from-annotation"},
              "spec": {"usages": [{"usage": {
                  "cpu": {"expression": '"kwok.x-k8s.io/usage-cpu" in pod.metadata.annotations ? '
-                                       'Quantity(pod.metadata.annotations["kwok.x-k8s.io/usage-cpu"]) : Quantity("1m")'},
+                                       'Quantity(pod.metadata.annotations["kwok.x-k8s.io/usage-cpu"]) : '
+                                       'Quantity("1m")'},
                  "memory": {"expression": '"kwok.x-k8s.io/usage-memory" in pod.metadata.annotations ? '
                                           'Quantity(pod.metadata.annotations["kwok.x-k8s.io/usage-memory"]) : '
                                           'Quantity("1Mi")'}}}]}}

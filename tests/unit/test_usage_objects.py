@@ -38,7 +38,7 @@ def test_zero_usage_is_written_as_the_smallest_unit_so_metrics_server_keeps_the_
 def test_usage_must_be_a_finite_non_negative_number(bad: float) -> None:
     with pytest.raises(ValueError, match="finite number >= 0"):
         ContainerUsage(cpu_cores=bad, memory_bytes=1)
-    with pytest.raises(ValueError, match="nvidia.com/gpu"):
+    with pytest.raises(ValueError, match=r"nvidia\.com/gpu"):
         ContainerUsage(cpu_cores=0.1, memory_bytes=1, other={"nvidia.com/gpu": bad})
 
 
