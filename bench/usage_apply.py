@@ -6,9 +6,10 @@ Run: ``.venv/bin/python -m bench.usage_apply [--namespaces 200] [--pods 10]``. A
 Rows (each a full sweep over every namespace):
 
 - labctl, first write: :func:`~labctl.providers.kubernetes.usage.apply_usage` per namespace, creating one
-  ``ClusterResourceUsage`` per pod (server-side apply, one request per object after one list per namespace);
+  ``ClusterResourceUsage`` per pod (server-side apply, one request per object after one list and one read of the
+  namespace, the objects' owner);
 - labctl, every figure changed: the same, each object rewritten (the demand simulator's worst sweep);
-- labctl, nothing changed: one list per namespace, no write (a steady sweep);
+- labctl, nothing changed: one list and one namespace read per namespace, no write (a steady sweep);
 - baseline, one ``kubectl apply --server-side`` of the same per-pod objects (every figure changed);
 - baseline, per-namespace objects carrying the figures in CEL (``{"pod": 0.25}[pod.metadata.name]``), one object
   per namespace, server-side applied; fewer writes, but kwok keeps every compiled expression, so not used.
@@ -136,12 +137,15 @@ def main() -> None:
                     figures = _figures(args.namespaces, args.pods, step)
                     return lambda: [usage_mod.apply_usage(api, namespace=ns, usage=u) for ns, u in figures.items()]
 
+                cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+                               for ns in _figures(args.namespaces, args.pods, 0)])
                 rows.append(("labctl, first write", objects, _timed(sweep(0))))
                 rows.append(("labctl, every figure changed", objects, _timed(sweep(1))))
                 rows.append(("labctl, nothing changed", 0, _timed(sweep(1))))
 
+                uids = {ns.metadata.name: ns.metadata.uid for ns in client.CoreV1Api(api).list_namespace().items}
                 changed = [o for ns, u in _figures(args.namespaces, args.pods, 2).items()
-                           for o in usage_mod.usage_objects(namespace=ns, usage=u)]
+                           for o in usage_mod.usage_objects(namespace=ns, namespace_uid=uids[ns], usage=u)]
                 doc = yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": changed})
                 rows.append(("baseline: one kubectl apply", objects, _timed(lambda: cluster.kubectl(
                     ["apply", "--server-side", "--force-conflicts", "--field-manager=labctl", "-f", "-"],

@@ -17,7 +17,15 @@ from kubernetes import client
 
 from labctl.localcluster.cluster import LocalCluster
 from labctl.providers.kubernetes import inventory
-from labctl.providers.kubernetes.usage import ContainerUsage, apply_usage, clear_usage
+from labctl.providers.kubernetes.usage import (
+    GROUP,
+    NAMESPACE_LABEL,
+    PLURAL,
+    VERSION,
+    ContainerUsage,
+    apply_usage,
+    clear_usage,
+)
 from labctl.settings import Settings
 from tests.support.metrics_sandbox import LearnerSandbox, deployment, learner_sandbox
 from tests.support.wait import eventually
@@ -153,3 +161,22 @@ def _cores(quantity: str) -> float:
 def _bytes(quantity: str) -> int:
     units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
     return int(quantity[:-2]) * units[quantity[-2:]] if quantity[-2:] in units else int(quantity)
+
+
+def test_usage_goes_with_its_namespace(kube: client.ApiClient) -> None:
+    core, custom = client.CoreV1Api(kube), client.CustomObjectsApi(kube)
+    name = "t-usage-gc"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"labctl.dev/test": "1"})))
+    figures = {"app": ContainerUsage(cpu_cores=0.1, memory_bytes=MiB)}
+    assert apply_usage(kube, namespace=name, usage={"a": figures, "b": figures}).written == 2
+
+    def listed() -> list[str]:
+        found = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=f"{NAMESPACE_LABEL}={name}")
+        return [item["metadata"]["name"] for item in found["items"]]
+
+    assert len(listed()) == 2
+    core.delete_namespace(name)
+    eventually(lambda: not listed(), timeout=60)  # the garbage collector follows the Namespace owner
+    # Writing usage for a namespace that is gone writes nothing.
+    eventually(lambda: apply_usage(kube, namespace=name, usage={"a": figures}).written == 0 and not listed(),
+               timeout=60)

@@ -12,7 +12,7 @@ from labctl.providers.kubernetes.usage import ContainerUsage, object_name, usage
 
 
 def test_one_object_per_pod_selects_exactly_that_pod_with_static_values() -> None:
-    obj = usage_object(namespace="lab-a", pod="web-1", containers={
+    obj = usage_object(namespace="lab-a", namespace_uid="uid-a", pod="web-1", containers={
         "app": ContainerUsage(cpu_cores=0.25, memory_bytes=128 * 2**20, other={"nvidia.com/gpu": 0.37}),
         "sidecar": ContainerUsage(cpu_cores=0.005, memory_bytes=1000),
     })
@@ -21,6 +21,9 @@ def test_one_object_per_pod_selects_exactly_that_pod_with_static_values() -> Non
     assert obj["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "labctl",
                                          "labctl.dev/usage-namespace": "lab-a"}
     assert obj["spec"]["selector"] == {"matchNamespaces": ["lab-a"], "matchNames": ["web-1"]}
+    # The namespace owns it, so the garbage collector removes it with the sandbox.
+    assert obj["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Namespace", "name": "lab-a",
+                                                   "uid": "uid-a"}]
     assert obj["spec"]["usages"] == [
         {"containers": ["app"], "usage": {"cpu": {"value": "250000000n"}, "memory": {"value": "134217728"},
                                           "nvidia.com/gpu": {"value": "370000000n"}}},
@@ -30,7 +33,8 @@ def test_one_object_per_pod_selects_exactly_that_pod_with_static_values() -> Non
 
 
 def test_zero_usage_is_written_as_the_smallest_unit_so_metrics_server_keeps_the_pod() -> None:
-    obj = usage_object(namespace="n", pod="p", containers={"c": ContainerUsage(cpu_cores=0.0, memory_bytes=0)})
+    obj = usage_object(namespace="n", namespace_uid="u", pod="p",
+                       containers={"c": ContainerUsage(cpu_cores=0.0, memory_bytes=0)})
     assert obj["spec"]["usages"][0]["usage"] == {"cpu": {"value": "1n"}, "memory": {"value": "1"}}
 
 
@@ -51,7 +55,7 @@ def test_names_stay_valid_and_distinct_for_long_pod_names() -> None:
 
 def test_objects_of_a_namespace_are_sorted_by_pod() -> None:
     u = ContainerUsage(cpu_cores=0.1, memory_bytes=1)
-    objs = usage_objects(namespace="n", usage={"b": {"c": u}, "a": {"c": u}})
+    objs = usage_objects(namespace="n", namespace_uid="u", usage={"b": {"c": u}, "a": {"c": u}})
     assert [o["spec"]["selector"]["matchNames"] for o in objs] == [["a"], ["b"]]
 
 

@@ -10,6 +10,7 @@ The object relied on (kwok v0.8.0, ``kwok.x-k8s.io/v1alpha1``), one per pod::
     metadata:
       name: usage.<namespace>.<pod>        # (a hash of the pod name when that would be too long)
       labels: {app.kubernetes.io/managed-by: labctl, labctl.dev/usage-namespace: <namespace>}
+      ownerReferences: [{apiVersion: v1, kind: Namespace, name: <namespace>, uid: <its uid>}]
     spec:
       selector: {matchNamespaces: [<namespace>], matchNames: [<pod>]}
       usages:                              # one entry per container, static values (no CEL)
@@ -29,6 +30,8 @@ kwok looks a container up first in namespaced ``ResourceUsage`` objects (by pod 
 ``ClusterResourceUsage`` objects whose selector matches; selectors here never overlap, so the order kwok lists them
 in does not matter. metrics-server drops a pod whose CPU or memory figure is zero, so both are written at least at
 their smallest unit (1 nano-core, 1 byte). A pod with no usage object has no metrics (``kubectl top`` omits it).
+The Namespace owns its usage objects (both are cluster-scoped), so the garbage collector deletes them with the
+namespace even when :func:`clear_usage` is never called.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def _nano(value: float) -> str:
     return f"{round(value * 1e9)}n"
 
 
-def usage_object(*, namespace: str, pod: str, containers: PodUsage) -> dict[str, Any]:
+def usage_object(*, namespace: str, namespace_uid: str, pod: str, containers: PodUsage) -> dict[str, Any]:
     """The ``ClusterResourceUsage`` that gives one pod's containers their figures (pure)."""
     usages = []
     for name, figures in sorted(containers.items()):
@@ -104,14 +107,17 @@ def usage_object(*, namespace: str, pod: str, containers: PodUsage) -> dict[str,
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
-        "metadata": {"name": object_name(namespace, pod), "labels": {**MANAGED_BY, NAMESPACE_LABEL: namespace}},
+        "metadata": {"name": object_name(namespace, pod), "labels": {**MANAGED_BY, NAMESPACE_LABEL: namespace},
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Namespace", "name": namespace,
+                                          "uid": namespace_uid}]},
         "spec": {"selector": {"matchNamespaces": [namespace], "matchNames": [pod]}, "usages": usages},
     }
 
 
-def usage_objects(*, namespace: str, usage: Mapping[str, PodUsage]) -> list[dict[str, Any]]:
+def usage_objects(*, namespace: str, namespace_uid: str, usage: Mapping[str, PodUsage]) -> list[dict[str, Any]]:
     """Every usage object of one namespace, pod by pod (pure)."""
-    return [usage_object(namespace=namespace, pod=pod, containers=c) for pod, c in sorted(usage.items())]
+    return [usage_object(namespace=namespace, namespace_uid=namespace_uid, pod=pod, containers=c)
+            for pod, c in sorted(usage.items())]
 
 
 def _listed(api: client.ApiClient, namespace: str) -> dict[str, dict[str, Any]]:
@@ -122,13 +128,22 @@ def _listed(api: client.ApiClient, namespace: str) -> dict[str, dict[str, Any]]:
 
 def apply_usage(api: client.ApiClient, *, namespace: str, usage: Mapping[str, PodUsage]) -> Applied:
     """Make ``namespace``'s usage exactly ``usage`` (pod name -> containers): server-side apply what is new or
-    changed, leave what is already so, delete the objects of pods no longer listed. Idempotent."""
+    changed, leave what is already so, delete the objects of pods no longer listed. Idempotent. A namespace that
+    does not exist (any more) has no pods: its objects are removed and nothing is written."""
     custom = client.CustomObjectsApi(api)
     current = _listed(api, namespace)
+    try:
+        namespace_uid = str(client.CoreV1Api(api).read_namespace(namespace).metadata.uid)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return Applied(written=0, unchanged=0, removed=sum(_delete(custom, name) for name in current))
     written = unchanged = 0
-    for obj in usage_objects(namespace=namespace, usage=usage):
+    for obj in usage_objects(namespace=namespace, namespace_uid=namespace_uid, usage=usage):
         name = obj["metadata"]["name"]
-        if name in current and current[name].get("spec") == obj["spec"]:
+        same_owner = current.get(name, {}).get("metadata", {}).get("ownerReferences") == \
+            obj["metadata"]["ownerReferences"]
+        if name in current and same_owner and current[name].get("spec") == obj["spec"]:
             unchanged += 1
             continue
         custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, obj, field_manager=FIELD_MANAGER,
