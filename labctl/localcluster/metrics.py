@@ -8,8 +8,9 @@ named by the node annotation ``metrics.k8s.io/resource-metrics-path`` -> ``metri
 
 With the ``Metric``, ``ResourceUsage`` and ``ClusterResourceUsage`` CRDs enabled, kwokctl installs neither kwok's
 stock ``Metric`` nor its ``usage-from-annotation`` rule (a usage read from pod annotations, which the learner
-writes): this module provides the ``Metric`` labctl installs itself, and the names of kwok's stock usage rules that
-:class:`~labctl.localcluster.cluster.LocalCluster` removes if anything put them there.
+writes): this module provides the ``Metric`` labctl installs itself, and
+:class:`~labctl.localcluster.cluster.LocalCluster` deletes every usage object labctl did not write, should anything
+have put one there.
 
 Facts relied on (kwok v0.8.0, metrics-server v0.8.0):
 
@@ -36,7 +37,6 @@ RESOURCE_METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
 METRIC_RESOLUTION = "10s"  # metrics-server's minimum
 KUBELET_REQUEST_TIMEOUT = "5s"
 HPA_SYNC_PERIOD = "5s"  # kube-controller-manager's default is 15s; the simulated world runs on a short clock
-STOCK_USAGE_RULES = ("usage-from-annotation",)  # kwok's rules that read learner-writable pod annotations
 
 _POD_LABELS = [{"name": "namespace", "value": "pod.metadata.namespace"}, {"name": "pod", "value": "pod.metadata.name"}]
 _CONTAINER_LABELS = [{"name": "container", "value": "container.name"}, *_POD_LABELS]
