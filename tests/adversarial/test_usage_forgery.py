@@ -124,7 +124,7 @@ def test_up_removes_usage_rules_labctl_did_not_write(local_cluster: LocalCluster
         # The threat is real: with the rule in place the learner's annotation is what `kubectl top` reports.
         ghost = forged_pods["ghost"]
         forged = eventually(lambda: _top(sandbox).get(ghost), timeout=90, interval=2)
-        assert forged == ("3000m", "8192Mi"), forged
+        assert abs(int(forged[0].removesuffix("m")) - 3000) <= 150 and forged[1] == "8192Mi", forged
     finally:
         local_cluster.up()
     remaining = local_cluster.kubectl(["get", "clusterresourceusages,resourceusages", "-A", "-o", "name"]).stdout
