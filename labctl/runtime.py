@@ -56,7 +56,8 @@ def build(settings: Settings) -> Runtime:
                                    step_delay_s=settings.provision_step_delay_s)
     sessions = Sessions(store=store, provider=provider, catalog=catalog, holder=settings.replica_id)
     sheet = _sheet_loader(settings.prices_file)
-    sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit)
+    sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit,
+                      simulate=settings.simulate_demand)
     submissions = Submissions(sessions=sessions, sweeper=sweeper, prices=sheet, graders_dir=settings.graders_dir,
                               repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)))
     return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, sessions=sessions,
