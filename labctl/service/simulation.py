@@ -4,15 +4,16 @@ kwok runs no containers, so on the local cluster what a workload uses and serves
 (:mod:`labctl.simulator`). The simulator needs each pod's facts as :class:`~labctl.simulator.model.PodState`; they
 come from the unpriced snapshot, that is from what the apiserver says of the pods (phase, node, limits, GPU
 resources, owning workload) and of the nodes (allocatable CPU, GPU memory): nothing a learner writes as a figure.
-Pure: a snapshot in, pod states and node CPU out.
+What the simulator decides the pods used goes back into the snapshot (:func:`with_usage`), so the meter and the
+graders read the same figures the pods' metrics show. Pure: snapshots and steps in, new values out.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-from labctl.grading.snapshot import Node, Resource, Snapshot
-from labctl.simulator.model import MIG_RESOURCE, PodState, gpu_of
+from labctl.grading.snapshot import ContainerUsage, Node, Resource, Snapshot
+from labctl.simulator.model import MIG_RESOURCE, PodResult, PodState, Step, gpu_of
 
 GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"  # MiB, from GPU feature discovery
 
@@ -57,3 +58,21 @@ def _gpu(pod: Resource, node: Node | None) -> tuple[Fraction, int]:
                 share, memory = share + part, memory + mib
     return share, memory
 
+
+
+def with_usage(snapshot: Snapshot, step: Step) -> Snapshot:
+    """A new snapshot whose simulated containers carry the step's usage (CPU, memory, and for pods with a GPU the
+    DCGM figures) and whose usage source says so; other containers keep what metrics measured."""
+    results = {p.name: p for p in step.pods()}
+    resources = [_measured(r, results[r.name]) if r.kind == "Pod" and r.name in results else r
+                 for r in snapshot.resources]
+    return snapshot.model_copy(update={"resources": resources,
+                                       "cost": snapshot.cost.model_copy(update={"usage_source": "simulator"})})
+
+
+def _measured(pod: Resource, result: PodResult) -> Resource:
+    usage = ContainerUsage(cpu=result.cpu_cores, memory=round(result.memory_bytes),
+                           gpu_engine_active=result.gpu_engine_active if result.has_gpu else None,
+                           gpu_memory_mib=result.gpu_memory_used_mib if result.has_gpu else None)
+    containers = [c.model_copy(update={"usage": usage}) if c.name == result.container else c for c in pod.containers]
+    return pod.model_copy(update={"containers": containers})

@@ -85,7 +85,9 @@ class Sweeper:
         spec = self.sessions.spec_of(row)
         now = self.clock()
         taken = self.sessions.provider.snapshot(spec, now=now)
-        step = self._simulate(row, spec, taken, now=now)
+        simulated = self._simulate(row, spec, taken, now=now)
+        if simulated is not None:
+            taken = simulation.with_usage(taken, simulated[0])
         priced = meter.price(taken, sheet)
         burn = round(priced.burn_rate_usd_per_hour, 6)  # the ledger's precision
         note = "; ".join(priced.warnings) or None
@@ -106,8 +108,8 @@ class Sweeper:
             if current.starter_burn_rate_usd_per_hour is None:
                 current.starter_burn_rate_usd_per_hour = burn
             current.last_metered_at = now
-            if step is not None:  # served and dropped requests beside the money, in the same transaction
-                ledger.accrue(db, session_id=session_id, step=step)
+            if simulated is not None and simulated[1]:  # served and dropped beside the money, in one commit
+                ledger.accrue(db, session_id=session_id, step=simulated[0])
             if note != current.meter_note:
                 for warning in priced.warnings:
                     if warning not in (current.meter_note or ""):
@@ -116,19 +118,25 @@ class Sweeper:
         return _with_ledger(priced.snapshot, burn=burn, accrued=Decimal(current.accrued_usd),
                             starter=current.starter_burn_rate_usd_per_hour)
 
-    def _simulate(self, row: SandboxSession, spec: SandboxSpec, snap: Snapshot, *, now: datetime) -> model.Step | None:
-        """Play the lab's demand since the last metering on the pods as they are, and write what they used."""
+    def _simulate(self, row: SandboxSession, spec: SandboxSpec, snap: Snapshot, *,
+                  now: datetime) -> tuple[model.Step, bool] | None:
+        """Play the lab's demand since the last metering on the pods as they are and write what they used; with
+        ``True`` when the step is new time (to accrue), ``False`` for a reading taken no time after the last one
+        (a submission right after a sweep), which replays the last second only for the pods' use now."""
         demand = spec.lab.demand
         if not self.simulate or demand is None or row.ready_at is None:
             return None
         since = max(row.last_metered_at or row.ready_at, row.ready_at)
         seconds = (now - since).total_seconds()
-        if seconds <= 0:
-            return None
+        fresh = seconds > 0
+        if not fresh:
+            seconds = min(1.0, (now - row.ready_at).total_seconds())
+            if seconds <= 0:
+                return None
         step = model.step(demand, simulation.pod_states(snap), node_cpu_cores=simulation.node_cpu_cores(snap),
                           started_at=row.ready_at, now=now, seconds=seconds)
         self.sessions.provider.write_usage(spec, step.usage())
-        return step
+        return step, fresh
 
     def _count_meter_result(self, session_id: str, *, error: str | None) -> None:
         """A success resets the session's run of meter failures; a failure extends it (with an event)."""

@@ -71,6 +71,20 @@ def test_demand_becomes_usage_and_served_requests(world: World, kube: client.Api
     assert world.sweep().errors == []
     assert _ledger(world, sid) == {WORKLOAD: (Decimal(600), Decimal(600), Decimal(0))}
 
+    # A reading no time later (as a submission takes one) carries the pods' simulated use, DCGM figures included,
+    # and counts no request twice.
+    rt = world.app.state.runtime
+    snap = rt.sweeper.meter(sid, rt.sweeper.prices())
+    assert snap.cost.usage_source == "simulator"
+    pods = [r for r in snap.resources if r.kind == "Pod"]
+    assert len(pods) == 2
+    for pod in pods:
+        usage = pod.containers[0].usage
+        assert usage is not None
+        assert usage.cpu == pytest.approx(0.75) and usage.memory == 5984 * 2**20
+        assert usage.gpu_engine_active == pytest.approx(0.1) and usage.gpu_memory_mib == pytest.approx(7000)
+    assert _ledger(world, sid) == {WORKLOAD: (Decimal(600), Decimal(600), Decimal(0))}
+
     # The learner's own kubectl shows what the simulator wrote (metrics-server scrapes every 10 s).
     def learner_sees_the_load() -> bool:
         figures = _top(kubectl, kubeconfig)
