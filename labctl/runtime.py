@@ -23,6 +23,7 @@ from labctl.cost.prices import PriceSheet, load_sheet
 from labctl.grading import jail
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.service import leader
+from labctl.service.observation import Observation
 from labctl.service.sessions import Sessions
 from labctl.service.submissions import Submissions
 from labctl.service.sweeps import Sweeper
@@ -43,6 +44,7 @@ class Runtime:
     sessions: Sessions
     sweeper: Sweeper
     submissions: Submissions
+    observation: Observation
 
     @property
     def holder(self) -> str:
@@ -61,7 +63,8 @@ def build(settings: Settings) -> Runtime:
     submissions = Submissions(sessions=sessions, sweeper=sweeper, prices=sheet, graders_dir=settings.graders_dir,
                               repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)))
     return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, sessions=sessions,
-                   sweeper=sweeper, submissions=submissions)
+                   sweeper=sweeper, submissions=submissions,
+                   observation=Observation(sessions=sessions, simulate=settings.simulate_demand))
 
 
 def _sheet_loader(path: Path) -> Callable[[], PriceSheet]:

@@ -85,6 +85,17 @@ def test_demand_becomes_usage_and_served_requests(world: World, kube: client.Api
         assert usage.gpu_engine_active == pytest.approx(0.1) and usage.gpu_memory_mib == pytest.approx(7000)
     assert _ledger(world, sid) == {WORKLOAD: (Decimal(600), Decimal(600), Decimal(0))}
 
+    # The same figures through the API: GPU in DCGM terms beside CPU and memory, and the workload's service so far.
+    seen = world.client.get(f"/v1/sessions/{sid}/metrics", headers=HEADERS)
+    assert seen.status_code == 200, seen.text
+    body = seen.json()
+    assert body["usage_source"] == "simulator"
+    assert [(p["cpu_cores"], p["DCGM_FI_PROF_GR_ENGINE_ACTIVE"], p["DCGM_FI_DEV_FB_USED"], p["status"])
+            for p in body["pods"]] == [(pytest.approx(0.75), pytest.approx(0.1), pytest.approx(7000), "serving")] * 2
+    assert body["workloads"] == [{"workload": WORKLOAD, "requests_offered": 600.0, "requests_served": 600.0,
+                                  "requests_dropped": 0.0, "served_share": 1.0}]
+    assert _ledger(world, sid) == {WORKLOAD: (Decimal(600), Decimal(600), Decimal(0))}  # reading changed nothing
+
     # The learner's own kubectl shows what the simulator wrote (metrics-server scrapes every 10 s).
     def learner_sees_the_load() -> bool:
         figures = _top(kubectl, kubeconfig)
