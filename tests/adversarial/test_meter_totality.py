@@ -131,7 +131,7 @@ def test_editing_every_label_and_annotation_changes_no_cost_figure(idle_hunter: 
     eventually(lambda: _settled(box), timeout=90)
     before = box.meter()
     assert before.cost.usage_source == "requests"
-    # The starter's pods carry kwok.x-k8s.io/usage-* annotations (1m CPU for the dashboard): none is read as use.
+    # No time has passed on the fixed clock, so nothing is simulated or measured yet: annotations must not be either.
     assert all(c.usage is None for p in before.of_kind("Pod") for c in p.containers)
     loud = ["kwok.x-k8s.io/usage-cpu=64", "kwok.x-k8s.io/usage-memory=256Gi", "labctl.dev/expected-cpu-millicores=1",
             "labctl.dev/expected-memory-mib=1", "labctl.dev/expected-gpu-engine-active=0", f"note={UNICODE}"]
