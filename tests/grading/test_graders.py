@@ -425,3 +425,56 @@ def test_schedule_reads_the_pod_template_annotation_too() -> None:
     workload = deployment("worker", pod_template_annotations={"labctl.dev/off-hours": "Daily 08:00-16:00 UTC"})
     check = only(run("schedule.py", snap(workload), {"workloads": ["Deployment/worker"]}))
     assert check.passed and "56 hours a week" in check.feedback
+
+
+# --- outcomes: service level and unit cost ---------------------------------------------------------------------------
+
+
+def served(offered: float, served_: float, cost: float, workload: str = "Deployment/llm") -> Json:
+    share = served_ / offered if offered else None
+    unit = cost / served_ * 1000 if served_ else None
+    return {"workload": workload, "offered": offered, "served": served_, "dropped": offered - served_,
+            "served_share": share, "cost_usd": cost, "cost_per_1000_requests": unit}
+
+
+def outcome_snap(*figures: Json) -> Json:
+    data = snap()
+    data["service"] = list(figures)
+    return data
+
+
+@pytest.mark.parametrize(("figures", "score", "passed", "in_feedback"), [
+    (served(10_000, 9_950, 1.0), 1.0, True, ["99.50% of 10,000 requests (50 dropped)"]),
+    (served(10_000, 4_950, 0.5), 0.5, False, ["49.50%", "below the 99.0% target"]),  # 0.495 / 0.99
+    (served(10_000, 0, 0.0), 0.0, False, ["0.00% of 10,000"]),  # scaled to zero: cheap, and fails
+])
+def test_slo(figures: Json, score: float, passed: bool, in_feedback: list[str]) -> None:
+    check = only(run("slo.py", outcome_snap(figures), {"min_served_share": 0.99}))
+    assert (check.score, check.passed) == (pytest.approx(score), passed), check.feedback
+    for needle in in_feedback:
+        assert needle in check.feedback
+    assert check.evidence or passed
+
+
+def test_slo_without_figures_is_an_error_and_names_are_checked() -> None:
+    check = only(run("slo.py", outcome_snap(served(0, 0, 0.0)), {"min_served_share": 0.99}))
+    assert (check.status, check.score) == ("error", 0)
+    missing = only(run("slo.py", outcome_snap(), {"min_served_share": 0.99, "workloads": ["Deployment/x"]}))
+    assert missing.status == "error" and "Deployment/x" in missing.feedback
+    bad = only(run("slo.py", outcome_snap(served(1, 1, 0.0)), {"min_served_share": 1.5}))
+    assert bad.status == "error" and "min_served_share" in bad.feedback
+
+
+@pytest.mark.parametrize(("figures", "score", "passed", "in_feedback"), [
+    (served(10_000, 10_000, 0.40), 1.0, True, ["$0.0400 per 1,000", "(the starter's: $0.4000)"]),
+    (served(10_000, 10_000, 0.60), 0.5, False, ["$0.0600", "above the $0.0400 target"]),  # 1 - 0.02 / 0.04
+    (served(10_000, 5_000, 0.40), 0.0, False, ["$0.0800"]),  # half the traffic dropped: twice the unit cost
+    (served(10_000, 0, 0.40), 0.0, False, ["served no request"]),
+])
+def test_unit_cost(figures: Json, score: float, passed: bool, in_feedback: list[str]) -> None:
+    params = {"max_usd_per_1000": 0.04, "starter_usd_per_1000": 0.4}
+    check = only(run("unit_cost.py", outcome_snap(figures), params))
+    assert (check.score, check.passed) == (pytest.approx(score), passed), check.feedback
+    assert check.status != "error"
+    for needle in in_feedback:
+        assert needle in check.feedback
