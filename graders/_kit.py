@@ -223,6 +223,14 @@ def is_idle_pod(pod: Json, idle_cpu_cores: float, idle_gpu_engine_active: float 
     return engine is None or engine < idle_gpu_engine_active
 
 
+def not_running(label: str, pods: list[Json]) -> str:
+    """Feedback for a workload none of whose pods runs: nothing serves, so no use is measured to size it by."""
+    pending = sum(p.get("phase") == "Pending" for p in pods)
+    held = f" ({pending} Pending)" if pending else ""
+    return (f"No pod of {label} is running{held}: it serves nothing and no use is measured to size it by; get its "
+            "pods running (kubectl describe pod shows why they wait).")
+
+
 def is_load_balancer(res: Json) -> bool:
     return res.get("kind") == "Service" and res.get("service_type") == "LoadBalancer"
 

@@ -2,12 +2,13 @@
 """CPU and memory rightsizing: each workload's requests sit within a band of what it uses.
 
 Requests are judged per pod (the sum over the pod template's containers; a template without a request takes its
-pods' requests, which include LimitRange defaults). Use is per pod too: the pod template annotations named in
-``usage_annotations`` when given (CPU in millicores, memory in MiB), else the largest measured use among the
-workload's pods (the snapshot has point use; take it as the P90). A request is right when ``use / request`` lies
-within the band, i.e. ``use / band.max <= request <= use / band.min``, and a request at or below the floor is never
-too big (VPA floors: 25m CPU, 250 MiB). Without ``band``, it is VPA's target + margin to Kubecost's target
-utilisation: ``band.min = target_utilization`` (0.7), ``band.max = 1 / (1 + margin)`` (margin 0.15).
+pods' requests, which include LimitRange defaults). Use is per pod too: the largest measured use among the
+workload's running pods (the snapshot's container ``usage``, from the metrics pipeline or labctl's simulator; the
+snapshot has point use, taken as the P90). Nothing written on the workload is read as use; a workload with no
+running pod is not sized (it fails). A request is right when ``use / request`` lies within the band, i.e.
+``use / band.max <= request <= use / band.min``, and a request at or below the floor is never too big (VPA floors:
+25m CPU, 250 MiB). Without ``band``, it is VPA's target + margin to Kubecost's target utilisation:
+``band.min = target_utilization`` (0.7), ``band.max = 1 / (1 + margin)`` (margin 0.15).
 
 One check per workload; score = resources within the band / resources judged (a resource without measured use is
 not judged; none judged makes the check an ``error``).
@@ -17,9 +18,6 @@ Parameters (YAML, as in lab.yaml)::
     params:
       workloads: [Deployment/llm-inference]   # default: every workload in the snapshot
       resources: [cpu, memory]                # default both
-      usage_annotations:                      # optional
-        cpu_millicores: labctl.dev/expected-cpu-millicores
-        memory_mib: labctl.dev/expected-memory-mib
       band: {min: 0.5, max: 0.95}             # use / request; default from margin and target_utilization
       margin: 0.15
       target_utilization: 0.7
@@ -35,6 +33,7 @@ from _kit import (
     check,
     find,
     main,
+    not_running,
     of_kind,
     param_map,
     param_number,
@@ -47,7 +46,6 @@ from _kit import (
 
 RESOURCES = ("cpu", "memory")
 DEFAULT_FLOORS = {"cpu": "25m", "memory": "250Mi"}
-_ANNOTATION_KEYS = {"cpu": ("cpu_millicores", 1e-3), "memory": ("memory_mib", 2.0**20)}
 
 
 def grade(snapshot: Json, params: Json) -> list[Json]:
@@ -61,8 +59,9 @@ def grade(snapshot: Json, params: Json) -> list[Json]:
     targets = param_refs(params, "workloads") or [(str(w["kind"]), str(w["name"]))
                                                   for w in of_kind(snapshot, *WORKLOAD_KINDS)
                                                   if not w.get("controller")]
-    annotations = param_map(params, "usage_annotations")
-    return [_judge(snapshot, kind, name, wanted, low, high, floor_values, annotations) for kind, name in targets]
+    if "usage_annotations" in params:
+        raise ParamError("'usage_annotations' is no longer read: use comes only from the pods' measured usage")
+    return [_judge(snapshot, kind, name, wanted, low, high, floor_values) for kind, name in targets]
 
 
 def _band(params: Json) -> tuple[float, float]:
@@ -79,7 +78,7 @@ def _band(params: Json) -> tuple[float, float]:
 
 
 def _judge(snapshot: Json, kind: str, name: str, wanted: list[str], low: float, high: float,
-           floors: dict[str, float], annotations: Json) -> Json:
+           floors: dict[str, float]) -> Json:
     label = f"{kind}/{name}"
     title = f"{label} requests {' and '.join(wanted)} sized from its use"
     workload = find(snapshot, kind, name)
@@ -87,10 +86,12 @@ def _judge(snapshot: Json, kind: str, name: str, wanted: list[str], low: float, 
         return check(f"right-size:{label}", title, 0, 1, f"{label} is gone; it must keep running with requests "
                      "sized from its use.", [problem(label, "not found")])
     pods = pods_of(snapshot, kind, name)
+    if not any(p.get("phase") == "Running" for p in pods):
+        return check(f"right-size:{label}", title, 0, 1, not_running(label, pods), [problem(label, "no pod running")])
     evidence: list[Json] = []
     judged = right = 0
     for resource in wanted:
-        use = _use(workload, pods, resource, annotations)
+        use = _use(pods, resource)
         request = _request(workload, pods, resource)
         if use is None:
             evidence.append(problem(label, f"no {resource} use was measured, so its request is not judged"))
@@ -113,16 +114,8 @@ def _judge(snapshot: Json, kind: str, name: str, wanted: list[str], low: float, 
     return check(f"right-size:{label}", title, right / judged, 1, f"{label}: {'; '.join(wrong)}.", evidence)
 
 
-def _use(workload: Json, pods: list[Json], resource: str, annotations: Json) -> float | None:
-    """Use per pod: the template annotation when configured, else the largest measured pod use."""
-    key, factor = _ANNOTATION_KEYS[resource]
-    annotation = annotations.get(key)
-    template = workload.get("pod_template_annotations") or {}
-    if isinstance(annotation, str) and annotation in template:
-        try:
-            return float(template[annotation]) * factor
-        except ValueError as exc:
-            raise ParamError(f"annotation {annotation}={template[annotation]!r} is not a number") from exc
+def _use(pods: list[Json], resource: str) -> float | None:
+    """Use per pod: the largest measured use among the running pods."""
     measured = [_pod_use(p, resource) for p in pods if p.get("phase") == "Running"]
     values = [v for v in measured if v is not None]
     return max(values) if values else None

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """GPU rightsizing: each workload's GPU request (a whole GPU or a MIG slice) matches what it measurably uses.
 
-The rule of thumb of docs/FINOPS.md section 3, every threshold a parameter. From the workload's measured use (P95
-engine-active, peak framebuffer MiB: the pod template annotations named in ``usage_annotations`` when given, else the
-pods' container ``usage``):
+A rule of thumb, every threshold a parameter. From the workload's measured use, only ever its running pods'
+container ``usage`` (the metrics pipeline's or labctl's simulator's figures, never anything written on the workload):
+engine-active as a share of a whole GPU (``DCGM_FI_PROF_GR_ENGINE_ACTIVE`` is reported per GPU or MIG slice, so a
+pod's figure is multiplied by its GPU share: 1 per whole GPU, g/7 per ``<g>g`` slice) and framebuffer MiB, the
+largest of the pods':
 
 - **idle** (engine-active < ``idle_engine_active``) or **over-provisioned** (engine-active <
   ``overprovisioned_engine_active`` and peak memory < ``overprovisioned_memory_share`` of the device): the right size
@@ -15,17 +17,14 @@ Score, per workload (one check each): 1 for a request of a best profile (``best_
 computed right size); the listed fraction for ``partial_credit_profiles``; without that parameter, an adequate but
 larger slice earns the ratio of the right size's cost share to the requested one (a slice costs max(g/7, memory
 share) of the GPU); 0 for a whole GPU where a slice fits, a slice too small, or no GPU request. A request for more
-than one unit per pod divides the credit by the count. Pods of the workload that still hold a different GPU
-request (an unfinished rollout: whole GPUs kept idle) scale the score by the share of pods already on the template's
-request.
+than one unit per pod divides the credit by the count. A workload with no running pod scores 0 (nothing measured
+to size it by). Pods of the workload that still hold a different GPU request (an unfinished rollout: whole GPUs
+kept idle) scale the score by the share of pods already on the template's request.
 
 Parameters (YAML, as in lab.yaml)::
 
     params:
       workload: Deployment/llm-inference        # or workloads: [..]
-      usage_annotations:                        # optional: read use from the pod template's annotations
-        engine_active: labctl.dev/expected-gpu-engine-active
-        memory_mib: labctl.dev/expected-gpu-memory-mib
       device_memory_mib: 81920                  # default: the nodes' nvidia.com/gpu.memory label, else 81920
       memory_headroom: 1.2
       idle_engine_active: 0.05
@@ -50,6 +49,7 @@ from _kit import (
     find,
     main,
     node,
+    not_running,
     optional_number,
     param_map,
     param_number,
@@ -63,7 +63,7 @@ from _kit import (
 WHOLE_GPU = "nvidia.com/gpu"
 MIG_PREFIX = "nvidia.com/mig-"
 _PROFILE = re.compile(r"^(\d+)g\.(\d+)gb$")
-PROFILES_BY_MEMORY = {  # docs/FINOPS.md section 3
+PROFILES_BY_MEMORY = {  # the homogeneous MIG profiles of A100 40GB, A100 / H100 80GB and H200 141GB
     40960: ("1g.5gb", "1g.10gb", "2g.10gb", "3g.20gb", "4g.20gb", "7g.40gb"),
     81920: ("1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"),
     144384: ("1g.18gb", "1g.35gb", "2g.35gb", "3g.71gb", "4g.71gb", "7g.141gb"),
@@ -109,6 +109,8 @@ def grade(snapshot: Json, params: Json) -> list[Json]:
         targets.insert(0, split_ref(str(params["workload"])))
     if not targets:
         raise ParamError("name the workload(s) to judge: 'workload' or 'workloads'")
+    if "usage_annotations" in params:
+        raise ParamError("'usage_annotations' is no longer read: use comes only from the pods' measured usage")
     limits = Thresholds(headroom=param_number(params, "memory_headroom", 1.2, low=1),
                         idle=param_number(params, "idle_engine_active", 0.05, low=0, high=1),
                         over_engine=param_number(params, "overprovisioned_engine_active", 0.3, low=0, high=1),
@@ -125,7 +127,9 @@ def _judge(snapshot: Json, kind: str, name: str, params: Json, limits: Threshold
         return check(f"gpu-size:{label}", title, 0, 1, f"{label} is gone; it must keep serving on a right-sized GPU.",
                      [problem(label, "not found")])
     pods = pods_of(snapshot, kind, name)
-    engine, memory = _usage(workload, pods, param_map(params, "usage_annotations"))
+    if not any(p.get("phase") == "Running" for p in pods):
+        return check(f"gpu-size:{label}", title, 0, 1, not_running(label, pods), [problem(label, "no pod running")])
+    engine, memory = _usage(pods)
     if engine is None or memory is None:
         return check(f"gpu-size:{label}", title, 0, 1, f"No GPU use was measured for {label}, so its size cannot be "
                      "judged.", [problem(label, "no GPU engine-active or memory figures")], status="error")
@@ -149,27 +153,29 @@ def _judge(snapshot: Json, kind: str, name: str, params: Json, limits: Threshold
     return check(f"gpu-size:{label}", title, score, 1, f"{label} {text}.", evidence)
 
 
-def _usage(workload: Json, pods: list[Json], annotations: Json) -> tuple[float | None, float | None]:
-    template = workload.get("pod_template_annotations") or {}
-    engine = _annotation_number(template, annotations.get("engine_active"))
-    memory = _annotation_number(template, annotations.get("memory_mib"))
-    usages = [c.get("usage") or {} for p in pods for c in p.get("containers") or []]
-    if engine is None:
-        engine = max((float(u["gpu_engine_active"]) for u in usages if u.get("gpu_engine_active") is not None),
-                     default=None)
-    if memory is None:
-        memory = max((float(u["gpu_memory_mib"]) for u in usages if u.get("gpu_memory_mib") is not None),
-                     default=None)
-    return engine, memory
+def _usage(pods: list[Json]) -> tuple[float | None, float | None]:
+    """The largest engine-active (as a share of a whole GPU) and framebuffer MiB measured on the running pods."""
+    engines: list[float] = []
+    memories: list[float] = []
+    for pod in pods:
+        if pod.get("phase") != "Running":
+            continue
+        share = _gpu_share(_gpu_request(pod.get("containers") or []))
+        for container in pod.get("containers") or []:
+            usage = container.get("usage") or {}
+            if usage.get("gpu_engine_active") is not None:
+                engines.append(float(usage["gpu_engine_active"]) * share)
+            if usage.get("gpu_memory_mib") is not None:
+                memories.append(float(usage["gpu_memory_mib"]))
+    return max(engines, default=None), max(memories, default=None)
 
 
-def _annotation_number(annotations: Json, key: object) -> float | None:
-    if not isinstance(key, str) or key not in annotations:
-        return None
-    try:
-        return float(annotations[key])
-    except ValueError:
-        return None
+def _gpu_share(request: dict[str, float]) -> float:
+    """Whole GPUs a pod holds: 1 per ``nvidia.com/gpu``, g/7 per ``<g>g`` MIG slice; 1 when it holds none (a
+    figure measured without a known request is taken as a whole GPU's)."""
+    share = sum(count if key == WHOLE_GPU else parse_profile(key.removeprefix(MIG_PREFIX)).compute / 7 * count
+                for key, count in request.items())
+    return share or 1.0
 
 
 def _device_memory(snapshot: Json, pods: list[Json], params: Json) -> float:

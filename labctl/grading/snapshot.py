@@ -109,6 +109,20 @@ class CostInfo(_Closed):
     usage_source: UsageSource
 
 
+class ServiceFigures(_Closed):
+    """One workload of the lab's simulated demand, over the session so far: requests offered, served and dropped
+    (the service ledger), what its pods in this snapshot have cost, and the unit economics of the two."""
+
+    workload: str = Field(min_length=1, description="the demand declaration's key: Kind/name or 'selector k=v'")
+    offered: float = Field(ge=0)
+    served: float = Field(ge=0)
+    dropped: float = Field(ge=0)
+    served_share: float | None = Field(default=None, ge=0, le=1, description="served / offered; None: none offered")
+    cost_usd: float = Field(ge=0, description="the cost so far of the workload's pods in this snapshot")
+    cost_per_1000_requests: float | None = Field(default=None, ge=0,
+                                                 description="cost_usd / served x 1000; None: nothing served")
+
+
 class Taint(_Closed):
     key: str = Field(min_length=1)
     value: Annotated[str, BeforeValidator(_text)] = ""
@@ -283,6 +297,8 @@ class Snapshot(BaseModel):
     cost: CostInfo
     nodes: list[Node] = Field(default_factory=list)
     resources: list[Resource] = Field(default_factory=list)
+    service: list[ServiceFigures] | None = Field(
+        default=None, description="per declared workload of the lab's simulated demand; absent without one")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Snapshot:

@@ -6,7 +6,9 @@ moves ``last_metered_at`` (so a restart never counts the same time twice), then 
 (:mod:`labctl.service.policy`) and carries out what it decided: terminate on expiry or an exhausted budget, warn
 before expiry, suspend on budget, idleness or off-hours, resume when working hours begin. A reading that fails is
 counted on the session (``meter_failures``, reset by the next success); at ``meter_failure_limit`` failures in a
-row the policy suspends the session, because spending nobody can follow must stop (fail closed).
+row the policy suspends the session, because spending nobody can follow must stop (fail closed). Where the lab declares
+demand, each metering also plays one simulator step, accrues its requests into the service ledger in the same
+transaction, and returns the snapshot with each declared workload's outcome figures (``service``).
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from sqlalchemy import select, update
 from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError
-from labctl.grading.snapshot import Snapshot
+from labctl.grading.snapshot import ServiceFigures, Snapshot
 from labctl.ports import SandboxSpec
 from labctl.service import policy, simulation
 from labctl.service.sessions import Sessions
-from labctl.simulator import ledger, model
+from labctl.simulator import economics, ledger, model
 from labctl.store.models import SandboxSession
+from labctl.store.service_ledger import ServiceLedger
 
 log = logging.getLogger("labctl.sweeps")
 
@@ -110,13 +113,16 @@ class Sweeper:
             current.last_metered_at = now
             if simulated is not None and simulated[1]:  # served and dropped beside the money, in one commit
                 ledger.accrue(db, session_id=session_id, step=simulated[0])
+            service = _service(priced.snapshot, simulated[0], ledger.ledger(db, session_id=session_id)) \
+                if simulated is not None else None
             if note != current.meter_note:
                 for warning in priced.warnings:
                     if warning not in (current.meter_note or ""):
                         db.add(self.sessions.new_event(session_id, "pricing_warning", "meter", reason=warning))
                 current.meter_note = note
-        return _with_ledger(priced.snapshot, burn=burn, accrued=Decimal(current.accrued_usd),
-                            starter=current.starter_burn_rate_usd_per_hour)
+        result = _with_ledger(priced.snapshot, burn=burn, accrued=Decimal(current.accrued_usd),
+                              starter=current.starter_burn_rate_usd_per_hour)
+        return result.model_copy(update={"service": service}) if service is not None else result
 
     def _simulate(self, row: SandboxSession, spec: SandboxSpec, snap: Snapshot, *,
                   now: datetime) -> tuple[model.Step, bool] | None:
@@ -197,6 +203,25 @@ class Sweeper:
             s.suspend(session_id, principal=None, cause=action.cause or "timer", reason=action.reason, actor="timer")
         elif action.kind == "resume":
             s.resume(session_id, principal=None, reason=action.reason, actor="timer")
+
+
+def _service(snap: Snapshot, step: model.Step, rows: list[ServiceLedger]) -> list[ServiceFigures]:
+    """Each declared workload's ledger figures with the cost of its pods in ``snap`` (the step says which pods are
+    its) and the unit economics of the two."""
+    costs = {r.name: Decimal(str(r.cost_usd or 0)) for r in snap.of_kind("Pod")}
+    counted = {row.workload: row for row in rows}
+    figures: list[ServiceFigures] = []
+    for result in step.workloads:
+        row = counted.get(result.key)
+        offered, served, dropped = (row.offered, row.served, row.dropped) if row else (Decimal(0),) * 3
+        cost = sum((costs.get(p.name, Decimal(0)) for p in result.pods), Decimal(0))
+        share = economics.served_share(served, offered)
+        unit = economics.cost_per_1000_requests(cost, served)
+        figures.append(ServiceFigures(
+            workload=result.key, offered=float(offered), served=float(served), dropped=float(dropped),
+            served_share=None if share is None else float(share), cost_usd=float(cost),
+            cost_per_1000_requests=None if unit is None else float(unit)))
+    return figures
 
 
 def _with_ledger(snap: Snapshot, *, burn: Decimal, accrued: Decimal | None, starter: Decimal | None) -> Snapshot:

@@ -4,8 +4,10 @@
 "wrong solution") with server-side apply to a fresh namespace of the tests' own cluster, waits until the real
 controllers and scheduler have settled them (pods Running, Job pods done, or Pending as Unschedulable), then takes
 the snapshot the way a sweep does: :func:`labctl.providers.kubernetes.inventory.collect`, the producer
-:func:`labctl.providers.kubernetes.snapshot.build` and the meter :func:`labctl.cost.meter.price`. There is no second
-producer: what the graders are tested on is what they get in production. The snapshot is taken as if
+:func:`labctl.providers.kubernetes.snapshot.build`, the lab's demand played on the pods by the simulator
+(:func:`labctl.simulator.model.step`, put into the snapshot by :func:`labctl.service.simulation.with_usage`: the
+measured use graders read) and the meter :func:`labctl.cost.meter.price`. There is no second producer: what the
+graders are tested on is what they get in production. The snapshot is taken as if
 :data:`HOURS` had passed since the objects were made (``now`` is passed in), and the ledger holds what the resources
 cost over that time (plus ``extra_accrued``).
 
@@ -38,7 +40,9 @@ from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot, dump_snap
 from labctl.providers.kubernetes import inventory
 from labctl.providers.kubernetes import snapshot as producer
 from labctl.providers.kubernetes.inventory import Inventory
+from labctl.service import simulation
 from labctl.settings import REPO_ROOT
+from labctl.simulator import model
 
 Json = dict[str, Any]
 LABS_DIR = REPO_ROOT / "labs"
@@ -197,9 +201,20 @@ def priced(lab: Lab, inv: Inventory, *, hours: float = HOURS, starter_burn: floa
                           taken_at=taken)
     budget = BudgetInfo(budget_usd=float(lab.budget.usd), reference_cost_usd=lab.budget.reference_usd,
                         starter_burn_rate_usd_per_hour=starter_burn)
-    result = meter.price(producer.build(inv, session=session, budget=budget, now=taken), sheet()).snapshot
+    built = producer.build(inv, session=session, budget=budget, now=taken)
+    result = meter.price(measured(lab, built, seconds=hours * 3600), sheet()).snapshot
     accrued = sum(r.cost_usd or 0.0 for r in result.resources) + extra_accrued
     return result.model_copy(update={"cost": result.cost.model_copy(update={"accrued_usd": accrued})})
+
+
+def measured(lab: Lab, snap: Snapshot, *, seconds: float) -> Snapshot:
+    """``snap`` with the use the lab's demand puts on its pods over the ``seconds`` before it was taken, as
+    ``Sweeper.meter`` plays it (a lab without demand: unchanged)."""
+    if lab.demand is None:
+        return snap
+    step = model.step(lab.demand, simulation.pod_states(snap), node_cpu_cores=simulation.node_cpu_cores(snap),
+                      started_at=snap.session.started_at, now=snap.session.taken_at, seconds=seconds)
+    return simulation.with_usage(snap, step)
 
 
 def snapshot(api: client.ApiClient, lab: Lab, docs: Iterable[Json], *, starter_burn: float | None = None,

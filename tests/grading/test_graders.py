@@ -209,21 +209,24 @@ def gpu_workload(limits: dict[str, float], engine: float, memory_mib: float, *, 
         {"name": "s", "limits": pod_limits or limits, "usage": usage}]) for i in range(pods))]
 
 
+# Engine-active is DCGM's, per GPU or MIG slice: 0.7 of a 1g slice is 0.1 of the whole GPU, 0.35 of a 2g one too.
 @pytest.mark.parametrize(("resources", "params", "score", "in_feedback"), [
     # 40 GB device from the node label: 3000 MiB x 1.2 fits 1g.5gb, which is the right size
-    (gpu_workload({"nvidia.com/mig-1g.5gb": 1}, 0.1, 3000), {}, 1.0, ["the right size is one 1g.5gb MIG slice"]),
+    (gpu_workload({"nvidia.com/mig-1g.5gb": 1}, 0.7, 3000), {}, 1.0, ["the right size is one 1g.5gb MIG slice"]),
     # a larger adequate slice earns the cost-share ratio: 1g.5gb max(1/7, 5/40) over 2g.10gb max(2/7, 10/40) = 0.5
-    (gpu_workload({"nvidia.com/mig-2g.10gb": 1}, 0.1, 3000), {}, 0.5, ["larger than needed"]),
+    (gpu_workload({"nvidia.com/mig-2g.10gb": 1}, 0.35, 3000), {}, 0.5, ["larger than needed"]),
     # too small: 5 GB < 6000 x 1.2 MiB
-    (gpu_workload({"nvidia.com/mig-1g.5gb": 1}, 0.1, 6000), {}, 0.0, ["does not fit its use", "1g.10gb"]),
+    (gpu_workload({"nvidia.com/mig-1g.5gb": 1}, 0.7, 6000), {}, 0.0, ["does not fit its use", "1g.10gb"]),
+    # the same use on a whole GPU: 0.1 of its engines, so a 1g.5gb slice fits and the whole GPU is waste
+    (gpu_workload({"nvidia.com/gpu": 1}, 0.1, 3000), {}, 0.0, ["while a MIG slice fits", "one 1g.5gb MIG slice"]),
     # memory-bound: a whole GPU is right
     (gpu_workload({"nvidia.com/gpu": 1}, 0.2, 39000), {}, 1.0, ["the right size is whole GPU"]),
     # idle whole GPU
     (gpu_workload({"nvidia.com/gpu": 1}, 0.01, 1000), {}, 0.0, ["holds 1 x nvidia.com/gpu while a MIG slice fits"]),
     # two slices where one fits
-    (gpu_workload({"nvidia.com/mig-1g.5gb": 2}, 0.1, 3000), {}, 0.5, []),
+    (gpu_workload({"nvidia.com/mig-1g.5gb": 2}, 0.35, 3000), {}, 0.5, []),
     # the template is right, but one of two pods still holds a whole GPU (rollout not finished)
-    ([*gpu_workload({"nvidia.com/mig-1g.5gb": 1}, 0.1, 3000),
+    ([*gpu_workload({"nvidia.com/mig-1g.5gb": 1}, 0.7, 3000),
       pod("llm-old", "Deployment/llm", node="a100-40", containers=[{"name": "s", "limits": {"nvidia.com/gpu": 1}}])],
      {}, 0.5, ["1 of 2 pods still hold the old request"]),
 ])
@@ -235,9 +238,46 @@ def test_gpu_rightsizing(resources: list[Json], params: Json, score: float, in_f
 
 
 def test_gpu_rightsizing_without_measured_use_is_an_error() -> None:
-    resources = [deployment("llm", containers=[{"name": "s", "limits": {"nvidia.com/gpu": 1}}])]
+    limits = {"nvidia.com/gpu": 1}
+    resources = [deployment("llm", containers=[{"name": "s", "limits": limits}]),
+                 pod("llm-0", "Deployment/llm", node="a100-40", containers=[{"name": "s", "limits": limits}])]
     check = only(run("gpu_rightsizing.py", snap(*resources), {"workload": "Deployment/llm"}))
     assert (check.status, check.score) == ("error", 0)
+
+
+@pytest.mark.parametrize("script", ["gpu_rightsizing.py", "cpu_rightsizing.py"])
+def test_rightsizing_a_workload_with_no_running_pod_fails_it(script: str) -> None:
+    """Nothing running serves nothing and is measured by nothing: the learner's failure, not the grader's."""
+    limits = {"nvidia.com/gpu": 1, "cpu": 1.0}
+    resources = [deployment("llm", containers=[{"name": "s", "limits": limits, "requests": {"cpu": 1.0}}]),
+                 pod("llm-0", "Deployment/llm", node="a100-40", phase="Pending",
+                     containers=[{"name": "s", "limits": limits}])]
+    check = only(run(script, snap(*resources), {"workload": "Deployment/llm", "workloads": ["Deployment/llm"]}))
+    assert (check.passed, check.status, check.score) == (False, "failed", 0)
+    assert "No pod of Deployment/llm is running (1 Pending)" in check.feedback
+
+
+FORGED_NOTES = {"labctl.dev/expected-gpu-engine-active": "0.95", "labctl.dev/expected-gpu-memory-mib": "70000",
+                "labctl.dev/expected-cpu-millicores": "8000", "labctl.dev/expected-memory-mib": "65536",
+                "kwok.x-k8s.io/usage-cpu": "8", "kwok.x-k8s.io/usage-memory": "64Gi"}
+
+
+def test_rightsizing_reads_measured_use_only() -> None:
+    """Annotations claiming busy pods change no rightsizing verdict; the old ``usage_annotations`` parameter is
+    refused with a reason rather than silently honoured."""
+    idle_gpu = gpu_workload({"nvidia.com/gpu": 1}, 0.01, 1000)
+    idle_gpu[0]["pod_template_annotations"] = FORGED_NOTES
+    idle_gpu[1]["annotations"] = FORGED_NOTES
+    gpu = only(run("gpu_rightsizing.py", snap(*idle_gpu), {"workload": "Deployment/llm"}))
+    assert gpu.score == 0 and "while a MIG slice fits" in gpu.feedback
+    oversized = sized(8, 64 * GIB, 0.9, 6000 * MIB)
+    oversized[0]["pod_template_annotations"] = FORGED_NOTES
+    cpu = only(run("cpu_rightsizing.py", snap(*oversized), {"workloads": ["Deployment/api"]}))
+    assert cpu.score == 0 and "far above its use" in cpu.feedback
+    for script, params in (("gpu_rightsizing.py", {"workload": "Deployment/llm"}),
+                           ("cpu_rightsizing.py", {"workloads": ["Deployment/api"]})):
+        refused = only(run(script, snap(*idle_gpu), {**params, "usage_annotations": {"cpu_millicores": "x"}}))
+        assert refused.status == "error" and "usage_annotations" in refused.feedback
 
 
 # --- CPU and memory rightsizing -------------------------------------------------------------------------------------
@@ -385,3 +425,56 @@ def test_schedule_reads_the_pod_template_annotation_too() -> None:
     workload = deployment("worker", pod_template_annotations={"labctl.dev/off-hours": "Daily 08:00-16:00 UTC"})
     check = only(run("schedule.py", snap(workload), {"workloads": ["Deployment/worker"]}))
     assert check.passed and "56 hours a week" in check.feedback
+
+
+# --- outcomes: service level and unit cost ---------------------------------------------------------------------------
+
+
+def served(offered: float, served_: float, cost: float, workload: str = "Deployment/llm") -> Json:
+    share = served_ / offered if offered else None
+    unit = cost / served_ * 1000 if served_ else None
+    return {"workload": workload, "offered": offered, "served": served_, "dropped": offered - served_,
+            "served_share": share, "cost_usd": cost, "cost_per_1000_requests": unit}
+
+
+def outcome_snap(*figures: Json) -> Json:
+    data = snap()
+    data["service"] = list(figures)
+    return data
+
+
+@pytest.mark.parametrize(("figures", "score", "passed", "in_feedback"), [
+    (served(10_000, 9_950, 1.0), 1.0, True, ["99.50% of 10,000 requests (50 dropped)"]),
+    (served(10_000, 4_950, 0.5), 0.5, False, ["49.50%", "below the 99.0% target"]),  # 0.495 / 0.99
+    (served(10_000, 0, 0.0), 0.0, False, ["0.00% of 10,000"]),  # scaled to zero: cheap, and fails
+])
+def test_slo(figures: Json, score: float, passed: bool, in_feedback: list[str]) -> None:
+    check = only(run("slo.py", outcome_snap(figures), {"min_served_share": 0.99}))
+    assert (check.score, check.passed) == (pytest.approx(score), passed), check.feedback
+    for needle in in_feedback:
+        assert needle in check.feedback
+    assert check.evidence or passed
+
+
+def test_slo_without_figures_is_an_error_and_names_are_checked() -> None:
+    check = only(run("slo.py", outcome_snap(served(0, 0, 0.0)), {"min_served_share": 0.99}))
+    assert (check.status, check.score) == ("error", 0)
+    missing = only(run("slo.py", outcome_snap(), {"min_served_share": 0.99, "workloads": ["Deployment/x"]}))
+    assert missing.status == "error" and "Deployment/x" in missing.feedback
+    bad = only(run("slo.py", outcome_snap(served(1, 1, 0.0)), {"min_served_share": 1.5}))
+    assert bad.status == "error" and "min_served_share" in bad.feedback
+
+
+@pytest.mark.parametrize(("figures", "score", "passed", "in_feedback"), [
+    (served(10_000, 10_000, 0.40), 1.0, True, ["$0.0400 per 1,000", "(the starter's: $0.4000)"]),
+    (served(10_000, 10_000, 0.60), 0.5, False, ["$0.0600", "above the $0.0400 target"]),  # 1 - 0.02 / 0.04
+    (served(10_000, 5_000, 0.40), 0.0, False, ["$0.0800"]),  # half the traffic dropped: twice the unit cost
+    (served(10_000, 0, 0.40), 0.0, False, ["served no request"]),
+])
+def test_unit_cost(figures: Json, score: float, passed: bool, in_feedback: list[str]) -> None:
+    params = {"max_usd_per_1000": 0.04, "starter_usd_per_1000": 0.4}
+    check = only(run("unit_cost.py", outcome_snap(figures), params))
+    assert (check.score, check.passed) == (pytest.approx(score), passed), check.feedback
+    assert check.status != "error"
+    for needle in in_feedback:
+        assert needle in check.feedback

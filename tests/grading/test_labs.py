@@ -261,8 +261,11 @@ GPU_CASES = [
     # burn-rate target, so only the rightsizing check fails.
     Case("requests still sized to the node", _gpu_variant(_node_sized_requests), {CPU_SIZE: 0.0},
          {CPU_SIZE: (LLM, "cpu request 8000m", "memory request 65536Mi")}),
-    Case("no spot toleration", _without_spot_toleration, {GPU_SHARE: 0.0, GPU_READY: 0.5},
-         {GPU_SHARE: (LLM,), GPU_READY: (LLM, "cloud.google.com/gke-spot=true:NoSchedule")}),
+    # Nothing runs (every pod waits for a node it may not use), so nothing is measured: not rightsized either.
+    Case("no spot toleration", _without_spot_toleration, {GPU_SHARE: 0.0, GPU_READY: 0.5, GPU_SIZE: 0.0,
+                                                          CPU_SIZE: 0.0},
+         {GPU_SHARE: (LLM,), GPU_READY: (LLM, "cloud.google.com/gke-spot=true:NoSchedule"),
+          GPU_SIZE: (LLM, "is running (2 Pending)"), CPU_SIZE: (LLM, "no use is measured")}),
 ]
 
 # idle-hunter
@@ -317,7 +320,7 @@ def _worker_scaled_down(lab: Lab) -> list[Json]:
 IDLE_CASES = [
     Case("starter", STARTER, {IDLE: 0.0, ORPHANS: 0.0, SCHEDULE: 0.0, IDLE_SHARE: None},
          {IDLE: ("Deployment/legacy-dashboard",), ORPHANS: ("PersistentVolumeClaim/scratch-data", "Service/old-demo"),
-          SCHEDULE: (WORKER,), IDLE_SHARE: ("PersistentVolumeClaim/scratch-data", "Service/old-demo")}),
+          SCHEDULE: (WORKER,), IDLE_SHARE: ("Pod/legacy-dashboard-", "PersistentVolumeClaim/scratch-data")}),
     Case("everything deleted, the busy worker too", _everything_deleted, {KEPT: 0.0, SCHEDULE: 0.0},
          {KEPT: (WORKER, "deleted"), SCHEDULE: (WORKER,)}),
     Case("orphans left behind", _orphans_left, {ORPHANS: 0.0, IDLE_SHARE: None},

@@ -84,6 +84,15 @@ def test_demand_becomes_usage_and_served_requests(world: World, kube: client.Api
         assert usage.cpu == pytest.approx(0.75) and usage.memory == 5984 * 2**20
         assert usage.gpu_engine_active == pytest.approx(0.1) and usage.gpu_memory_mib == pytest.approx(7000)
     assert _ledger(world, sid) == {WORKLOAD: (Decimal(600), Decimal(600), Decimal(0))}
+    # ... and the outcome figures graders judge: the ledger's counts beside the cost of the workload's pods.
+    assert snap.service is not None and len(snap.service) == 1
+    outcome = snap.service[0]
+    pods_cost = sum(p.cost_usd or 0.0 for p in pods)
+    assert (outcome.workload, outcome.offered, outcome.served, outcome.dropped, outcome.served_share) == \
+        (WORKLOAD, 600, 600, 0, 1)
+    # (the fake clock is days before the pods' real start, so their running hours, and cost so far, read 0 here)
+    assert outcome.cost_usd == pytest.approx(pods_cost)
+    assert outcome.cost_per_1000_requests == pytest.approx(pods_cost / 600 * 1000)
 
     # The same figures through the API: GPU in DCGM terms beside CPU and memory, and the workload's service so far.
     seen = world.client.get(f"/v1/sessions/{sid}/metrics", headers=HEADERS)

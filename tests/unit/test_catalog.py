@@ -105,6 +105,26 @@ def test_shipped_catalog_loads_the_four_labs(catalog: dict[str, Lab]) -> None:
         assert lab.budget.thresholds[-1].action in ("suspend", "terminate")
 
 
+USAGE_HINTS = re.compile(r"labctl\.dev/expected-|kwok\.x-k8s\.io/usage-")
+
+
+def test_labs_declare_their_demand_and_nothing_the_learner_writes_states_use(catalog: dict[str, Lab]) -> None:
+    """Every Deployment a starter runs has a constant simulated demand (so the graded use does not depend on when
+    the learner submits), and no lab file, manifest (starters, solutions, wrong ones) or grader names a usage
+    annotation or parameter."""
+    for lab in catalog.values():
+        assert not [g.id for g in lab.graders if "usage_annotations" in g.params], lab.id
+        assert lab.demand is not None, lab.id
+        declared = {w.workload: w for w in lab.demand.workloads}
+        for doc in starter(lab):
+            if doc["kind"] == "Deployment":
+                ref = f"Deployment/{doc['metadata']['name']}"
+                assert ref in declared and declared[ref].rps is not None, f"{lab.id}: {ref}"
+    texts = [*LABS_DIR.glob("*/lab.yaml"), *MANIFESTS_DIR.glob("labs/**/*.j2"), *(REPO_ROOT / "graders").glob("*.py")]
+    assert texts
+    assert [str(p) for p in texts if USAGE_HINTS.search(p.read_text(encoding="utf-8"))] == []
+
+
 def test_catalog_skips_fleet_and_json_files_beside_the_labs() -> None:
     assert (LABS_DIR / "fleet.yaml").is_file()
     assert list(LABS_DIR.glob("*.json"))
@@ -380,6 +400,20 @@ def _mig_profiles() -> dict[str, int]:
     return mig_pool.gpu.mig
 
 
+def per_pod_use(lab: Lab, ref: str, replicas: int) -> dict[str, Decimal]:
+    """What one of ``replicas`` Ready pods of ``ref`` uses under the lab's constant demand, computed here from the
+    declaration (the simulator's rule: the demand split evenly, each request's CPU and GPU time, base memory plus
+    memory per request/s): cpu cores, memory bytes, gpu (share of a whole GPU's engines), gpu_memory_mib."""
+    assert lab.demand is not None, f"{lab.id} declares no demand"
+    declared = next(w for w in lab.demand.workloads if w.workload == ref)
+    assert declared.rps is not None, f"{ref}: the graded use must not depend on the time of day"
+    rate = declared.rps / replicas
+    return {"rate": rate, "cpu": rate * declared.per_request.cpu_core_seconds,
+            "memory": declared.base_memory_bytes + declared.memory_per_rps_bytes * rate,
+            "gpu": rate * declared.per_request.gpu_seconds,
+            "gpu_memory_mib": Decimal(declared.per_replica.gpu_memory_mib)}
+
+
 def test_gpu_rightsizing(catalog: dict[str, Lab]) -> None:
     lab = catalog["gpu-rightsizing"]
     params = {g.id: g.params for g in lab.graders}
@@ -390,9 +424,12 @@ def test_gpu_rightsizing(catalog: dict[str, Lab]) -> None:
     assert before["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert _tolerated({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
                       before["spec"]["tolerations"])
-    notes = before["metadata"]["annotations"]
-    engine = float(notes[gpu["usage_annotations"]["engine_active"]])
-    memory_mib = float(notes[gpu["usage_annotations"]["memory_mib"]])
+    assert "annotations" not in before["metadata"] and "annotations" not in after["metadata"]
+    replicas = find(docs, gpu["workload"])["spec"]["replicas"]
+    use = per_pod_use(lab, gpu["workload"], replicas)
+    engine, memory_mib = float(use["gpu"]), float(use["gpu_memory_mib"])
+    # The README's figures: 0.12 of a whole A100's engines, 7000 MiB, 900m CPU, 6000Mi per replica.
+    assert (engine, memory_mib, use["cpu"], use["memory"]) == (0.12, 7000.0, Decimal("0.9"), 6000 * 2**20)
     assert engine < gpu["overprovisioned_engine_active"]
     assert memory_mib < gpu["overprovisioned_memory_share"] * gpu["device_memory_mib"]
     # docs/FINOPS.md section 3: the smallest offered MIG profile with memory >= peak x headroom and compute >= demand.
@@ -403,10 +440,13 @@ def test_gpu_rightsizing(catalog: dict[str, Lab]) -> None:
     limits = after["spec"]["containers"][0]["resources"]["limits"]
     assert limits[f"nvidia.com/mig-{gpu['best_profiles'][0]}"] == 1 and "nvidia.com/gpu" not in limits
     assert f"requests.nvidia.com/mig-{gpu['best_profiles'][0]}" in lab.quota
+    # The slice serves a replica's share within the latency SLO (g/7 of a GPU / GPU-seconds per request).
+    declared = next(w for w in lab.demand.workloads if w.workload == gpu["workload"]) if lab.demand else None
+    assert declared is not None
+    slice_g = Decimal(gpu["best_profiles"][0].split("g.")[0])
+    assert slice_g / 7 / declared.per_request.gpu_seconds * declared.max_utilisation >= use["rate"]
     # CPU and memory: usage / request outside the band in the starter, inside it in the solution.
     band = cpu["band"]
-    use = {"cpu": Decimal(notes[cpu["usage_annotations"]["cpu_millicores"]]) / 1000,
-           "memory": Decimal(notes[cpu["usage_annotations"]["memory_mib"]]) * 2**20}
     for template, inside in ((before, False), (after, True)):
         requests = template["spec"]["containers"][0]["resources"]["requests"]
         for resource in cpu["resources"]:
@@ -423,8 +463,7 @@ def test_idle_hunter(catalog: dict[str, Lab]) -> None:
     for ref in idle["idle_workloads"]:
         doc = find(docs, ref)
         assert doc["spec"]["replicas"] == 3
-        usage = pod_template(doc)["metadata"]["annotations"]["kwok.x-k8s.io/usage-cpu"]
-        assert parse_quantity(usage) * 1000 <= idle["idle_cpu_millicores"]
+        assert per_pod_use(lab, ref, 3)["cpu"] * 1000 < idle["idle_cpu_millicores"]
         assert find(done, ref)["spec"]["replicas"] == 0
     for ref in idle["orphans"]:
         doc = find(docs, ref)
@@ -440,8 +479,10 @@ def test_idle_hunter(catalog: dict[str, Lab]) -> None:
         assert not [d for d in done if f"{d['kind']}/{d['metadata']['name']}" == ref]
     for ref, keep in idle["must_keep"].items():
         busy = find(docs, ref)
-        usage = parse_quantity(pod_template(busy)["metadata"]["annotations"]["kwok.x-k8s.io/usage-cpu"])
-        assert usage * 1000 > idle["idle_cpu_millicores"]
+        use = per_pod_use(lab, ref, busy["spec"]["replicas"])
+        assert use["cpu"] * 1000 > idle["idle_cpu_millicores"]
+        limits = pod_template(busy)["spec"]["containers"][0]["resources"]["limits"]
+        assert use["cpu"] < parse_quantity(str(limits["cpu"])) and use["memory"] < parse_quantity(limits["memory"])
         assert find(done, ref)["spec"]["replicas"] >= keep["min_replicas"]
     # The solution's schedule annotation is a window the graders can read, within the weekly hours allowed.
     for ref in schedule["workloads"]:

@@ -43,8 +43,8 @@ def _plain(api: client.ApiClient, items: list[Any], kind: str, api_version: str)
 def collect(api: client.ApiClient, namespace: str) -> Inventory:
     """Everything the meter and the graders need from ``namespace``.
 
-    Usage is only ever the metrics pipeline's measurement: nothing the learner can write in the namespace (kwok's
-    ``kwok.x-k8s.io/usage-*`` pod annotations included) is read as one.
+    Usage is only ever the metrics pipeline's measurement: nothing the learner can write in the namespace (the usage
+    annotations kwok can read from pods included) is read as one.
     """
     core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
     policy, discovery = client.PolicyV1Api(api), client.DiscoveryV1Api(api)
