@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from labctl.catalog import loader
 from labctl.catalog.models import Lab
 from labctl.localcluster.cluster import LocalCluster
 from labctl.settings import REPO_ROOT, Settings
+from tests.support.clock import FakeClock
 from tests.support.server import ADMIN_TOKEN
 
 pytestmark = pytest.mark.cluster
@@ -65,16 +66,6 @@ API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch
 Key = tuple[str, str]  # (lab grader id, check id)
 Json = dict[str, Any]
 
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @dataclass(frozen=True)
