@@ -5,7 +5,7 @@ moment it is created (``aws:RequestTag`` on the create call: tag-on-create), and
 resources carrying it (``aws:ResourceTag``). Launches are limited to the lab's instance types (``ec2:InstanceType``)
 and every EC2 call to the lab's regions (``aws:RequestedRegion``). Allows alone would do, but the fence is written
 twice: explicit Deny statements repeat the type, region and tag rules, and deny what a sandbox must never buy or make
-whatever else is attached (commitments: ``*:Purchase*``, reservations, savings plans; IAM users and keys; region
+whatever else is attached (commitments: every ``<service>:Purchase*``, reservations, savings plans; IAM users and keys; region
 enabling), as the SCP sets of trusted sandbox systems do. The learner may add and change its own tags but never the
 session tag, so it cannot adopt another session's resources or hide its own.
 
@@ -46,8 +46,12 @@ OWN_RESOURCE_ACTIONS: Final = (
 
 READ_ACTIONS: Final = ("ec2:Describe*", "ec2:GetConsoleOutput", "sts:GetCallerIdentity")
 
+# IAM has no wildcard for the service prefix ("*:Purchase*" is refused by policy validation), so each service that
+# sells commitments is named: EC2 (reserved instances, host reservations, capacity blocks, scheduled instances) and
+# the reserved capacity of the database and cache services.
 COMMITMENT_AND_ACCOUNT_ACTIONS: Final = (
-    "*:Purchase*",                     # reserved instances, host reservations, capacity blocks, scheduled instances
+    "ec2:Purchase*", "rds:Purchase*", "elasticache:Purchase*", "redshift:Purchase*", "es:Purchase*",
+    "dynamodb:Purchase*", "memorydb:Purchase*",
     "ec2:AcceptReservedInstancesExchangeQuote", "ec2:ModifyReservedInstances",
     "ec2:CreateReservedInstancesListing", "ec2:CreateCapacityReservation*",
     "savingsplans:*",
