@@ -29,8 +29,8 @@ $(STAMP): pyproject.toml requirements.lock
 venv: $(STAMP)
 
 # Debian packages the service and the tests need: bubblewrap jails the graders, npm installs the IAM evaluator of
-# the AWS tests. Installed only when missing and the
-# user is root (as on CI); otherwise the command to run is printed and make stops.
+# the AWS tests. Installed only when missing and the user is root (as on CI); otherwise the command to run is
+# printed and make stops.
 SYSTEM_PACKAGES := /usr/bin/bwrap:bubblewrap /usr/bin/npm:npm
 
 system-packages:

@@ -5,9 +5,9 @@ moment it is created (``aws:RequestTag`` on the create call: tag-on-create), and
 resources carrying it (``aws:ResourceTag``). Launches are limited to the lab's instance types (``ec2:InstanceType``)
 and every EC2 call to the lab's regions (``aws:RequestedRegion``). Allows alone would do, but the fence is written
 twice: explicit Deny statements repeat the type, region and tag rules, and deny what a sandbox must never buy or make
-whatever else is attached (commitments: every ``<service>:Purchase*``, reservations, savings plans; IAM users and keys; region
-enabling), as the SCP sets of trusted sandbox systems do. The learner may add and change its own tags but never the
-session tag, so it cannot adopt another session's resources or hide its own.
+whatever else is attached (commitments: each service's ``Purchase*``, reservations, savings plans; IAM users and
+keys; region enabling), as the SCP sets of trusted sandbox systems do. The learner may add and change its own tags
+but never the session tag, so it cannot adopt another session's resources or hide its own.
 
 A frozen sandbox (a submission being graded) gets :func:`frozen_policy`: reads and the same denies, no writes.
 """
