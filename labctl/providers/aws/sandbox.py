@@ -231,18 +231,20 @@ class AwsSandboxes:
 
     def destroy(self, spec: SandboxSpec, *, wait_s: float) -> None:
         """Delete everything with the session tag, then the role; list again (EC2's Describe calls, and the tagging
-        API for any other resource type) and fail naming every leftover. Passes repeat while something is still
-        going away (an instance shutting down holds its volume), up to ``wait_s``."""
+        API for any other resource type) and fail naming every leftover. Passes repeat while something destroy deletes
+        is still going away (an instance shutting down holds its volume), up to ``wait_s``."""
         deadline = time.monotonic() + wait_s
         while True:
             for d in self.describe(spec):
                 self._delete_pass(d)
             self._delete_role(role_name(spec.session_id))
-            left = [ref for d in self.describe(spec) for ref in d.refs()] + self._other_tagged(spec)
+            going = [ref for d in self.describe(spec) for ref in d.refs()]
+            left = going + self._other_tagged(spec)
             if not left:
                 log.info("aws sandbox %s destroyed", spec.session_id)
                 return
-            if time.monotonic() >= deadline:
+            # Only what destroy deletes can still go by waiting; a type it does not delete will not.
+            if not going or time.monotonic() >= deadline:
                 raise ProviderError(f"{len(left)} resource(s) tagged {policy.SESSION_TAG}={spec.session_id} remain "
                                     f"after destroy: {', '.join(left)}", retryable=True)
             time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
