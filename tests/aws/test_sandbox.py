@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from labctl.ports import ProviderError
+from labctl.ports import ProviderError, ProviderUnavailable
 from labctl.providers.aws import policy
 from labctl.providers.aws.sandbox import AwsSandboxes, role_name
 from tests.support import aws
@@ -183,3 +183,9 @@ def test_destroy_fails_naming_a_tagged_resource_it_cannot_delete(provider: AwsSa
 def test_ping_names_the_account(provider: AwsSandboxes, moto_url: str) -> None:
     assert provider.ping().startswith("AWS account 123456789012 as arn:aws:")
     assert moto_url in provider.ping()
+
+
+def test_an_unreachable_endpoint_is_provider_unavailable() -> None:
+    down = AwsSandboxes(region="us-east-1", endpoint_url="http://127.0.0.1:1", session_factory=aws.admin_session)
+    with pytest.raises(ProviderUnavailable, match=r"AWS did not answer when asked to identify labctl's principal"):
+        down.ping()
