@@ -28,8 +28,9 @@ def arn(kind: str, region: str = "us-east-1", name: str = "*") -> str:
 
 
 def launch(*, session: str | None = SID, instance_type: str = "g4dn.xlarge", region: str = "us-east-1",
-           extra_tags: dict[str, str] | None = None) -> list[Request]:
-    """RunInstances with tags on the instance and its volume: the instance, the volume, and the shared parts."""
+           extra_tags: dict[str, str] | None = None, spot: bool = False) -> list[Request]:
+    """RunInstances with tags on the instance and its volume: the instance, the volume, and the shared parts (and
+    the spot request a spot launch makes)."""
     tags = {**({policy.SESSION_TAG: session} if session else {}), **(extra_tags or {})}
     tagged = {f"aws:RequestTag/{k}": v for k, v in tags.items()}
     keys = {"aws:TagKeys": sorted(tags)} if tags else {}
@@ -40,6 +41,8 @@ def launch(*, session: str | None = SID, instance_type: str = "g4dn.xlarge", reg
             Request("ec2:RunInstances", f"arn:aws:ec2:{region}::image/ami-0123456789abcdef0", where),  # no account
             *(Request("ec2:RunInstances", arn(kind, region, name), where) for kind, name in (
                 ("subnet", "subnet-0123"), ("security-group", "sg-0123"), ("network-interface", "*"))),
+            *([Request("ec2:RunInstances", arn("spot-instances-request", region),
+                       {**where, "ec2:InstanceMarketType": "spot"})] if spot else []),
             *([Request("ec2:CreateTags", arn(kind, region), {**tagged, **keys, **where,
                                                              "ec2:CreateAction": "RunInstances"})
                for kind in ("instance", "volume")] if tags else [])]
@@ -56,6 +59,8 @@ THEIRS = arn("instance", name="i-0bbb")
 
 CASES: list[tuple[str, list[Request], bool]] = [
     ("a tagged launch of an allowed type in a lab region", launch(), True),
+    ("a tagged spot launch", launch(spot=True), True),
+    ("an untagged spot launch", launch(session=None, spot=True), False),
     ("a tagged launch in the lab's second region", launch(region="us-west-2", instance_type="m5.large"), True),
     ("a tagged launch with the learner's own cost tags", launch(extra_tags={"team": "ml", "env": "dev"}), True),
     ("an untagged launch", launch(session=None), False),

@@ -111,9 +111,12 @@ def test_suspend_stops_running_instances_and_resume_starts_exactly_those(provide
 
     record = provider.suspend(spec)
 
+    fence = policy.Fence(spec.session_id, tuple(aws.REGIONS), tuple(aws.INSTANCE_TYPES))
+    assert _role_policy(admin_ec2.meta.endpoint_url, spec.session_id) == policy.frozen_policy(fence)  # nothing new
     assert set(record.replicas) == {f"Instance/us-east-1/{running}", f"Instance/us-west-2/{west}"}
     assert set(_states(admin_ec2, [running, kept_stopped]).values()) == {"stopped"}
     provider.resume(spec, record)
+    assert _role_policy(admin_ec2.meta.endpoint_url, spec.session_id) == policy.session_policy(fence)
     assert _states(admin_ec2, [running, kept_stopped]) == {running: "running", kept_stopped: "stopped"}
     west_ec2 = aws.admin_session().client("ec2", region_name="us-west-2", endpoint_url=admin_ec2.meta.endpoint_url)
     assert _states(west_ec2, [west]) == {west: "running"}
@@ -155,10 +158,18 @@ def test_destroy_leaves_nothing_with_the_session_tag(provider: AwsSandboxes, adm
     ec2.allocate_address(Domain="vpc", TagSpecifications=[
         {"ResourceType": "elastic-ip", "Tags": aws.session_tags(spec.session_id)}])
     foreign = aws.launch(admin_ec2, other.session_id)
+    # a persistent spot request would replace its instance once terminated: destroy cancels it first
+    image = admin_ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    request = admin_ec2.request_spot_instances(InstanceCount=1, Type="persistent", LaunchSpecification={
+        "ImageId": image, "InstanceType": "m5.large"})["SpotInstanceRequests"][0]
+    admin_ec2.create_tags(Resources=[request["InstanceId"]], Tags=aws.session_tags(spec.session_id))
 
     provider.destroy(spec, wait_s=30)
 
     assert all(d.count == 0 for d in provider.describe(spec))
+    live = [r for r in admin_ec2.describe_spot_instance_requests()["SpotInstanceRequests"]
+            if r["SpotInstanceRequestId"] == request["SpotInstanceRequestId"] and r["State"] != "cancelled"]
+    assert live == []
     iam = aws.admin_session().client("iam", endpoint_url=moto_url)
     assert role_name(spec.session_id) not in {r["RoleName"] for r in iam.list_roles()["Roles"]}
     assert _states(admin_ec2, [foreign]) == {foreign: "running"}

@@ -34,8 +34,10 @@ CREATED_BY: Final[dict[str, tuple[str, ...]]] = {
     "ec2:CreateSnapshot": ("snapshot",),
 }
 
-# Existing shared parts a launch uses (an AMI, the subnet, a security group, an interface it makes): no tag needed.
-LAUNCH_PARTS: Final = ("image", "subnet", "security-group", "network-interface", "key-pair", "launch-template")
+# Existing shared parts a launch uses (an AMI, the subnet, a security group, an interface it makes, the spot request
+# a spot launch makes): no tag needed.
+LAUNCH_PARTS: Final = ("image", "subnet", "security-group", "network-interface", "key-pair", "launch-template",
+                       "spot-instances-request")
 
 # Calls on the learner's own resources (each resource the call touches must carry the session tag).
 OWN_RESOURCE_ACTIONS: Final = (

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ T = TypeVar("T")
 POLICY_NAME = "labctl-sandbox"
 MIN_SESSION_S = 900  # STS AssumeRole's bounds on DurationSeconds
 MAX_SESSION_S = 43200
+CHAINED_MAX_S = 3600  # what STS allows when labctl's own principal is an assumed role (role chaining)
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 # What destroy deletes and checks by EC2's Describe calls; the tagging API's answer for these is not used (it keeps
 # listing terminated instances for a while).
@@ -104,10 +106,17 @@ class AwsSandboxes:
         self.region = region
         self.endpoint_url = endpoint_url
         self._session_factory = session_factory or (lambda: boto3.Session(profile_name=profile))
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
 
     def _client(self, service: str, region: str | None = None) -> Any:
-        return self._session_factory().client(service, region_name=region or self.region,
-                                              endpoint_url=self.endpoint_url)
+        """One client per service and region, made once (boto3 clients are thread-safe; making one is not cheap)."""
+        key = (service, region or self.region)
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = self._session_factory().client(service, region_name=key[1],
+                                                                    endpoint_url=self.endpoint_url)
+            return self._clients[key]
 
     def _ec2(self, region: str) -> Any:
         return self._client("ec2", region)
@@ -138,6 +147,7 @@ class AwsSandboxes:
             _call("update the session role's trust", lambda: iam.update_assume_role_policy(
                 RoleName=name, PolicyDocument=trust))
         self._put_policy(name, policy.session_policy(fence))
+        self._wait_assumable(spec, timeout_s=30)
         log.info("aws sandbox %s: role %s ready", spec.session_id, name)
 
     def _put_policy(self, name: str, document: dict[str, Any]) -> None:
@@ -145,13 +155,20 @@ class AwsSandboxes:
             RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=policy.text(document)))
 
     def credentials(self, spec: SandboxSpec) -> Credentials:
-        iam = self._client("iam")
-        arn = _call("read the session role", lambda: iam.get_role(RoleName=role_name(spec.session_id)))["Role"]["Arn"]
+        """STS credentials of the session role for the session's remaining time (STS's 15 min to 12 h). When
+        labctl itself runs as an assumed role, AWS caps a chained session at one hour: then the learner gets an hour
+        and fetches fresh credentials after it."""
+        arn = self._role_arn(spec)
         remaining = int((spec.expires_at - datetime.now(UTC)).total_seconds())
         seconds = min(MAX_SESSION_S, max(MIN_SESSION_S, remaining))
-        answer = _call("issue the learner's credentials", lambda: self._client("sts").assume_role(
-            RoleArn=arn, RoleSessionName=spec.session_id[:64], DurationSeconds=seconds,
-            Tags=[{"Key": policy.SESSION_TAG, "Value": spec.session_id}]))
+        try:
+            answer = self._assume(arn, spec.session_id, seconds)
+        except ProviderError as exc:
+            if seconds <= CHAINED_MAX_S or "(ValidationError)" not in str(exc):
+                raise
+            log.info("aws sandbox %s: STS refused %d s (%s); issuing %d s", spec.session_id, seconds, exc,
+                     CHAINED_MAX_S)
+            answer = self._assume(arn, spec.session_id, CHAINED_MAX_S)
         creds = answer["Credentials"]
         region = fence_of(spec).regions[0]
         lines = [f"AWS_ACCESS_KEY_ID={creds['AccessKeyId']}", f"AWS_SECRET_ACCESS_KEY={creds['SecretAccessKey']}",
@@ -162,6 +179,29 @@ class AwsSandboxes:
         expires = creds["Expiration"]
         return Credentials(kind="aws", content="\n".join(lines) + "\n",
                            expires_at=expires if isinstance(expires, datetime) else spec.expires_at)
+
+    def _role_arn(self, spec: SandboxSpec) -> str:
+        iam = self._client("iam")
+        role = _call("read the session role", lambda: iam.get_role(RoleName=role_name(spec.session_id)))
+        return str(role["Role"]["Arn"])
+
+    def _assume(self, arn: str, session_id: str, seconds: int) -> dict[str, Any]:
+        answer: dict[str, Any] = _call("issue the learner's credentials", lambda: self._client("sts").assume_role(
+            RoleArn=arn, RoleSessionName=session_id[:64], DurationSeconds=seconds))
+        return answer
+
+    def _wait_assumable(self, spec: SandboxSpec, *, timeout_s: float) -> None:
+        """A new IAM role takes a few seconds to be assumable (IAM is eventually consistent): wait for it, so a
+        ready session's credentials work."""
+        arn, deadline = self._role_arn(spec), time.monotonic() + timeout_s
+        while True:
+            try:
+                self._assume(arn, spec.session_id, MIN_SESSION_S)
+                return
+            except ProviderError as exc:
+                if "(AccessDenied)" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(1.0)
 
     def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
         """Replace the role's policy by the read-only one (a submission), or the writable one again."""
@@ -201,11 +241,13 @@ class AwsSandboxes:
     # --- suspension ------------------------------------------------------------------------------------------------
 
     def suspend(self, spec: SandboxSpec) -> Suspension:
-        """Stop every running instance of the session (its volumes stay, and still cost). The record names them as
-        ``Instance/<region>/<id>`` with one "replica" each, the form the port's record has for what was running."""
+        """Make the role read-only (nothing new may start), then stop every running instance of the session (its
+        volumes stay, and still cost). The record names them as ``Instance/<region>/<id>`` with one "replica" each,
+        the form the port's record has for what was running."""
+        self._put_policy(role_name(spec.session_id), policy.frozen_policy(fence_of(spec)))
         stopped: dict[str, int] = {}
-        for d in self.describe(spec):
-            running = [str(i["InstanceId"]) for i in d.instances if i["State"]["Name"] in snap.RUNNING_STATES]
+        for d in self._settled(spec):
+            running = [str(i["InstanceId"]) for i in d.instances if i["State"]["Name"] == "running"]
             if running:
                 _call("stop the session's instances", partial(self._ec2(d.region).stop_instances,
                                                               InstanceIds=running))
@@ -213,8 +255,20 @@ class AwsSandboxes:
         log.info("aws sandbox %s: stopped %d instance(s)", spec.session_id, len(stopped))
         return Suspension(replicas=stopped)
 
+    def _settled(self, spec: SandboxSpec, *, timeout_s: float = 60) -> list[snap.Described]:
+        """The inventory once no instance is ``pending`` (EC2 cannot stop one yet), or after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            described = self.describe(spec)
+            pending = any(i["State"]["Name"] == "pending" for d in described for i in d.instances)
+            if not pending or time.monotonic() >= deadline:
+                return described
+            time.sleep(2.0)
+
     def resume(self, spec: SandboxSpec, record: Suspension) -> None:
-        """Start exactly the instances ``record`` names that still carry the session tag."""
+        """Give the role its writable policy back, then start exactly the instances ``record`` names that still
+        carry the session tag."""
+        self._put_policy(role_name(spec.session_id), policy.session_policy(fence_of(spec)))
         by_region: dict[str, list[str]] = {}
         for key in record.replicas:
             kind, _, rest = key.partition("/")
@@ -252,6 +306,15 @@ class AwsSandboxes:
     def _delete_pass(self, d: snap.Described) -> None:
         ec2 = self._ec2(d.region)
         ids = [str(i["InstanceId"]) for i in d.instances if i["State"]["Name"] != "shutting-down"]
+        spot = [str(i["InstanceId"]) for i in d.instances if i.get("InstanceLifecycle") == "spot"]
+        if spot:  # a persistent spot request would launch a replacement of each terminated instance
+            requests = _call("list the session's spot requests", partial(
+                ec2.describe_spot_instance_requests, Filters=[{"Name": "instance-id", "Values": spot}]))
+            open_ids = [str(r["SpotInstanceRequestId"]) for r in requests["SpotInstanceRequests"]
+                        if r.get("State") in ("open", "active", "disabled")]
+            if open_ids:
+                _call("cancel the session's spot requests", partial(ec2.cancel_spot_instance_requests,
+                                                                    SpotInstanceRequestIds=open_ids))
         if ids:
             _call("terminate the session's instances", partial(ec2.terminate_instances, InstanceIds=ids))
         for a in d.addresses:
