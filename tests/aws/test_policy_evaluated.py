@@ -76,6 +76,14 @@ CASES: list[tuple[str, list[Request], bool]] = [
     ("a tagged volume", [Request("ec2:CreateVolume", arn("volume"), {
         f"aws:RequestTag/{policy.SESSION_TAG}": SID, "aws:TagKeys": [policy.SESSION_TAG],
         "aws:RequestedRegion": "us-east-1"})], True),
+    ("a tagged io2 volume (priced by IOPS, not size)", [Request("ec2:CreateVolume", arn("volume"), {
+        f"aws:RequestTag/{policy.SESSION_TAG}": SID, "aws:TagKeys": [policy.SESSION_TAG],
+        "aws:RequestedRegion": "us-east-1", "ec2:VolumeType": "io2"})], False),
+    ("a tagged gp3 volume", [Request("ec2:CreateVolume", arn("volume"), {
+        f"aws:RequestTag/{policy.SESSION_TAG}": SID, "aws:TagKeys": [policy.SESSION_TAG],
+        "aws:RequestedRegion": "us-east-1", "ec2:VolumeType": "gp3"})], True),
+    ("adopting an untagged instance into my session", on("ec2:CreateTags", THEIRS, session=None, **{
+        "aws:TagKeys": [policy.SESSION_TAG], f"aws:RequestTag/{policy.SESSION_TAG}": SID}), False),
     ("an untagged volume", [Request("ec2:CreateVolume", arn("volume"), {"aws:RequestedRegion": "us-east-1"})], False),
     ("adding a cost tag to my instance", on("ec2:CreateTags", MINE, **{"aws:TagKeys": ["team"],
                                                                        "aws:RequestTag/team": "ml"}), True),

@@ -46,6 +46,10 @@ OWN_RESOURCE_ACTIONS: Final = (
     "ec2:AssociateAddress", "ec2:DisassociateAddress", "ec2:ReleaseAddress",
 )
 
+# EBS types priced by size alone (the meter prices volumes per GB-month): provisioned-IOPS and throughput-billed
+# types (io1, io2) are refused, so a volume cannot cost far more than its size says.
+VOLUME_TYPES: Final = ("gp3", "gp2", "st1", "sc1", "standard")
+
 READ_ACTIONS: Final = ("ec2:Describe*", "ec2:GetConsoleOutput", "sts:GetCallerIdentity")
 
 # IAM has no wildcard for the service prefix ("*:Purchase*" is refused by policy validation), so each service that
@@ -126,6 +130,10 @@ def session_policy(fence: Fence) -> dict[str, Any]:
         {"Sid": "DenyOtherInstanceTypes", "Effect": "Deny", "Action": "ec2:RunInstances",
          "Resource": _arns(["instance"]),
          "Condition": {"StringNotEquals": {"ec2:InstanceType": list(fence.instance_types)}}},
+        {"Sid": "DenyIopsPricedVolumes", "Effect": "Deny", "Action": ["ec2:RunInstances", "ec2:CreateVolume"],
+         "Resource": _arns(["volume"]),
+         "Condition": {"Null": {"ec2:VolumeType": "false"},
+                       "StringNotEquals": {"ec2:VolumeType": list(VOLUME_TYPES)}}},
         {"Sid": "DenySessionTagChanges", "Effect": "Deny", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
          "Resource": "*",
          "Condition": {"Null": {"ec2:CreateAction": "true"},
