@@ -688,6 +688,16 @@ class Demand(_Closed):
         return durations.parse_duration(self.grading_window)
 
 
+def _listed_once(value: list[str], info: ValidationInfo) -> list[str]:
+    """A list field whose items may appear once each."""
+    seen: set[str] = set()
+    for item in value:
+        if item in seen:
+            raise ValueError(f"{item!r} is listed twice in {info.field_name}")
+        seen.add(item)
+    return value
+
+
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _AWS_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 
@@ -705,9 +715,7 @@ class AwsSandbox(_Closed):
     @field_validator("regions", "instance_types")
     @classmethod
     def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"{info.field_name} lists a value twice")
-        return value
+        return _listed_once(value, info)
 
 
 class Grader(_Closed):
@@ -758,12 +766,7 @@ class Lab(_Closed):
     @field_validator("required_labels", "node_pools", "starter", "solution")
     @classmethod
     def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        seen: set[str] = set()
-        for item in value:
-            if item in seen:
-                raise ValueError(f"{item!r} is listed twice in {info.field_name}")
-            seen.add(item)
-        return value
+        return _listed_once(value, info)
 
     @field_validator("graders")
     @classmethod

@@ -43,12 +43,9 @@ def test_an_aws_lab_through_the_api(served: Server, moto_url: str) -> None:
 
         creds = http.get(f"/v1/sessions/{sid}/kubeconfig")
         assert creds.status_code == 200, creds.text
-        env = dict(line.split("=", 1) for line in creds.text.splitlines() if line)
+        env = aws.env_of(creds.text)
         assert env["AWS_ENDPOINT_URL"] == moto_url and env["AWS_SESSION_TOKEN"]
-        learner = aws.admin_session().client(
-            "ec2", endpoint_url=moto_url, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], aws_session_token=env["AWS_SESSION_TOKEN"])
-        instance = aws.launch(learner, sid, instance_type="g4dn.xlarge", spot=True)
+        instance = aws.launch(aws.learner_ec2(creds.text), sid, instance_type="g4dn.xlarge", spot=True)
 
         # the role removed behind labctl's back: AWS's refusal reaches the caller as a problem document, not a 500
         iam = aws.admin_session().client("iam", endpoint_url=moto_url)

@@ -44,12 +44,13 @@ def spec(lab: Lab | None = None, *, now: datetime | None = None) -> SandboxSpec:
                        expires_at=now + timedelta(hours=1), budget_usd=10.0, started_at=now)
 
 
-def env_of(creds: Credentials) -> dict[str, str]:
-    """The env file labctl issued, as a mapping."""
-    return dict(line.split("=", 1) for line in creds.content.splitlines() if line)
+def env_of(creds: Credentials | str) -> dict[str, str]:
+    """The env file labctl issued (the credentials, or the text the API served), as a mapping."""
+    text = creds if isinstance(creds, str) else creds.content
+    return dict(line.split("=", 1) for line in text.splitlines() if line)
 
 
-def learner_ec2(creds: Credentials, region: str | None = None) -> Any:
+def learner_ec2(creds: Credentials | str, region: str | None = None) -> Any:
     """An EC2 client built only from the credentials labctl gave the learner."""
     env = env_of(creds)
     return boto3.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
