@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from labctl.errors import Forbidden, Unauthorized
 from labctl.service import roles
 from labctl.service.auth import Principal
+from labctl.service.observation import Observation
 from labctl.service.sessions import Sessions
 
 
@@ -45,6 +46,12 @@ def sessions_service(request: Request) -> Sessions:
     return service
 
 
+def observation_service(request: Request) -> Observation:
+    service: Observation = request.app.state.runtime.observation
+    return service
+
+
 Authorized = Annotated[Principal, Depends(authorized)]
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 SessionsDep = Annotated[Sessions, Depends(sessions_service)]
+ObservationDep = Annotated[Observation, Depends(observation_service)]

@@ -18,6 +18,7 @@ from labctl.service import costs
 from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
 from labctl.service.costs import CostRow
+from labctl.service.observation import SessionMetrics
 from labctl.service.roles import Role
 from labctl.store.models import ApiToken, SandboxSession, SessionEvent, Submission
 
@@ -88,6 +89,47 @@ class SessionOut(SessionBrief):
 def session_view(row: SandboxSession, principal: Principal) -> SessionOut | SessionBrief:
     """The session as this caller may see it: exam tokens get the brief view (no cost, namespace or reasons)."""
     return SessionBrief.of(row) if principal.role == "exam" else SessionOut.of(row)
+
+
+class PodMetricsOut(BaseModel):
+    name: str
+    workload: str | None
+    node: str | None
+    phase: str | None
+    cpu_cores: float | None = Field(description="CPU in use, cores")
+    memory_bytes: int | None = Field(description="memory in use (working set), bytes")
+    DCGM_FI_PROF_GR_ENGINE_ACTIVE: float | None = Field(description="GPU engine active, 0-1 of the pod's GPU or slice")
+    DCGM_FI_DEV_FB_USED: float | None = Field(description="GPU frame buffer used, MiB")
+    status: str | None = Field(description="the simulated world's view: serving, not-ready, oom or idle")
+
+
+class WorkloadServiceOut(BaseModel):
+    workload: str
+    requests_offered: float
+    requests_served: float
+    requests_dropped: float
+    served_share: float | None
+
+
+class MetricsOut(BaseModel):
+    session_id: str
+    taken_at: datetime
+    usage_source: str = Field(description="simulator (the local cluster), metrics (metrics.k8s.io) or requests (none)")
+    pods: list[PodMetricsOut]
+    workloads: list[WorkloadServiceOut]
+
+    @classmethod
+    def of(cls, m: SessionMetrics) -> MetricsOut:
+        return cls(session_id=m.session_id, taken_at=m.taken_at, usage_source=m.usage_source,
+                   pods=[PodMetricsOut(name=p.name, workload=p.workload, node=p.node, phase=p.phase,
+                                       cpu_cores=p.cpu_cores, memory_bytes=p.memory_bytes,
+                                       DCGM_FI_PROF_GR_ENGINE_ACTIVE=p.gpu_engine_active,
+                                       DCGM_FI_DEV_FB_USED=p.gpu_memory_mib, status=p.status) for p in m.pods],
+                   workloads=[WorkloadServiceOut(
+                       workload=w.workload, requests_offered=float(w.offered), requests_served=float(w.served),
+                       requests_dropped=float(w.dropped),
+                       served_share=None if w.served_share is None else float(w.served_share))
+                       for w in m.workloads])
 
 
 class EventOut(BaseModel):

@@ -24,15 +24,14 @@ import importlib.util
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bench.timing import timed
 from labctl.catalog import loader
 from labctl.catalog.models import Lab
 from labctl.grading import jail as jail_mod
@@ -47,16 +46,6 @@ FIXTURES = REPO_ROOT / "tests" / "grading" / "fixtures"
 TARGET_S = 2.0
 MAX_RUNS = 50
 
-
-def _timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
-    """(median, max) seconds of ``runs`` calls of ``fn``, after one untimed warm-up call."""
-    fn()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples), max(samples)
 
 
 def _labctl_grade(lab: Lab, snapshot: dict[str, Any], jail: jail_mod.Jail) -> Callable[[], object]:
@@ -124,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     worst = 0.0
     for lab in labs.values():
         snapshot = json.loads((FIXTURES / f"{lab.id}-solution.json").read_text(encoding="utf-8"))
-        graded = _timed(_labctl_grade(lab, snapshot, jailed), runs)
-        plain = _timed(_labctl_grade(lab, snapshot, unjailed), runs)
-        bare = _timed(_interpreters(len(lab.graders)), runs)
-        inside = _timed(_in_process(lab, snapshot, cache), runs)
+        graded = timed(_labctl_grade(lab, snapshot, jailed), runs)
+        plain = timed(_labctl_grade(lab, snapshot, unjailed), runs)
+        bare = timed(_interpreters(len(lab.graders)), runs)
+        inside = timed(_in_process(lab, snapshot, cache), runs)
         worst = max(worst, graded[1])
         overhead = (graded[0] - plain[0]) / len(lab.graders)
         verdict = "ok" if graded[1] < TARGET_S else "OVER"

@@ -17,14 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 
+from bench.timing import timed
 from labctl.catalog.models import Demand
 from labctl.cost import model as cost_model
 from labctl.cost import prices
@@ -65,16 +63,6 @@ def session_pods(index: int) -> list[PodState]:
                             gpu_memory_mib=memory, workload="Deployment/llm"))
     return web + llm
 
-
-def _timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
-    """(median, max) seconds of ``runs`` calls of ``fn``, after one untimed warm-up call."""
-    fn()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples), max(samples)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sweep: {sessions} sessions x {PODS_PER_SESSION} pods, 2 workloads each, {STEP_S} s steps; "
           f"{runs} timed sweeps after 1 warm-up; seconds, median / max")
     print()
-    stepped, priced = _timed(simulate, runs), _timed(price, runs)
+    stepped, priced = timed(simulate, runs), timed(price, runs)
     pods = sessions * PODS_PER_SESSION
     header = f"{'figure':<44} {'sweep':>17}  {'per pod':>10}"
     print(header)

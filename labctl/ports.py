@@ -8,6 +8,7 @@ learner can write inside the sandbox is ever read back as remembered state.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -79,6 +80,10 @@ class Suspension(BaseModel):
         return "; ".join(parts)
 
 
+UsageByPod = Mapping[str, Mapping[str, Mapping[str, float]]]
+"""Simulated usage of a sandbox's pods: pod name -> container name -> resource -> figure."""
+
+
 class SandboxProvider(Protocol):
     name: str
 
@@ -106,3 +111,8 @@ class SandboxProvider(Protocol):
 
     def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
         """The sandbox's inventory at ``now``, unpriced (the meter prices it): see docs/SNAPSHOT.md."""
+
+    def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
+        """Make the simulated world's usage of the sandbox's pods exactly ``usage``, where the learner cannot write
+        it (pod -> container -> ``cpu`` cores, ``memory`` bytes, other resources by name, e.g. ``nvidia.com/gpu``
+        as the engine-active share); pods not named use nothing."""

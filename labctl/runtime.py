@@ -26,6 +26,7 @@ from labctl.ports import SandboxProvider
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.providers.router import ProviderRouter
 from labctl.service import leader
+from labctl.service.observation import Observation
 from labctl.service.sessions import Sessions
 from labctl.service.submissions import Submissions
 from labctl.service.sweeps import Sweeper
@@ -47,6 +48,7 @@ class Runtime:
     sessions: Sessions
     sweeper: Sweeper
     submissions: Submissions
+    observation: Observation
 
     @property
     def holder(self) -> str:
@@ -62,11 +64,13 @@ def build(settings: Settings) -> Runtime:
                                in_use={lab.provider for lab in catalog.values()})
     sessions = Sessions(store=store, provider=providers, catalog=catalog, holder=settings.replica_id)
     sheet = _sheet_loader(settings.prices_file)
-    sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit)
+    sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit,
+                      simulate=settings.simulate_demand)
     submissions = Submissions(sessions=sessions, sweeper=sweeper, prices=sheet, graders_dir=settings.graders_dir,
                               repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)))
     return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, providers=providers,
-                   sessions=sessions, sweeper=sweeper, submissions=submissions)
+                   sessions=sessions, sweeper=sweeper, submissions=submissions,
+                   observation=Observation(sessions=sessions, simulate=settings.simulate_demand))
 
 
 def provider_factories(settings: Settings, *, kubernetes: SandboxProvider) -> dict[str, Callable[[], SandboxProvider]]:

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     meter_failure_limit: int = Field(default=3, ge=1, le=100,
                                      description="meter readings of a session that may fail in a row before it is "
                                                  "suspended (fail closed)")
+    simulate_demand: bool = Field(
+        default=True, description="play each lab's demand model on the sandbox's pods and write the usage into kwok "
+                                  "(the local cluster); turn off on a cluster that runs real workloads")
     provision_step_delay_s: float = Field(
         default=0.0, ge=0, le=10,
         description="testing only: a pause between applied objects, to interrupt a start on purpose")

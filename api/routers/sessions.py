@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Response
 from fastapi.responses import PlainTextResponse
 
-from api.deps import Authorized, SessionsDep
+from api.deps import Authorized, ObservationDep, SessionsDep
 from api.schemas import (
     AllowanceOut,
     BudgetDecision,
@@ -21,6 +21,7 @@ from api.schemas import (
     EventOut,
     Extend,
     GrantIn,
+    MetricsOut,
     SessionBrief,
     SessionOut,
     StartSession,
@@ -64,6 +65,12 @@ def get_session(session_id: str, principal: Authorized, sessions: SessionsDep) -
 def kubeconfig(session_id: str, principal: Authorized, sessions: SessionsDep) -> PlainTextResponse:
     creds = sessions.credentials(session_id, principal=principal)
     return PlainTextResponse(creds.content, media_type="application/yaml")
+
+
+@router.get("/{session_id}/metrics", summary="What the sandbox's pods use now (CPU, memory, GPU in DCGM terms) and "
+                                             "what its workloads served")
+def metrics(session_id: str, principal: Authorized, observation: ObservationDep) -> MetricsOut:
+    return MetricsOut.of(observation.metrics(session_id, principal=principal))
 
 
 @router.get("/{session_id}/events", summary="The session's timeline")

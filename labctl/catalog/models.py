@@ -797,6 +797,8 @@ class Lab(_Closed):
             raise ValueError("an aws lab needs an `aws` section with its regions and instance_types")
         if self.provider != "aws" and self.aws is not None:
             raise ValueError(f"the `aws` section applies only to aws labs, not to a {self.provider} lab")
+        if self.provider == "aws" and self.demand is not None:
+            raise ValueError("`demand` simulates a Kubernetes lab's workloads; an aws lab has none")
         return self
 
     @model_validator(mode="after")

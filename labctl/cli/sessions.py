@@ -9,8 +9,8 @@ import typer
 from labctl.cli.client import call
 from labctl.cli.output import Format, OutputOpt, render, stderr
 
-app = typer.Typer(help="Learners' sandboxes: list, show, kubeconfig, extend, suspend, resume, reset, delete, budget, "
-                       "grant.", no_args_is_help=True)
+app = typer.Typer(help="Learners' sandboxes: list, show, metrics, kubeconfig, extend, suspend, resume, reset, delete, "
+                       "budget, grant.", no_args_is_help=True)
 budget = typer.Typer(help="A learner's request for more budget: approve or deny it.", no_args_is_help=True)
 app.add_typer(budget, name="budget")
 
@@ -45,6 +45,31 @@ def show(session_id: SessionId, output: OutputOpt = Format.table,
                     for e in timeline], output, title="events")
     else:
         render(row, output)
+
+
+@app.command()
+def metrics(session_id: SessionId, output: OutputOpt = Format.table) -> None:
+    """What the sandbox's pods use now (CPU, memory, GPU in DCGM terms) and what its workloads served."""
+    data = call("GET", f"/v1/sessions/{session_id}/metrics")
+    if output is not Format.table:
+        render(data, output)
+        return
+    render([{"pod": p["name"], "workload": p["workload"], "phase": p["phase"],
+             "cpu": _figure(p["cpu_cores"], 3), "memory_mib": _figure(_mib(p["memory_bytes"]), 0),
+             "gpu_engine_active": _figure(p["DCGM_FI_PROF_GR_ENGINE_ACTIVE"], 3),
+             "gpu_fb_used_mib": _figure(p["DCGM_FI_DEV_FB_USED"], 0), "status": p["status"] or "-"}
+            for p in data["pods"]], output, title=f"pods of {session_id} ({data['usage_source']})")
+    render([{"workload": w["workload"], "offered": _figure(w["requests_offered"], 0),
+             "served": _figure(w["requests_served"], 0), "dropped": _figure(w["requests_dropped"], 0),
+             "served_share": _figure(w["served_share"], 4)} for w in data["workloads"]], output, title="service")
+
+
+def _mib(value: float | None) -> float | None:
+    return None if value is None else value / 2**20
+
+
+def _figure(value: float | None, places: int) -> str:
+    return "-" if value is None else f"{value:.{places}f}"
 
 
 @app.command()

@@ -187,7 +187,7 @@ def price(snapshot: Snapshot, sheet: PriceSheet) -> Priced:
         resources.append(res.model_copy(update={
             "hourly_usd": float(hourly), "on_demand_hourly_usd": float(on_demand_hourly),
             "cost_usd": float(hourly * Decimal(str(res.running_hours or 0)))}))
-    usage_known = snapshot.cost.usage_source == "metrics"
+    usage_known = snapshot.cost.usage_source in ("simulator", "metrics")
     if not usage_known and snapshot.session.provider == "kubernetes":
         warnings.append(NO_USAGE)
     priced = snapshot.model_copy(update={

@@ -37,7 +37,7 @@ SCHEMA_ID: Final = "labctl.snapshot/v1"
 
 Provider = Literal["kubernetes", "aws", "gcp"]
 CapacityType = Literal["spot", "on-demand"]
-UsageSource = Literal["metrics", "requests"]
+UsageSource = Literal["simulator", "metrics", "requests"]
 PriceSource = Literal["sheet", "fallback"]
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 

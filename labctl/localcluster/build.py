@@ -4,7 +4,9 @@ Upstream ``k8s.io/kubernetes`` cannot be ``go install``-ed (its go.mod points th
 with replace directives), so we write a small wrapper module of our own that requires it and pins every staging
 module to its published ``v0.X.Y`` twin, then ``go build`` the command packages with version ldflags so that
 ``kubectl version`` reports the real version. etcd gets its own wrapper so the two dependency graphs never move each
-other. kwok and kwokctl have no replace directives and install with plain ``go install``.
+other. kwok, kwokctl and metrics-server have no replace directives and install with plain ``go install``;
+metrics-server is stamped through ``k8s.io/client-go/pkg/version`` (the variables its own release build sets), so
+``metrics-server --version`` (which kwokctl reads) reports the real version.
 
 This module uses the standard library only, so it runs before the virtualenv exists:
 ``python -m labctl.localcluster.build``.
@@ -24,6 +26,8 @@ from pathlib import Path
 KUBE_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
+METRICS_SERVER_VERSION = "v0.8.0"
+METRICS_SERVER_COMMIT = "d66279c6426c6581d9656fe3d42bc52db7c29597"  # the commit the v0.8.0 tag points at
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
@@ -72,8 +76,12 @@ class Toolset:
     def kubectl(self) -> Path:
         return self.kube_bin / "kubectl"
 
+    @property
+    def metrics_server(self) -> Path:
+        return self.root / f"metrics-server-{METRICS_SERVER_VERSION}" / "metrics-server"
+
     def all_binaries(self) -> list[Path]:
-        return [*(self.kube_bin / c for c in KUBE_COMMANDS), self.etcd, self.kwok, self.kwokctl]
+        return [*(self.kube_bin / c for c in KUBE_COMMANDS), self.etcd, self.kwok, self.kwokctl, self.metrics_server]
 
     def missing(self) -> list[Path]:
         return [p for p in self.all_binaries() if not os.access(p, os.X_OK)]
@@ -118,6 +126,14 @@ def kube_ldflags() -> str:
             f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
         ]
     return " ".join(flags)
+
+
+def metrics_server_ldflags() -> str:
+    """The version variables metrics-server's own release build sets (all in client-go's version package)."""
+    pkg = "k8s.io/client-go/pkg/version"
+    return " ".join(["-s", "-w", f"-X {pkg}.gitVersion={METRICS_SERVER_VERSION}",
+                     f"-X {pkg}.gitCommit={METRICS_SERVER_COMMIT}", f"-X {pkg}.gitTreeState=clean",
+                     f"-X {pkg}.buildDate=1970-01-01T00:00:00Z"])
 
 
 def _go() -> str:
@@ -200,6 +216,16 @@ def build(cache_dir: Path | None = None, *, echo: bool = True) -> Toolset:
         for name in ("kwok", "kwokctl"):
             _install_atomically(gobin / name, tools.kwok_bin / name)
         say(f"kwok built in {time.monotonic() - started:.0f}s")
+
+    if not os.access(tools.metrics_server, os.X_OK):
+        started = time.monotonic()
+        say(f"installing metrics-server {METRICS_SERVER_VERSION}")
+        gobin = work / f"metrics-server-{METRICS_SERVER_VERSION}"
+        menv = {**env, "GOBIN": str(gobin), "GOFLAGS": "-buildvcs=false"}
+        _run([go, "install", "-trimpath", "-ldflags", metrics_server_ldflags(),
+              f"sigs.k8s.io/metrics-server/cmd/metrics-server@{METRICS_SERVER_VERSION}"], cwd=work, env=menv, log=log)
+        _install_atomically(gobin / "metrics-server", tools.metrics_server)
+        say(f"metrics-server built in {time.monotonic() - started:.0f}s")
 
     still = tools.missing()
     if still:

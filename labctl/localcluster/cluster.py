@@ -1,9 +1,10 @@
 """Run the local control plane: a kwokctl cluster (binary runtime) on 127.0.0.1 with the simulated fleet.
 
-etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real upstream programs built by
-:mod:`labctl.localcluster.build`; kwok simulates the kubelets of the nodes in ``labs/fleet.yaml``. Every path points at
-the cache so nothing is ever downloaded, and the cluster lives in its own ``KWOK_WORKDIR`` under labctl's data
-directory, away from ``~/.kube/config``.
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and metrics-server are the real upstream programs built
+by :mod:`labctl.localcluster.build`; kwok simulates the kubelets of the nodes in ``labs/fleet.yaml`` and serves their
+resource metrics from usage only labctl writes (:mod:`labctl.localcluster.metrics`). Every path points at the cache so
+nothing is ever downloaded, and the cluster lives in its own ``KWOK_WORKDIR`` under labctl's data directory, away from
+``~/.kube/config``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ import yaml
 
 from labctl.localcluster import build as build_mod
 from labctl.localcluster import fleet as fleet_mod
+from labctl.localcluster import metrics as metrics_mod
 
 USAGE_CRDS = ("Metric", "ResourceUsage", "ClusterResourceUsage")
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller",
+              "metrics-server")
+USAGE_KINDS = ("clusterresourceusages.kwok.x-k8s.io", "resourceusages.kwok.x-k8s.io")
 
 
 class ClusterError(RuntimeError):
@@ -107,8 +111,14 @@ class LocalCluster:
     def config_file(self) -> Path:
         return self.workdir / f"{self.name}.kwokctl.yaml"
 
+    @property
+    def metrics_manifest_dir(self) -> Path:
+        """The kustomize directory of the metrics.k8s.io APIService that kwokctl installs."""
+        return self.workdir / metrics_mod.kustomization_dirname()
+
     def kwokctl_config(self) -> dict[str, object]:
-        """kwokctl's configuration: every binary local, loopback only, RBAC and admission on, usage CRDs on."""
+        """kwokctl's configuration: every binary local, loopback only, RBAC and admission on, usage CRDs on,
+        metrics-server from the cache with its APIService from a local manifest, short metrics and HPA periods."""
         t = self.tools
         return {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
@@ -121,11 +131,15 @@ class LocalCluster:
                 "kubectlBinary": str(t.kubectl),
                 "etcdBinary": str(t.etcd),
                 "kwokControllerBinary": str(t.kwok),
+                "metricsServerBinary": str(t.metrics_server),
+                "metricsServerManifests": [str(self.metrics_manifest_dir)],
+                "enable": ["metrics-server"],
                 "bindAddress": "127.0.0.1",
                 "kubeAuthorization": True,
                 "kubeAdmission": True,
                 "enableCRDs": list(USAGE_CRDS),
             },
+            "componentsPatches": metrics_mod.component_patches(),
         }
 
     def create_args(self) -> list[str]:
@@ -136,6 +150,9 @@ class LocalCluster:
     def _write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(yaml.safe_dump(self.kwokctl_config(), sort_keys=False))
+        self.metrics_manifest_dir.mkdir(exist_ok=True)
+        for name, text in metrics_mod.kustomization_files().items():
+            (self.metrics_manifest_dir / name).write_text(text)
 
     def dry_run(self) -> str:
         """What ``create`` would run, as kwokctl prints it (used to prove that nothing is downloaded)."""
@@ -167,9 +184,10 @@ class LocalCluster:
             if not self._wait_ready(60).healthy:
                 raise ClusterError("the cluster was created but its apiserver is not ready; see "
                                    f"{self.cluster_dir}/logs")
-        nodes = fleet_mod.node_manifests(fleet)
+        nodes = [metrics_mod.with_metrics_path(n) for n in fleet_mod.node_manifests(fleet)]
         self.apply(nodes)
         self._wait_nodes_ready([n["metadata"]["name"] for n in nodes], timeout_s=120)
+        self._set_up_resource_metrics()
         return UpResult(created=created, seconds=time.monotonic() - started, kubeconfig=self.kubeconfig,
                         nodes=len(nodes))
 
@@ -196,6 +214,19 @@ class LocalCluster:
         if with_nodes and st.apiserver_ready:
             st.nodes = self._nodes()
         return st
+
+    def _set_up_resource_metrics(self) -> None:
+        """kwok's resource-metrics endpoint, and no usage but labctl's: usage objects labctl did not write (such as
+        kwok's stock rule that reads pod annotations) are deleted. Returns once metrics.k8s.io is available."""
+        self.apply([metrics_mod.resource_metric()])
+        for kind in USAGE_KINDS:
+            self.kubectl(["delete", kind, "--all-namespaces", "-l", "app.kubernetes.io/managed-by!=labctl",
+                          "--ignore-not-found", "--wait=false"], timeout=60)
+        proc = self.kubectl(["wait", "--for=condition=Available", "apiservice/v1beta1.metrics.k8s.io",
+                             "--timeout=90s"], check=False, timeout=100)
+        if proc.returncode != 0:
+            raise ClusterError("metrics.k8s.io did not become available within 90s; see "
+                               f"{self.cluster_dir}/logs/metrics-server.log ({proc.stderr.strip()})")
 
     # -- helpers ---------------------------------------------------------------------------------------------------
 

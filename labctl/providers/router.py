@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from labctl.grading.snapshot import Snapshot
-from labctl.ports import Credentials, ProviderError, SandboxProvider, SandboxSpec, Suspension
+from labctl.ports import Credentials, ProviderError, SandboxProvider, SandboxSpec, Suspension, UsageByPod
 
 
 class ProviderRouter:
@@ -68,3 +68,6 @@ class ProviderRouter:
 
     def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
         return self._for(spec).snapshot(spec, now=now)
+
+    def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
+        self._for(spec).write_usage(spec, usage)

@@ -47,6 +47,7 @@ MATRIX: Final[dict[str, Rule]] = {
     "GET /v1/sessions/{session_id}": GRADE_READERS,
     "GET /v1/sessions/{session_id}/kubeconfig": SESSION_ACTORS,  # platform: only sessions it started
     "GET /v1/sessions/{session_id}/events": SESSION_ACTORS,
+    "GET /v1/sessions/{session_id}/metrics": SESSION_ACTORS,
     "POST /v1/sessions/{session_id}/extend": SESSION_ACTORS,
     "POST /v1/sessions/{session_id}/suspend": SESSION_ACTORS,
     "POST /v1/sessions/{session_id}/resume": SESSION_ACTORS,

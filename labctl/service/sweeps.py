@@ -23,8 +23,10 @@ from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError
 from labctl.grading.snapshot import Snapshot
-from labctl.service import policy
+from labctl.ports import SandboxSpec
+from labctl.service import policy, simulation
 from labctl.service.sessions import Sessions
+from labctl.simulator import ledger, model
 from labctl.store.models import SandboxSession
 
 log = logging.getLogger("labctl.sweeps")
@@ -41,10 +43,11 @@ class SweepReport:
 
 class Sweeper:
     def __init__(self, *, sessions: Sessions, prices: Callable[[], PriceSheet],
-                 meter_failure_limit: int = policy.METER_FAILURE_LIMIT) -> None:
+                 meter_failure_limit: int = policy.METER_FAILURE_LIMIT, simulate: bool = True) -> None:
         self.sessions = sessions
         self.prices = prices
         self.meter_failure_limit = meter_failure_limit
+        self.simulate = simulate  # play labs' demand (the local cluster); off where real workloads run
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -81,7 +84,11 @@ class Sweeper:
         row = self.sessions.row_of(session_id)
         spec = self.sessions.spec_of(row)
         now = self.clock()
-        priced = meter.price(self.sessions.provider.snapshot(spec, now=now), sheet)
+        taken = self.sessions.provider.snapshot(spec, now=now)
+        simulated = self._simulate(row, spec, taken, now=now)
+        if simulated is not None:
+            taken = simulation.with_usage(taken, simulated[0])
+        priced = meter.price(taken, sheet)
         burn = round(priced.burn_rate_usd_per_hour, 6)  # the ledger's precision
         note = "; ".join(priced.warnings) or None
         with self.sessions.store.session() as db:
@@ -101,6 +108,8 @@ class Sweeper:
             if current.starter_burn_rate_usd_per_hour is None:
                 current.starter_burn_rate_usd_per_hour = burn
             current.last_metered_at = now
+            if simulated is not None and simulated[1]:  # served and dropped beside the money, in one commit
+                ledger.accrue(db, session_id=session_id, step=simulated[0])
             if note != current.meter_note:
                 for warning in priced.warnings:
                     if warning not in (current.meter_note or ""):
@@ -108,6 +117,26 @@ class Sweeper:
                 current.meter_note = note
         return _with_ledger(priced.snapshot, burn=burn, accrued=Decimal(current.accrued_usd),
                             starter=current.starter_burn_rate_usd_per_hour)
+
+    def _simulate(self, row: SandboxSession, spec: SandboxSpec, snap: Snapshot, *,
+                  now: datetime) -> tuple[model.Step, bool] | None:
+        """Play the lab's demand since the last metering on the pods as they are and write what they used; with
+        ``True`` when the step is new time (to accrue), ``False`` for a reading taken no time after the last one
+        (a submission right after a sweep), which replays the last second only for the pods' use now."""
+        demand = spec.lab.demand
+        if not self.simulate or demand is None or row.ready_at is None:
+            return None
+        since = max(row.last_metered_at or row.ready_at, row.ready_at)
+        seconds = (now - since).total_seconds()
+        fresh = seconds > 0
+        if not fresh:
+            seconds = min(1.0, (now - row.ready_at).total_seconds())
+            if seconds <= 0:
+                return None
+        step = model.step(demand, simulation.pod_states(snap), node_cpu_cores=simulation.node_cpu_cores(snap),
+                          started_at=row.ready_at, now=now, seconds=seconds)
+        self.sessions.provider.write_usage(spec, step.usage())
+        return step, fresh
 
     def _count_meter_result(self, session_id: str, *, error: str | None) -> None:
         """A success resets the session's run of meter failures; a failure extends it (with an event)."""

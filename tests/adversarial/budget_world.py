@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +19,12 @@ from api.app import create_app
 from labctl.localcluster.cluster import LocalCluster
 from labctl.ports import ProviderUnavailable, SandboxProvider, SandboxSpec
 from labctl.settings import REPO_ROOT, Settings
+from tests.support.clock import FakeClock
 from tests.support.server import ADMIN_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # inside every lab's working window
 QUIET_TIME = {"limit": "30d", "max_extension": "0", "idle_timeout": None, "off_hours": None}  # only the budget acts
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 class MeterOutage:

@@ -200,3 +200,10 @@ def test_an_unreachable_endpoint_is_provider_unavailable() -> None:
     down = AwsSandboxes(region="us-east-1", endpoint_url="http://127.0.0.1:1", session_factory=aws.admin_session)
     with pytest.raises(ProviderUnavailable, match=r"AWS did not answer when asked to identify labctl's principal"):
         down.ping()
+
+
+def test_simulated_pod_usage_has_no_place_in_an_aws_sandbox(provider: AwsSandboxes) -> None:
+    spec = aws.spec()
+    provider.write_usage(spec, {})  # nothing to write: nothing done
+    with pytest.raises(ProviderError, match=r"an AWS sandbox: it has no pods to write simulated usage for \(web-0\)"):
+        provider.write_usage(spec, {"web-0": {"app": {"cpu": 0.5}}})

@@ -17,8 +17,13 @@ def test_create_downloads_nothing(local_cluster: LocalCluster, tmp_path: Path) -
     assert "kube-apiserver" in plan
     # Every "download" kwokctl plans is a copy of a binary from labctl's cache.
     sources = re.findall(r"^# Download (\S+) to ", plan, flags=re.MULTILINE)
-    assert len(sources) == 5
+    assert len(sources) == 6
     assert all(src.startswith(str(local_cluster.tools.root) + "/") for src in sources), sources
+    assert str(local_cluster.tools.metrics_server) in sources
+    # metrics-server's APIService comes from a manifest labctl writes, built locally (kwokctl would fetch a URL).
+    built = re.findall(r"^# Build (\S+) by kubectl kustomize to ", plan, flags=re.MULTILINE)
+    assert built == [str(probe.metrics_manifest_dir)]
+    assert "--metric-resolution=10s" in plan and "--horizontal-pod-autoscaler-sync-period=5s" in plan
     # No URL but loopback; the service-account issuer is an identifier written into tokens, never fetched.
     fetched = re.sub(r"--service-account-issuer=\S+", "", plan)
     hosts = set(re.findall(r"\b(?:https?|ftp)://([^/:\s\"']+)", fetched))
@@ -34,6 +39,22 @@ def test_binaries_report_the_real_version(local_cluster: LocalCluster, kubectl) 
     assert out["serverVersion"]["gitVersion"] == "v1.36.3"
     etcd = subprocess.run([str(local_cluster.tools.etcd), "--version"], capture_output=True, text=True, check=True)
     assert "etcd Version: 3.6.16" in etcd.stdout
+    metrics = subprocess.run([str(local_cluster.tools.metrics_server), "--version"], capture_output=True, text=True,
+                             check=True)
+    assert metrics.stdout.strip() == "v0.8.0"
+
+
+def test_metrics_k8s_io_is_served(local_cluster: LocalCluster, kubectl) -> None:  # type: ignore[no-untyped-def]
+    service = json.loads(kubectl("get", "apiservice", "v1beta1.metrics.k8s.io", "-o", "json", check=True).stdout)
+    available = {c["type"]: c["status"] for c in service["status"]["conditions"]}
+    assert available["Available"] == "True", service["status"]
+    # Every node tells metrics-server where kwok serves its resource metrics, and is reachable on loopback.
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json", check=True).stdout)["items"]
+    for node in nodes:
+        name = node["metadata"]["name"]
+        assert node["metadata"]["annotations"]["metrics.k8s.io/resource-metrics-path"] == \
+            f"/metrics/nodes/{name}/metrics/resource"
+        assert {"type": "InternalIP", "address": "127.0.0.1"} in node["status"]["addresses"]
 
 
 def test_apiserver_listens_on_loopback_with_rbac_and_admission(local_cluster: LocalCluster) -> None:

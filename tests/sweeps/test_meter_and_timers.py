@@ -22,6 +22,7 @@ from labctl.cost import model
 from labctl.cost.prices import load_sheet
 from labctl.localcluster.cluster import LocalCluster
 from labctl.settings import REPO_ROOT, Settings
+from tests.support.clock import FakeClock
 from tests.support.server import ADMIN_TOKEN
 from tests.support.wait import eventually
 
@@ -29,17 +30,6 @@ HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # A Wednesday inside every lab's working window (Europe/Berlin 11:00).
 WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 @dataclass

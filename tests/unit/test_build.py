@@ -27,6 +27,12 @@ def test_ldflags_stamp_both_version_packages() -> None:
         assert f"-X {pkg}.gitMinor=36" in flags
 
 
+def test_metrics_server_ldflags_stamp_the_variables_its_release_build_sets() -> None:
+    flags = build.metrics_server_ldflags()
+    assert "-X k8s.io/client-go/pkg/version.gitVersion=v0.8.0" in flags
+    assert f"-X k8s.io/client-go/pkg/version.gitCommit={build.METRICS_SERVER_COMMIT}" in flags
+
+
 def test_cache_is_keyed_by_version(tmp_path: Path) -> None:
     tools = build.toolset(tmp_path)
     paths = [str(p) for p in tools.all_binaries()]
@@ -34,6 +40,7 @@ def test_cache_is_keyed_by_version(tmp_path: Path) -> None:
     assert any("kubernetes-v1.36.3" in p for p in paths)
     assert any("etcd-v3.6.16" in p for p in paths)
     assert any("kwok-v0.8.0" in p for p in paths)
+    assert any("metrics-server-v0.8.0" in p for p in paths)
     assert not any(p.startswith(str(REPO_ROOT)) for p in paths)
 
 

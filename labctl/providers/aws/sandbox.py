@@ -27,7 +27,7 @@ import boto3
 import botocore.exceptions
 
 from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
-from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec, Suspension
+from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
 from labctl.providers.aws import policy
 from labctl.providers.aws import snapshot as snap
 
@@ -237,6 +237,12 @@ class AwsSandboxes:
                               started_at=spec.started_at, taken_at=max(now, spec.started_at))
         budget = BudgetInfo(budget_usd=spec.budget_usd, reference_cost_usd=spec.lab.budget.reference_usd)
         return snap.build(self.describe(spec), session=session, budget=budget, now=now)
+
+    def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
+        """An AWS sandbox has no pods, so no simulated pod usage: the catalog refuses ``demand`` on aws labs."""
+        if usage:
+            raise ProviderError(f"session {spec.session_id} is an AWS sandbox: it has no pods to write simulated "
+                                f"usage for ({', '.join(sorted(usage))})")
 
     # --- suspension ------------------------------------------------------------------------------------------------
 

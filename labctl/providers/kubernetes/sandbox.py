@@ -25,9 +25,9 @@ from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
-from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec, Suspension
+from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
 from labctl.providers.kubernetes import client as kube
-from labctl.providers.kubernetes import inventory, render, snapshot, suspension
+from labctl.providers.kubernetes import inventory, render, snapshot, suspension, usage
 from labctl.providers.kubernetes.client import api_client
 
 log = logging.getLogger("labctl.providers.kubernetes")
@@ -147,6 +147,14 @@ class KubernetesSandboxes:
                               namespace=spec.namespace, started_at=spec.started_at, taken_at=max(now, spec.started_at))
         budget = BudgetInfo(budget_usd=spec.budget_usd, reference_cost_usd=spec.lab.budget.reference_usd)
         return snapshot.build(inv, session=session, budget=budget, now=now)
+
+    def write_usage(self, spec: SandboxSpec, usage_by_pod: UsageByPod) -> None:
+        """The simulated usage, written into kwok's cluster-scoped usage objects (:mod:`.usage`)."""
+        figures = {pod: {name: usage.ContainerUsage(
+            cpu_cores=values.get("cpu", 0.0), memory_bytes=int(values.get("memory", 0.0)),
+            other={k: v for k, v in values.items() if k not in ("cpu", "memory")})
+            for name, values in containers.items()} for pod, containers in usage_by_pod.items()}
+        _call(lambda: usage.apply_usage(self._client(), namespace=spec.namespace, usage=figures))
 
     def exists(self, namespace: str) -> bool:
         core = client.CoreV1Api(self._client())
