@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test venv system-packages binaries cluster cluster-down lint bench clean lock
+.PHONY: help run test venv system-packages binaries cluster cluster-down lint bench clean lock iam-evaluator
 
 help:
 	@echo "make run    start the local control plane and the labctl service (Ctrl-C stops both)"
@@ -28,9 +28,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 venv: $(STAMP)
 
-# Debian packages the service and the tests need: bubblewrap jails the graders. Installed only when missing and the
-# user is root (as on CI); otherwise the command to run is printed and make stops.
-SYSTEM_PACKAGES := /usr/bin/bwrap:bubblewrap
+# Debian packages the service and the tests need: bubblewrap jails the graders, npm installs the IAM evaluator of
+# the AWS tests. Installed only when missing and the user is root (as on CI); otherwise the command to run is
+# printed and make stops.
+SYSTEM_PACKAGES := /usr/bin/bwrap:bubblewrap /usr/bin/npm:npm
 
 system-packages:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
@@ -62,7 +63,16 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: system-packages lint binaries
+# The independent IAM evaluator the AWS tests run (npm package, locked in tests/iam/package-lock.json).
+IAM_EVALUATOR := tests/iam/node_modules/@cloud-copilot/iam-simulate/package.json
+
+$(IAM_EVALUATOR): tests/iam/package.json tests/iam/package-lock.json
+	cd tests/iam && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+iam-evaluator: $(IAM_EVALUATOR)
+
+test: system-packages lint binaries iam-evaluator
 	$(BIN)/python -m pytest
 
 bench: system-packages binaries

@@ -7,6 +7,7 @@ takes the store's leader lease, so with several replicas exactly one meters, run
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from collections.abc import Callable
@@ -21,7 +22,9 @@ from labctl.catalog import loader
 from labctl.catalog.models import Lab
 from labctl.cost.prices import PriceSheet, load_sheet
 from labctl.grading import jail
+from labctl.ports import SandboxProvider
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
+from labctl.providers.router import ProviderRouter
 from labctl.service import leader
 from labctl.service.observation import Observation
 from labctl.service.sessions import Sessions
@@ -40,7 +43,8 @@ class Runtime:
     settings: Settings
     store: Store
     catalog: dict[str, Lab]
-    provider: KubernetesSandboxes
+    provider: KubernetesSandboxes  # the Kubernetes provider (the local cluster's tools and tests use it directly)
+    providers: ProviderRouter  # what the use cases hold: each session's calls go to its lab's provider
     sessions: Sessions
     sweeper: Sweeper
     submissions: Submissions
@@ -56,15 +60,33 @@ def build(settings: Settings) -> Runtime:
     catalog = loader.load_catalog(settings.labs_dir, settings.manifests_dir, fleet_file=settings.fleet_file)
     provider = KubernetesSandboxes(settings.effective_kubeconfig, settings.manifests_dir,
                                    step_delay_s=settings.provision_step_delay_s)
-    sessions = Sessions(store=store, provider=provider, catalog=catalog, holder=settings.replica_id)
+    providers = ProviderRouter(provider_factories(settings, kubernetes=provider),
+                               in_use={lab.provider for lab in catalog.values()})
+    sessions = Sessions(store=store, provider=providers, catalog=catalog, holder=settings.replica_id)
     sheet = _sheet_loader(settings.prices_file)
     sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit,
                       simulate=settings.simulate_demand)
     submissions = Submissions(sessions=sessions, sweeper=sweeper, prices=sheet, graders_dir=settings.graders_dir,
                               repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)))
-    return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, sessions=sessions,
-                   sweeper=sweeper, submissions=submissions,
+    return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, providers=providers,
+                   sessions=sessions, sweeper=sweeper, submissions=submissions,
                    observation=Observation(sessions=sessions, simulate=settings.simulate_demand))
+
+
+def provider_factories(settings: Settings, *, kubernetes: SandboxProvider) -> dict[str, Callable[[], SandboxProvider]]:
+    """The provider registry: lab ``provider`` name -> a factory. Cloud adapters are imported by name when first
+    built, so a Kubernetes-only deployment never loads a cloud SDK."""
+
+    def aws() -> SandboxProvider:
+        module = importlib.import_module("labctl.providers.aws.sandbox")
+        built: SandboxProvider = module.AwsSandboxes(region=settings.aws_region, endpoint_url=settings.aws_endpoint_url,
+                                                     profile=settings.aws_profile)
+        log.info("aws provider: region %s, %s, credentials from %s", settings.aws_region,
+                 f"endpoint {settings.aws_endpoint_url}" if settings.aws_endpoint_url else "AWS's own endpoints",
+                 f"profile {settings.aws_profile}" if settings.aws_profile else "the default chain")
+        return built
+
+    return {"kubernetes": lambda: kubernetes, "aws": aws}
 
 
 def _sheet_loader(path: Path) -> Callable[[], PriceSheet]:

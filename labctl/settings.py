@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     provision_step_delay_s: float = Field(
         default=0.0, ge=0, le=10,
         description="testing only: a pause between applied objects, to interrupt a start on purpose")
+    # AWS sandboxes (labctl.providers.aws): the account labctl's credentials are in hosts every aws lab's sessions.
+    aws_region: str = Field(default="us-east-1", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$",
+                            description="the region labctl's IAM and STS calls go to")
+    aws_endpoint_url: str | None = Field(
+        default=None, description="one endpoint for every AWS service (a local moto server); default: AWS's own")
+    aws_profile: str | None = Field(
+        default=None, description="the AWS profile labctl's own credentials come from; default: the default chain "
+                                  "(AWS_* environment, ~/.aws, instance role)")
     # The grader jail (labctl.grading.jail): bubblewrap, a separate uid, no network; refused unjailed in production.
     grader_bwrap: Path = Field(default=Path("/usr/bin/bwrap"), description="the bubblewrap binary graders run in")
     grader_uid: int = Field(default=65534, ge=1, description="uid graders run as when labctl runs as root")
@@ -140,6 +148,8 @@ class Settings(BaseSettings):
             "max_body_bytes": str(self.max_body_bytes),
             "webhook_allow": ",".join(self.webhook_allow) or "(none)",
             "token_ttl_s": f"learner {self.learner_token_ttl_s}, others {self.token_ttl_s}",
+            "aws": f"{self.aws_region} via {_hide_password(self.aws_endpoint_url or 'AWS endpoints')}, "
+                   f"profile {self.aws_profile or '(default chain)'}",
         }
 
 

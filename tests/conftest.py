@@ -14,6 +14,7 @@ from kubernetes import client
 from labctl.localcluster.cluster import LocalCluster
 from labctl.providers.kubernetes.client import api_client
 from labctl.settings import Settings
+from tests.support.moto import moto_server
 from tests.support.postgres import postgres_server
 from tests.support.server import Server
 
@@ -82,6 +83,13 @@ def kubectl(local_cluster: LocalCluster):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """The URL of a private moto server (EC2, IAM, STS) for the test session: boto3 reaches it by endpoint_url."""
+    with moto_server() as url:
         yield url
 
 

@@ -688,6 +688,36 @@ class Demand(_Closed):
         return durations.parse_duration(self.grading_window)
 
 
+def _listed_once(value: list[str], info: ValidationInfo) -> list[str]:
+    """A list field whose items may appear once each."""
+    seen: set[str] = set()
+    for item in value:
+        if item in seen:
+            raise ValueError(f"{item!r} is listed twice in {info.field_name}")
+        seen.add(item)
+    return value
+
+
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_AWS_INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+
+
+class AwsSandbox(_Closed):
+    """Where an ``aws`` lab's sandbox lives and what the session role may launch there."""
+
+    regions: list[Annotated[str, Field(pattern=_AWS_REGION.pattern)]] = Field(
+        min_length=1, description="regions the learner may use (aws:RequestedRegion); the first is the home region")
+    instance_types: list[Annotated[str, Field(pattern=_AWS_INSTANCE_TYPE.pattern, max_length=64)]] = Field(
+        min_length=1, description="instance types the learner may launch (ec2:InstanceType)")
+    account_id: str | None = Field(default=None, pattern=r"^\d{12}$",
+                                   description="the sandbox account; default: the one labctl's credentials are in")
+
+    @field_validator("regions", "instance_types")
+    @classmethod
+    def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _listed_once(value, info)
+
+
 class Grader(_Closed):
     """One graded check: a script under ``graders/`` run with ``params``, worth ``weight``."""
 
@@ -731,16 +761,12 @@ class Lab(_Closed):
     attempts: int = Field(default=1, ge=1, le=100, description="how many times the learner may submit")
     demand: Demand | None = Field(
         default=None, description="the simulated demand on the lab's workloads (local cluster): see docs/LABS.md")
+    aws: AwsSandbox | None = Field(default=None, description="regions and instance types (required for aws labs)")
 
     @field_validator("required_labels", "node_pools", "starter", "solution")
     @classmethod
     def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        seen: set[str] = set()
-        for item in value:
-            if item in seen:
-                raise ValueError(f"{item!r} is listed twice in {info.field_name}")
-            seen.add(item)
-        return value
+        return _listed_once(value, info)
 
     @field_validator("graders")
     @classmethod
@@ -764,6 +790,16 @@ class Lab(_Closed):
         if missing:
             raise ValueError(f"a kubernetes lab needs quota for {', '.join(missing)} (the sandbox must be bounded)")
         return {**QUOTA_DEFAULTS, **value}
+
+    @model_validator(mode="after")
+    def _aws_needs_its_fence(self) -> Lab:
+        if self.provider == "aws" and self.aws is None:
+            raise ValueError("an aws lab needs an `aws` section with its regions and instance_types")
+        if self.provider != "aws" and self.aws is not None:
+            raise ValueError(f"the `aws` section applies only to aws labs, not to a {self.provider} lab")
+        if self.provider == "aws" and self.demand is not None:
+            raise ValueError("`demand` simulates a Kubernetes lab's workloads; an aws lab has none")
+        return self
 
     @model_validator(mode="after")
     def _container_max_within_quota(self) -> Lab:

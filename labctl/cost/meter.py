@@ -6,8 +6,13 @@ node would cost on-demand), split into unit rates. Each pod that holds a node's 
 Succeeded nor Failed, so Pending on a node is billed too) costs its effective requests (what the scheduler holds for
 it: init containers, sidecars, overhead and pod-level requests included, :func:`labctl.cost.model.effective_requests`)
 with measured usage folded in per container; PVCs cost their requested size and LoadBalancer Services the sheet's
-hourly rate. Nodes and resources get ``hourly_usd``, ``on_demand_hourly_usd`` and ``cost_usd`` so graders and the
-receipt read prices from the snapshot.
+hourly rate. Cloud sandboxes' resources are priced from the same sheet: a running or pending ``Instance`` by its
+(provider, region, instance type) row at its market's price (spot by the row's spot price; a stopped one costs no
+compute), ``Volume`` and ``VolumeSnapshot`` by size at the storage rate, ``Address`` at the address rate. An instance
+type the sheet does not list in its region is priced as the same type in another region of the sheet, else at the
+dearest on-demand row of its provider (stated fallbacks, with a warning: an unlisted type never runs cheaper than a
+listed one), never at zero. Nodes and resources get ``hourly_usd``, ``on_demand_hourly_usd`` and ``cost_usd`` so
+graders and the receipt read prices from the snapshot.
 
 Every number comes from the price sheet, the nodes (which the learner cannot write), the pods' resource specs and the
 metrics pipeline's usage; no label or annotation is read as a figure. A resource that cannot be priced becomes a
@@ -27,6 +32,8 @@ from labctl.grading import receipt
 from labctl.grading.snapshot import Container, Node, Resource, Snapshot
 
 UNBILLED_PHASES = ("Succeeded", "Failed")
+RUNNING_INSTANCE_PHASES = ("pending", "running")
+CLOUD_STORAGE_KINDS = ("Volume", "VolumeSnapshot")
 NO_USAGE = "no usage metrics in this cluster: containers are priced by their requests"
 
 
@@ -99,6 +106,38 @@ def _warn(warnings: list[str], text: str) -> None:
         warnings.append(text)
 
 
+def instance_hourly(res: Resource, sheet: PriceSheet, provider: str,
+                    warnings: list[str]) -> tuple[Decimal, Decimal]:
+    """(hourly, on-demand hourly) of a cloud ``Instance``: its sheet row, else a stated fallback with a warning;
+    nothing while it is not running (stopped instances pay only for their volumes)."""
+    if res.phase not in RUNNING_INSTANCE_PHASES:
+        return Decimal(0), Decimal(0)
+    capacity: sheet_mod.CapacityType = res.capacity_type or "on-demand"
+    row = sheet.instance(provider, res.region, res.instance_type)
+    if row is not None:
+        return row.hourly_usd(capacity), row.on_demand_hourly_usd
+    same_type = [r for r in sheet.instances if r.provider == provider and r.instance_type == res.instance_type]
+    where = f"{res.instance_type or '(no type)'} in {provider} {res.region or '(no region)'}"
+    if same_type:  # the same type in another region: near in price, and the market still counts
+        near = max(same_type, key=lambda r: r.on_demand_hourly_usd)
+        _warn(warnings, f"Instance/{res.name}: {where} is not in the price sheet; priced as in {near.region}")
+        return near.hourly_usd(capacity), near.on_demand_hourly_usd
+    rows = [r for r in sheet.instances if r.provider == provider] or list(sheet.instances)
+    dearest = max(rows, key=lambda r: r.on_demand_hourly_usd)
+    _warn(warnings, f"Instance/{res.name}: {where} is not in the price sheet; priced at the dearest on-demand "
+                    f"{provider} row ({dearest.instance_type} in {dearest.region}, ${dearest.on_demand_hourly_usd}/h)")
+    return dearest.on_demand_hourly_usd, dearest.on_demand_hourly_usd
+
+
+def address_hourly(sheet: PriceSheet, warnings: list[str]) -> Decimal:
+    """A public address per hour: the sheet's ``address`` row, else one fallback vCPU-hour with a warning."""
+    if sheet.address is not None:
+        return sheet.address.hourly_usd
+    _warn(warnings, f"the price sheet has no `address` row; addresses are priced at one fallback vCPU-hour "
+                    f"(${sheet.fallback.vcpu_hourly_usd}/h)")
+    return sheet.fallback.vcpu_hourly_usd
+
+
 def _price_nodes(nodes: Sequence[Node], sheet: PriceSheet, warnings: list[str]) -> dict[str, _NodeRates]:
     priced: dict[str, _NodeRates] = {}
     for node in nodes:
@@ -135,6 +174,12 @@ def price(snapshot: Snapshot, sheet: PriceSheet) -> Priced:
             hourly = on_demand_hourly = model.pvc_hourly_usd(res.storage or 0, sheet)
         elif res.kind == "Service" and res.service_type == "LoadBalancer":
             hourly = on_demand_hourly = model.load_balancer_hourly_usd(sheet)
+        elif res.kind == "Instance" and snapshot.session.provider != "kubernetes":
+            hourly, on_demand_hourly = instance_hourly(res, sheet, snapshot.session.provider, warnings)
+        elif res.kind in CLOUD_STORAGE_KINDS and snapshot.session.provider != "kubernetes":
+            hourly = on_demand_hourly = model.pvc_hourly_usd(res.storage or 0, sheet)
+        elif res.kind == "Address" and snapshot.session.provider != "kubernetes":
+            hourly = on_demand_hourly = address_hourly(sheet, warnings)
         else:
             resources.append(res)
             continue
@@ -143,7 +188,7 @@ def price(snapshot: Snapshot, sheet: PriceSheet) -> Priced:
             "hourly_usd": float(hourly), "on_demand_hourly_usd": float(on_demand_hourly),
             "cost_usd": float(hourly * Decimal(str(res.running_hours or 0)))}))
     usage_known = snapshot.cost.usage_source in ("simulator", "metrics")
-    if not usage_known:
+    if not usage_known and snapshot.session.provider == "kubernetes":
         warnings.append(NO_USAGE)
     priced = snapshot.model_copy(update={
         "nodes": [nodes[n.name].node if n.name in nodes else n for n in snapshot.nodes], "resources": resources,

@@ -129,6 +129,14 @@ class LoadBalancer(_Closed):
     source: Source
 
 
+class Address(_Closed):
+    """A public IPv4 address (an AWS Elastic IP), per hour, attached or not."""
+
+    hourly_usd: Usd
+    as_of: date
+    source: Source
+
+
 class Storage(_Closed):
     """PersistentVolumeClaims by requested size, per GB-month (GB = 2^30 bytes)."""
 
@@ -217,6 +225,7 @@ class PriceSheet(_Closed):
     mig: dict[str, dict[MigProfile, Share]] = Field(
         default_factory=dict, description="GPU product -> MIG profile -> share of the whole GPU")
     accelerators: list[AcceleratorPrice] = Field(default_factory=list)
+    address: Address | None = Field(default=None, description="public IPv4 addresses (cloud sandboxes)")
     instances: list[InstancePrice] = Field(min_length=1)
 
     @field_validator("instances", "accelerators")
@@ -531,7 +540,7 @@ def _row_name(data: Any, loc: Loc) -> str | None:
 
 
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
-    "fallback": Fallback, "load_balancer": LoadBalancer, "storage": Storage,
+    "fallback": Fallback, "load_balancer": LoadBalancer, "storage": Storage, "address": Address,
     "instances": InstancePrice, "accelerators": AcceleratorPrice,
 }
 

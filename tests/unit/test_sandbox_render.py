@@ -44,7 +44,7 @@ def test_a_kubernetes_lab_gets_the_default_counts_and_keeps_its_own() -> None:
 
 
 def test_a_cloud_lab_gets_no_kubernetes_quota() -> None:
-    assert lab(provider="aws", quota={}).quota == {}
+    assert lab(provider="aws", quota={}, aws={"regions": ["us-east-1"], "instance_types": ["m5.large"]}).quota == {}
 
 
 @pytest.mark.parametrize(("quota", "message"), [
