@@ -23,9 +23,10 @@ from labctl.service.auth import Principal
 from labctl.service.sessions import Sessions
 from labctl.service.sweeps import Sweeper
 from labctl.settings import REPO_ROOT
-from labctl.store.db import Store, open_store
-from labctl.store.models import Base, SessionEvent
+from labctl.store.db import Store
+from labctl.store.models import SessionEvent
 from tests.support import aws
+from tests.support.stores import clean_store
 
 INSTRUCTOR = Principal(name="instructor", role="instructor")
 
@@ -48,13 +49,7 @@ class World:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path / 'labctl.db'}" if request.param == "sqlite" else request.getfixturevalue(
-        "postgres_url")
-    s = open_store(url)
-    with s.engine.begin() as conn:
-        Base.metadata.drop_all(conn)
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-    s.migrate()
+    s = clean_store(request, tmp_path / "labctl.db")
     yield s
     s.engine.dispose()
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from labctl.service import leader
-from labctl.store.db import Store, open_store
-from labctl.store.models import Base
+from labctl.store.db import Store
+from tests.support.stores import clean_store
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 TTL = timedelta(seconds=30)
@@ -20,12 +20,7 @@ TTL = timedelta(seconds=30)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path / 'lease.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    s = open_store(url)
-    with s.engine.begin() as conn:
-        Base.metadata.drop_all(conn)
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-    s.migrate()
+    s = clean_store(request, tmp_path / "lease.db")
     yield s
     s.engine.dispose()
 

@@ -17,9 +17,10 @@ from sqlalchemy import inspect, select
 from labctl.catalog.models import Demand
 from labctl.simulator import economics, ledger, model
 from labctl.simulator.model import PodState
-from labctl.store.db import Store, open_store
-from labctl.store.models import Base, SandboxSession
+from labctl.store.db import Store
+from labctl.store.models import SandboxSession
 from labctl.store.service_ledger import ServiceLedger
+from tests.support.stores import clean_store
 
 READY_AT = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 WEB, BATCH = "Deployment/web", "Deployment/batch"
@@ -37,13 +38,7 @@ PODS = [PodState(name=f"web-{i}", container="app", node="n", ready=True, cpu_lim
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = f"sqlite:///{tmp_path / 'labctl.db'}" if request.param == "sqlite" else request.getfixturevalue(
-        "postgres_url")
-    s = open_store(url)
-    with s.engine.begin() as conn:  # a clean schema for every test
-        Base.metadata.drop_all(conn)
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-    s.migrate()
+    s = clean_store(request, tmp_path / "labctl.db")
     with s.session() as db:
         db.add(SandboxSession(id="s-1", lab_id="llm-serving", learner_id="ada", provider="kubernetes",
                               state="ready", budget_usd=5, created_at=READY_AT, ready_at=READY_AT))

@@ -14,18 +14,12 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from labctl.store.db import Store, open_store
 from labctl.store.models import Base, SandboxSession, SessionEvent
+from tests.support.stores import clean_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sub' / 'labctl.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    s = open_store(url)
-    with s.engine.begin() as conn:  # a clean schema for every test
-        Base.metadata.drop_all(conn)
-        conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+    s = clean_store(request, tmp_path / "sub" / "labctl.db", migrate=False)
     yield s
     s.engine.dispose()
 
