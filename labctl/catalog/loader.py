@@ -13,6 +13,7 @@ loader renders them once with a sample context when the catalog is loaded, so a 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import types
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node
 
 from labctl.catalog.models import CheckContext, Lab, lab_json_schema
-from labctl.catalog.yamldoc import Loc, compose, field_path, line_of, unknown_field_message
+from labctl.catalog.yamldoc import Loc, compose, field_path, line_of, load_all, unknown_field_message
 from labctl.catalog.yamldoc import Problem as Problem  # re-exported: labctl.catalog.loader.Problem
 
 LAB_FILE = "lab.yaml"
@@ -159,15 +160,7 @@ def render_solution(lab: Lab, manifests_dir: Path, context: Mapping[str, Any]) -
 def render_templates(templates: Iterable[str], manifests_dir: Path,
                      context: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Render each template (a path relative to ``manifests_dir``) and parse its YAML documents, in order."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(manifests_dir)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,  # noqa: S701 -- renders YAML for the Kubernetes API, not HTML
-    )
-    # Jinja2 has a global named `namespace` (a helper class): without this, a context missing the session's
-    # namespace would render "<class 'jinja2.utils.Namespace'>" instead of failing.
-    env.globals.pop("namespace", None)
+    env = environment(manifests_dir)
     documents: list[dict[str, Any]] = []
     problems: list[Problem] = []
     for name in templates:
@@ -178,6 +171,22 @@ def render_templates(templates: Iterable[str], manifests_dir: Path,
     if problems:
         raise CatalogError(problems)
     return documents
+
+
+@functools.cache
+def environment(manifests_dir: Path) -> jinja2.Environment:
+    """The one Jinja2 environment of a manifests directory: each template is compiled once and kept (Jinja2 checks
+    the file's modification time on every use, so an edited template is compiled again)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(manifests_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 -- renders YAML for the Kubernetes API, not HTML
+    )
+    # Jinja2 has a global named `namespace` (a helper class): without this, a context missing the session's
+    # namespace would render "<class 'jinja2.utils.Namespace'>" instead of failing.
+    env.globals.pop("namespace", None)
+    return env
 
 
 def sample_context(lab: Lab) -> dict[str, str]:
@@ -222,7 +231,7 @@ def _render_one(env: jinja2.Environment, name: str, manifests_dir: Path,
         raise CatalogError([Problem(source, line, None,
                                     f"undefined variable: {exc.message} (the context has {known})")]) from exc
     try:
-        loaded = list(yaml.safe_load_all(text))
+        loaded = load_all(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

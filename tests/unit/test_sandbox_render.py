@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
-from labctl.catalog import loader
+from labctl.catalog import loader, yamldoc
 from labctl.catalog.models import QUOTA_DEFAULTS, Lab, metadata_exceptions
 from labctl.ports import SandboxSpec
 from labctl.providers.kubernetes import render
@@ -155,3 +158,25 @@ def test_shipped_labs_render_with_their_bounds() -> None:
         rendered = objects(made)
         assert rendered[("ResourceQuota", "sandbox")]["spec"]["hard"] == made.quota
         assert rendered[("NetworkPolicy", "egress")]["spec"]["policyTypes"] == ["Egress"]
+
+
+def test_templates_are_compiled_once_per_directory_and_again_when_edited(tmp_path: Path) -> None:
+    (tmp_path / "t.yaml.j2").write_text("kind: A\nname: {{ namespace }}\n")
+    env = loader.environment(tmp_path)
+    assert loader.environment(tmp_path) is env
+    first = env.get_template("t.yaml.j2")
+    assert env.get_template("t.yaml.j2") is first  # compiled once, kept
+    assert loader.render_templates(["t.yaml.j2"], tmp_path, {"namespace": "n1"}) == [{"kind": "A", "name": "n1"}]
+    (tmp_path / "t.yaml.j2").write_text("kind: B\nname: {{ namespace }}\n")
+    stat = (tmp_path / "t.yaml.j2").stat()
+    os.utime(tmp_path / "t.yaml.j2", (stat.st_atime, stat.st_mtime + 10))  # a later edit, whatever the clock's grain
+    assert loader.render_templates(["t.yaml.j2"], tmp_path, {"namespace": "n2"}) == [{"kind": "B", "name": "n2"}]
+
+
+def test_rendered_yaml_is_parsed_like_the_safe_loader() -> None:
+    text = "a: 1\nb: [on, off, 1e3, '1e3', 0o17, 2026-12-01]\n---\n---\nc: ~\n"
+    assert yamldoc.load_all(text) == [d for d in yaml.safe_load_all(text) if d is not None]
+    with pytest.raises(yaml.YAMLError):
+        yamldoc.load_all("a: [1\n")
+    with pytest.raises(yaml.YAMLError):  # no Python objects, as with the safe loader
+        yamldoc.load_all("!!python/object/apply:os.system ['true']\n")

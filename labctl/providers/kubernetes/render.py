@@ -9,14 +9,13 @@ sandboxes share (the admission policy and its binding, the node-reader ClusterRo
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import yaml
-
 from labctl.catalog import loader
 from labctl.catalog.models import Lab, metadata_exceptions
+from labctl.catalog.yamldoc import load_all
 from labctl.ports import SandboxSpec
 
 SESSION_LABEL = "labctl.dev/session"
@@ -48,11 +47,21 @@ def egress_rules(lab: Lab) -> list[dict[str, Any]]:
 
 def sandbox_objects(spec: SandboxSpec, manifests_dir: Path, *, frozen: bool = False) -> list[dict[str, Any]]:
     """The sandbox's own objects, in apply order (namespace first)."""
+    env = loader.environment(manifests_dir)
+    context = sandbox_context(spec, frozen=frozen)
+    objects: list[dict[str, Any]] = []
+    for name in sandbox_templates(manifests_dir):
+        objects.extend(load_all(env.get_template(name).render(context)))
+    return objects
+
+
+def sandbox_context(spec: SandboxSpec, *, frozen: bool = False) -> dict[str, Any]:
+    """What the sandbox templates are rendered with."""
     labels = session_labels(spec)
     lab = spec.lab
     if lab.limit_range.max is None:  # the catalog fills it in from the quota for every kubernetes lab
         raise ValueError(f"lab {lab.id} has no limit_range.max and no cpu/memory quota to take it from")
-    context = {
+    return {
         "namespace": spec.namespace,
         "labels": labels,
         "namespace_labels": {
@@ -77,14 +86,12 @@ def sandbox_objects(spec: SandboxSpec, manifests_dir: Path, *, frozen: bool = Fa
         "session_label": SESSION_LABEL,
         "frozen": frozen,
     }
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(manifests_dir), undefined=jinja2.StrictUndefined,
-                             autoescape=False, keep_trailing_newline=True)  # noqa: S701 - YAML, not HTML
-    env.globals.pop("namespace", None)  # Jinja's own `namespace` would hide a missing value
-    objects: list[dict[str, Any]] = []
-    for template in sorted((manifests_dir / "sandbox").glob("*.yaml.j2")):
-        text = env.get_template(f"sandbox/{template.name}").render(context)
-        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return objects
+
+
+@functools.cache
+def sandbox_templates(manifests_dir: Path) -> tuple[str, ...]:
+    """The sandbox templates' names under ``manifests_dir``, in apply order (listed once per process)."""
+    return tuple(f"sandbox/{t.name}" for t in sorted((manifests_dir / "sandbox").glob("*.yaml.j2")))
 
 
 def policy_probe(namespace: str) -> dict[str, Any]:
