@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from api.deps import Authorized, ObservationDep, SessionsDep
@@ -27,6 +27,7 @@ from api.schemas import (
     StartSession,
     session_view,
 )
+from labctl.service import paging
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -46,14 +47,24 @@ def grant(body: GrantIn, principal: Authorized, sessions: SessionsDep) -> Allowa
                                           usd=Decimal(str(body.usd)), reason=body.reason, principal=principal))
 
 
-@router.get("", summary="List sessions")
+@router.get("", summary="List sessions, newest first, a page at a time",
+            responses={200: {"description": "one page; a `Link` header with `rel=\"next\"` names the next one",
+                             "headers": {"Link": {"description": "the next page's URL (absent on the last page)",
+                                                  "schema": {"type": "string"}}}}})
 def list_sessions(
-    principal: Authorized, sessions: SessionsDep,
+    request: Request, response: Response, principal: Authorized, sessions: SessionsDep,
     lab_id: Annotated[str | None, Query()] = None, learner_id: Annotated[str | None, Query()] = None,
     state: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=paging.MAX_LIMIT, description="rows per page")] = paging.DEFAULT_LIMIT,
+    continue_: Annotated[str | None, Query(alias="continue", max_length=512,
+                                           description="the token of the previous page's Link header")] = None,
 ) -> list[SessionOut | SessionBrief]:
-    return [session_view(r, principal) for r in sessions.list_sessions(principal=principal, lab_id=lab_id,
-                                                                       learner_id=learner_id, state=state)]
+    rows, following = sessions.list_sessions(principal=principal, lab_id=lab_id, learner_id=learner_id, state=state,
+                                             limit=limit, after=paging.decode(continue_) if continue_ else None)
+    if following is not None:
+        url = request.url.include_query_params(limit=limit, **{"continue": following.token()})
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+    return [session_view(r, principal) for r in rows]
 
 
 @router.get("/{session_id}", summary="One session")

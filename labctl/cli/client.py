@@ -33,6 +33,26 @@ def call(method: str, path: str, *, json: Any = None, params: dict[str, Any] | N
     return response.text if raw else response.json()
 
 
+def call_pages(path: str, *, params: dict[str, Any] | None = None, limit: int | None = None) -> list[Any]:
+    """Every row of a paged list (following each page's ``Link: <...>; rel="next"``), or the first ``limit``."""
+    rows: list[Any] = []
+    with _client() as c:
+        url: str | None = path
+        first = {k: v for k, v in (params or {}).items() if v} | ({"limit": min(limit, 1000)} if limit else {})
+        query: dict[str, Any] | None = first
+        while url is not None and (limit is None or len(rows) < limit):
+            try:
+                response = c.get(url, params=query)
+            except httpx.TransportError as exc:
+                fail(f"cannot reach labctl at {c.base_url}: {exc}. Is `labctl serve` running? (LABCTL_URL selects "
+                     "it)")
+            if response.status_code >= 400:
+                fail(_problem_text(response))
+            rows.extend(response.json())
+            url, query = response.links.get("next", {}).get("url"), None  # the next URL carries every parameter
+    return rows if limit is None else rows[:limit]
+
+
 def _problem_text(response: httpx.Response) -> str:
     try:
         body = response.json()

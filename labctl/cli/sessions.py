@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from labctl.cli.client import call
+from labctl.cli.client import call, call_pages
 from labctl.cli.output import Format, OutputOpt, render, stderr
 
 app = typer.Typer(help="Learners' sandboxes: list, show, metrics, kubeconfig, extend, suspend, resume, reset, delete, "
@@ -24,9 +24,10 @@ def list_sessions(
     lab: Annotated[str | None, typer.Option("--lab", help="Only this lab.")] = None,
     learner: Annotated[str | None, typer.Option("--learner", help="Only this learner.")] = None,
     state: Annotated[str | None, typer.Option("--state", help="Only sessions in this state.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the newest N (default: all).")] = None,
 ) -> None:
-    """List sessions, newest first."""
-    rows = call("GET", "/v1/sessions", params={"lab_id": lab, "learner_id": learner, "state": state})
+    """List sessions, newest first (every page, or the newest --limit)."""
+    rows = call_pages("/v1/sessions", params={"lab_id": lab, "learner_id": learner, "state": state}, limit=limit)
     render(rows, output, columns=COLUMNS if output is Format.table else None, title="sessions")
 
 

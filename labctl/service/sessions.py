@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -40,7 +40,7 @@ from labctl.catalog.models import Lab
 from labctl.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable, Unprocessable
 from labctl.outbox import events as outbox
 from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxProvider, SandboxSpec, Suspension
-from labctl.service import allowances, policy, roles, states
+from labctl.service import allowances, paging, policy, roles, states
 from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
 from labctl.store.db import Store
@@ -94,18 +94,28 @@ class Sessions:
         return row
 
     def list_sessions(self, *, principal: Principal, lab_id: str | None = None, learner_id: str | None = None,
-             state: str | None = None) -> list[SandboxSession]:
+                      state: str | None = None, limit: int = paging.DEFAULT_LIMIT,
+                      after: paging.Cursor | None = None) -> tuple[list[SandboxSession], paging.Cursor | None]:
+        """One page of the sessions the caller may see, newest first, and the cursor of the next page (None: last)."""
         if principal.role == "learner":
             learner_id = principal.learner_id
-        query = select(SandboxSession).order_by(SandboxSession.created_at.desc())
+        query = select(SandboxSession).order_by(SandboxSession.created_at.desc(), SandboxSession.id.desc())
         if lab_id:
             query = query.where(SandboxSession.lab_id == lab_id)
         if learner_id:
             query = query.where(SandboxSession.learner_id == learner_id)
         if state:
             query = query.where(SandboxSession.state == state)
+        if after is not None:
+            query = query.where(or_(SandboxSession.created_at < after.created_at,
+                                    and_(SandboxSession.created_at == after.created_at,
+                                         SandboxSession.id < after.id)))
         with self.store.session() as db:
-            return list(db.scalars(query).all())
+            rows = list(db.scalars(query.limit(limit + 1)).all())
+        if len(rows) <= limit:
+            return rows, None
+        last = rows[limit - 1]
+        return rows[:limit], paging.Cursor(created_at=last.created_at, id=last.id)
 
     def events(self, session_id: str, *, principal: Principal) -> list[SessionEvent]:
         self.get(session_id, principal=principal)

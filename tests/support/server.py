@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -69,12 +70,12 @@ class Server:
     def stop_all_sessions(self, timeout_s: float = 180) -> None:
         """Stop every live session this server made, so the shared cluster does not fill up across tests."""
         with self.client() as c:
-            for session in c.get("/v1/sessions").json():
+            for session in every_session(c):
                 if session["state"] not in ("terminated", "failed", "terminating"):
                     c.delete(f"/v1/sessions/{session['id']}")
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
-                states = {s["state"] for s in c.get("/v1/sessions").json()}
+                states = {s["state"] for s in every_session(c)}
                 if states <= {"terminated", "failed"}:
                     return
                 time.sleep(1)
@@ -82,3 +83,15 @@ class Server:
 
     def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+
+
+def every_session(c: httpx.Client) -> list[dict[str, Any]]:
+    """Every session the client's token may see, following the pages' ``Link`` headers."""
+    rows: list[dict[str, Any]] = []
+    url: str | None = "/v1/sessions?limit=1000"
+    while url is not None:
+        response = c.get(url)
+        response.raise_for_status()
+        rows.extend(response.json())
+        url = response.links.get("next", {}).get("url")
+    return rows
