@@ -14,7 +14,7 @@ from fastapi import FastAPI
 import labctl
 from api import guard, problems
 from api import metrics as metrics_mod
-from api.routers import costs, health, hooks, labs, sessions, submissions, tokens, webhooks
+from api.routers import costs, health, hooks, labs, lti, sessions, submissions, tokens, webhooks
 from labctl import runtime as runtime_mod
 from labctl.outbox import Unprocessable
 from labctl.outbox.dispatcher import Dispatcher
@@ -22,6 +22,7 @@ from labctl.outbox.endpoints import Webhooks
 from labctl.outbox.targets import TargetPolicy
 from labctl.settings import Settings
 from labctl.store.db import Store
+from labctl.store.models import SandboxSession
 
 log = logging.getLogger("labctl.api")
 
@@ -30,8 +31,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     """The app; ``background=False`` leaves the sweeps to the caller (tests drive them one pass at a time)."""
     settings = settings or Settings()
     rt = runtime_mod.build(settings)
-    loops = runtime_mod.Loops(rt, jobs={"sweep": (rt.sweeper.run_once, settings.sweep_interval_s),
-                                        "regrade": (rt.submissions.reconcile, 60.0)})
+    loops = runtime_mod.Loops(rt, jobs=rt.jobs())
     targets = TargetPolicy.from_entries(settings.webhook_allow)
     dispatcher = Dispatcher(rt.store, targets=targets)
 
@@ -69,12 +69,13 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     app.state.dispatcher = dispatcher
     # Event type -> handler for POST /v1/hooks/exam (see labctl.outbox.inbound).
     app.state.inbound_handlers = {"grade.requested": lambda data: _grade_requested(rt, data)}
+    app.state.launches = rt.launches(landing=_landing)
     app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping}
     app.state.readiness_seen = {}  # check name -> last outcome, so a change is logged once
     problems.install(app)
     app.add_middleware(guard.Guard)
     app.state.metrics.install(app)
-    for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks):
+    for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks, lti):
         app.include_router(module.router)
     return app
 
@@ -94,3 +95,8 @@ def _grade_requested(rt: runtime_mod.Runtime, data: dict[str, Any]) -> dict[str,
 def _store_probe(store: Store) -> str:
     store.ping()
     return f"{store.engine.dialect.name} at revision {store.revision()}"
+
+
+def _landing(row: SandboxSession) -> str:
+    """Where a learner launched from an LMS lands: the session."""
+    return f"/v1/sessions/{row.id}"

@@ -12,8 +12,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from labctl.errors import Forbidden, Unauthorized
+from labctl.outbox.toolkey import ToolKey
 from labctl.service import roles
 from labctl.service.auth import Principal
+from labctl.service.launches import Launches
 from labctl.service.observation import Observation
 from labctl.service.sessions import Sessions
 
@@ -51,7 +53,19 @@ def observation_service(request: Request) -> Observation:
     return service
 
 
+def launches_service(request: Request) -> Launches:
+    service: Launches = request.app.state.launches
+    return service
+
+
+def lti_key(request: Request) -> ToolKey:
+    key: ToolKey = request.app.state.runtime.lti_key
+    return key
+
+
 Authorized = Annotated[Principal, Depends(authorized)]
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 SessionsDep = Annotated[Sessions, Depends(sessions_service)]
 ObservationDep = Annotated[Observation, Depends(observation_service)]
+LaunchesDep = Annotated[Launches, Depends(launches_service)]
+ToolKeyDep = Annotated[ToolKey, Depends(lti_key)]

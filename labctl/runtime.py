@@ -7,6 +7,7 @@ takes the store's leader lease, so with several replicas exactly one meters, run
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
@@ -15,23 +16,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+import httpx
+import jwt
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from labctl.catalog import loader
 from labctl.catalog.models import Lab
 from labctl.cost.prices import PriceSheet, load_sheet
 from labctl.grading import jail
+from labctl.outbox import launch as lti_launch
+from labctl.outbox import toolkey
 from labctl.ports import SandboxProvider
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.providers.router import ProviderRouter
 from labctl.service import leader
+from labctl.service.launches import Launches, ScorePassback
 from labctl.service.observation import Observation
 from labctl.service.sessions import Sessions
 from labctl.service.submissions import Submissions
 from labctl.service.sweeps import Sweeper
 from labctl.settings import REPO_ROOT, Settings
 from labctl.store.db import Store, open_store
+from labctl.store.models import SandboxSession
 
 log = logging.getLogger("labctl.runtime")
 
@@ -49,10 +57,40 @@ class Runtime:
     sweeper: Sweeper
     submissions: Submissions
     observation: Observation
+    lti_registry: lti_launch.Registry
 
     @property
     def holder(self) -> str:
         return self.settings.replica_id
+
+    @functools.cached_property
+    def lti_key(self) -> toolkey.ToolKey:
+        """The tool's LTI key, read (or, in development, made) on first use."""
+        return toolkey.load(self.settings.effective_lti_key_file, create=self.settings.lti_key_file is None)
+
+    def launches(self, *, landing: Callable[[SandboxSession], str]) -> Launches:
+        """The LTI launch use case; ``landing`` says where a launched learner's browser goes (the learner page)."""
+        return Launches(store=self.store, sessions=self.sessions, registry=self.lti_registry,
+                        keys=self.platform_keys, landing=landing, clock=self.sessions.clock)
+
+    @functools.cached_property
+    def platform_keys(self) -> Callable[[lti_launch.Platform, str], Any]:
+        return _platform_keys()
+
+    def score_passback(self) -> ScorePassback:
+        return ScorePassback(store=self.store, registry=self.lti_registry, key=self.lti_key,
+                             http=lambda: httpx.Client(timeout=30), clock=self.sessions.clock)
+
+    def jobs(self) -> dict[str, tuple[Callable[[], object], float]]:
+        """Every background job, for ``labctl serve`` and ``labctl sweep`` alike (each behind the leader lease)."""
+        jobs: dict[str, tuple[Callable[[], object], float]] = {
+            "sweep": (self.sweeper.run_once, self.settings.sweep_interval_s),
+            "regrade": (self.submissions.reconcile, 60.0),
+        }
+        if self.lti_registry.platforms:
+            passback = self.score_passback()
+            jobs["lti-scores"] = (passback.run_once, 10.0)
+        return jobs
 
 
 def build(settings: Settings) -> Runtime:
@@ -70,7 +108,22 @@ def build(settings: Settings) -> Runtime:
                               repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)))
     return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, providers=providers,
                    sessions=sessions, sweeper=sweeper, submissions=submissions,
-                   observation=Observation(sessions=sessions, simulate=settings.simulate_demand))
+                   observation=Observation(sessions=sessions, simulate=settings.simulate_demand),
+                   lti_registry=lti_launch.load_registry(settings.lti_platforms_file))
+
+
+def _platform_keys() -> Callable[[lti_launch.Platform, str], Any]:
+    """(platform, id_token) -> the key of the platform's JWKS that signed the token; one JWKS client per platform,
+    which caches the keys and fetches them again for a ``kid`` it does not know (a platform's key rotation)."""
+    clients: dict[str, jwt.PyJWKClient] = {}
+
+    def key(platform: lti_launch.Platform, id_token: str) -> Any:
+        client = clients.get(platform.jwks_url)
+        if client is None:
+            client = clients[platform.jwks_url] = jwt.PyJWKClient(platform.jwks_url, cache_keys=True, timeout=10)
+        return client.get_signing_key_from_jwt(id_token).key
+
+    return key
 
 
 def provider_factories(settings: Settings, *, kubernetes: SandboxProvider) -> dict[str, Callable[[], SandboxProvider]]:

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     metrics_public_sessions: bool = Field(
         default=False, description="serve the per-session gauges (session, lab, learner labels) on /metrics without "
                                    "an instructor token")
+    lti_platforms_file: Path | None = Field(
+        default=None, description="YAML list of the LTI 1.3 platforms (LMSs) whose launches labctl accepts; unset = "
+                                  "no LTI")
+    lti_key_file: Path | None = Field(
+        default=None, description="the tool's RSA key (PEM) that signs AGS score requests; default: made once in "
+                                  "data_dir (development only)")
     labs_dir: Path = REPO_ROOT / "labs"
     manifests_dir: Path = REPO_ROOT / "manifests"
     fleet_file: Path = REPO_ROOT / "labs" / "fleet.yaml"
@@ -108,6 +114,9 @@ class Settings(BaseSettings):
                 raise ValueError("LABCTL_ADMIN_TOKEN must be set to at least 32 characters when LABCTL_ENV=production")
             if self.kubeconfig is None:
                 raise ValueError("LABCTL_KUBECONFIG must name the cluster's kubeconfig when LABCTL_ENV=production")
+            if self.lti_platforms_file is not None and self.lti_key_file is None:
+                raise ValueError("LABCTL_LTI_KEY_FILE must name the tool's RSA key when LTI platforms are set and "
+                                 "LABCTL_ENV=production (the platforms keep its public key)")
         if self.exam_webhook_secret is not None:
             problem = exam_secret_problem(self.exam_webhook_secret.get_secret_value(),
                                           strict=self.env != "development")
@@ -118,6 +127,10 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'labctl.db'}"
+
+    @property
+    def effective_lti_key_file(self) -> Path:
+        return self.lti_key_file or self.data_dir / "lti-tool-key.pem"
 
     @property
     def local_cluster_workdir(self) -> Path:

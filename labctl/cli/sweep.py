@@ -29,7 +29,7 @@ def sweep(
         if report.errors:
             raise typer.Exit(1)
         return
-    loops = runtime_mod.Loops(rt, jobs={"sweep": (rt.sweeper.run_once, settings.sweep_interval_s)})
+    loops = runtime_mod.Loops(rt, jobs=rt.jobs())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -1,10 +1,12 @@
 """Who may do what: the role matrix of the HTTP API, as data.
 
 Every route of the API is a key ``"METHOD /path"`` of :data:`MATRIX`; its value is the tuple of roles whose bearer
-token may call it, :data:`PUBLIC` (no token: health, readiness, metrics, the API docs) or :data:`SIGNED` (no token:
-a Standard Webhooks signature authenticates the request). The API enforces it with one dependency that looks the
-matched route up here; a route with no entry is refused to every role (fail closed), and the route-walking test
-fails for it, so a new route cannot ship without a decision here. ``docs/SECURITY.md`` shows the same table.
+token may call it, :data:`PUBLIC` (no token: health, readiness, metrics, the API docs), :data:`SIGNED` (no token: a
+Standard Webhooks signature authenticates the request) or :data:`LTI` (no token: a browser an LMS sent, for the
+login initiation and the launch, whose signed ``id_token`` authenticates it; answered with HTML pages). The API
+enforces it with one dependency that looks the matched route up here; a route with no entry is refused to every role
+(fail closed), and the route-walking test fails for it, so a new route cannot ship without a decision here.
+``docs/SECURITY.md`` shows the same table.
 
 The matrix says which *kinds* of caller may use a route. What a caller may do with a particular session is decided
 by the use cases: a learner acts only for its own learner id (others' sessions answer 404), and a platform token
@@ -21,7 +23,8 @@ ROLES: Final[tuple[Role, ...]] = ("instructor", "platform", "exam", "learner")
 
 PUBLIC: Final = "public"
 SIGNED: Final = "signed"
-Rule = tuple[Role, ...] | Literal["public", "signed"]
+LTI: Final = "lti"
+Rule = tuple[Role, ...] | Literal["public", "signed", "lti"]
 
 INSTRUCTOR: Final[tuple[Role, ...]] = ("instructor",)
 CATALOG_READERS: Final[tuple[Role, ...]] = ("instructor", "platform", "learner")
@@ -75,6 +78,11 @@ MATRIX: Final[dict[str, Rule]] = {
     "POST /v1/webhooks/deliveries/{delivery_id}/redeliver": INSTRUCTOR,
     # the exam platform's signed requests
     "POST /v1/hooks/exam": SIGNED,
+    # LTI 1.3: the LMS sends the browser (login and keys are public by the protocol; the launch carries its id_token)
+    "GET /lti/login": LTI,
+    "POST /lti/login": LTI,
+    "POST /lti/launch": LTI,
+    "GET /lti/jwks.json": PUBLIC,
 }
 
 
@@ -108,7 +116,7 @@ def rule_for_request(method: str, path: str) -> Rule | None:
 
 def needs_token(rule: Rule | None) -> bool:
     """Whether a request must carry a bearer token before anything else happens (unknown routes too: fail closed)."""
-    return rule not in (PUBLIC, SIGNED)
+    return rule not in (PUBLIC, SIGNED, LTI)
 
 
 def allows(rule: Rule | None, role: Role) -> bool:

@@ -207,4 +207,4 @@ class Lease(Base):
 
 # The webhook and service-ledger tables share Base's metadata; importing them here keeps every table known wherever
 # models is imported.
-from labctl.store import service_ledger, webhook_models  # noqa: E402, F401
+from labctl.store import lti_models, service_ledger, webhook_models  # noqa: E402, F401

@@ -31,13 +31,15 @@ def test_the_security_document_shows_the_matrix() -> None:
     ("GET", "/v1/sessions/lab-1a2b/kubeconfig", roles.SESSION_ACTORS),
     ("HEAD", "/docs", roles.PUBLIC),
     ("POST", "/v1/hooks/exam", roles.SIGNED),
+    ("POST", "/lti/launch", roles.LTI),
+    ("GET", "/lti/login", roles.LTI),
     ("GET", "/v1/sessions/a/b", None),
     ("PUT", "/v1/sessions", None),
     ("GET", "/", None),
 ])
 def test_a_request_path_falls_under_its_template(method: str, path: str, rule: roles.Rule | None) -> None:
     assert roles.rule_for_request(method, path) == rule
-    assert roles.needs_token(rule) is (rule not in (roles.PUBLIC, roles.SIGNED))
+    assert roles.needs_token(rule) is (rule not in (roles.PUBLIC, roles.SIGNED, roles.LTI))
 
 
 def test_platform_tokens_read_credentials_only_of_sessions_they_started() -> None:
