@@ -20,6 +20,7 @@ from labctl.outbox import Unprocessable
 from labctl.outbox.dispatcher import Dispatcher
 from labctl.outbox.endpoints import Webhooks
 from labctl.outbox.targets import TargetPolicy
+from labctl.service import background as tasks
 from labctl.settings import Settings
 from labctl.store.db import Store
 
@@ -87,7 +88,8 @@ def _grade_requested(rt: runtime_mod.Runtime, data: dict[str, Any]) -> dict[str,
     sub, created = rt.submissions.submit_requested(lab_id=data["lab_id"], learner_id=data["learner_id"],
                                                    actor="exam-platform")
     if created:
-        threading.Thread(target=rt.submissions.grade, args=(sub.id,), name=f"grade-{sub.id}", daemon=True).start()
+        threading.Thread(target=tasks.run, args=(f"grading {sub.id}", rt.submissions.grade, sub.id),
+                         name=f"grade-{sub.id}", daemon=True).start()
     return {"submission_id": sub.id, "session_id": sub.session_id, "created": created}
 
 

@@ -106,6 +106,9 @@ class Loops:
         self.runtime = runtime
         self.jobs = jobs
         self.scheduler = BackgroundScheduler(timezone=UTC)
+        # APScheduler logs every run and every run skipped while the last one still works: not events. A job's own
+        # failure is logged by _guarded, once.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         self.stopped = threading.Event()
         shortest = min(interval for _, interval in jobs.values())
         self.ttl = timedelta(seconds=max(15.0, 3 * shortest))

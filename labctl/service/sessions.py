@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -53,7 +55,9 @@ LEARNER_ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 DESTROY_WAIT_S = 120.0
 # Longer than any one command's provider work (a reset waits up to DESTROY_WAIT_S for the old namespace to go).
 LEASE_TTL = timedelta(minutes=10)
-WRITE_RETRIES = 5
+WRITE_RETRIES = 10
+# A learner's reads mark activity for the idle timer at most this often (the timer counts minutes).
+TOUCH_EVERY = timedelta(seconds=30)
 # A stronger suspension cause replaces a weaker one on an already suspended session (never the other way round).
 CAUSE_RANK = {"learner": 0, "idle": 0, "off-hours": 0, "meter": 1, "budget": 2, "instructor": 3}
 
@@ -189,8 +193,10 @@ class Sessions:
     def finish_stop(self, session_id: str, *, actor: str) -> SandboxSession:
         with self.lease(session_id, "stop"):
             row = self.row_of(session_id)
+            if row.state == "terminated":  # another stop (a sweep, a second DELETE) finished it first
+                return row
             if row.state != "terminating":
-                raise Conflict(f"session {session_id} is not terminating")
+                raise Conflict(f"session {session_id} is {row.state}, not terminating: there is nothing to finish")
             try:
                 self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
             except ProviderError as exc:
@@ -383,9 +389,18 @@ class Sessions:
             return self.transition(session_id, "ready", actor=actor, reason=reason)
 
     def touch(self, session_id: str) -> None:
-        """Record learner activity (idle timer)."""
-        with contextlib.suppress(NotFound, Conflict):  # a hint: one mark lost to concurrent writers changes nothing
-            self.write(session_id, lambda db, row: setattr(row, "last_activity_at", self.clock()))
+        """Record learner activity (idle timer), at most once per :data:`TOUCH_EVERY`.
+
+        A read must not contend with the commands and the meter: this one statement sets only
+        ``last_activity_at`` and leaves the row's version alone (no versioned writer sets that column from an old
+        read: the ORM writes only the columns a change sets), so no command loses its write to a learner's polling.
+        """
+        now = self.clock()
+        with self.store.session() as db:
+            db.execute(update(SandboxSession).where(
+                SandboxSession.id == session_id,
+                (SandboxSession.last_activity_at.is_(None)) | (SandboxSession.last_activity_at < now - TOUCH_EVERY))
+                .values(last_activity_at=now).execution_options(synchronize_session=False))
 
     def reconcile(self, *, actor: str = "reconciler") -> dict[str, int]:
         """Finish what an interrupted service left: resume starts, finish stops, retry cleanups.
@@ -397,7 +412,10 @@ class Sessions:
             rows = db.scalars(select(SandboxSession).where(
                 (SandboxSession.state.in_(("provisioning", "terminating")))
                 | (SandboxSession.cleanup_pending.is_(True)))).all()
+        now = self.clock()
         for row in rows:
+            if row.id in self._held or not self._lease_free(row, now):
+                continue  # a command is on it now; the next pass looks again
             try:
                 if row.state == "provisioning":
                     with self.lease(row.id, "reconcile"):
@@ -439,11 +457,7 @@ class Sessions:
         now = self.clock()
 
         def claim(db: Session, row: SandboxSession) -> None:
-            busy_until = row.lease_expires_at
-            holder = (row.lease_holder or "").rpartition("@")[2]
-            # Free when unleased or expired; a lease of this replica that no command of this process holds was
-            # left by a killed predecessor (replica ids are stable across restarts).
-            if busy_until is not None and busy_until > now and holder != self.holder:
+            if not self._lease_free(row, now):
                 doing = (row.lease_holder or "").rpartition("@")[0]
                 raise Conflict(f"session {session_id} is busy ({doing} in progress); try again in a moment")
             row.lease_holder = self._lease_name(what)
@@ -455,6 +469,13 @@ class Sessions:
             with self._held_lock:
                 self._held.discard(session_id)
             raise
+
+    def _lease_free(self, row: SandboxSession, now: datetime) -> bool:
+        """Free when unleased or expired; a lease of this replica that no command of this process holds was left by
+        a killed predecessor (replica ids are stable across restarts), so it is free too."""
+        busy_until = row.lease_expires_at
+        holder = (row.lease_holder or "").rpartition("@")[2]
+        return busy_until is None or busy_until <= now or holder == self.holder
 
     def _release(self, session_id: str) -> None:
         def release(db: Session, row: SandboxSession) -> None:
@@ -558,9 +579,10 @@ class Sessions:
 
     def write(self, session_id: str, change: Callable[[Session, SandboxSession], T], *,
                retries: int = WRITE_RETRIES) -> T:
-        """Run ``change`` on the fresh row in one transaction; a concurrent writer's win means read and try again
-        (the row's version guards it), and only after ``retries`` such losses a 409."""
-        for _ in range(retries):
+        """Run ``change`` on the fresh row in one transaction; a concurrent writer's win means read and decide again
+        (the row's version guards it: ``change`` only reads and writes the store, so running it again is safe), and
+        only after ``retries`` such losses a 409."""
+        for attempt in range(retries):
             try:
                 with self.store.session() as db:
                     row = db.get(SandboxSession, session_id)
@@ -569,7 +591,8 @@ class Sessions:
                     result = change(db, row)
                 return result
             except StaleDataError:
-                continue
+                # Writers that lost together would collide again at once: wait a random, growing moment.
+                time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))  # noqa: S311 - jitter, not a secret
         raise Conflict(f"session {session_id} was changed by another command at the same moment; try again")
 
     def announce(self, db: Session, row: SandboxSession, event_type: str, **data: Any) -> None:

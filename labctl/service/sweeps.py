@@ -20,10 +20,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
-from labctl.errors import LabctlError
+from labctl.errors import LabctlError, NotFound
 from labctl.grading.snapshot import ServiceFigures, Snapshot
 from labctl.ports import SandboxSpec
 from labctl.service import policy, simulation
@@ -94,10 +95,12 @@ class Sweeper:
         priced = meter.price(taken, sheet)
         burn = round(priced.burn_rate_usd_per_hour, 6)  # the ledger's precision
         note = "; ".join(priced.warnings) or None
-        with self.sessions.store.session() as db:
-            current = db.get(SandboxSession, session_id)
-            if current is None or current.state not in METERED_STATES:
-                return _with_ledger(priced.snapshot, burn=burn, accrued=None, starter=None)
+
+        def accrue(db: Session, current: SandboxSession) -> tuple[Decimal, Decimal | None,
+                                                                  list[ServiceFigures] | None] | None:
+            """The ledger's step in one transaction (run again on the fresh row when a command wrote it first)."""
+            if current.state not in METERED_STATES:
+                return None
             since = current.last_metered_at or current.ready_at or current.created_at
             elapsed = max(0.0, (now - since).total_seconds())
             # The rate in force since the last sweep is the one that sweep measured; the first sweep uses today's.
@@ -120,8 +123,16 @@ class Sweeper:
                     if warning not in (current.meter_note or ""):
                         db.add(self.sessions.new_event(session_id, "pricing_warning", "meter", reason=warning))
                 current.meter_note = note
-        result = _with_ledger(priced.snapshot, burn=burn, accrued=Decimal(current.accrued_usd),
-                              starter=current.starter_burn_rate_usd_per_hour)
+            return Decimal(current.accrued_usd), current.starter_burn_rate_usd_per_hour, service
+
+        try:
+            accrued = self.sessions.write(session_id, accrue)
+        except NotFound:
+            accrued = None
+        if accrued is None:
+            return _with_ledger(priced.snapshot, burn=burn, accrued=None, starter=None)
+        total, starter, service = accrued
+        result = _with_ledger(priced.snapshot, burn=burn, accrued=total, starter=starter)
         return result.model_copy(update={"service": service}) if service is not None else result
 
     def _simulate(self, row: SandboxSession, spec: SandboxSpec, snap: Snapshot, *,
