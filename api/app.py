@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     app.state.inbound_handlers = {"grade.requested": lambda data: _grade_requested(rt, data)}
     app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping}
     app.state.readiness_seen = {}  # check name -> last outcome, so a change is logged once
+    problems.RETRY_AFTER_S = max(1, math.ceil(settings.backend_cooldown_s))
     problems.install(app)
     app.add_middleware(guard.Guard)
     app.state.metrics.install(app)

@@ -183,7 +183,7 @@ class Sessions:
              actor: str | None = None) -> SandboxSession:
         """Mark the session terminating; :meth:`finish_stop` removes the sandbox (run it in the background)."""
         row = self.get(session_id, principal=principal) if principal else self.row_of(session_id)
-        if row.state == "terminating":
+        if row.state in ("terminating", "terminated"):  # a repeated stop: nothing more to do
             return row
         with self.lease(session_id, "stop"):
             return self.transition(session_id, "terminating",
