@@ -38,6 +38,7 @@ RACE_S = 45.0
 FIRING_THREADS = 8
 STARTER_REPLICAS = {"web-frontend": 2, "recommender-api": 2, "model-cache": 1}
 QUOTA_PODS = "20"
+VARYING = re.compile(r"tag-for-showback-[0-9a-f]+|[0-9:T.+-]{19,}")  # ids and times, left out of the summary
 SETTLED = {"ready", "suspended", "graded", "terminated"}
 
 
@@ -209,7 +210,7 @@ def test_commands_racing_sweeps_give_no_5xx_and_states_agree_with_the_cluster(
                     if r.status_code >= 400 and (r.headers.get("content-type") != "application/problem+json"
                                                  or not r.json().get("detail"))]
     assert not not_problems, "\n".join(not_problems[:20])
-    refusals = Counter(f"{what.split()[0]} {r.status_code}: {re.sub(r'tag-for-showback-[0-9a-f]+|[0-9:T.+-]{19,}', '…', r.json()['detail'])[:90]}"
+    refusals = Counter(f"{what.split()[0]} {r.status_code}: {VARYING.sub('…', r.json()['detail'])[:90]}"
                        for what, r in answers if r.status_code >= 400)
     print(f"{len(answers)} answers; refusals:", *sorted(refusals.items(), key=lambda kv: -kv[1]), sep="\n  ")
     kinds = {what.split()[0] for what, r in answers if r.status_code < 300}
