@@ -84,6 +84,17 @@ class ProviderRouter:
                 self._down.pop(name, None)
         return "; ".join(answers)
 
+    def sandboxes(self) -> frozenset[str]:
+        """Every in-use provider's sandboxes; all or nothing (a partial list would make sandboxes look lost)."""
+        found: set[str] = set()
+        for name in self.in_use:
+            with self._lock:
+                until, why = self._down.get(name, (0.0, ""))
+            if until > time.monotonic():
+                raise ProviderUnavailable(why)
+            found |= self.of(name).sandboxes()
+        return frozenset(found)
+
     def provision(self, spec: SandboxSpec) -> None:
         self._call(spec, lambda p: p.provision(spec))
 

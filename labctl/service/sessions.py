@@ -205,6 +205,47 @@ class Sessions:
             return self.transition(session_id, "terminated", actor=actor, reason="sandbox removed",
                                    cleanup_pending=False, suspension=None)
 
+    def end_lost(self, session_id: str, *, listed_at: datetime, actor: str) -> SandboxSession | None:
+        """A live session whose sandbox the backend's listing at ``listed_at`` did not hold (a recreated cluster, a
+        namespace deleted behind labctl's back) ends, terminated with the reason: it can be neither metered nor used.
+
+        Decided again under the lease on the fresh row: a session made ready at or after the listing (a start, a reset
+        finishing) is not judged by it. ``None``: nothing to do.
+        """
+        with self.lease(session_id, "repair"):
+            row = self.row_of(session_id)
+            if row.state not in states.LIVE or row.state == "provisioning" or row.ready_at is None \
+                    or row.ready_at >= listed_at:
+                return None
+            what = f"namespace {row.namespace}" if row.provider == "kubernetes" else f"{row.provider} sandbox"
+            reason = (f"its {what} no longer exists (was the cluster recreated, or was it deleted outside labctl?); "
+                      "the session cannot be metered or used")
+            log.warning("session %s lost its sandbox: %s", session_id, reason)
+            self.transition(session_id, "terminating", actor=actor, reason=reason, live_key=None)
+            try:
+                self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)  # whatever is left of it
+            except ProviderError as exc:
+                return self.update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
+            return self.transition(session_id, "terminated", actor=actor, reason=reason, cleanup_pending=False,
+                                   suspension=None)
+
+    def remove_leftover(self, session_id: str, *, actor: str) -> bool:
+        """A finished (terminated or failed) session whose sandbox the backend still holds: remove it, with an event.
+        ``False``: the session is not finished (nothing done)."""
+        with self.lease(session_id, "cleanup"):
+            row = self.row_of(session_id)
+            if row.state not in states.FINAL:
+                return False
+            log.warning("session %s is %s but its sandbox still exists: removing it", session_id, row.state)
+            try:
+                self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
+            except ProviderError as exc:
+                self.update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
+                return True
+            self.update(session_id, cleanup_pending=False,
+                        event=("leftover_removed", actor, f"the sandbox outlived the {row.state} session; removed"))
+            return True
+
     def reset(self, session_id: str, *, principal: Principal) -> SandboxSession:
         """Remove the sandbox and make it again from scratch (same session, same deadlines, same ledger).
 

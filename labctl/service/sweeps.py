@@ -26,8 +26,8 @@ from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError, NotFound
 from labctl.grading.snapshot import ServiceFigures, Snapshot
-from labctl.ports import SandboxSpec
-from labctl.service import policy, simulation
+from labctl.ports import ProviderError, SandboxSpec
+from labctl.service import policy, simulation, states
 from labctl.service.sessions import Sessions
 from labctl.simulator import economics, ledger, model
 from labctl.store.models import SandboxSession
@@ -60,6 +60,7 @@ class Sweeper:
     def run_once(self) -> SweepReport:
         """Meter every live session, then act on timers and budgets."""
         report = SweepReport()
+        self._repair_disagreements(report)
         with self.sessions.store.session() as db:
             ids = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state.in_(METERED_STATES))))
         sheet = self.prices()
@@ -82,6 +83,30 @@ class Sweeper:
                 log.warning("timers of %s failed: %s", session_id, exc, exc_info=not isinstance(exc, LabctlError))
         self.sessions.reconcile()
         return report
+
+    def _repair_disagreements(self, report: SweepReport) -> None:
+        """Compare the backends' sandboxes with the store: a live session whose sandbox is gone ends (terminated,
+        with the reason, instead of being metered at $0/h); a sandbox left behind a finished session is removed.
+        Each repair is an event; a backend that cannot list now is left for the next pass."""
+        listed_at = self.clock()
+        try:
+            present = self.sessions.provider.sandboxes()
+        except ProviderError as exc:
+            report.errors.append(("*", f"listing sandboxes: {exc}"))
+            return
+        with self.sessions.store.session() as db:
+            rows = db.execute(select(SandboxSession.id, SandboxSession.state).where(
+                SandboxSession.state.in_(METERED_STATES) | SandboxSession.id.in_(present))).all()
+        for session_id, state in rows:
+            try:
+                if state in METERED_STATES and session_id not in present:
+                    if self.sessions.end_lost(session_id, listed_at=listed_at, actor="sweep") is not None:
+                        report.actions.append((session_id, "terminate", "its sandbox no longer exists"))
+                elif state in states.FINAL and session_id in present \
+                        and self.sessions.remove_leftover(session_id, actor="sweep"):
+                    report.actions.append((session_id, "cleanup", f"sandbox left behind a {state} session"))
+            except (LabctlError, ProviderError) as exc:
+                report.errors.append((session_id, f"repair: {exc}"))
 
     def meter(self, session_id: str, sheet: PriceSheet) -> Snapshot:
         """Price the sandbox now and accrue into the ledger; returns the priced snapshot, with the ledger's figures."""

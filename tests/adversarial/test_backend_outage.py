@@ -52,7 +52,7 @@ def test_a_stopped_apiserver_gives_prompt_503s_with_retry_after_and_a_prompt_swe
     finally:
         os.kill(pid, signal.SIGCONT)
     # Every session's reading failed, and the pass ended after about one request's deadline, not one per session.
-    assert {sid for sid, _ in report.errors} == set(sids), report.errors
+    assert {sid for sid, _ in report.errors} - {"*"} == set(sids), report.errors
     assert took_sweep < CONNECT_S + READ_S + 3, took_sweep
     # A command meanwhile: a 503 problem at once, saying when to come back.
     assert r.status_code == 503, r.text

@@ -158,6 +158,13 @@ class KubernetesSandboxes:
             for name, values in containers.items()} for pod, containers in usage_by_pod.items()}
         _call(lambda: usage.apply_usage(self._client(), namespace=spec.namespace, usage=figures))
 
+    def sandboxes(self) -> frozenset[str]:
+        """The sessions whose namespace exists and is not being deleted (by the session label labctl puts on it)."""
+        core = client.CoreV1Api(self._client())
+        listed = _call(lambda: core.list_namespace(label_selector=render.SESSION_LABEL))
+        return frozenset(ns.metadata.labels[render.SESSION_LABEL] for ns in listed.items
+                         if ns.metadata.deletion_timestamp is None)
+
     def exists(self, namespace: str) -> bool:
         core = client.CoreV1Api(self._client())
         return _call(lambda: _ignore_404(lambda: core.read_namespace(namespace))) is not None
