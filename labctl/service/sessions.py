@@ -9,7 +9,9 @@ service left in ``provisioning``).
 A command that works on the sandbox (start, reset, suspend, resume, stop, submit) holds the session's lease in the
 store while it does: a second command on the same session gets a 409 problem instead of interleaving with it, and the
 reconciler leaves a leased session alone (a reset in flight is never provisioned a second time). A lease left by a
-killed process of this replica is taken over at once; one of another replica only once it expires.
+killed process of this replica is taken over at once; one of another replica only once it expires. Every write of a
+session row goes through :meth:`Sessions.write`: a write that lost to another writer (the row's version) is decided
+again on the fresh row, so the meter's ledger, a command and a learner's polling never give each other a 5xx.
 
 Money and attempts belong to the learner and the lab (:mod:`labctl.service.allowances`): a new session's budget is
 what the learner has left in the lab. A budget, instructor or meter suspension is lifted only by an instructor, and a

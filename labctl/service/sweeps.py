@@ -1,6 +1,8 @@
 """The sweeps: meter every live session, then act on its timers and budget.
 
-One pass (:meth:`Sweeper.run_once`) is level-triggered and idempotent: it reads the store, prices each sandbox's
+One pass (:meth:`Sweeper.run_once`) is level-triggered and idempotent: it first repairs what the store and the
+backends disagree on (a live session whose sandbox vanished ends; a sandbox left behind a finished one goes), then
+it reads the store, prices each sandbox's
 current inventory, accrues ``burn rate x time since the last metering`` into the ledger in the same transaction that
 moves ``last_metered_at`` (so a restart never counts the same time twice), then runs the pure policy
 (:mod:`labctl.service.policy`) and carries out what it decided: terminate on expiry or an exhausted budget, warn

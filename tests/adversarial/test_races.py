@@ -213,6 +213,8 @@ def test_commands_racing_sweeps_give_no_5xx_and_states_agree_with_the_cluster(
     refusals = Counter(f"{what.split()[0]} {r.status_code}: {VARYING.sub('…', r.json()['detail'])[:90]}"
                        for what, r in answers if r.status_code >= 400)
     print(f"{len(answers)} answers; refusals:", *sorted(refusals.items(), key=lambda kv: -kv[1]), sep="\n  ")
+    reset_outcomes = {r.json()["state"] for what, r in answers if what.startswith("reset") and r.status_code < 300}
+    assert reset_outcomes <= {"ready"}, reset_outcomes  # an answered reset made the sandbox again
     kinds = {what.split()[0] for what, r in answers if r.status_code < 300}
     assert {"get", "extend", "suspend", "resume", "reset", "submit", "budget"} <= kinds, kinds  # each really raced
 
