@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ from labctl.outbox import Unprocessable
 from labctl.outbox.dispatcher import Dispatcher
 from labctl.outbox.endpoints import Webhooks
 from labctl.outbox.targets import TargetPolicy
+from labctl.service import background as tasks
 from labctl.settings import Settings
 from labctl.store.db import Store
 from labctl.store.models import SandboxSession
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     app.state.launches = rt.launches(landing=_landing)
     app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping}
     app.state.readiness_seen = {}  # check name -> last outcome, so a change is logged once
+    problems.RETRY_AFTER_S = max(1, math.ceil(settings.backend_cooldown_s))
     problems.install(app)
     app.add_middleware(guard.Guard)
     app.state.metrics.install(app)
@@ -88,7 +91,8 @@ def _grade_requested(rt: runtime_mod.Runtime, data: dict[str, Any]) -> dict[str,
     sub, created = rt.submissions.submit_requested(lab_id=data["lab_id"], learner_id=data["learner_id"],
                                                    actor="exam-platform")
     if created:
-        threading.Thread(target=rt.submissions.grade, args=(sub.id,), name=f"grade-{sub.id}", daemon=True).start()
+        threading.Thread(target=tasks.run, args=(f"grading {sub.id}", rt.submissions.grade, sub.id),
+                         name=f"grade-{sub.id}", daemon=True).start()
     return {"submission_id": sub.id, "session_id": sub.session_id, "created": created}
 
 

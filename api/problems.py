@@ -1,4 +1,8 @@
 """Every error is an RFC 9457 problem-details document (``application/problem+json``) a person can act on.
+
+A 503 always says when to try again (``Retry-After``, :data:`RETRY_AFTER_S`: a backend that did not answer is not
+asked again for the providers' cool-down, see ``labctl.providers.router``), so a client backs off instead of
+hammering an outage.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from labctl.errors import LabctlError
 log = logging.getLogger("labctl.api")
 
 PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 5  # default; create_app sets it from LABCTL_BACKEND_COOLDOWN_S
 TYPE_BASE = "https://labctl.dev/problems/"
 
 
@@ -43,7 +48,8 @@ def problem_response(status: int, detail: str, *, slug: str | None = None, insta
     if instance:
         body["instance"] = instance
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def install(app: FastAPI) -> None:

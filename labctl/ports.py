@@ -112,6 +112,10 @@ class SandboxProvider(Protocol):
     def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
         """The sandbox's inventory at ``now``, unpriced (the meter prices it): see docs/SNAPSHOT.md."""
 
+    def sandboxes(self) -> frozenset[str]:
+        """The session ids of every sandbox the backend holds now, leaving out those already being deleted: the
+        sweep compares them with the store (a live session without one, a finished session with one)."""
+
     def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
         """Make the simulated world's usage of the sandbox's pods exactly ``usage``, where the learner cannot write
         it (pod -> container -> ``cpu`` cores, ``memory`` bytes, other resources by name, e.g. ``nvidia.com/gpu``

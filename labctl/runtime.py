@@ -97,9 +97,11 @@ def build(settings: Settings) -> Runtime:
     store = open_store(settings.effective_database_url)
     catalog = loader.load_catalog(settings.labs_dir, settings.manifests_dir, fleet_file=settings.fleet_file)
     provider = KubernetesSandboxes(settings.effective_kubeconfig, settings.manifests_dir,
-                                   step_delay_s=settings.provision_step_delay_s)
+                                   step_delay_s=settings.provision_step_delay_s,
+                                   timeout=(settings.kube_connect_timeout_s, settings.kube_read_timeout_s))
     providers = ProviderRouter(provider_factories(settings, kubernetes=provider),
-                               in_use={lab.provider for lab in catalog.values()})
+                               in_use={lab.provider for lab in catalog.values()},
+                               cooldown_s=settings.backend_cooldown_s)
     sessions = Sessions(store=store, provider=providers, catalog=catalog, holder=settings.replica_id)
     sheet = _sheet_loader(settings.prices_file)
     sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit,
@@ -159,6 +161,9 @@ class Loops:
         self.runtime = runtime
         self.jobs = jobs
         self.scheduler = BackgroundScheduler(timezone=UTC)
+        # APScheduler logs every run and every run skipped while the last one still works: not events. A job's own
+        # failure is logged by _guarded, once.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         self.stopped = threading.Event()
         shortest = min(interval for _, interval in jobs.values())
         self.ttl = timedelta(seconds=max(15.0, 3 * shortest))

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     simulate_demand: bool = Field(
         default=True, description="play each lab's demand model on the sandbox's pods and write the usage into kwok "
                                   "(the local cluster); turn off on a cluster that runs real workloads")
+    kube_connect_timeout_s: float = Field(default=3.0, gt=0, le=60,
+                                          description="the longest labctl waits to connect to the Kubernetes API")
+    kube_read_timeout_s: float = Field(default=20.0, gt=0, le=300,
+                                       description="the longest labctl waits for one Kubernetes API answer")
+    backend_cooldown_s: float = Field(default=5.0, ge=0, le=300,
+                                      description="after a backend (the cluster, a cloud) did not answer, how long "
+                                                  "calls to it fail at once (503 with this Retry-After) before it "
+                                                  "is asked again")
     provision_step_delay_s: float = Field(
         default=0.0, ge=0, le=10,
         description="testing only: a pause between applied objects, to interrupt a start on purpose")

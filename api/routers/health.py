@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api import problems
 from api.deps import MaybePrincipal
 from labctl.service import health
 
@@ -41,14 +42,8 @@ def readyz(request: Request, principal: MaybePrincipal) -> JSONResponse:
     if result.ready:
         return JSONResponse({"status": "ready", "checks": checks})
     failing = ", ".join(n for n, c in result.checks.items() if not c.ok)
-    problem = {
-        "type": "https://labctl.dev/problems/not-ready",
-        "title": "Service Unavailable",
-        "status": 503,
-        "detail": f"labctl is not ready: {failing} not ok (the service log says why)",
-        "checks": checks,
-    }
-    return JSONResponse(problem, status_code=503, media_type="application/problem+json")
+    return problems.problem_response(503, f"labctl is not ready: {failing} not ok (the service log says why)",
+                                     slug="not-ready", checks=checks)
 
 
 def _log_changes(seen: dict[str, bool], result: health.Readiness) -> None:

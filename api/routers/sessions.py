@@ -27,6 +27,7 @@ from api.schemas import (
     StartSession,
     session_view,
 )
+from labctl.service import background as tasks
 from labctl.service import paging
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -138,5 +139,6 @@ def reset(session_id: str, principal: Authorized, sessions: SessionsDep) -> Sess
 def stop(session_id: str, principal: Authorized, sessions: SessionsDep,
          background: BackgroundTasks) -> SessionOut:
     row = sessions.stop(session_id, principal=principal)
-    background.add_task(sessions.finish_stop, session_id, actor=principal.name)
+    background.add_task(tasks.run, f"removing the sandbox of {session_id}", sessions.finish_stop, session_id,
+                        actor=principal.name)
     return SessionOut.of(row)

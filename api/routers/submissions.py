@@ -7,6 +7,7 @@ from fastapi import APIRouter, BackgroundTasks, Request
 
 from api.deps import Authorized
 from api.schemas import SubmissionOut
+from labctl.service import background as tasks
 from labctl.service.submissions import Submissions
 
 router = APIRouter(tags=["submissions"])
@@ -23,7 +24,7 @@ def submit(session_id: str, principal: Authorized, request: Request,
            background: BackgroundTasks) -> SubmissionOut:
     service = _service(request)
     sub = service.submit(session_id, principal=principal)
-    background.add_task(service.grade, sub.id)
+    background.add_task(tasks.run, f"grading {sub.id}", service.grade, sub.id)
     return SubmissionOut.of(sub)
 
 

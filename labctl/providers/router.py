@@ -4,16 +4,32 @@ The use cases hold one provider; a catalog mixing Kubernetes and AWS labs gets t
 registry of factories (``{"kubernetes": ..., "aws": ...}``). A factory runs on the first call that needs it, so a
 cloud SDK is imported only when a session of that cloud is touched. A lab whose provider has no factory is refused
 with a message naming what is configured.
+
+A backend that did not answer is not asked again for ``cooldown_s``: every call meanwhile fails at once with the same
+:class:`ProviderUnavailable` (a 503 with ``Retry-After``), so an outage costs one timed-out request per cool-down, not
+one per session a sweep meters or per command a caller sends. A ping is always sent, and an answer ends the cool-down.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import TypeVar
 
 from labctl.grading.snapshot import Snapshot
-from labctl.ports import Credentials, ProviderError, SandboxProvider, SandboxSpec, Suspension, UsageByPod
+from labctl.ports import (
+    Credentials,
+    ProviderError,
+    ProviderUnavailable,
+    SandboxProvider,
+    SandboxSpec,
+    Suspension,
+    UsageByPod,
+)
+
+T = TypeVar("T")
 
 
 class ProviderRouter:
@@ -21,8 +37,11 @@ class ProviderRouter:
 
     name = "sandbox"
 
-    def __init__(self, factories: Mapping[str, Callable[[], SandboxProvider]], *, in_use: Iterable[str]) -> None:
+    def __init__(self, factories: Mapping[str, Callable[[], SandboxProvider]], *, in_use: Iterable[str],
+                 cooldown_s: float = 5.0) -> None:
         self._factories = dict(factories)
+        self.cooldown_s = cooldown_s
+        self._down: dict[str, tuple[float, str]] = {}  # provider name -> (monotonic time it may be asked again, why)
         self._built: dict[str, SandboxProvider] = {}
         self._lock = threading.Lock()
         self.in_use = sorted(set(in_use))
@@ -41,33 +60,61 @@ class ProviderRouter:
                 self._built[name] = factory()
             return self._built[name]
 
-    def _for(self, spec: SandboxSpec) -> SandboxProvider:
-        return self.of(spec.lab.provider)
+    def _call(self, spec: SandboxSpec, fn: Callable[[SandboxProvider], T]) -> T:
+        """``fn`` on the session's provider, unless that backend is cooling down after it did not answer."""
+        name = spec.lab.provider
+        with self._lock:
+            until, why = self._down.get(name, (0.0, ""))
+        left = until - time.monotonic()
+        if left > 0:
+            raise ProviderUnavailable(f"{why} (not asked again for another {left:.0f}s)")
+        try:
+            return fn(self.of(name))
+        except ProviderUnavailable as exc:
+            with self._lock:
+                self._down[name] = (time.monotonic() + self.cooldown_s, str(exc))
+            raise
 
     def ping(self) -> str:
-        """Every provider the catalog's labs use answers; their descriptions, joined."""
-        return "; ".join(f"{name}: {self.of(name).ping()}" for name in self.in_use)
+        """Every provider the catalog's labs use answers; their descriptions, joined (an answer ends a cool-down)."""
+        answers = []
+        for name in self.in_use:
+            answers.append(f"{name}: {self.of(name).ping()}")
+            with self._lock:
+                self._down.pop(name, None)
+        return "; ".join(answers)
+
+    def sandboxes(self) -> frozenset[str]:
+        """Every in-use provider's sandboxes; all or nothing (a partial list would make sandboxes look lost)."""
+        found: set[str] = set()
+        for name in self.in_use:
+            with self._lock:
+                until, why = self._down.get(name, (0.0, ""))
+            if until > time.monotonic():
+                raise ProviderUnavailable(why)
+            found |= self.of(name).sandboxes()
+        return frozenset(found)
 
     def provision(self, spec: SandboxSpec) -> None:
-        self._for(spec).provision(spec)
+        self._call(spec, lambda p: p.provision(spec))
 
     def credentials(self, spec: SandboxSpec) -> Credentials:
-        return self._for(spec).credentials(spec)
+        return self._call(spec, lambda p: p.credentials(spec))
 
     def destroy(self, spec: SandboxSpec, *, wait_s: float) -> None:
-        self._for(spec).destroy(spec, wait_s=wait_s)
+        self._call(spec, lambda p: p.destroy(spec, wait_s=wait_s))
 
     def suspend(self, spec: SandboxSpec) -> Suspension:
-        return self._for(spec).suspend(spec)
+        return self._call(spec, lambda p: p.suspend(spec))
 
     def resume(self, spec: SandboxSpec, record: Suspension) -> None:
-        self._for(spec).resume(spec, record)
+        self._call(spec, lambda p: p.resume(spec, record))
 
     def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
-        self._for(spec).freeze(spec, frozen=frozen)
+        self._call(spec, lambda p: p.freeze(spec, frozen=frozen))
 
     def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
-        return self._for(spec).snapshot(spec, now=now)
+        return self._call(spec, lambda p: p.snapshot(spec, now=now))
 
     def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
-        self._for(spec).write_usage(spec, usage)
+        self._call(spec, lambda p: p.write_usage(spec, usage))

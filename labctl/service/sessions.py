@@ -9,7 +9,9 @@ service left in ``provisioning``).
 A command that works on the sandbox (start, reset, suspend, resume, stop, submit) holds the session's lease in the
 store while it does: a second command on the same session gets a 409 problem instead of interleaving with it, and the
 reconciler leaves a leased session alone (a reset in flight is never provisioned a second time). A lease left by a
-killed process of this replica is taken over at once; one of another replica only once it expires.
+killed process of this replica is taken over at once; one of another replica only once it expires. Every write of a
+session row goes through :meth:`Sessions.write`: a write that lost to another writer (the row's version) is decided
+again on the fresh row, so the meter's ledger, a command and a learner's polling never give each other a 5xx.
 
 Money and attempts belong to the learner and the lab (:mod:`labctl.service.allowances`): a new session's budget is
 what the learner has left in the lab. A budget, instructor or meter suspension is lifted only by an instructor, and a
@@ -20,16 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import re
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -53,7 +57,9 @@ LEARNER_ID = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 DESTROY_WAIT_S = 120.0
 # Longer than any one command's provider work (a reset waits up to DESTROY_WAIT_S for the old namespace to go).
 LEASE_TTL = timedelta(minutes=10)
-WRITE_RETRIES = 5
+WRITE_RETRIES = 10
+# A learner's reads mark activity for the idle timer at most this often (the timer counts minutes).
+TOUCH_EVERY = timedelta(seconds=30)
 # A stronger suspension cause replaces a weaker one on an already suspended session (never the other way round).
 CAUSE_RANK = {"learner": 0, "idle": 0, "off-hours": 0, "meter": 1, "budget": 2, "instructor": 3}
 
@@ -189,7 +195,7 @@ class Sessions:
              actor: str | None = None) -> SandboxSession:
         """Mark the session terminating; :meth:`finish_stop` removes the sandbox (run it in the background)."""
         row = self.get(session_id, principal=principal) if principal else self.row_of(session_id)
-        if row.state == "terminating":
+        if row.state in ("terminating", "terminated"):  # a repeated stop: nothing more to do
             return row
         with self.lease(session_id, "stop"):
             return self.transition(session_id, "terminating",
@@ -199,8 +205,10 @@ class Sessions:
     def finish_stop(self, session_id: str, *, actor: str) -> SandboxSession:
         with self.lease(session_id, "stop"):
             row = self.row_of(session_id)
+            if row.state == "terminated":  # another stop (a sweep, a second DELETE) finished it first
+                return row
             if row.state != "terminating":
-                raise Conflict(f"session {session_id} is not terminating")
+                raise Conflict(f"session {session_id} is {row.state}, not terminating: there is nothing to finish")
             try:
                 self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
             except ProviderError as exc:
@@ -208,6 +216,47 @@ class Sessions:
                 return self.update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
             return self.transition(session_id, "terminated", actor=actor, reason="sandbox removed",
                                    cleanup_pending=False, suspension=None)
+
+    def end_lost(self, session_id: str, *, listed_at: datetime, actor: str) -> SandboxSession | None:
+        """A live session whose sandbox the backend's listing at ``listed_at`` did not hold (a recreated cluster, a
+        namespace deleted behind labctl's back) ends, terminated with the reason: it can be neither metered nor used.
+
+        Decided again under the lease on the fresh row: a session made ready at or after the listing (a start, a reset
+        finishing) is not judged by it. ``None``: nothing to do.
+        """
+        with self.lease(session_id, "repair"):
+            row = self.row_of(session_id)
+            if row.state not in states.LIVE or row.state == "provisioning" or row.ready_at is None \
+                    or row.ready_at >= listed_at:
+                return None
+            what = f"namespace {row.namespace}" if row.provider == "kubernetes" else f"{row.provider} sandbox"
+            reason = (f"its {what} no longer exists (was the cluster recreated, or was it deleted outside labctl?); "
+                      "the session cannot be metered or used")
+            log.warning("session %s lost its sandbox: %s", session_id, reason)
+            self.transition(session_id, "terminating", actor=actor, reason=reason, live_key=None)
+            try:
+                self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)  # whatever is left of it
+            except ProviderError as exc:
+                return self.update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
+            return self.transition(session_id, "terminated", actor=actor, reason=reason, cleanup_pending=False,
+                                   suspension=None)
+
+    def remove_leftover(self, session_id: str, *, actor: str) -> bool:
+        """A finished (terminated or failed) session whose sandbox the backend still holds: remove it, with an event.
+        ``False``: the session is not finished (nothing done)."""
+        with self.lease(session_id, "cleanup"):
+            row = self.row_of(session_id)
+            if row.state not in states.FINAL:
+                return False
+            log.warning("session %s is %s but its sandbox still exists: removing it", session_id, row.state)
+            try:
+                self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
+            except ProviderError as exc:
+                self.update(session_id, cleanup_pending=True, event=("cleanup_failed", actor, str(exc)))
+                return True
+            self.update(session_id, cleanup_pending=False,
+                        event=("leftover_removed", actor, f"the sandbox outlived the {row.state} session; removed"))
+            return True
 
     def reset(self, session_id: str, *, principal: Principal) -> SandboxSession:
         """Remove the sandbox and make it again from scratch (same session, same deadlines, same ledger).
@@ -393,9 +442,18 @@ class Sessions:
             return self.transition(session_id, "ready", actor=actor, reason=reason)
 
     def touch(self, session_id: str) -> None:
-        """Record learner activity (idle timer)."""
-        with contextlib.suppress(NotFound, Conflict):  # a hint: one mark lost to concurrent writers changes nothing
-            self.write(session_id, lambda db, row: setattr(row, "last_activity_at", self.clock()))
+        """Record learner activity (idle timer), at most once per :data:`TOUCH_EVERY`.
+
+        A read must not contend with the commands and the meter: this one statement sets only
+        ``last_activity_at`` and leaves the row's version alone (no versioned writer sets that column from an old
+        read: the ORM writes only the columns a change sets), so no command loses its write to a learner's polling.
+        """
+        now = self.clock()
+        with self.store.session() as db:
+            db.execute(update(SandboxSession).where(
+                SandboxSession.id == session_id,
+                (SandboxSession.last_activity_at.is_(None)) | (SandboxSession.last_activity_at < now - TOUCH_EVERY))
+                .values(last_activity_at=now).execution_options(synchronize_session=False))
 
     def reconcile(self, *, actor: str = "reconciler") -> dict[str, int]:
         """Finish what an interrupted service left: resume starts, finish stops, retry cleanups.
@@ -407,7 +465,10 @@ class Sessions:
             rows = db.scalars(select(SandboxSession).where(
                 (SandboxSession.state.in_(("provisioning", "terminating")))
                 | (SandboxSession.cleanup_pending.is_(True)))).all()
+        now = self.clock()
         for row in rows:
+            if row.id in self._held or not self._lease_free(row, now):
+                continue  # a command is on it now; the next pass looks again
             try:
                 if row.state == "provisioning":
                     with self.lease(row.id, "reconcile"):
@@ -449,11 +510,7 @@ class Sessions:
         now = self.clock()
 
         def claim(db: Session, row: SandboxSession) -> None:
-            busy_until = row.lease_expires_at
-            holder = (row.lease_holder or "").rpartition("@")[2]
-            # Free when unleased or expired; a lease of this replica that no command of this process holds was
-            # left by a killed predecessor (replica ids are stable across restarts).
-            if busy_until is not None and busy_until > now and holder != self.holder:
+            if not self._lease_free(row, now):
                 doing = (row.lease_holder or "").rpartition("@")[0]
                 raise Conflict(f"session {session_id} is busy ({doing} in progress); try again in a moment")
             row.lease_holder = self._lease_name(what)
@@ -465,6 +522,13 @@ class Sessions:
             with self._held_lock:
                 self._held.discard(session_id)
             raise
+
+    def _lease_free(self, row: SandboxSession, now: datetime) -> bool:
+        """Free when unleased or expired; a lease of this replica that no command of this process holds was left by
+        a killed predecessor (replica ids are stable across restarts), so it is free too."""
+        busy_until = row.lease_expires_at
+        holder = (row.lease_holder or "").rpartition("@")[2]
+        return busy_until is None or busy_until <= now or holder == self.holder
 
     def _release(self, session_id: str) -> None:
         def release(db: Session, row: SandboxSession) -> None:
@@ -568,9 +632,10 @@ class Sessions:
 
     def write(self, session_id: str, change: Callable[[Session, SandboxSession], T], *,
                retries: int = WRITE_RETRIES) -> T:
-        """Run ``change`` on the fresh row in one transaction; a concurrent writer's win means read and try again
-        (the row's version guards it), and only after ``retries`` such losses a 409."""
-        for _ in range(retries):
+        """Run ``change`` on the fresh row in one transaction; a concurrent writer's win means read and decide again
+        (the row's version guards it: ``change`` only reads and writes the store, so running it again is safe), and
+        only after ``retries`` such losses a 409."""
+        for attempt in range(retries):
             try:
                 with self.store.session() as db:
                     row = db.get(SandboxSession, session_id)
@@ -579,7 +644,8 @@ class Sessions:
                     result = change(db, row)
                 return result
             except StaleDataError:
-                continue
+                # Writers that lost together would collide again at once: wait a random, growing moment.
+                time.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))  # noqa: S311 - jitter, not a secret
         raise Conflict(f"session {session_id} was changed by another command at the same moment; try again")
 
     def announce(self, db: Session, row: SandboxSession, event_type: str, **data: Any) -> None:

@@ -1,6 +1,8 @@
 """The sweeps: meter every live session, then act on its timers and budget.
 
-One pass (:meth:`Sweeper.run_once`) is level-triggered and idempotent: it reads the store, prices each sandbox's
+One pass (:meth:`Sweeper.run_once`) is level-triggered and idempotent: it first repairs what the store and the
+backends disagree on (a live session whose sandbox vanished ends; a sandbox left behind a finished one goes), then
+it reads the store, prices each sandbox's
 current inventory, accrues ``burn rate x time since the last metering`` into the ledger in the same transaction that
 moves ``last_metered_at`` (so a restart never counts the same time twice), then runs the pure policy
 (:mod:`labctl.service.policy`) and carries out what it decided: terminate on expiry or an exhausted budget, warn
@@ -20,13 +22,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
-from labctl.errors import LabctlError
+from labctl.errors import LabctlError, NotFound
 from labctl.grading.snapshot import ServiceFigures, Snapshot
-from labctl.ports import SandboxSpec
-from labctl.service import policy, simulation
+from labctl.ports import ProviderError, SandboxSpec
+from labctl.service import policy, simulation, states
 from labctl.service.sessions import Sessions
 from labctl.simulator import economics, ledger, model
 from labctl.store.models import SandboxSession
@@ -59,6 +62,7 @@ class Sweeper:
     def run_once(self) -> SweepReport:
         """Meter every live session, then act on timers and budgets."""
         report = SweepReport()
+        self._repair_disagreements(report)
         with self.sessions.store.session() as db:
             ids = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state.in_(METERED_STATES))))
         sheet = self.prices()
@@ -82,6 +86,30 @@ class Sweeper:
         self.sessions.reconcile()
         return report
 
+    def _repair_disagreements(self, report: SweepReport) -> None:
+        """Compare the backends' sandboxes with the store: a live session whose sandbox is gone ends (terminated,
+        with the reason, instead of being metered at $0/h); a sandbox left behind a finished session is removed.
+        Each repair is an event; a backend that cannot list now is left for the next pass."""
+        listed_at = self.clock()
+        try:
+            present = self.sessions.provider.sandboxes()
+        except ProviderError as exc:
+            report.errors.append(("*", f"listing sandboxes: {exc}"))
+            return
+        with self.sessions.store.session() as db:
+            rows = db.execute(select(SandboxSession.id, SandboxSession.state).where(
+                SandboxSession.state.in_(METERED_STATES) | SandboxSession.id.in_(present))).all()
+        for session_id, state in rows:
+            try:
+                if state in METERED_STATES and session_id not in present:
+                    if self.sessions.end_lost(session_id, listed_at=listed_at, actor="sweep") is not None:
+                        report.actions.append((session_id, "terminate", "its sandbox no longer exists"))
+                elif state in states.FINAL and session_id in present \
+                        and self.sessions.remove_leftover(session_id, actor="sweep"):
+                    report.actions.append((session_id, "cleanup", f"sandbox left behind a {state} session"))
+            except (LabctlError, ProviderError) as exc:
+                report.errors.append((session_id, f"repair: {exc}"))
+
     def meter(self, session_id: str, sheet: PriceSheet) -> Snapshot:
         """Price the sandbox now and accrue into the ledger; returns the priced snapshot, with the ledger's figures."""
         row = self.sessions.row_of(session_id)
@@ -94,10 +122,12 @@ class Sweeper:
         priced = meter.price(taken, sheet)
         burn = round(priced.burn_rate_usd_per_hour, 6)  # the ledger's precision
         note = "; ".join(priced.warnings) or None
-        with self.sessions.store.session() as db:
-            current = db.get(SandboxSession, session_id)
-            if current is None or current.state not in METERED_STATES:
-                return _with_ledger(priced.snapshot, burn=burn, accrued=None, starter=None)
+
+        def accrue(db: Session, current: SandboxSession) -> tuple[Decimal, Decimal | None,
+                                                                  list[ServiceFigures] | None] | None:
+            """The ledger's step in one transaction (run again on the fresh row when a command wrote it first)."""
+            if current.state not in METERED_STATES:
+                return None
             since = current.last_metered_at or current.ready_at or current.created_at
             elapsed = max(0.0, (now - since).total_seconds())
             # The rate in force since the last sweep is the one that sweep measured; the first sweep uses today's.
@@ -120,8 +150,16 @@ class Sweeper:
                     if warning not in (current.meter_note or ""):
                         db.add(self.sessions.new_event(session_id, "pricing_warning", "meter", reason=warning))
                 current.meter_note = note
-        result = _with_ledger(priced.snapshot, burn=burn, accrued=Decimal(current.accrued_usd),
-                              starter=current.starter_burn_rate_usd_per_hour)
+            return Decimal(current.accrued_usd), current.starter_burn_rate_usd_per_hour, service
+
+        try:
+            accrued = self.sessions.write(session_id, accrue)
+        except NotFound:
+            accrued = None
+        if accrued is None:
+            return _with_ledger(priced.snapshot, burn=burn, accrued=None, starter=None)
+        total, starter, service = accrued
+        result = _with_ledger(priced.snapshot, burn=burn, accrued=total, starter=starter)
         return result.model_copy(update={"service": service}) if service is not None else result
 
     def _simulate(self, row: SandboxSession, spec: SandboxSpec, snap: Snapshot, *,

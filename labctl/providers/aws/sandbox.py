@@ -238,6 +238,17 @@ class AwsSandboxes:
         budget = BudgetInfo(budget_usd=spec.budget_usd, reference_cost_usd=spec.lab.budget.reference_usd)
         return snap.build(self.describe(spec), session=session, budget=budget, now=now)
 
+    def sandboxes(self) -> frozenset[str]:
+        """The sessions whose IAM role exists (a role is the sandbox's root: destroy deletes it last), by the
+        session tag on ``labctl-`` roles."""
+        iam = self._client("iam")
+        pages = _call("list the session roles", _pages(iam, "list_roles"))
+        found: set[str] = set()
+        for role in (r for page in pages for r in page["Roles"] if r["RoleName"].startswith("labctl-")):
+            tags = _call("read a session role's tags", partial(iam.list_role_tags, RoleName=role["RoleName"]))
+            found |= {t["Value"] for t in tags["Tags"] if t["Key"] == policy.SESSION_TAG}
+        return frozenset(found)
+
     def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
         """An AWS sandbox has no pods, so no simulated pod usage: the catalog refuses ``demand`` on aws labs."""
         if usage:

@@ -43,9 +43,11 @@ class KubernetesSandboxes:
 
     name = "kubernetes"
 
-    def __init__(self, kubeconfig: Path | None, manifests_dir: Path, *, step_delay_s: float = 0.0) -> None:
+    def __init__(self, kubeconfig: Path | None, manifests_dir: Path, *, step_delay_s: float = 0.0,
+                 timeout: tuple[float, float] = kube.DEFAULT_TIMEOUT) -> None:
         self.kubeconfig = kubeconfig
         self.manifests_dir = manifests_dir
+        self.timeout = timeout  # (connect, read) seconds of every API request
         # Only for tests of interrupted starts: a pause between applied objects widens the window to kill in.
         self.step_delay_s = step_delay_s
         self._lock = threading.Lock()
@@ -59,7 +61,7 @@ class KubernetesSandboxes:
             if self._api is None:
                 self.ping()
                 assert self.kubeconfig is not None  # ping() refuses a missing kubeconfig
-                self._api = api_client(self.kubeconfig, pool_size=32)
+                self._api = api_client(self.kubeconfig, pool_size=32, timeout=self.timeout)
             return self._api
 
     def _dynamic(self) -> dynamic.DynamicClient:
@@ -73,7 +75,7 @@ class KubernetesSandboxes:
 
     def ping(self) -> str:
         try:
-            return kube.ping(self.kubeconfig)
+            return kube.ping(self.kubeconfig, timeout_s=self.timeout[0])
         except RuntimeError as exc:
             raise ProviderUnavailable(str(exc)) from exc
 
@@ -156,6 +158,13 @@ class KubernetesSandboxes:
             for name, values in containers.items()} for pod, containers in usage_by_pod.items()}
         _call(lambda: usage.apply_usage(self._client(), namespace=spec.namespace, usage=figures))
 
+    def sandboxes(self) -> frozenset[str]:
+        """The sessions whose namespace exists and is not being deleted (by the session label labctl puts on it)."""
+        core = client.CoreV1Api(self._client())
+        listed = _call(lambda: core.list_namespace(label_selector=render.SESSION_LABEL))
+        return frozenset(ns.metadata.labels[render.SESSION_LABEL] for ns in listed.items
+                         if ns.metadata.deletion_timestamp is None)
+
     def exists(self, namespace: str) -> bool:
         core = client.CoreV1Api(self._client())
         return _call(lambda: _ignore_404(lambda: core.read_namespace(namespace))) is not None
@@ -180,8 +189,8 @@ class KubernetesSandboxes:
         """Wait until the admission policy judges this sandbox's learner (a new policy, or a new namespace, takes
         about a second to be seen): as the learner (impersonated), a dry-run create of a Secret the policy refuses."""
         api = self._client()
-        learner = client.ApiClient(api.configuration, header_name="Impersonate-User",
-                                   header_value=f"system:serviceaccount:{namespace}:{render.LEARNER}")
+        learner = kube.TimedApiClient(api.configuration, timeout=self.timeout, header_name="Impersonate-User",
+                                      header_value=f"system:serviceaccount:{namespace}:{render.LEARNER}")
         core = client.CoreV1Api(learner)
         deadline = time.monotonic() + timeout_s
         refusal = f"ValidatingAdmissionPolicy '{render.ADMISSION_POLICY}'"

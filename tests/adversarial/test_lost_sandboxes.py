@@ -1,0 +1,79 @@
+"""The sweep repairs what disagrees between the store and the cluster, each repair with an event: a live session
+whose namespace vanished (a recreated cluster, a deletion behind labctl's back) ends instead of being metered at
+$0/h, and a namespace left behind a terminated session is removed. Other sessions are not touched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from labctl.localcluster.cluster import LocalCluster
+from tests.adversarial.budget_world import ADMIN, QUIET_TIME, World, labs_with, make_world
+from tests.support.wait import eventually
+
+
+@pytest.fixture
+def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
+    labs = labs_with(tmp_path, "tag-for-showback", {"time": QUIET_TIME})
+    w = make_world(tmp_path, local_cluster, labs)
+    with w.client:
+        yield w
+        w.stop_all()
+
+
+def _gone(core: client.CoreV1Api, name: str) -> bool:
+    try:
+        core.read_namespace(name)
+    except ApiException as exc:
+        return exc.status == 404
+    return False
+
+
+def test_a_vanished_namespace_ends_its_session_with_an_event(world: World, kube: client.ApiClient) -> None:
+    lost = world.start("tag-for-showback", "vanished")
+    kept = world.start("tag-for-showback", "bystander")
+    world.sweep()
+    core = client.CoreV1Api(kube)
+    core.delete_namespace(lost["namespace"])  # what a recreated cluster looks like to this session
+    eventually(lambda: _gone(core, lost["namespace"]), timeout=120, interval=0.5)
+    world.clock.advance(seconds=60)
+    report = world.sweep()
+    assert (lost["id"], "terminate", "its sandbox no longer exists") in report.actions, report
+    session = world.session(lost["id"])
+    assert session["state"] == "terminated"
+    reasons = [e["detail"].get("reason", "") for e in world.events(lost["id"]) if e["kind"] == "terminating"]
+    assert reasons and "no longer exists" in reasons[-1], reasons
+    assert world.session(kept["id"])["state"] == "ready"
+    assert not _gone(core, kept["namespace"])
+    # No more metering of the lost one; the learner may start again.
+    accrued = session["cost"]["accrued_usd"]
+    world.clock.advance(hours=1)
+    world.sweep()
+    assert world.session(lost["id"])["cost"]["accrued_usd"] == accrued
+    again = world.client.post("/v1/sessions", json={"lab_id": "tag-for-showback", "learner_id": "vanished"},
+                              headers=ADMIN)
+    assert again.status_code == 201, again.text
+
+
+def test_a_namespace_left_behind_a_terminated_session_is_removed_with_an_event(world: World,
+                                                                               kube: client.ApiClient) -> None:
+    done = world.start("tag-for-showback", "leftover")
+    kept = world.start("tag-for-showback", "neighbour")
+    assert world.client.delete(f"/v1/sessions/{done['id']}", headers=ADMIN).status_code == 202
+    eventually(lambda: world.session(done["id"])["state"] == "terminated", timeout=120)
+    sessions = world.rt.sessions
+    # What a reset racing a stop once left: the sandbox made again behind the terminated session.
+    sessions.provider.provision(sessions.spec_of(sessions.row_of(done["id"])))
+    core = client.CoreV1Api(kube)
+    assert not _gone(core, done["namespace"])
+    report = world.sweep()
+    assert (done["id"], "cleanup", "sandbox left behind a terminated session") in report.actions, report
+    assert _gone(core, done["namespace"])
+    assert "leftover_removed" in [e["kind"] for e in world.events(done["id"])]
+    assert world.session(done["id"])["state"] == "terminated"
+    assert world.session(kept["id"])["state"] == "ready" and not _gone(core, kept["namespace"])
+    assert world.sweep().actions == []  # repaired once
