@@ -325,12 +325,14 @@ class GceFake:
                            "already exists")
         try:
             size = int(body.get("sizeGb") or 10)
-        except (TypeError, ValueError):
-            raise ApiError(400, "invalid", f"Invalid value for field 'resource.sizeGb': '{body.get('sizeGb')}'.")
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, "invalid", f"Invalid value for field 'resource.sizeGb': '{body.get('sizeGb')}'.") \
+                from exc
         labels = check_labels(body.get("labels"))
+        disk_type = _last(str(body.get("type") or "pd-standard"))
         disk = {"kind": "compute#disk", "id": str(next(self._ids)), "name": name,
                 "zone": f"{BASE}/projects/{project}/zones/{zone}", "sizeGb": str(size), "status": "READY",
-                "type": f"{BASE}/projects/{project}/zones/{zone}/diskTypes/{_last(str(body.get('type') or 'pd-standard'))}",
+                "type": f"{BASE}/projects/{project}/zones/{zone}/diskTypes/{disk_type}",
                 "labels": labels, "labelFingerprint": fingerprint(labels), "users": [], "creationTimestamp": _now(),
                 "selfLink": f"{BASE}/projects/{project}/zones/{zone}/disks/{name}"}
         p.disks[(zone, name)] = disk
@@ -373,16 +375,16 @@ def _handler(fake: GceFake) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's names)
+        def do_GET(self) -> None:
             self._answer("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._answer("POST")
 
-        def do_DELETE(self) -> None:  # noqa: N802
+        def do_DELETE(self) -> None:
             self._answer("DELETE")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (quiet)
+        def log_message(self, format: str, *args: Any) -> None:
             return None
 
     return Handler
