@@ -733,7 +733,8 @@ class GcpStarterInstance(_Closed):
     """A VM labctl creates in the sandbox when the session starts (with the session label added)."""
 
     kind: Literal["Instance"]
-    name: str = Field(pattern=_GCP_NAME.pattern, description="the instance name (GCE: lowercase, <= 63)")
+    name: str = Field(pattern=_GCP_NAME.pattern, max_length=54,
+                      description="the instance's name; labctl appends -<8 hex of the session> (GCE: <= 63)")
     machine_type: str = Field(pattern=_GCP_MACHINE_TYPE.pattern)
     zone: str | None = Field(default=None, pattern=_GCP_ZONE.pattern, description="default: the lab's first zone")
     provisioning_model: Literal["STANDARD", "SPOT"] = "STANDARD"
@@ -745,7 +746,8 @@ class GcpStarterDisk(_Closed):
     """A persistent disk labctl creates in the sandbox when the session starts, attached to nothing."""
 
     kind: Literal["Disk"]
-    name: str = Field(pattern=_GCP_NAME.pattern)
+    name: str = Field(pattern=_GCP_NAME.pattern, max_length=54,
+                      description="the disk's name; labctl appends -<8 hex of the session> (GCE: <= 63)")
     size_gb: int = Field(ge=1, le=65536)
     disk_type: str = Field(default="pd-balanced", pattern=r"^[a-z][a-z0-9-]*$")
     zone: str | None = Field(default=None, pattern=_GCP_ZONE.pattern, description="default: the lab's first zone")

@@ -8,7 +8,7 @@ reference describes it, so the real ``google-cloud-compute`` client (REST transp
   ``insert``, ``get``, ``stop``, ``start``, ``delete``, ``setLabels`` (the ``labelFingerprint`` must be the current
   one, else 412 ``conditionNotMet``, as GCE answers);
 - ``disks``: ``aggregatedList``, ``insert``, ``get``, ``delete`` (a disk an instance uses: 400
-  ``resourceInUseByAnotherResource``);
+  ``resourceInUseByAnotherResource``), ``setLabels`` (as for instances);
 - ``zoneOperations``: ``get`` and ``wait``. Mutations answer an Operation in ``RUNNING``; it is ``DONE`` at the
   first ``get`` or ``wait`` (the state change itself is immediate: PROVISIONING->RUNNING, STOPPING->TERMINATED).
 
@@ -216,14 +216,18 @@ class GceFake:
                 res.update(status="RUNNING", lastStartTimestamp=_now())
             return self._start_op(project, p, zone, "start", res["selfLink"])
         if method == "POST" and verb == ["setLabels"]:
-            body = body or {}
-            if body.get("labelFingerprint") != res["labelFingerprint"]:
-                raise ApiError(412, "conditionNotMet", "Labels fingerprint either invalid or resource labels have "
-                               "changed")
-            labels = check_labels(body.get("labels"))
-            res.update(labels=labels, labelFingerprint=fingerprint(labels))
+            self._set_labels(res, body)
             return self._start_op(project, p, zone, "setLabels", res["selfLink"])
         raise ApiError(404, "notFound", f"{method} {'/'.join(tail)} is not served by this fake")
+
+    @staticmethod
+    def _set_labels(res: dict[str, Any], body: Any) -> None:
+        """GCE's setLabels: the whole map replaced, only with the current fingerprint."""
+        body = body or {}
+        if body.get("labelFingerprint") != res["labelFingerprint"]:
+            raise ApiError(412, "conditionNotMet", "Labels fingerprint either invalid or resource labels have changed")
+        labels = check_labels(body.get("labels"))
+        res.update(labels=labels, labelFingerprint=fingerprint(labels))
 
     def _insert_instance(self, project: str, p: _Project, zone: str, body: dict[str, Any]) -> dict[str, Any]:
         name = str(body.get("name") or "")
@@ -301,6 +305,9 @@ class GceFake:
             raise ApiError(404, "notFound", "disks list is not served by this fake; use aggregatedList")
         name = tail[0]
         disk = p.disks.get((zone, name))
+        if disk is not None and method == "POST" and tail[1:] == ["setLabels"]:
+            self._set_labels(disk, body)
+            return self._start_op(project, p, zone, "setLabels", disk["selfLink"])
         if disk is None or len(tail) > 1:
             raise ApiError(404, "notFound", f"The resource 'projects/{project}/zones/{zone}/disks/{name}' was not "
                            "found")

@@ -35,6 +35,12 @@ def session_value(session_id: str) -> str:
     return "s-" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
 
 
+def resource_name(declared: str, session_id: str) -> str:
+    """The GCE name of a declared starter resource in one session: ``<declared>-<8 hex of the session>``. GCE names
+    are unique per project and zone, and many sessions share a project."""
+    return f"{declared}-{hashlib.sha256(session_id.encode()).hexdigest()[:8]}"
+
+
 def session_filter(session_id: str) -> str:
     """The ``filter`` of an aggregated list that returns the session's resources only."""
     return f'labels.{SESSION_LABEL} = "{session_value(session_id)}"'

@@ -152,7 +152,12 @@ class GcpSandboxes:
     # --- inventory -------------------------------------------------------------------------------------------------
 
     def listed(self, spec: SandboxSpec) -> snap.Listed:
-        """Every instance and disk carrying the session label, in every zone of the project."""
+        """Every instance and disk carrying the session label, in every zone of the project (starter resources whose
+        label was removed get it back first)."""
+        listed = self._list(spec)
+        return self._list(spec) if self._restore_starter(spec, listed) else listed
+
+    def _list(self, spec: SandboxSpec) -> snap.Listed:
         project, wanted = self.project_of(spec), lbl.session_filter(spec.session_id)
         instances = _call("list the session's instances", lambda: [
             (snap.zone_of(zone), _as_dict(i)) for zone, scoped in self._client("instances").aggregated_list(
@@ -183,75 +188,113 @@ class GcpSandboxes:
         return lbl.with_session({**declared, LAB_LABEL: spec.lab.id}, spec.session_id)
 
     def provision(self, spec: SandboxSpec) -> None:
-        """Create the lab's starter resources, labelled with the session; a retried start converges them."""
+        """Create the lab's starter resources (disks first), labelled with the session; a retried start finds them
+        made and converges their labels."""
         fence, project = fence_of(spec), self.project_of(spec)
-        for item in fence.starter:
-            zone = item.zone or fence.zones[0]
-            if isinstance(item, GcpStarterDisk):
-                self._create_disk(spec, project, zone, item)
-        for item in fence.starter:
-            zone = item.zone or fence.zones[0]
-            if isinstance(item, GcpStarterInstance):
-                self._create_instance(spec, project, zone, item)
+        for item in sorted(fence.starter, key=lambda i: i.kind != "Disk"):
+            zone, name = item.zone or fence.zones[0], lbl.resource_name(item.name, spec.session_id)
+            what = f"create the starter {item.kind.lower()} {name}"
+            try:
+                if isinstance(item, GcpStarterDisk):
+                    op = self._insert_disk(spec, project, zone, name, item)
+                else:
+                    op = self._insert_instance(spec, project, zone, name, item)
+            except ProviderError as exc:
+                if _code(exc) != 409:
+                    raise
+                self._ours_or_refuse(spec, project, zone, item.kind, name)
+                continue
+            self._wait(project, zone, op, what)
         log.info("gcp sandbox %s ready in %s (%d starter resource(s))", spec.session_id, project, len(fence.starter))
 
-    def _create_disk(self, spec: SandboxSpec, project: str, zone: str, item: GcpStarterDisk) -> None:
-        body = compute_v1.Disk(name=item.name, size_gb=item.size_gb, labels=self._labels(spec, item.labels),
+    def _insert_disk(self, spec: SandboxSpec, project: str, zone: str, name: str, item: GcpStarterDisk) -> Any:
+        body = compute_v1.Disk(name=name, size_gb=item.size_gb, labels=self._labels(spec, item.labels),
                                type_=f"projects/{project}/zones/{zone}/diskTypes/{item.disk_type}")
         disks = self._client("disks")
-        try:
-            op = _call(f"create the starter disk {item.name}", lambda: disks.insert_unary(
-                project=project, zone=zone, disk_resource=body))
-        except ProviderError as exc:
-            if _code(exc) != 409:
-                raise
-            return  # a retried start: a disk has no labels to converge that matter to labctl beyond the filter
-        self._wait(project, zone, op, f"create the starter disk {item.name}")
+        return _call(f"create the starter disk {name}", lambda: disks.insert_unary(
+            project=project, zone=zone, disk_resource=body))
 
-    def _create_instance(self, spec: SandboxSpec, project: str, zone: str, item: GcpStarterInstance) -> None:
+    def _insert_instance(self, spec: SandboxSpec, project: str, zone: str, name: str,
+                         item: GcpStarterInstance) -> Any:
         want = self._labels(spec, item.labels)
         scheduling = compute_v1.Scheduling(provisioning_model=item.provisioning_model)
         if item.provisioning_model == "SPOT":
             scheduling.instance_termination_action = "STOP"
         body = compute_v1.Instance(
-            name=item.name, machine_type=f"zones/{zone}/machineTypes/{item.machine_type}", labels=want,
+            name=name, machine_type=f"zones/{zone}/machineTypes/{item.machine_type}", labels=want,
             scheduling=scheduling,
             disks=[compute_v1.AttachedDisk(boot=True, auto_delete=True, initialize_params=(
                 compute_v1.AttachedDiskInitializeParams(disk_size_gb=item.boot_disk_gb, labels=want)))],
             network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default")])
         instances = self._client("instances")
-        try:
-            op = _call(f"create the starter instance {item.name}", lambda: instances.insert_unary(
-                project=project, zone=zone, instance_resource=body))
-        except ProviderError as exc:
-            if _code(exc) != 409:
-                raise
-            self.relabel(project, zone, item.name, want, session_id=spec.session_id)
-            return
-        self._wait(project, zone, op, f"create the starter instance {item.name}")
+        return _call(f"create the starter instance {name}", lambda: instances.insert_unary(
+            project=project, zone=zone, instance_resource=body))
 
-    def relabel(self, project: str, zone: str, name: str, changes: Mapping[str, str | None], *,
-                session_id: str) -> None:
-        """Apply ``changes`` to an instance's labels with ``setLabels`` (the whole map, the current fingerprint;
-        a concurrent change makes GCE answer 412, and labctl reads again once)."""
-        instances = self._client("instances")
+    def _ours_or_refuse(self, spec: SandboxSpec, project: str, zone: str, kind: str, name: str) -> None:
+        """A starter name that exists already: made by this session's earlier attempt (it carries the session
+        label), or by someone else, which labctl refuses to adopt."""
+        client = self._client("instances" if kind == "Instance" else "disks")
+        key = {"instance": name} if kind == "Instance" else {"disk": name}
+        found = _call(f"read {kind} {name}", partial(client.get, project=project, zone=zone, **key))
+        if dict(found.labels).get(lbl.SESSION_LABEL) != lbl.session_value(spec.session_id):
+            raise ProviderError(f"{kind} {name} already exists in {project}/{zone} and is not session "
+                                f"{spec.session_id}'s: labctl will not adopt it")
+
+    def _relabel(self, project: str, zone: str, kind: str, name: str, changes: Mapping[str, str | None], *,
+                 session_id: str) -> None:
+        """Apply ``changes`` to an instance's or disk's labels with ``setLabels``: the whole map, sent with the
+        fingerprint just read (a concurrent change makes GCE answer 412; labctl reads again once)."""
+        client = self._client("instances" if kind == "Instance" else "disks")
         for attempt in range(2):
-            current = _call(f"read instance {name}", lambda: instances.get(project=project, zone=zone, instance=name))
+            if kind == "Instance":
+                current = _call(f"read instance {name}", partial(client.get, project=project, zone=zone,
+                                                                 instance=name))
+            else:
+                current = _call(f"read disk {name}", partial(client.get, project=project, zone=zone, disk=name))
             try:
                 new = lbl.merged(dict(current.labels), changes, session_id=session_id)
             except ValueError as exc:
-                raise ProviderError(f"labels of instance {name} would break GCP's rules: {exc}") from exc
-            request = compute_v1.InstancesSetLabelsRequest(labels=new, label_fingerprint=current.label_fingerprint)
+                raise ProviderError(f"labels of {kind} {name} would break GCP's rules: {exc}") from exc
+            if new == dict(current.labels):
+                return
+            if kind == "Instance":
+                call = partial(client.set_labels_unary, project=project, zone=zone, instance=name,
+                               instances_set_labels_request_resource=compute_v1.InstancesSetLabelsRequest(
+                                   labels=new, label_fingerprint=current.label_fingerprint))
+            else:
+                call = partial(client.set_labels_unary, project=project, zone=zone, resource=name,
+                               zone_set_labels_request_resource=compute_v1.ZoneSetLabelsRequest(
+                                   labels=new, label_fingerprint=current.label_fingerprint))
             try:
-                op = _call(f"label instance {name}", partial(
-                    instances.set_labels_unary, project=project, zone=zone, instance=name,
-                    instances_set_labels_request_resource=request))
+                op = _call(f"label {kind} {name}", call)
             except ProviderError as exc:
                 if _code(exc) == 412 and attempt == 0:
                     continue
                 raise
-            self._wait(project, zone, op, f"label instance {name}")
+            self._wait(project, zone, op, f"label {kind} {name}")
             return
+
+    def _restore_starter(self, spec: SandboxSpec, listed: snap.Listed) -> bool:
+        """A starter resource whose session label the learner removed (``setLabels`` replaces the whole map) still
+        belongs to the sandbox: labctl knows its name, and puts the label back. True when it changed one."""
+        fence, project = fence_of(spec), self.project_of(spec)
+        seen = {(z, str(i["name"])) for z, i in listed.instances} | {(z, str(d["name"])) for z, d in listed.disks}
+        restored = False
+        for item in fence.starter:
+            zone, name = item.zone or fence.zones[0], lbl.resource_name(item.name, spec.session_id)
+            if (zone, name) in seen:
+                continue
+            try:
+                self._relabel(project, zone, item.kind, name, {lbl.SESSION_LABEL: lbl.session_value(spec.session_id)},
+                              session_id=spec.session_id)
+            except ProviderError as exc:
+                if _code(exc) == 404:
+                    continue  # deleted: nothing to restore
+                raise
+            log.warning("gcp sandbox %s: %s %s had lost its session label; restored", spec.session_id, item.kind,
+                        name)
+            restored = True
+        return restored
 
     # --- credentials and freeze ------------------------------------------------------------------------------------
 
