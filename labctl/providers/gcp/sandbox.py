@@ -278,11 +278,12 @@ class GcpSandboxes:
         """A starter resource whose session label the learner removed (``setLabels`` replaces the whole map) still
         belongs to the sandbox: labctl knows its name, and puts the label back. True when it changed one."""
         fence, project = fence_of(spec), self.project_of(spec)
-        seen = {(z, str(i["name"])) for z, i in listed.instances} | {(z, str(d["name"])) for z, d in listed.disks}
+        seen = ({("Instance", z, str(i["name"])) for z, i in listed.instances}
+                | {("Disk", z, str(d["name"])) for z, d in listed.disks})
         restored = False
         for item in fence.starter:
             zone, name = item.zone or fence.zones[0], lbl.resource_name(item.name, spec.session_id)
-            if (zone, name) in seen:
+            if (item.kind, zone, name) in seen:
                 continue
             try:
                 self._relabel(project, zone, item.kind, name, {lbl.SESSION_LABEL: lbl.session_value(spec.session_id)},
