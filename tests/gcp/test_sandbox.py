@@ -170,7 +170,7 @@ def test_destroy_names_a_leftover_the_cloud_kept(provider: GcpSandboxes, gce: Gc
     gce.keep_on_delete(disk)  # FAULT: the delete answers DONE, the disk stays
     with pytest.raises(ProviderError, match=f"1 resource\\(s\\) labelled labctl-session={spec.session_id} remain.*"
                                             f"Volume/{A}/{disk}") as caught:
-        provider.destroy(spec, wait_s=1.5)
+        provider.destroy(spec, wait_s=60)  # fails at once: a second pass changes nothing
     assert caught.value.retryable
     gce.heal()
     provider.destroy(spec, wait_s=5)

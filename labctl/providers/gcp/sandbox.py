@@ -373,9 +373,11 @@ class GcpSandboxes:
 
     def destroy(self, spec: SandboxSpec, *, wait_s: float) -> None:
         """Delete every instance, then every disk, carrying the session label; list again and fail naming every
-        leftover. Passes repeat (a disk is free once its instance is gone) up to ``wait_s``."""
+        leftover. A delete answered DONE is gone in GCE, so passes repeat only while they make progress (a disk is
+        free once its instance is gone), up to ``wait_s``."""
         project = self.project_of(spec)
         deadline = time.monotonic() + wait_s
+        before: list[str] | None = None
         while True:
             for zone, item in self.listed(spec).instances:
                 self._gone_is_fine(partial(self._instance_op, project, zone, str(item["name"]), "delete"))
@@ -387,10 +389,11 @@ class GcpSandboxes:
             if not left:
                 log.info("gcp sandbox %s destroyed", spec.session_id)
                 return
-            if time.monotonic() >= deadline:
+            if left == before or time.monotonic() >= deadline:
                 raise ProviderError(f"{len(left)} resource(s) labelled {lbl.SESSION_LABEL}="
                                     f"{lbl.session_value(spec.session_id)} remain in project {project} after "
                                     f"destroy: {', '.join(left)}", retryable=True)
+            before = left
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _delete_disk(self, project: str, zone: str, name: str) -> None:
