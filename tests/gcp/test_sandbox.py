@@ -34,7 +34,7 @@ def test_a_starter_name_taken_by_another_session_is_refused(provider: GcpSandbox
     spec = gcp.spec()
     squatter = gcp.learner(provider.credentials(gcp.spec()))
     squatter.disk(gcp.starter_name("scratch-old", spec.session_id))  # carries the OTHER session's label
-    with pytest.raises(ProviderError, match="is not session .* labctl will not adopt it"):
+    with pytest.raises(ProviderError, match=r"is not session .* labctl will not adopt it"):
         provider.provision(spec)
 
 

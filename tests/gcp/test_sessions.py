@@ -124,3 +124,16 @@ def test_a_leftover_keeps_the_session_cleanup_pending(world: World) -> None:
     assert failed and f"Volume/{ZONE}/{disk}" in str(failed[-1].detail)
     world.gce.heal()
     assert world.sessions.finish_stop(row.id, actor="test").state == "terminated"
+
+
+def test_provider_refusals_reach_the_caller_with_the_provider_s_message(world: World, store: Store) -> None:
+    """A provider's refusal is a Conflict (answered as a problem document) carrying the provider's message."""
+    from labctl.errors import Conflict
+
+    row, _ = world.sessions.start(lab_id="gcp-test", learner_id="di", principal=INSTRUCTOR)
+    assert row.state == "ready"
+    no_endpoint = GcpSandboxes(project=gcp.PROJECT)
+    bare = Sessions(store=store, provider=ProviderRouter({"gcp": lambda: no_endpoint}, in_use={"gcp"}),
+                    catalog=world.sessions.catalog, clock=world.clock, holder="test")
+    with pytest.raises(Conflict, match="only for a configured Compute endpoint"):
+        bare.credentials(row.id, principal=INSTRUCTOR)

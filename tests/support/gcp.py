@@ -153,6 +153,7 @@ def wrong_relabel_only(who: Learner, session_id: str) -> None:
 
 def wrong_without_session_label(who: Learner, session_id: str) -> None:
     """The right VM, but without the session label: labctl does not see it, so nothing runs in the sandbox."""
-    who.launch(starter_name("trainer-spot", session_id), machine_type="n2-standard-4", spot=True, labels=OWNER, with_session_label=False)
+    who.launch(starter_name("trainer-spot", session_id), machine_type="n2-standard-4", spot=True, labels=OWNER,
+               with_session_label=False)
     who.delete_instance(starter_name("trainer-a100", session_id))
     who.delete_disk(starter_name("scratch-old", session_id))
