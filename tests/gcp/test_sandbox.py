@@ -77,19 +77,6 @@ def test_resources_without_the_session_label_are_not_the_sandbox(provider: GcpSa
     assert not [r for r in snap.resources if other.session_id[-8:] in r.name]
 
 
-def test_a_starter_whose_session_label_was_removed_gets_it_back(provider: GcpSandboxes, gce: GceFake) -> None:
-    spec = gcp.spec()
-    provider.provision(spec)
-    who = gcp.learner(provider.credentials(spec))
-    name = gcp.starter_name("trainer-a100", spec.session_id)
-    who.set_labels(name, {"team": "ml-research"})  # the whole map replaced: no session label any more
-    snap = provider.snapshot(spec, now=datetime.now(UTC))
-    vm = snap.resource("Instance", name)
-    assert vm is not None and vm.labels[lbl.SESSION_LABEL] == spec.session_id and vm.labels["team"] == "ml-research"
-    stored = gce.instance(gcp.PROJECT, A, name)
-    assert stored is not None and stored["labels"][lbl.SESSION_LABEL] == spec.session_id
-
-
 def test_set_labels_with_a_stale_fingerprint_is_refused_as_gce_does(provider: GcpSandboxes) -> None:
     from google.api_core import exceptions
 
