@@ -165,16 +165,11 @@ def test_destroy_names_a_leftover_the_cloud_kept(provider: GcpSandboxes, gce: Gc
 
 
 def test_google_refusals_carry_google_s_message(provider: GcpSandboxes) -> None:
-    bad = gcp.gcp_lab(gcp={"project": gcp.PROJECT, "zones": gcp.ZONES, "machine_types": ["e2-small"],
-                           "starter": [{"kind": "Instance", "name": "vm", "machine_type": "e2-small"},
-                                       {"kind": "Instance", "name": "vm2", "machine_type": "e2-small",
-                                        "boot_disk_gb": 10}]})
-    spec = gcp.spec(bad)
+    spec = gcp.spec()
     provider.provision(spec)
-    who = gcp.learner(provider.credentials(spec))
     with pytest.raises(ProviderError, match=r"GCP refused to stop instance nope \(404 notFound\): The resource "
                                             r"'projects/.*/instances/nope' was not found"):
-        provider._instance_op(gcp.PROJECT, who.zone, "nope", "stop")
+        provider._instance_op(gcp.PROJECT, A, "nope", "stop")
 
 
 def test_an_endpoint_that_does_not_answer_is_unavailable() -> None:

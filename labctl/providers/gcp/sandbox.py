@@ -1,13 +1,15 @@
 """The GCP sandbox provider: a session's sandbox is the slice of a project that carries its ``labctl-session`` label.
 
-``provision`` creates the lab's declared starter (``gcp.starter``: instances and disks, each labelled with the session
-and the lab) and converges a retried start (an existing starter resource gets the session label back with
-``setLabels`` and the current ``labelFingerprint``). Inventory is Compute's aggregated lists of instances and disks
-filtered on the session label (:mod:`labctl.providers.gcp.labels`), so destroy, suspension and the meter see the
-same set; :mod:`labctl.providers.gcp.snapshot` turns it into the snapshot. ``suspend`` stops the running instances
-and records them as ``Instance/<zone>/<name>`` (one "replica" each, the port's record for what ran), ``resume``
-starts exactly those that still carry the label; ``enforce`` stops or deletes one instance a control names;
-``destroy`` deletes everything labelled, lists again, and fails naming every leftover.
+``provision`` creates the lab's declared starter (``gcp.starter``: instances and disks named
+``<name>-<8 hex of the session>``, labelled with the session and the lab); a retried start finds its own resources
+made, and refuses to adopt one of that name that is not the session's. Inventory is Compute's aggregated lists of
+instances and disks filtered on the session label (:mod:`labctl.providers.gcp.labels`), so destroy, suspension and
+the meter see the same set; a starter resource whose label the learner removed gets it back first (``setLabels``
+with the current ``labelFingerprint``). :mod:`labctl.providers.gcp.snapshot` turns the lists into the snapshot.
+``suspend`` stops the running instances and records them as ``Instance/<zone>/<name>`` (one "replica" each, the
+port's record for what ran), ``resume`` starts exactly those that still carry the label; ``enforce`` stops or
+deletes one instance a control names; ``destroy`` deletes everything labelled, lists again, and fails naming every
+leftover.
 
 Credentials (see README, "GCP sandboxes"): against a Compute endpoint of labctl's choosing (the test fake) the learner
 gets the endpoint, project, home zone and the label to put on what they create; labctl then has no per-session
