@@ -18,6 +18,15 @@ Two modes, chosen by ``check``.
   the taint from, and the toleration would go unchecked.
 - ``replicas`` (only with ``min_replicas``): Deployments and StatefulSets keep at least that many replicas.
 
+``instances`` (cloud sandboxes) reports one or two checks over the snapshot's running ``Instance`` resources (phase
+``running`` or ``pending``; stopped ones cost no compute):
+
+- ``instance-spot-share``: the share of instance-hours (each instance weighs its ``running_hours``, at least a
+  minute) on spot capacity (the snapshot's ``capacity_type``, which the provider reads from the cloud: EC2's
+  instance lifecycle, GCE's provisioning model). Fewer running instances than ``min_instances`` (default 1) scores 0:
+  deleting the work is not moving it to spot. Passes at ``min_spot_share``.
+- ``instance-types`` (with ``instance_types``): every running instance is of one of these types.
+
 ``interruption_tolerance`` reports one check per listed workload: Deployments / StatefulSets keep ``min_replicas``
 and have a PodDisruptionBudget selecting their pods that keeps at least one pod up and still lets one go
 (``minAvailable`` resolved against the replicas, between 1 and ``pdb_min_available_at_most``, default replicas - 1);
@@ -33,6 +42,12 @@ Parameters (YAML, as in lab.yaml)::
       spot_taint: {key: cloud.google.com/gke-spot, value: "true", effect: NoSchedule}   # default: from spot nodes
       require_spot_selector: true             # default true
       min_replicas: 2                         # optional
+
+    params:                                   # cloud instances
+      check: instances
+      min_spot_share: 1.0                     # default 1.0
+      min_instances: 1                        # default 1
+      instance_types: [n2-standard-4, e2-small]   # optional
 
     params:                                   # interruption tolerance
       check: interruption_tolerance
@@ -63,6 +78,7 @@ from _kit import (
     param_map,
     param_number,
     param_refs,
+    param_strings,
     pods_of,
     problem,
     ref,
@@ -81,7 +97,9 @@ def grade(snapshot: Json, params: Json) -> list[Json]:
         return placement(snapshot, params)
     if mode == "interruption_tolerance":
         return interruption_tolerance(snapshot, params)
-    raise ParamError(f"'check' must be 'placement' or 'interruption_tolerance', not {mode!r}")
+    if mode == "instances":
+        return instances(snapshot, params)
+    raise ParamError(f"'check' must be 'placement', 'instances' or 'interruption_tolerance', not {mode!r}")
 
 
 # --- placement ------------------------------------------------------------------------------------------------------
@@ -246,6 +264,56 @@ def _replicas_check(found: Mapping[str, Json | None], minimum: int) -> Json:
                      f"{minimum} replicas, so one spot reclaim does not stop it.")
     feedback = f"{names(str(e['resource']) for e in evidence)} must keep at least {minimum} replicas on spot."
     return check("replicas", title, 1 - len(evidence) / len(judged), 1, feedback, evidence)
+
+
+# --- cloud instances ------------------------------------------------------------------------------------------------
+
+_RUNNING_INSTANCE_PHASES = ("running", "pending")
+
+
+def instances(snapshot: Json, params: Json) -> list[Json]:
+    running = [i for i in of_kind(snapshot, "Instance") if i.get("phase") in _RUNNING_INSTANCE_PHASES]
+    checks = [_instance_share_check(running, param_number(params, "min_spot_share", 1.0, low=0, high=1),
+                                    int(param_number(params, "min_instances", 1, low=0)))]
+    if params.get("instance_types") is not None:
+        checks.append(_instance_types_check(running, param_strings(params, "instance_types")))
+    return checks
+
+
+def _instance_share_check(running: list[Json], min_share: float, min_instances: int) -> Json:
+    title = "Instances run on spot capacity"
+    hours = {ref(i): max(float(i.get("running_hours") or 0.0), MIN_POD_HOURS) for i in running}
+    total = sum(hours.values())
+    spot = sum(h for name, h in hours.items() if _instance_capacity(running, name) == "spot")
+    if len(running) < min_instances:
+        return check("instance-spot-share", title, 0, 1, f"{len(running) or 'No'} instance(s) run, fewer than "
+                     f"{min_instances}: the work must keep running, on spot.",
+                     [problem("Instance/*", f"{len(running)} running, {min_instances} needed")])
+    evidence = [problem(ref(i), f"runs on {i.get('capacity_type') or 'unknown'} capacity",
+                        instance_type=i.get("instance_type"), hours=round(hours[ref(i)], 4))
+                for i in running if i.get("capacity_type") != "spot"]
+    share = spot / total if total else 1.0
+    if not evidence:
+        return check("instance-spot-share", title, 1, 1, f"All {len(running)} running instance(s) are spot "
+                     f"({total:.2f} instance-hours).")
+    feedback = (f"{share_text(spot, total)} of the instance-hours are on spot (needed {min_share:.0%}); not on spot: "
+                f"{names(str(e['resource']) for e in evidence)}.")
+    return check("instance-spot-share", title, share, 1, feedback, evidence, passed=share >= min_share - 1e-9)
+
+
+def _instance_capacity(running: list[Json], name: str) -> str:
+    return next(str(i.get("capacity_type") or "") for i in running if ref(i) == name)
+
+
+def _instance_types_check(running: list[Json], allowed: list[str]) -> Json:
+    title = "Instances are of an allowed type"
+    evidence = [problem(ref(i), f"is a {i.get('instance_type') or '(no type)'}, not one of {', '.join(allowed)}",
+                        instance_type=i.get("instance_type"))
+                for i in running if i.get("instance_type") not in allowed]
+    if not evidence:
+        return check("instance-types", title, 1, 1, f"Every running instance is one of {', '.join(allowed)}.")
+    return check("instance-types", title, 1 - len(evidence) / max(len(running), 1), 1,
+                 f"{names(str(e['resource']) for e in evidence)} must be one of {', '.join(allowed)}.", evidence)
 
 
 # --- interruption tolerance -----------------------------------------------------------------------------------------

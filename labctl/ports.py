@@ -72,8 +72,16 @@ class Suspension(BaseModel):
                                     description="pods no stopped controller owned: deleted, they cannot come back")
 
     def summary(self) -> str:
-        """One line for the session's timeline."""
-        parts = [f"{len(self.replicas)} workload(s) scaled to 0", f"{len(self.suspend_flags)} Job/CronJob(s) suspended",
+        """One line for the session's timeline. A cloud sandbox's record holds only the instances it stopped, one
+        "replica" each under ``Instance/<place>/<id>`` (a Kubernetes record always has the quota's pods)."""
+        instances = sorted(k for k in self.replicas if k.startswith("Instance/"))
+        workloads = len(self.replicas) - len(instances)
+        cloud = not (workloads or self.suspend_flags or self.node_selectors or self.deleted_pods
+                     or self.quota_pods is not None)
+        if cloud:
+            return f"{len(instances)} instance(s) stopped: {', '.join(instances)}" if instances else \
+                "no instance was running"
+        parts = [f"{workloads} workload(s) scaled to 0", f"{len(self.suspend_flags)} Job/CronJob(s) suspended",
                  f"{len(self.node_selectors)} DaemonSet(s) parked", "quota pods=0"]
         if self.deleted_pods:
             parts.append(f"bare pods deleted (not restorable): {', '.join(self.deleted_pods)}")

@@ -141,7 +141,15 @@ def provider_factories(settings: Settings, *, kubernetes: SandboxProvider) -> di
                  f"profile {settings.aws_profile}" if settings.aws_profile else "the default chain")
         return built
 
-    return {"kubernetes": lambda: kubernetes, "aws": aws}
+    def gcp() -> SandboxProvider:
+        module = importlib.import_module("labctl.providers.gcp.sandbox")
+        built: SandboxProvider = module.GcpSandboxes(project=settings.gcp_project,
+                                                     endpoint_url=settings.gcp_endpoint_url)
+        log.info("gcp provider: project %s, %s", settings.gcp_project or "(each lab's own)",
+                 f"endpoint {settings.gcp_endpoint_url}" if settings.gcp_endpoint_url else "Google's own endpoints")
+        return built
+
+    return {"kubernetes": lambda: kubernetes, "aws": aws, "gcp": gcp}
 
 
 def _sheet_loader(path: Path) -> Callable[[], PriceSheet]:

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     aws_profile: str | None = Field(
         default=None, description="the AWS profile labctl's own credentials come from; default: the default chain "
                                   "(AWS_* environment, ~/.aws, instance role)")
+    # GCP sandboxes (labctl.providers.gcp): one project hosts every gcp lab's sessions (a lab may name its own).
+    gcp_project: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
+        description="the project gcp labs' sandboxes live in, unless the lab names one")
+    gcp_endpoint_url: str | None = Field(
+        default=None, description="the Compute API endpoint (a local fake in tests: anonymous credentials over http); "
+                                  "default: Google's own, with Application Default Credentials")
     # The grader jail (labctl.grading.jail): bubblewrap, a separate uid, no network; refused unjailed in production.
     grader_bwrap: Path = Field(default=Path("/usr/bin/bwrap"), description="the bubblewrap binary graders run in")
     grader_uid: int = Field(default=65534, ge=1, description="uid graders run as when labctl runs as root")
@@ -171,6 +178,8 @@ class Settings(BaseSettings):
             "token_ttl_s": f"learner {self.learner_token_ttl_s}, others {self.token_ttl_s}",
             "aws": f"{self.aws_region} via {_hide_password(self.aws_endpoint_url or 'AWS endpoints')}, "
                    f"profile {self.aws_profile or '(default chain)'}",
+            "gcp": f"project {self.gcp_project or '(per lab)'} via "
+                   f"{_hide_password(self.gcp_endpoint_url or 'Google endpoints')}",
         }
 
 

@@ -718,6 +718,76 @@ class AwsSandbox(_Closed):
         return _listed_once(value, info)
 
 
+_GCP_ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
+_GCP_MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]+$")
+_GCP_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+GCP_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+GCP_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+GCP_MAX_LABELS = 64
+GcpLabels = Annotated[dict[Annotated[str, Field(pattern=GCP_LABEL_KEY.pattern)],
+                           Annotated[str, Field(pattern=GCP_LABEL_VALUE.pattern)]],
+                      Field(max_length=GCP_MAX_LABELS - 2, description="labctl adds its session and lab labels")]
+
+
+class GcpStarterInstance(_Closed):
+    """A VM labctl creates in the sandbox when the session starts (with the session label added)."""
+
+    kind: Literal["Instance"]
+    name: str = Field(pattern=_GCP_NAME.pattern, max_length=54,
+                      description="the instance's name; labctl appends -<8 hex of the session> (GCE: <= 63)")
+    machine_type: str = Field(pattern=_GCP_MACHINE_TYPE.pattern)
+    zone: str | None = Field(default=None, pattern=_GCP_ZONE.pattern, description="default: the lab's first zone")
+    provisioning_model: Literal["STANDARD", "SPOT"] = "STANDARD"
+    labels: GcpLabels = Field(default_factory=dict)
+    boot_disk_gb: int = Field(default=10, ge=10, le=65536, description="its boot disk (deleted with it)")
+
+
+class GcpStarterDisk(_Closed):
+    """A persistent disk labctl creates in the sandbox when the session starts, attached to nothing."""
+
+    kind: Literal["Disk"]
+    name: str = Field(pattern=_GCP_NAME.pattern, max_length=54,
+                      description="the disk's name; labctl appends -<8 hex of the session> (GCE: <= 63)")
+    size_gb: int = Field(ge=1, le=65536)
+    disk_type: str = Field(default="pd-balanced", pattern=r"^[a-z][a-z0-9-]*$")
+    zone: str | None = Field(default=None, pattern=_GCP_ZONE.pattern, description="default: the lab's first zone")
+    labels: GcpLabels = Field(default_factory=dict)
+
+
+GcpStarter = Annotated[GcpStarterInstance | GcpStarterDisk, Field(discriminator="kind")]
+
+
+class GcpSandbox(_Closed):
+    """Where a ``gcp`` lab's sandbox lives (a labelled slice of a project), what the learner may launch there, and
+    the resources labctl creates at the start (a cloud lab's starter)."""
+
+    project: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
+                                description="the project; default: labctl's (LABCTL_GCP_PROJECT)")
+    zones: list[Annotated[str, Field(pattern=_GCP_ZONE.pattern)]] = Field(
+        min_length=1, description="zones the learner may use; the first is the home zone")
+    machine_types: list[Annotated[str, Field(pattern=_GCP_MACHINE_TYPE.pattern, max_length=64)]] = Field(
+        min_length=1, description="machine types the learner may launch")
+    starter: list[GcpStarter] = Field(default_factory=list,
+                                      description="instances and disks labctl creates when the session starts")
+
+    @field_validator("zones", "machine_types")
+    @classmethod
+    def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _listed_once(value, info)
+
+    @model_validator(mode="after")
+    def _starter_in_zones(self) -> GcpSandbox:
+        seen: set[str] = set()
+        for item in self.starter:
+            if item.zone is not None and item.zone not in self.zones:
+                raise ValueError(f"starter {item.kind} {item.name} is in zone {item.zone}, not one of the lab's "
+                                 f"zones ({', '.join(self.zones)})")
+            if f"{item.kind}/{item.name}" in seen:
+                raise ValueError(f"starter {item.kind} {item.name} is declared twice")
+            seen.add(f"{item.kind}/{item.name}")
+        return self
+
+
 class Grader(_Closed):
     """One graded check: a script under ``graders/`` run with ``params``, worth ``weight``."""
 
@@ -762,6 +832,8 @@ class Lab(_Closed):
     demand: Demand | None = Field(
         default=None, description="the simulated demand on the lab's workloads (local cluster): see docs/LABS.md")
     aws: AwsSandbox | None = Field(default=None, description="regions and instance types (required for aws labs)")
+    gcp: GcpSandbox | None = Field(default=None,
+                                   description="zones, machine types and starter resources (required for gcp labs)")
 
     @field_validator("required_labels", "node_pools", "starter", "solution")
     @classmethod
@@ -799,6 +871,16 @@ class Lab(_Closed):
             raise ValueError(f"the `aws` section applies only to aws labs, not to a {self.provider} lab")
         if self.provider == "aws" and self.demand is not None:
             raise ValueError("`demand` simulates a Kubernetes lab's workloads; an aws lab has none")
+        return self
+
+    @model_validator(mode="after")
+    def _gcp_needs_its_fence(self) -> Lab:
+        if self.provider == "gcp" and self.gcp is None:
+            raise ValueError("a gcp lab needs a `gcp` section with its zones and machine_types")
+        if self.provider != "gcp" and self.gcp is not None:
+            raise ValueError(f"the `gcp` section applies only to gcp labs, not to a {self.provider} lab")
+        if self.provider == "gcp" and self.demand is not None:
+            raise ValueError("`demand` simulates a Kubernetes lab's workloads; a gcp lab has none")
         return self
 
     @model_validator(mode="after")

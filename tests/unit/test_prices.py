@@ -85,7 +85,8 @@ def test_m5_xlarge_is_twice_m5_large_and_says_why(sheet: PriceSheet) -> None:
 
 def test_gcp_rows_are_marked_unconfirmed(sheet: PriceSheet) -> None:
     gcp = [row for row in sheet.instances if row.provider == "gcp"]
-    assert {row.instance_type for row in gcp} == {"e2-standard-4", "n1-standard-8", "a2-highgpu-1g"}
+    assert {row.instance_type for row in gcp} == {"e2-standard-4", "n1-standard-8", "a2-highgpu-1g", "n2-standard-4",
+                                                  "e2-small"}
     assert all("unconfirmed" in row.source for row in gcp)
     assert all("unconfirmed" in row.source for row in sheet.accelerators)
 
@@ -422,7 +423,7 @@ runner = CliRunner()
 def test_cli_validate_the_shipped_sheet() -> None:
     result = runner.invoke(prices_cli.app, ["validate"])
     assert result.exit_code == 0, result.stderr
-    assert "valid (15 instance types, 1 attached-GPU price)" in result.stdout
+    assert "valid (17 instance types, 1 attached-GPU price)" in result.stdout
 
 
 def test_cli_validate_a_broken_sheet_exits_1_with_problems_on_stderr(tmp_path: Path) -> None:
@@ -445,8 +446,8 @@ def test_cli_validate_uses_the_labs_dir_setting(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "types"), [
-    (["show", "-o", "json"], 15),
-    (["show", "--provider", "gcp", "-o", "json"], 3),
+    (["show", "-o", "json"], 17),
+    (["show", "--provider", "gcp", "-o", "json"], 5),
     (["show", "--provider", "AWS", "-o", "json"], 12),
 ])
 def test_cli_show_json(args: list[str], types: int) -> None:
@@ -456,7 +457,7 @@ def test_cli_show_json(args: list[str], types: int) -> None:
     assert len(data["instances"]) == types
     assert data["fallback"]["gpu_hourly_usd"] == 0.95  # numbers, not text
     p4de = [row for row in data["instances"] if row["instance_type"] == "p4de.24xlarge"]
-    assert [row["on_demand_hourly_usd"] for row in p4de] == ([27.44705] if types != 3 else [])
+    assert [row["on_demand_hourly_usd"] for row in p4de] == ([27.44705] if types != 5 else [])
 
 
 def test_cli_show_yaml_and_table() -> None:
