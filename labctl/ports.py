@@ -88,6 +88,16 @@ class Suspension(BaseModel):
         return "; ".join(parts)
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What :meth:`SandboxProvider.sandboxes` found: the sessions whose sandbox exists, on the backends (provider
+    names) that keep a root per sandbox. A backend without one (a GCP sandbox is only its labelled resources, so an
+    empty sandbox and a vanished one look the same) lists nothing and is not named: its sessions are not judged."""
+
+    sessions: frozenset[str] = frozenset()
+    providers: frozenset[str] = frozenset()
+
+
 UsageByPod = Mapping[str, Mapping[str, Mapping[str, float]]]
 """Simulated usage of a sandbox's pods: pod name -> container name -> resource -> figure."""
 
@@ -120,9 +130,10 @@ class SandboxProvider(Protocol):
     def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
         """The sandbox's inventory at ``now``, unpriced (the meter prices it): see docs/SNAPSHOT.md."""
 
-    def sandboxes(self) -> frozenset[str]:
-        """The session ids of every sandbox the backend holds now, leaving out those already being deleted: the
-        sweep compares them with the store (a live session without one, a finished session with one)."""
+    def sandboxes(self) -> Listing:
+        """The session ids of every sandbox the backend holds now, leaving out those already being deleted, and
+        which backends could tell: the sweep compares them with the store (a live session without one, a finished
+        session with one) for the sessions of those backends only."""
 
     def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
         """Make the simulated world's usage of the sandbox's pods exactly ``usage``, where the learner cannot write

@@ -21,6 +21,7 @@ from typing import TypeVar
 from labctl.grading.snapshot import Snapshot
 from labctl.ports import (
     Credentials,
+    Listing,
     ProviderError,
     ProviderUnavailable,
     SandboxProvider,
@@ -84,16 +85,19 @@ class ProviderRouter:
                 self._down.pop(name, None)
         return "; ".join(answers)
 
-    def sandboxes(self) -> frozenset[str]:
+    def sandboxes(self) -> Listing:
         """Every in-use provider's sandboxes; all or nothing (a partial list would make sandboxes look lost)."""
         found: set[str] = set()
+        listed: set[str] = set()
         for name in self.in_use:
             with self._lock:
                 until, why = self._down.get(name, (0.0, ""))
             if until > time.monotonic():
                 raise ProviderUnavailable(why)
-            found |= self.of(name).sandboxes()
-        return frozenset(found)
+            listing = self.of(name).sandboxes()
+            found |= listing.sessions
+            listed |= listing.providers
+        return Listing(sessions=frozenset(found), providers=frozenset(listed))
 
     def provision(self, spec: SandboxSpec) -> None:
         self._call(spec, lambda p: p.provision(spec))

@@ -92,12 +92,14 @@ class Sweeper:
         Each repair is an event; a backend that cannot list now is left for the next pass."""
         listed_at = self.clock()
         try:
-            present = self.sessions.provider.sandboxes()
+            listing = self.sessions.provider.sandboxes()
         except ProviderError as exc:
             report.errors.append(("*", f"listing sandboxes: {exc}"))
             return
+        present = listing.sessions
         with self.sessions.store.session() as db:
             rows = db.execute(select(SandboxSession.id, SandboxSession.state).where(
+                SandboxSession.provider.in_(listing.providers),
                 SandboxSession.state.in_(METERED_STATES) | SandboxSession.id.in_(present))).all()
         for session_id, state in rows:
             try:

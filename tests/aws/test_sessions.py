@@ -83,7 +83,7 @@ def test_a_gpu_instance_over_budget_is_stopped_in_one_sweep_and_started_by_a_gra
     gpu = aws.launch(aws.learner_ec2(creds), row.id, instance_type="g4dn.xlarge")
 
     assert world.sweeper.run_once().errors == []  # first reading: $0.526/h, nothing accrued; roles listed
-    assert row.id in world.sessions.provider.sandboxes()  # the session role is its sandbox
+    assert row.id in world.sessions.provider.sandboxes().sessions  # the session role is its sandbox
     burn = world.sessions.row_of(row.id).burn_rate_usd_per_hour
     assert burn is not None and 0.526 < float(burn) < 0.54  # the instance and its root volume
     world.clock.now += timedelta(hours=2)  # $1.05 of a $1 budget

@@ -27,7 +27,7 @@ import boto3
 import botocore.exceptions
 
 from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
-from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
+from labctl.ports import Credentials, Listing, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
 from labctl.providers.aws import policy
 from labctl.providers.aws import snapshot as snap
 
@@ -238,7 +238,7 @@ class AwsSandboxes:
         budget = BudgetInfo(budget_usd=spec.budget_usd, reference_cost_usd=spec.lab.budget.reference_usd)
         return snap.build(self.describe(spec), session=session, budget=budget, now=now)
 
-    def sandboxes(self) -> frozenset[str]:
+    def sandboxes(self) -> Listing:
         """The sessions whose IAM role exists (a role is the sandbox's root: destroy deletes it last), by the
         session tag on ``labctl-`` roles."""
         iam = self._client("iam")
@@ -247,7 +247,7 @@ class AwsSandboxes:
         for role in (r for page in pages for r in page["Roles"] if r["RoleName"].startswith("labctl-")):
             tags = _call("read a session role's tags", partial(iam.list_role_tags, RoleName=role["RoleName"]))
             found |= {t["Value"] for t in tags["Tags"] if t["Key"] == policy.SESSION_TAG}
-        return frozenset(found)
+        return Listing(sessions=frozenset(found), providers=frozenset({self.name}))
 
     def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
         """An AWS sandbox has no pods, so no simulated pod usage: the catalog refuses ``demand`` on aws labs."""

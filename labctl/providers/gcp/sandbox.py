@@ -43,7 +43,7 @@ from google.cloud import compute_v1
 
 from labctl.catalog.models import GcpSandbox, GcpStarterDisk, GcpStarterInstance
 from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
-from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
+from labctl.ports import Credentials, Listing, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
 from labctl.providers.gcp import labels as lbl
 from labctl.providers.gcp import snapshot as snap
 
@@ -125,6 +125,12 @@ class GcpSandboxes:
             raise ProviderError(f"lab {spec.lab.id} names no gcp.project and LABCTL_GCP_PROJECT is not set: labctl "
                                 "does not know which project holds its sandboxes")
         return project
+
+    def sandboxes(self) -> Listing:
+        """Nothing to compare: a GCP sandbox keeps no root of its own (it is its labelled instances and disks, and a
+        learner may delete them all), so an empty sandbox and a vanished one look the same; the sweep leaves GCP
+        sessions to their own inventory."""
+        return Listing()
 
     def ping(self) -> str:
         if not self.project:

@@ -25,7 +25,7 @@ from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
-from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
+from labctl.ports import Credentials, Listing, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
 from labctl.providers.kubernetes import client as kube
 from labctl.providers.kubernetes import inventory, render, snapshot, suspension, usage
 from labctl.providers.kubernetes.client import api_client
@@ -158,12 +158,13 @@ class KubernetesSandboxes:
             for name, values in containers.items()} for pod, containers in usage_by_pod.items()}
         _call(lambda: usage.apply_usage(self._client(), namespace=spec.namespace, usage=figures))
 
-    def sandboxes(self) -> frozenset[str]:
+    def sandboxes(self) -> Listing:
         """The sessions whose namespace exists and is not being deleted (by the session label labctl puts on it)."""
         core = client.CoreV1Api(self._client())
         listed = _call(lambda: core.list_namespace(label_selector=render.SESSION_LABEL))
-        return frozenset(ns.metadata.labels[render.SESSION_LABEL] for ns in listed.items
-                         if ns.metadata.deletion_timestamp is None)
+        return Listing(sessions=frozenset(ns.metadata.labels[render.SESSION_LABEL] for ns in listed.items
+                                          if ns.metadata.deletion_timestamp is None),
+                       providers=frozenset({self.name}))
 
     def exists(self, namespace: str) -> bool:
         core = client.CoreV1Api(self._client())
