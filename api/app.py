@@ -14,7 +14,8 @@ from fastapi import FastAPI
 import labctl
 from api import guard, problems
 from api import metrics as metrics_mod
-from api.routers import costs, health, hooks, labs, sessions, submissions, tokens, webhooks
+from api.learner_links import LearnerLinks
+from api.routers import costs, health, hooks, labs, pages, sessions, submissions, tokens, webhooks
 from labctl import runtime as runtime_mod
 from labctl.outbox import Unprocessable
 from labctl.outbox.dispatcher import Dispatcher
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     app.state.store = rt.store
     app.state.sessions = rt.sessions
     app.state.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    app.state.learner_links = LearnerLinks.from_settings(settings, admin_token=app.state.admin_token)
     app.state.metrics = metrics_mod.Metrics(rt.store)
     app.state.webhooks = Webhooks(rt.store, targets=targets)
     app.state.dispatcher = dispatcher
@@ -74,7 +76,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     problems.install(app)
     app.add_middleware(guard.Guard)
     app.state.metrics.install(app)
-    for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks):
+    for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks, pages):
         app.include_router(module.router)
     return app
 

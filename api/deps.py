@@ -7,15 +7,21 @@ the matrix does not name (403 that says which roles may), so route bodies carry 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.learner_links import LearnerLinks
 from labctl.errors import Forbidden, Unauthorized
 from labctl.service import roles
 from labctl.service.auth import Principal
 from labctl.service.observation import Observation
 from labctl.service.sessions import Sessions
+from labctl.store.models import SandboxSession
+
+LearnerUrl = Callable[[SandboxSession], str | None]
 
 
 async def authorized(request: Request) -> Principal:
@@ -33,6 +39,13 @@ async def authorized(request: Request) -> Principal:
         raise Forbidden(f"{method} {path} needs the role {allowed}; your token ({principal.name}) has "
                         f"{principal.role}")
     return principal
+
+
+def learner_urls(request: Request, principal: Annotated[Principal, Depends(authorized)]) -> LearnerUrl:
+    """The ``learner_url`` maker for this caller: a signed link for those who may open the page, else ``None``."""
+    links: LearnerLinks = request.app.state.learner_links
+    base_url, now = str(request.base_url), datetime.now(UTC)
+    return lambda row: links.url_for(row, principal=principal, base_url=base_url, now=now)
 
 
 async def optional_principal(request: Request) -> Principal | None:
@@ -55,3 +68,4 @@ Authorized = Annotated[Principal, Depends(authorized)]
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
 SessionsDep = Annotated[Sessions, Depends(sessions_service)]
 ObservationDep = Annotated[Observation, Depends(observation_service)]
+LearnerUrls = Annotated[LearnerUrl, Depends(learner_urls)]
