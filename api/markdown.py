@@ -4,7 +4,8 @@ The README is reviewed repository content, but the page still keeps raw HTML off
 text), lets markdown-it's link validation drop ``javascript:``, ``vbscript:``, ``file:`` and most ``data:`` links,
 and renders no images, so the page makes no request to anywhere else (its CSP refuses them too). The README's first
 ``# Title`` is left out (the page shows the lab's title) and every heading moves one level down, so the page has one
-``<h1>``. Outside links open in a new tab with ``rel="noopener noreferrer"``.
+``<h1>``. Outside links open in a new tab with ``rel="noopener noreferrer"``; code blocks wrap, tables scroll in
+a region the keyboard can reach.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def readme_html(text: str) -> Markup:
                 if child.type == "link_open" and str(child.attrGet("href") or "").startswith(("http://", "https://")):
                     child.attrSet("target", "_blank")
                     child.attrSet("rel", "noopener noreferrer")
-    return Markup(_MD.renderer.render(tokens, _MD.options, {}))  # noqa: S704 - markdown-it escapes all text and HTML
+    html = _MD.renderer.render(tokens, _MD.options, {})
+    # Wide tables scroll inside a region a keyboard can reach (the page's other tables do the same).
+    html = html.replace("<table>", '<div class="table-wrap" tabindex="0" role="region" aria-label="Table">'
+                                   "<table>").replace("</table>", "</table></div>")
+    return Markup(html)  # noqa: S704 - markdown-it escapes all text and raw HTML; the tags added above are fixed
 
 
 def _without_title(tokens: list[Token]) -> list[Token]:
