@@ -14,7 +14,7 @@ from datetime import datetime
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 640, 200
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 14, 30
+LEFT, RIGHT, TOP, BOTTOM = 84, 16, 14, 30
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def burn_chart(points: Sequence[Point], *, now: datetime) -> Markup:
              f"{_money(points[-1].usd_per_hour)} per hour, peak {_money(peak)} per hour")
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(label)}" '
-        f'preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">',
+        f'xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(label)}</title>",
         f'<line class="axis" x1="{LEFT}" y1="{y(0):.1f}" x2="{WIDTH - RIGHT}" y2="{y(0):.1f}"/>',
         f'<line class="grid" x1="{LEFT}" y1="{y(peak):.1f}" x2="{WIDTH - RIGHT}" y2="{y(peak):.1f}"/>',

@@ -38,7 +38,7 @@
     for (var i = 0; i < nodes.length; i++) {
       var d = new Date(nodes[i].getAttribute("datetime"));
       if (!isNaN(d.getTime())) {
-        nodes[i].textContent = d.toLocaleString([], {weekday: "short", hour: "2-digit", minute: "2-digit"});
+        nodes[i].textContent = d.toLocaleString([], {weekday: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short"});
       }
     }
   }
