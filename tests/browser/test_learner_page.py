@@ -26,7 +26,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from labctl.service import links
 from tests.browser.conftest import screenshot_path
 from tests.support.server import ADMIN_TOKEN, Server
-from tests.support.tokens import bearer, mint
+from tests.support.tokens import mint
 
 pytestmark = pytest.mark.cluster
 
@@ -235,24 +235,3 @@ def test_the_page_cookie_opens_one_session_and_no_instructor_route(
     with server.client() as admin:
         assert admin.get(f"/v1/sessions/{ada['id']}").json()["state"] != "terminating"
         assert admin.get("/v1/tokens").json()[0]["name"] != "x"
-
-
-def test_bearer_tokens_open_no_page_and_learner_urls_go_to_those_who_may_open_them(
-        server: Server, site: str, ada: dict[str, Any]) -> None:
-    learner = mint(server, "learner", name="ada", learner_id="ada")["token"]
-    other_site = mint(server, "platform", name="other-site")["token"]
-    exam = mint(server, "exam", name="exam")["token"]
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        def url(token: str | None) -> Any:
-            return http.get(f"/v1/sessions/{ada['id']}", headers=bearer(token)).json().get("learner_url", "absent")
-
-        assert str(url(learner)).startswith(f"{server.url}/learn/open?link=")
-        assert str(url(site)).startswith(f"{server.url}/learn/open?link=")
-        assert str(url(ADMIN_TOKEN)).startswith(f"{server.url}/learn/open?link=")
-        assert url(other_site) is None
-        assert url(exam) == "absent"  # the exam platform's brief view has no such field
-        for token in (learner, site, ADMIN_TOKEN):
-            page = http.get(f"/learn/{ada['id']}", headers=bearer(token))
-            assert page.status_code == 401 and page.headers["content-type"].startswith("text/html")
-            state = http.get(f"/learn/{ada['id']}/state", headers=bearer(token))
-            assert state.status_code == 401
