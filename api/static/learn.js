@@ -49,7 +49,11 @@
                        : "This page can no longer be refreshed: open the lab again from your course page.", true);
   }
 
+  var wasGrading = null;
+
   function apply(state) {
+    if (wasGrading === true && !state.grading) { say("Your grade is ready: see the Grade section."); }
+    wasGrading = !!state.grading;
     for (var name in state.panels) {
       var box = document.querySelector('[data-panel="' + name + '"]');
       if (box && box.innerHTML !== state.panels[name]) {
