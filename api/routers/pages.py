@@ -168,7 +168,7 @@ def acting(session_id: str, request: Request) -> PageCaller:
 def _view(request: Request, caller: PageCaller) -> learner_view.LearnerView:
     rt = _runtime(request)
     return learner_view.build(caller.row, lab=rt.sessions.lab(caller.row.lab_id), principal=caller.principal,
-                              observation=rt.observation, now=datetime.now(UTC))
+                              observation=rt.observation, now=rt.sessions.clock())  # the use cases' clock
 
 
 def _readme(settings: Settings, lab_id: str) -> Any:
