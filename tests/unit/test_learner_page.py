@@ -114,3 +114,19 @@ def test_the_page_offers_what_the_state_allows() -> None:
     assert not (over.submit or over.suspend or over.resume or over.ask_budget or over.extend)
     pending = learner_view.actions(_row("ready", budget_request_usd=Decimal(1)), now=AT, attempts_left=1)
     assert not pending.ask_budget
+
+
+def test_page_settings_refuse_what_would_break_the_csp_or_the_key() -> None:
+    from pydantic import ValidationError
+
+    from labctl.settings import Settings
+
+    ok = Settings(page_frame_ancestors="'self', https://course.example.edu, https://*.example.edu:8443")
+    assert ok.page_frame_ancestors == ["'self'", "https://course.example.edu", "https://*.example.edu:8443"]
+    for bad in ("https://x.example; script-src *", "javascript:alert(1)", "'none', https://a.example", "*"):
+        with pytest.raises(ValidationError, match="frame-ancestors"):
+            Settings(page_frame_ancestors=bad)
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings(link_key="short")
+    with pytest.raises(ValidationError):
+        Settings(public_url="ftp://labs.example.edu")
