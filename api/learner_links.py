@@ -51,8 +51,12 @@ class LearnerLinks:
         return principal.role == "platform" and row.started_by == principal.caller
 
     def url_for(self, row: SandboxSession, *, principal: Principal, base_url: str, now: datetime) -> str | None:
-        if not self.may_see(row, principal):
-            return None
+        """The link for ``principal``, or ``None`` when it may not have one."""
+        return self.link(row, base_url=base_url, now=now) if self.may_see(row, principal) else None
+
+    def link(self, row: SandboxSession, *, base_url: str, now: datetime) -> str:
+        """A fresh signed link to ``row``'s learner page (for a caller already known to be its learner's agent,
+        e.g. where a launched learner's browser lands)."""
         grant = links.Grant(row.id, row.learner_id, links.expiry(now, self.ttl_s))
         token = links.sign(grant, key=self.key, purpose=links.Purpose.LINK)
         return f"{(self.public_url or base_url).rstrip('/')}/learn/open?link={quote(token, safe='')}"
