@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test venv system-packages binaries cluster cluster-down lint bench clean lock iam-evaluator
+.PHONY: help run test venv system-packages binaries cluster cluster-down lint bench clean lock iam-evaluator browser-deps test-packages
 
 help:
 	@echo "make run    start the local control plane and the labctl service (Ctrl-C stops both)"
@@ -29,9 +29,11 @@ $(STAMP): pyproject.toml requirements.lock
 venv: $(STAMP)
 
 # Debian packages the service and the tests need: bubblewrap jails the graders, npm installs the IAM evaluator of
-# the AWS tests. Installed only when missing and the user is root (as on CI); otherwise the command to run is
-# printed and make stops.
+# the AWS tests and axe-core; the tests also need chromium (the browser tests, tests/browser), `make run` does not.
+# Installed only when missing and the user is root (as on CI); otherwise the command to run is printed and make
+# stops.
 SYSTEM_PACKAGES := /usr/bin/bwrap:bubblewrap /usr/bin/npm:npm
+TEST_PACKAGES := $(SYSTEM_PACKAGES) /usr/bin/chromium:chromium
 
 system-packages:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
@@ -72,7 +74,20 @@ $(IAM_EVALUATOR): tests/iam/package.json tests/iam/package-lock.json
 
 iam-evaluator: $(IAM_EVALUATOR)
 
-test: system-packages lint binaries iam-evaluator
+# axe-core, the accessibility engine the browser tests inject into the learner page (locked in
+# tests/browser/package-lock.json).
+AXE_CORE := tests/browser/node_modules/axe-core/axe.min.js
+
+$(AXE_CORE): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+browser-deps: $(AXE_CORE)
+
+test-packages:
+	@$(MAKE) --no-print-directory system-packages SYSTEM_PACKAGES="$(TEST_PACKAGES)"
+
+test: test-packages lint binaries iam-evaluator browser-deps
 	$(BIN)/python -m pytest
 
 bench: system-packages binaries

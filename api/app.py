@@ -15,7 +15,8 @@ from fastapi import FastAPI
 import labctl
 from api import guard, problems
 from api import metrics as metrics_mod
-from api.routers import costs, health, hooks, labs, lti, sessions, submissions, tokens, webhooks
+from api.learner_links import LearnerLinks
+from api.routers import costs, health, hooks, labs, lti, pages, sessions, submissions, tokens, webhooks
 from labctl import runtime as runtime_mod
 from labctl.outbox import Unprocessable
 from labctl.outbox.dispatcher import Dispatcher
@@ -24,7 +25,6 @@ from labctl.outbox.targets import TargetPolicy
 from labctl.service import background as tasks
 from labctl.settings import Settings
 from labctl.store.db import Store
-from labctl.store.models import SandboxSession
 
 log = logging.getLogger("labctl.api")
 
@@ -66,19 +66,20 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     app.state.store = rt.store
     app.state.sessions = rt.sessions
     app.state.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    app.state.learner_links = LearnerLinks.from_settings(settings, admin_token=app.state.admin_token)
     app.state.metrics = metrics_mod.Metrics(rt.store)
     app.state.webhooks = Webhooks(rt.store, targets=targets)
     app.state.dispatcher = dispatcher
     # Event type -> handler for POST /v1/hooks/exam (see labctl.outbox.inbound).
     app.state.inbound_handlers = {"grade.requested": lambda data: _grade_requested(rt, data)}
-    app.state.launches = rt.launches(landing=_landing)
+    app.state.launches = rt.launches()
     app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping}
     app.state.readiness_seen = {}  # check name -> last outcome, so a change is logged once
     problems.RETRY_AFTER_S = max(1, math.ceil(settings.backend_cooldown_s))
     problems.install(app)
     app.add_middleware(guard.Guard)
     app.state.metrics.install(app)
-    for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks, lti):
+    for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks, lti, pages):
         app.include_router(module.router)
     return app
 
@@ -99,8 +100,3 @@ def _grade_requested(rt: runtime_mod.Runtime, data: dict[str, Any]) -> dict[str,
 def _store_probe(store: Store) -> str:
     store.ping()
     return f"{store.engine.dialect.name} at revision {store.revision()}"
-
-
-def _landing(row: SandboxSession) -> str:
-    """Where a learner launched from an LMS lands: the session."""
-    return f"/v1/sessions/{row.id}"

@@ -7,10 +7,13 @@ the matrix does not name (403 that says which roles may), so route bodies carry 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.learner_links import LearnerLinks
 from labctl.errors import Forbidden, Unauthorized
 from labctl.outbox.toolkey import ToolKey
 from labctl.service import roles
@@ -18,6 +21,9 @@ from labctl.service.auth import Principal
 from labctl.service.launches import Launches
 from labctl.service.observation import Observation
 from labctl.service.sessions import Sessions
+from labctl.store.models import SandboxSession
+
+LearnerUrl = Callable[[SandboxSession], str | None]
 
 
 async def authorized(request: Request) -> Principal:
@@ -35,6 +41,13 @@ async def authorized(request: Request) -> Principal:
         raise Forbidden(f"{method} {path} needs the role {allowed}; your token ({principal.name}) has "
                         f"{principal.role}")
     return principal
+
+
+def learner_urls(request: Request, principal: Annotated[Principal, Depends(authorized)]) -> LearnerUrl:
+    """The ``learner_url`` maker for this caller: a signed link for those who may open the page, else ``None``."""
+    links: LearnerLinks = request.app.state.learner_links
+    base_url, now = str(request.base_url), datetime.now(UTC)
+    return lambda row: links.url_for(row, principal=principal, base_url=base_url, now=now)
 
 
 async def optional_principal(request: Request) -> Principal | None:
@@ -58,6 +71,11 @@ def launches_service(request: Request) -> Launches:
     return service
 
 
+def learner_links(request: Request) -> LearnerLinks:
+    made: LearnerLinks = request.app.state.learner_links
+    return made
+
+
 def lti_key(request: Request) -> ToolKey:
     key: ToolKey = request.app.state.runtime.lti_key
     return key
@@ -69,3 +87,5 @@ SessionsDep = Annotated[Sessions, Depends(sessions_service)]
 ObservationDep = Annotated[Observation, Depends(observation_service)]
 LaunchesDep = Annotated[Launches, Depends(launches_service)]
 ToolKeyDep = Annotated[ToolKey, Depends(lti_key)]
+LearnerLinksDep = Annotated[LearnerLinks, Depends(learner_links)]
+LearnerUrls = Annotated[LearnerUrl, Depends(learner_urls)]

@@ -13,9 +13,10 @@ One ASGI middleware, in this order:
    too (``/metrics`` and ``/readyz`` show more to an instructor). The principal is left in
    ``request.state.principal``; *authorization* (which roles may call the route) is the route's dependency,
    :data:`api.deps.Authorized`.
-4. **JSON bodies** of token routes are parsed once here with :func:`labctl.inputs.loads` (depth, NUL, NaN) and
-   refused with a 400 that says why; routes authenticated by a signature (``/v1/hooks/exam``) are not parsed here,
-   because their signature must be verified before their JSON is parsed.
+4. **JSON bodies** are parsed once here with :func:`labctl.inputs.loads` (depth, NUL, NaN) and refused with a 400
+   that says why; routes authenticated by a signature (``/v1/hooks/exam``) are not parsed here, because their
+   signature must be verified before their JSON is parsed. The learner page's routes (``/learn/...``) need no bearer
+   token: their link and cookie are checked by :mod:`api.routers.pages`.
 
 Every refusal is a problem document.
 """
@@ -85,7 +86,7 @@ class Guard:
             scope.setdefault("state", {})["principal"] = principal
 
         receive = _counting(receive, limit)  # what the handler reads is counted too (bodies without a length)
-        if roles.needs_token(rule) and _is_json(headers.get("content-type")):
+        if roles.edge_parses_json(rule) and _is_json(headers.get("content-type")):
             try:
                 body = await _read_all(receive)
                 if body:

@@ -6,6 +6,7 @@ Messages that come from backends (a session's reason, a submission's error) pass
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -65,13 +66,14 @@ class SessionOut(SessionBrief):
     budget_usd: float
     cost: Cost
     namespace: str | None
-    learner_url: str | None
+    learner_url: str | None = Field(description="a short-lived signed link to the learner page (for the learner, the "
+                                                "course site that started the session and instructors; else null)")
     suspend_reason: str | None = None
     budget_request_usd: float | None = None
     budget_request_id: str | None = Field(default=None, description="name it (or its amount) to approve it")
 
     @classmethod
-    def of(cls, row: SandboxSession) -> SessionOut:
+    def of(cls, row: SandboxSession, *, learner_url: str | None = None) -> SessionOut:
         return cls(
             id=row.id, lab_id=row.lab_id, learner_id=row.learner_id, provider=row.provider, state=row.state,
             reason=redact.optional(row.reason), created_at=row.created_at, ready_at=row.ready_at,
@@ -80,15 +82,16 @@ class SessionOut(SessionBrief):
                       burn_rate_usd_per_hour=float(row.burn_rate_usd_per_hour or 0),
                       forecast_usd=round(float(costs.forecast_usd(row, now=datetime.now(UTC))), 6),
                       budget_share=round(float(costs.budget_share(row) * 100), 3), note=row.meter_note),
-            namespace=row.namespace, learner_url=None, suspend_reason=row.suspend_reason,
+            namespace=row.namespace, learner_url=learner_url, suspend_reason=row.suspend_reason,
             budget_request_usd=float(row.budget_request_usd) if row.budget_request_usd is not None else None,
             budget_request_id=row.budget_request_id,
         )
 
 
-def session_view(row: SandboxSession, principal: Principal) -> SessionOut | SessionBrief:
+def session_view(row: SandboxSession, principal: Principal,
+                 learner_url: Callable[[SandboxSession], str | None]) -> SessionOut | SessionBrief:
     """The session as this caller may see it: exam tokens get the brief view (no cost, namespace or reasons)."""
-    return SessionBrief.of(row) if principal.role == "exam" else SessionOut.of(row)
+    return SessionBrief.of(row) if principal.role == "exam" else SessionOut.of(row, learner_url=learner_url(row))
 
 
 class PodMetricsOut(BaseModel):

@@ -39,7 +39,6 @@ from labctl.service.submissions import Submissions
 from labctl.service.sweeps import Sweeper
 from labctl.settings import REPO_ROOT, Settings
 from labctl.store.db import Store, open_store
-from labctl.store.models import SandboxSession
 
 log = logging.getLogger("labctl.runtime")
 
@@ -68,10 +67,10 @@ class Runtime:
         """The tool's LTI key, read (or, in development, made) on first use."""
         return toolkey.load(self.settings.effective_lti_key_file, create=self.settings.lti_key_file is None)
 
-    def launches(self, *, landing: Callable[[SandboxSession], str]) -> Launches:
-        """The LTI launch use case; ``landing`` says where a launched learner's browser goes (the learner page)."""
+    def launches(self) -> Launches:
+        """The LTI launch use case."""
         return Launches(store=self.store, sessions=self.sessions, registry=self.lti_registry,
-                        keys=self.platform_keys, landing=landing, clock=self.sessions.clock)
+                        keys=self.platform_keys, clock=self.sessions.clock)
 
     @functools.cached_property
     def platform_keys(self) -> Callable[[lti_launch.Platform, str], Any]:

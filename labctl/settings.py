@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +21,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CLUSTER_NAME = "labctl"
 MIN_SECRET_BYTES = 24
+# A CSP frame-ancestors source labctl accepts: 'self', 'none', or a scheme and host (a leading *. allowed), port.
+FRAME_SOURCE = re.compile(r"^('self'|'none'|https?://(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:\d{1,5})?)$")
 
 
 def _default_data_dir() -> Path:
@@ -57,6 +60,23 @@ class Settings(BaseSettings):
     lti_key_file: Path | None = Field(
         default=None, description="the tool's RSA key (PEM) that signs AGS score requests; default: made once in "
                                   "data_dir (development only)")
+    # The learner page (api/routers/pages.py): signed links, the page cookie, who may embed the page.
+    link_key: SecretStr | None = Field(
+        default=None, description="key of learner links and page cookies (at least 32 characters); default: derived "
+                                  "from the admin token, so changing either ends every link and page cookie")
+    link_ttl_s: int = Field(default=600, ge=30, le=24 * 3600,
+                            description="how long a learner link in a session answer may be opened")
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="where learners reach labctl (learner links start with it); default: the address each request "
+                    "came to")
+    page_frame_ancestors: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["'self'"],
+        description="comma-separated CSP frame-ancestors sources that may embed the learner page in an iframe (the "
+                    "course site's origin, e.g. 'https://course.example.com'); default: labctl's own pages only")
+    page_cookie_samesite: Literal["lax", "none"] = Field(
+        default="lax", description="SameSite of the page cookie: lax (the course site on the same site as labctl) or "
+                                   "none (a cross-site iframe: the cookie is then Secure and Partitioned, so https)")
     labs_dir: Path = REPO_ROOT / "labs"
     manifests_dir: Path = REPO_ROOT / "manifests"
     fleet_file: Path = REPO_ROOT / "labs" / "fleet.yaml"
@@ -114,11 +134,30 @@ class Settings(BaseSettings):
                              "bubblewrap when LABCTL_ENV=production (install the Debian package bubblewrap)")
         return self
 
-    @field_validator("webhook_allow", mode="before")
+    @field_validator("webhook_allow", "page_frame_ancestors", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("page_frame_ancestors")
+    @classmethod
+    def _frame_sources(cls, value: list[str]) -> list[str]:
+        for source in value:
+            if not FRAME_SOURCE.match(source):
+                raise ValueError(f"{source!r} is not a frame-ancestors source: use 'self', 'none' or an origin such "
+                                 "as https://course.example.com or https://*.example.com")
+        if "'none'" in value and len(value) > 1:
+            raise ValueError("'none' cannot be combined with other frame-ancestors sources")
+        return value
+
+    @field_validator("link_key")
+    @classmethod
+    def _long_link_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("LABCTL_LINK_KEY must be at least 32 characters (python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))')")
         return value
 
     @model_validator(mode="after")
@@ -176,6 +215,9 @@ class Settings(BaseSettings):
             "max_body_bytes": str(self.max_body_bytes),
             "webhook_allow": ",".join(self.webhook_allow) or "(none)",
             "token_ttl_s": f"learner {self.learner_token_ttl_s}, others {self.token_ttl_s}",
+            "learner_page": f"links {self.link_ttl_s}s, key {'(set)' if self.link_key else '(derived)'}, cookie "
+                            f"SameSite={self.page_cookie_samesite}, frame-ancestors "
+                            f"{' '.join(self.page_frame_ancestors)}, public url {self.public_url or '(request)'}",
             "aws": f"{self.aws_region} via {_hide_password(self.aws_endpoint_url or 'AWS endpoints')}, "
                    f"profile {self.aws_profile or '(default chain)'}",
             "gcp": f"project {self.gcp_project or '(per lab)'} via "

@@ -8,6 +8,7 @@ and what to do, with no detail of any session. ``docs/WEBHOOKS.md`` ("LTI 1.3") 
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import parse_qsl, urlsplit
 
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Cookie, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from api.deps import LaunchesDep, ToolKeyDep
+from api.deps import LaunchesDep, LearnerLinksDep, ToolKeyDep
 from labctl.errors import LabctlError
 from labctl.outbox.launch import FLOW_LIFETIME, LaunchRefused, Login
 
@@ -55,7 +56,7 @@ async def login(request: Request, launches: LaunchesDep) -> Response:
 
 @router.post("/launch", name="lti_launch", summary="LTI 1.3 resource-link launch (the LMS posts the id_token here)",
              response_class=RedirectResponse, status_code=303)
-async def launch(request: Request, launches: LaunchesDep,
+async def launch(request: Request, launches: LaunchesDep, links: LearnerLinksDep,
                  browser_state: Annotated[str | None, Cookie(alias=STATE_COOKIE)] = None) -> Response:
     form = await _form(request)
     id_token, state = form.get("id_token"), form.get("state")
@@ -63,12 +64,13 @@ async def launch(request: Request, launches: LaunchesDep,
         return _refusal(400, "This launch is incomplete", "The learning platform did not send the launch's token. "
                         "Open the lab from your course again.")
     try:
-        _row, landing = launches.launch(id_token=id_token, state=state, browser_state=browser_state)
+        row = launches.launch(id_token=id_token, state=state, browser_state=browser_state)
     except LaunchRefused as exc:
         return _refusal(403, "This launch could not be verified", str(exc))
     except LabctlError as exc:
         return _refusal(exc.status, "The lab could not be started", exc.detail)
-    response = RedirectResponse(landing, status_code=303)
+    landing = links.link(row, base_url=str(request.base_url), now=datetime.now(UTC))
+    response = RedirectResponse(landing, status_code=303)  # the learner page, by a fresh signed link
     response.delete_cookie(STATE_COOKIE, path="/lti")
     return response
 

@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from api.deps import Authorized, ObservationDep, SessionsDep
+from api.deps import Authorized, LearnerUrl, LearnerUrls, ObservationDep, SessionsDep
 from api.schemas import (
     AllowanceOut,
     BudgetDecision,
@@ -29,6 +29,7 @@ from api.schemas import (
 )
 from labctl.service import background as tasks
 from labctl.service import paging
+from labctl.store.models import SandboxSession
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -36,10 +37,11 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 @router.post("", summary="Start a lab (or get the learner's live session for it)",
              responses={200: {"description": "the live session that already existed"},
                         201: {"description": "a new session"}})
-def start(body: StartSession, principal: Authorized, sessions: SessionsDep, response: Response) -> SessionOut:
+def start(body: StartSession, principal: Authorized, sessions: SessionsDep, response: Response,
+          links: LearnerUrls) -> SessionOut:
     row, created = sessions.start(lab_id=body.lab_id, learner_id=body.learner_id, principal=principal)
     response.status_code = 201 if created else 200
-    return SessionOut.of(row)
+    return _out(links, row)
 
 
 @router.post("/grants", summary="Give a learner more attempts or money in a lab (instructors)")
@@ -53,7 +55,7 @@ def grant(body: GrantIn, principal: Authorized, sessions: SessionsDep) -> Allowa
                              "headers": {"Link": {"description": "the next page's URL (absent on the last page)",
                                                   "schema": {"type": "string"}}}}})
 def list_sessions(
-    request: Request, response: Response, principal: Authorized, sessions: SessionsDep,
+    request: Request, response: Response, principal: Authorized, sessions: SessionsDep, links: LearnerUrls,
     lab_id: Annotated[str | None, Query()] = None, learner_id: Annotated[str | None, Query()] = None,
     state: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=paging.MAX_LIMIT, description="rows per page")] = paging.DEFAULT_LIMIT,
@@ -65,12 +67,13 @@ def list_sessions(
     if following is not None:
         url = request.url.include_query_params(limit=limit, **{"continue": following.token()})
         response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
-    return [session_view(r, principal) for r in rows]
+    return [session_view(r, principal, links) for r in rows]
 
 
 @router.get("/{session_id}", summary="One session")
-def get_session(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut | SessionBrief:
-    return session_view(sessions.get(session_id, principal=principal), principal)
+def get_session(session_id: str, principal: Authorized, sessions: SessionsDep,
+                links: LearnerUrls) -> SessionOut | SessionBrief:
+    return session_view(sessions.get(session_id, principal=principal), principal, links)
 
 
 @router.get("/{session_id}/kubeconfig", summary="The learner's kubeconfig", response_class=PlainTextResponse)
@@ -91,54 +94,59 @@ def events(session_id: str, principal: Authorized, sessions: SessionsDep) -> lis
 
 
 @router.post("/{session_id}/extend", summary="More time, up to the lab's deadline")
-def extend(session_id: str, body: Extend, principal: Authorized, sessions: SessionsDep) -> SessionOut:
-    return SessionOut.of(sessions.extend(session_id, seconds=body.seconds, principal=principal))
+def extend(session_id: str, body: Extend, principal: Authorized, sessions: SessionsDep,
+           links: LearnerUrls) -> SessionOut:
+    return _out(links, sessions.extend(session_id, seconds=body.seconds, principal=principal))
 
 
 @router.post("/{session_id}/suspend", summary="Scale the sandbox to zero, keeping the learner's work")
-def suspend(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut:
-    return SessionOut.of(sessions.suspend(session_id, principal=principal, cause="instructor"
+def suspend(session_id: str, principal: Authorized, sessions: SessionsDep, links: LearnerUrls) -> SessionOut:
+    return _out(links, sessions.suspend(session_id, principal=principal, cause="instructor"
                                           if principal.role == "instructor" else "learner",
                                           reason=f"suspended by {principal.name}"))
 
 
 @router.post("/{session_id}/resume", summary="Restore exactly what suspend stopped")
-def resume(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut:
-    return SessionOut.of(sessions.resume(session_id, principal=principal, reason=f"resumed by {principal.name}"))
+def resume(session_id: str, principal: Authorized, sessions: SessionsDep, links: LearnerUrls) -> SessionOut:
+    return _out(links, sessions.resume(session_id, principal=principal, reason=f"resumed by {principal.name}"))
 
 
 @router.post("/{session_id}/budget-requests", summary="Ask for more budget (an instructor decides)")
 def request_budget(session_id: str, body: BudgetRequest, principal: Authorized,
-                   sessions: SessionsDep) -> SessionOut:
-    return SessionOut.of(sessions.request_budget(session_id, usd=body.usd, reason=body.reason, principal=principal))
+                   sessions: SessionsDep, links: LearnerUrls) -> SessionOut:
+    return _out(links, sessions.request_budget(session_id, usd=body.usd, reason=body.reason, principal=principal))
 
 
 @router.post("/{session_id}/budget-requests/approve",
              summary="Approve the pending budget request, named by its request_id or usd (409 if it changed)")
 def approve_budget(session_id: str, principal: Authorized, sessions: SessionsDep,
-                   body: BudgetDecision | None = None) -> SessionOut:
+                   links: LearnerUrls, body: BudgetDecision | None = None) -> SessionOut:
     body = body or BudgetDecision()
-    return SessionOut.of(sessions.decide_budget(session_id, approve=True, principal=principal,
-                                                request_id=body.request_id, usd=body.usd))
+    return _out(links, sessions.decide_budget(session_id, approve=True, principal=principal,
+                                              request_id=body.request_id, usd=body.usd))
 
 
 @router.post("/{session_id}/budget-requests/deny", summary="Refuse the pending budget request")
 def deny_budget(session_id: str, principal: Authorized, sessions: SessionsDep,
-                body: BudgetDecision | None = None) -> SessionOut:
+                links: LearnerUrls, body: BudgetDecision | None = None) -> SessionOut:
     body = body or BudgetDecision()
-    return SessionOut.of(sessions.decide_budget(session_id, approve=False, principal=principal,
-                                                request_id=body.request_id, usd=body.usd))
+    return _out(links, sessions.decide_budget(session_id, approve=False, principal=principal,
+                                              request_id=body.request_id, usd=body.usd))
 
 
 @router.post("/{session_id}/reset", summary="Make the sandbox again from scratch")
-def reset(session_id: str, principal: Authorized, sessions: SessionsDep) -> SessionOut:
-    return SessionOut.of(sessions.reset(session_id, principal=principal))
+def reset(session_id: str, principal: Authorized, sessions: SessionsDep, links: LearnerUrls) -> SessionOut:
+    return _out(links, sessions.reset(session_id, principal=principal))
 
 
 @router.delete("/{session_id}", status_code=202, summary="Stop: terminating, then terminated")
 def stop(session_id: str, principal: Authorized, sessions: SessionsDep,
-         background: BackgroundTasks) -> SessionOut:
+         background: BackgroundTasks, links: LearnerUrls) -> SessionOut:
     row = sessions.stop(session_id, principal=principal)
     background.add_task(tasks.run, f"removing the sandbox of {session_id}", sessions.finish_stop, session_id,
                         actor=principal.name)
-    return SessionOut.of(row)
+    return _out(links, row)
+
+
+def _out(links: LearnerUrl, row: SandboxSession) -> SessionOut:
+    return SessionOut.of(row, learner_url=links(row))

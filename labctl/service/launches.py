@@ -4,7 +4,7 @@
 ``nonce`` are kept in the store (``lti_flows``) and used once (a compare-and-set), the ``id_token`` is checked with
 the platform's keys (fetched from its JWKS by the ``keys`` callable the composition root gives, which caches them),
 and the verified launch starts the learner's session for the lab (or finds its live one) as the platform, records the
-launch with its AGS line item and answers where the browser goes next (the learner's page).
+launch with its AGS line item; the browser then lands on the session's learner page.
 
 :class:`ScorePassback` owes every graded submission of a launched session to its line item: each pass first turns
 ``submission.graded`` events of the outbox into ``lti_scores`` rows (the event is committed with the grade, so no
@@ -50,12 +50,11 @@ def utcnow() -> datetime:
 
 class Launches:
     def __init__(self, *, store: Store, sessions: Sessions, registry: protocol.Registry, keys: KeyResolver,
-                 landing: Callable[[SandboxSession], str], clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.store = store
         self.sessions = sessions
         self.registry = registry
         self.keys = keys
-        self.landing = landing
         self.clock = clock
 
     def login(self, login: protocol.Login, *, redirect_uri: str) -> tuple[str, str]:
@@ -73,8 +72,8 @@ class Launches:
         return protocol.authorization_url(platform, login, redirect_uri=redirect_uri, state=state,
                                           nonce=nonce), state
 
-    def launch(self, *, id_token: str, state: str, browser_state: str | None) -> tuple[SandboxSession, str]:
-        """Verify the launch, start or resume the session; (the session, the URL the browser goes to)."""
+    def launch(self, *, id_token: str, state: str, browser_state: str | None) -> SandboxSession:
+        """Verify the launch, then start the learner's session for the lab or find its live one."""
         if not browser_state or not secrets.compare_digest(browser_state, state):
             raise protocol.LaunchRefused("this launch did not start in this browser (its state cookie is missing or "
                                          "different): open the link from the course again")
@@ -105,7 +104,7 @@ class Launches:
                              lineitem=claims.lineitem if claims.score_scope else None, created_at=now))
         log.info("lti launch from %s: session %s %s for learner %s", platform.name, row.id,
                  "started" if created else "resumed", claims.learner_id)
-        return row, self.landing(row)
+        return row
 
 
 class ScorePassback:

@@ -66,9 +66,10 @@ class Observation:
         self.sessions = sessions
         self.simulate = simulate
 
-    def metrics(self, session_id: str, *, principal: Principal) -> SessionMetrics:
-        """The session's pods with their use now, and its workloads' requests so far."""
-        row = self.sessions.get(session_id, principal=principal)
+    def metrics(self, session_id: str, *, principal: Principal, activity: bool = True) -> SessionMetrics:
+        """The session's pods with their use now, and its workloads' requests so far (``activity``: as
+        :meth:`Sessions.get`)."""
+        row = self.sessions.get(session_id, principal=principal, activity=activity)
         if row.state not in OBSERVED_STATES:
             raise Conflict(f"session {session_id} is {row.state}: its sandbox has no workloads to measure")
         spec = self.sessions.spec_of(row)

@@ -1,12 +1,14 @@
 """Who may do what: the role matrix of the HTTP API, as data.
 
 Every route of the API is a key ``"METHOD /path"`` of :data:`MATRIX`; its value is the tuple of roles whose bearer
-token may call it, :data:`PUBLIC` (no token: health, readiness, metrics, the API docs), :data:`SIGNED` (no token: a
-Standard Webhooks signature authenticates the request) or :data:`LTI` (no token: a browser an LMS sent, for the
-login initiation and the launch, whose signed ``id_token`` authenticates it; answered with HTML pages). The API
-enforces it with one dependency that looks the matched route up here; a route with no entry is refused to every role
-(fail closed), and the route-walking test fails for it, so a new route cannot ship without a decision here.
-``docs/SECURITY.md`` shows the same table.
+token may call it, :data:`PUBLIC` (no token: health, readiness, metrics, the API docs, the page's static files),
+:data:`SIGNED` (no token: a Standard Webhooks signature authenticates the request), :data:`LTI` (no token: a browser
+an LMS sent, for the login initiation and the launch, whose signed ``id_token`` authenticates it; answered with HTML
+pages) or :data:`PAGE` (no token: the learner page, authenticated by its signed link and then by the page cookie
+scoped to one session, which allows the learner's own actions on that session only; a bearer token opens no page).
+The API enforces it with one dependency that looks the matched route up here; a route with no entry is refused to
+every role (fail closed), and the route-walking test fails for it, so a new route cannot ship without a decision
+here. ``docs/SECURITY.md`` shows the same table.
 
 The matrix says which *kinds* of caller may use a route. What a caller may do with a particular session is decided
 by the use cases: a learner acts only for its own learner id (others' sessions answer 404), and a platform token
@@ -24,7 +26,8 @@ ROLES: Final[tuple[Role, ...]] = ("instructor", "platform", "exam", "learner")
 PUBLIC: Final = "public"
 SIGNED: Final = "signed"
 LTI: Final = "lti"
-Rule = tuple[Role, ...] | Literal["public", "signed", "lti"]
+PAGE: Final = "page"
+Rule = tuple[Role, ...] | Literal["public", "signed", "lti", "page"]
 
 INSTRUCTOR: Final[tuple[Role, ...]] = ("instructor",)
 CATALOG_READERS: Final[tuple[Role, ...]] = ("instructor", "platform", "learner")
@@ -83,6 +86,17 @@ MATRIX: Final[dict[str, Rule]] = {
     "POST /lti/login": LTI,
     "POST /lti/launch": LTI,
     "GET /lti/jwks.json": PUBLIC,
+    # the learner page: the signed link, then the page cookie (api/routers/pages.py)
+    "GET /learn/open": PAGE,
+    "GET /learn/{session_id}": PAGE,
+    "GET /learn/{session_id}/state": PAGE,
+    "GET /learn/{session_id}/kubeconfig": PAGE,
+    "POST /learn/{session_id}/extend": PAGE,
+    "POST /learn/{session_id}/suspend": PAGE,
+    "POST /learn/{session_id}/resume": PAGE,
+    "POST /learn/{session_id}/budget-requests": PAGE,
+    "POST /learn/{session_id}/submissions": PAGE,
+    "GET /static/{asset}": PUBLIC,
 }
 
 
@@ -116,7 +130,13 @@ def rule_for_request(method: str, path: str) -> Rule | None:
 
 def needs_token(rule: Rule | None) -> bool:
     """Whether a request must carry a bearer token before anything else happens (unknown routes too: fail closed)."""
-    return rule not in (PUBLIC, SIGNED, LTI)
+    return rule not in (PUBLIC, SIGNED, LTI, PAGE)
+
+
+def edge_parses_json(rule: Rule | None) -> bool:
+    """Whether the edge parses a JSON body with labctl's rules: every route but signed ones, whose signature is
+    verified over the raw body before its JSON is parsed."""
+    return rule != SIGNED
 
 
 def allows(rule: Rule | None, role: Role) -> bool:

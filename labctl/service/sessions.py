@@ -90,12 +90,14 @@ class Sessions:
             raise NotFound(f"there is no lab '{lab_id}'; known labs: {known}")
         return lab
 
-    def get(self, session_id: str, *, principal: Principal) -> SandboxSession:
+    def get(self, session_id: str, *, principal: Principal, activity: bool = True) -> SandboxSession:
+        """The session, if ``principal`` may see it; ``activity=False``: a read the learner did not make itself (the
+        learner page's polling), which does not count for the idle timer."""
         with self.store.session() as db:
             row = db.get(SandboxSession, session_id)
         if row is None or not principal.may_act_for(row.learner_id):
             raise NotFound(f"there is no session '{session_id}'")
-        if principal.role == "learner":
+        if principal.role == "learner" and activity:
             self.touch(session_id)  # learner API use counts as activity for the idle timer
         return row
 

@@ -4,7 +4,8 @@ One pass (:meth:`Sweeper.run_once`) is level-triggered and idempotent: it first 
 backends disagree on (a live session whose sandbox vanished ends; a sandbox left behind a finished one goes), then
 it reads the store, prices each sandbox's
 current inventory, accrues ``burn rate x time since the last metering`` into the ledger in the same transaction that
-moves ``last_metered_at`` (so a restart never counts the same time twice), then runs the pure policy
+moves ``last_metered_at`` (so a restart never counts the same time twice) and adds the reading to the session's
+series (:mod:`labctl.store.meter_readings`, the learner page's chart), then runs the pure policy
 (:mod:`labctl.service.policy`) and carries out what it decided: terminate on expiry or an exhausted budget, warn
 before expiry, suspend on budget, idleness or off-hours, resume when working hours begin. A reading that fails is
 counted on the session (``meter_failures``, reset by the next success); at ``meter_failure_limit`` failures in a
@@ -32,6 +33,7 @@ from labctl.ports import ProviderError, SandboxSpec
 from labctl.service import policy, simulation, states
 from labctl.service.sessions import Sessions
 from labctl.simulator import economics, ledger, model
+from labctl.store import meter_readings
 from labctl.store.models import SandboxSession
 from labctl.store.service_ledger import ServiceLedger
 
@@ -147,6 +149,9 @@ class Sweeper:
                 ledger.accrue(db, session_id=session_id, step=simulated[0])
             service = _service(priced.snapshot, simulated[0], ledger.ledger(db, session_id=session_id)) \
                 if simulated is not None else None
+            meter_readings.record(db, session_id=session_id, at=now, accrued_usd=current.accrued_usd,
+                                  burn_rate_usd_per_hour=burn,
+                                  service=[f.model_dump(mode="json") for f in service] if service else None)
             if note != current.meter_note:
                 for warning in priced.warnings:
                     if warning not in (current.meter_note or ""):

@@ -18,9 +18,12 @@ def test_the_security_document_shows_the_matrix() -> None:
     text = (REPO_ROOT / "docs" / "SECURITY.md").read_text()
     documented = dict(re.findall(r"^\| `([A-Z]+ /[^`]*)` \| (.+) \|$", text, flags=re.MULTILINE))
     token_routes = {k: r for k, r in roles.MATRIX.items() if isinstance(r, tuple)}
-    assert set(documented) == set(token_routes)
+    page_routes = {k for k, r in roles.MATRIX.items() if r == roles.PAGE}
+    assert set(documented) == set(token_routes) | page_routes
     for key, rule in token_routes.items():
         assert documented[key] == " | ".join("yes" if role in rule else "-" for role in roles.ROLES), key
+    for key in page_routes:  # no bearer token of any role: the learner, through the page's cookie
+        assert documented[key] == "- | - | - | page cookie", key
     for key, rule in roles.MATRIX.items():
         if not isinstance(rule, tuple):
             assert f"`{key.split(' ', 1)[1]}`" in text or key.split(" ", 1)[1] in text, key

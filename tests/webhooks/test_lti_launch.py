@@ -209,7 +209,9 @@ def test_a_launch_starts_the_session_a_second_resumes_it_and_its_grade_goes_back
         (session,) = c.get("/v1/sessions", headers=ADMIN).json()
         assert session["learner_id"] == "moodle-ada-42" and session["lab_id"] == "tag-for-showback"
         assert session["state"] == "ready"
-        assert r.headers["location"].endswith(session["id"])
+        page = c.get(r.headers["location"], follow_redirects=True)  # the signed link lands on the learner page
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert str(page.url).endswith(f"/learn/{session['id']}")
         try:
             again = login(c, lms, sub="ada-42")
             assert launch(c, again["id_token"], again["state"]).status_code == 303
