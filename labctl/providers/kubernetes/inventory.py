@@ -3,7 +3,8 @@
 ``collect`` lists every cost-relevant object of one namespace (plus the nodes its pods run on) as plain dicts, and
 asks metrics.k8s.io for usage when the cluster serves it; turning that into a priced snapshot is pure work done
 elsewhere. It also lists the namespace's ConfigMaps and HorizontalPodAutoscalers: declarations the learner writes,
-which graders may compare with measurements but never take as one. Suspend and resume live in :mod:`labctl.providers.kubernetes.suspension`.
+which graders may compare with measurements but never take as one. Suspend and resume live in
+:mod:`labctl.providers.kubernetes.suspension`.
 """
 
 from __future__ import annotations
