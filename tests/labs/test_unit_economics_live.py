@@ -123,7 +123,7 @@ def _gpu_share(limits: Json) -> tuple[Fraction, int]:
 def _pod_hourly(prices: Json, node: Json, requests: Json, limits: Json) -> Fraction:
     """A pod's price per hour: its node's sheet price split by the fallback rates' ratio, times what it holds."""
     labels = node["metadata"]["labels"]
-    row = next(r for r in prices["nodes"] if r["instance_type"] == labels["node.kubernetes.io/instance-type"])
+    row = next(r for r in prices["instances"] if r["instance_type"] == labels["node.kubernetes.io/instance-type"])
     spot = labels[SPOT_LABEL] == "spot"
     price = Fraction(str(row["spot_hourly_usd" if spot else "on_demand_hourly_usd"]))
     weights = {k: Fraction(str(prices["fallback"][k]))
