@@ -4,9 +4,9 @@ independent computation from the lab's demand model and the price sheet.
 
 *Metered*: the reference solution is applied to a fresh namespace of the tests' live cluster and inventoried
 (:func:`tests.grading.live.collect`: the real scheduler placed the pods on the fleet's nodes), then taken the
-product's way: the producer's snapshot an hour after the objects were made, the lab's demand played on its pods over
-that hour (:func:`labctl.simulator.model.step`), the meter's prices (:func:`labctl.cost.meter.price`) and the service
-figures the sweeper derives from both (``Sweeper.meter``'s ``_service``, given the step's counts as ledger rows).
+product's way (:func:`tests.grading.live.priced`): the producer's snapshot an hour after the objects were made, the
+lab's demand played on its pods over that hour by the simulator, the meter's prices, and the service figures the
+sweeper derives from both.
 
 *Independent*: this file reads ``labs/<lab>/lab.yaml`` and ``labs/prices.yaml`` as plain YAML and computes with
 fractions, calling nothing of labctl: the daily curve integrated exactly (piecewise linear, clipped at what the
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from labctl.cost import meter
-from labctl.grading.snapshot import BudgetInfo, SessionInfo
-from labctl.providers.kubernetes import snapshot as producer
 from labctl.providers.kubernetes.inventory import Inventory
-from labctl.service import simulation
-from labctl.service.sweeps import _service
-from labctl.simulator import ledger, model
-from labctl.store.service_ledger import ServiceLedger
 from tests.grading import live
 
 pytestmark = pytest.mark.cluster
@@ -178,20 +170,8 @@ def _independent(lab_id: str, inv: Inventory, workload: str) -> tuple[Fraction, 
 
 def _metered(lab_id: str, inv: Inventory, workload: str) -> tuple[float, float]:
     """(served share, USD per 1,000 requests) as labctl meters an hour of the lab's demand on the inventoried pods."""
-    lab = live.catalog()[lab_id]
-    assert lab.demand is not None
-    taken = live._made_at(inv) + timedelta(seconds=HOUR)
-    session = SessionInfo(id="s-acceptance", lab_id=lab_id, learner_id="ada", provider="kubernetes",
-                          namespace=live.PLACEHOLDER_NAMESPACE, started_at=taken - timedelta(seconds=2 * HOUR),
-                          taken_at=taken)
-    built = producer.build(inv, session=session, budget=BudgetInfo(budget_usd=float(lab.budget.usd)), now=taken)
-    step = model.step(lab.demand, simulation.pod_states(built), node_cpu_cores=simulation.node_cpu_cores(built),
-                      started_at=session.started_at, now=taken, seconds=HOUR)
-    priced = meter.price(simulation.with_usage(built, step), live.sheet()).snapshot
-    rows = [ServiceLedger(session_id=session.id, workload=w.key, offered=ledger.to_ledger(w.offered),
-                          served=ledger.to_ledger(w.served), dropped=ledger.to_ledger(w.offered) -
-                          ledger.to_ledger(w.served)) for w in step.workloads]
-    figures = {f.workload: f for f in _service(priced, step, rows)}[workload]
+    snap = live.priced(live.catalog()[lab_id], inv, hours=HOUR / 3600)
+    figures = next(f for f in snap.service or [] if f.workload == workload)
     assert figures.served_share is not None and figures.cost_per_1000_requests is not None
     return figures.served_share, figures.cost_per_1000_requests
 
