@@ -186,8 +186,9 @@ VARIANTS = [
             pending=1),
 
     Variant("autoscale-to-demand", "solution"),
-    # 1 replica serves 16 requests/s of a curve from 8 to 72; its budget (maxUnavailable 1) lets the only pod go.
-    Variant("autoscale-to-demand", "one-replica", {STOREFRONT_SLO: None, STOREFRONT_PDB: 0.0},
+    # 1 replica serves 16 requests/s of a curve from 8 to 72: 362.67 of the day's 928 rps-hours, 39.08 %, which
+    # scores 0.3908 / 0.99; its budget (maxUnavailable 1) lets the only pod go.
+    Variant("autoscale-to-demand", "one-replica", {STOREFRONT_SLO: 0.394752, STOREFRONT_PDB: 0.0},
             {STOREFRONT_SLO: (STOREFRONT, "below the 99.0% target"), STOREFRONT_PDB: (STOREFRONT, "1 replicas")}),
     Variant("autoscale-to-demand", "hpa-max-too-low", {STOREFRONT_SLO: None},
             {STOREFRONT_SLO: (STOREFRONT, "below the 99.0% target")}),
