@@ -152,6 +152,7 @@ def _independent(lab_id: str, inv: Inventory, workload: str) -> tuple[Fraction, 
     per_rps = _quantity(declaration["per_request"].get("memory_per_rps", 0))
     peak = max(v for _, v in _points(declaration)) / ready
     for c in containers:  # the model's assumptions for this reference: nothing fails, usage stays under requests
+        assert all(_quantity(c["requests"][r]) == _quantity(c["limits"][r]) for r in ("cpu", "memory"))
         assert memory + per_rps * min(peak, per_pod) <= _quantity(c["limits"]["memory"])
         assert declaration["per_replica"].get("gpu_memory_mib", 0) <= _gpu_share(c["limits"])[1]
     points = _points(declaration)
@@ -170,7 +171,7 @@ def _independent(lab_id: str, inv: Inventory, workload: str) -> tuple[Fraction, 
 
 def _metered(lab_id: str, inv: Inventory, workload: str) -> tuple[float, float]:
     """(served share, USD per 1,000 requests) as labctl meters an hour of the lab's demand on the inventoried pods."""
-    snap = live.priced(live.catalog()[lab_id], inv, hours=HOUR / 3600)
+    snap = live.priced(live.catalog()[lab_id], inv, hours=1)  # 12 simulated days at a time scale of 288
     figures = next(f for f in snap.service or [] if f.workload == workload)
     assert figures.served_share is not None and figures.cost_per_1000_requests is not None
     return figures.served_share, figures.cost_per_1000_requests
