@@ -2,9 +2,11 @@
 
 A snapshot is plain data (``schema: labctl.snapshot/v1``): who and when (:class:`SessionInfo`), the money limits
 (:class:`BudgetInfo`), what the meter says (:class:`CostInfo`), the nodes the sandbox's pods ran on (:class:`Node`)
-and every object of the sandbox as one flat :class:`Resource` model. The resource model is deliberately flat: one
-``kind`` plus optional fields, so a Kubernetes Pod, a PersistentVolumeClaim and an EC2 instance (``kind: Instance``,
-tags as ``labels``) share one shape and a grader written in any language reads them the same way.
+and every object of the sandbox as one flat :class:`Resource` model; beside them, what the learner declared but
+labctl never takes as a figure: ConfigMaps (:class:`ConfigMapData`) and HorizontalPodAutoscalers
+(:class:`Autoscaler`). The resource model is deliberately flat: one ``kind`` plus optional fields, so a Kubernetes
+Pod, a PersistentVolumeClaim and an EC2 instance (``kind: Instance``, tags as ``labels``) share one shape and a grader
+written in any language reads them the same way.
 
 Units are normalised once, by the producer: CPU in cores (float), memory and storage in bytes, GPUs and MIG slices as
 counts keyed by their resource name (``nvidia.com/gpu``, ``nvidia.com/mig-1g.10gb``), money in US dollars, time in
@@ -286,6 +288,31 @@ class Resource(_Closed):
         return f"{self.kind}/{self.name}"
 
 
+class ConfigMapData(_Closed):
+    """A ConfigMap of the sandbox: a declaration the learner writes, never a measurement. Graders use it only to
+    compare what the learner says (e.g. the unit cost it computed) with what labctl measured. Its text ``data`` is
+    capped by the producer (``truncated`` says when keys were left out or values cut); ``binaryData`` is not kept."""
+
+    name: str = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    data: dict[str, str] = Field(default_factory=dict)
+    truncated: bool = False
+
+
+class Autoscaler(_Closed):
+    """A HorizontalPodAutoscaler (``autoscaling/v2``) of the sandbox: what the learner declared (target, bounds,
+    metrics and behavior in Kubernetes' field names) and what the controller last decided (its status)."""
+
+    name: str = Field(min_length=1)
+    target: ObjectRef | None = Field(default=None, description="spec.scaleTargetRef as Kind/name")
+    min_replicas: int | None = Field(default=None, ge=0, description="spec.minReplicas (Kubernetes' default: 1)")
+    max_replicas: int | None = Field(default=None, ge=0)
+    metrics: list[dict[str, Any]] = Field(default_factory=list, description="spec.metrics, as written")
+    behavior: dict[str, Any] | None = None
+    current_replicas: int | None = Field(default=None, ge=0)
+    desired_replicas: int | None = Field(default=None, ge=0)
+
+
 class Snapshot(BaseModel):
     """The whole inventory of one sandbox at ``session.taken_at``."""
 
@@ -299,6 +326,10 @@ class Snapshot(BaseModel):
     resources: list[Resource] = Field(default_factory=list)
     service: list[ServiceFigures] | None = Field(
         default=None, description="per declared workload of the lab's simulated demand; absent without one")
+    config_maps: list[ConfigMapData] | None = Field(
+        default=None, description="the sandbox's ConfigMaps (declarations, capped); absent when it has none")
+    autoscalers: list[Autoscaler] | None = Field(
+        default=None, description="the sandbox's HorizontalPodAutoscalers; absent when it has none")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Snapshot:

@@ -6,8 +6,9 @@ controllers and scheduler have settled them (pods Running, Job pods done, or Pen
 the snapshot the way a sweep does: :func:`labctl.providers.kubernetes.inventory.collect`, the producer
 :func:`labctl.providers.kubernetes.snapshot.build`, the lab's demand played on the pods by the simulator
 (:func:`labctl.simulator.model.step`, put into the snapshot by :func:`labctl.service.simulation.with_usage`: the
-measured use graders read) and the meter :func:`labctl.cost.meter.price`. There is no second producer: what the
-graders are tested on is what they get in production. The snapshot is taken as if
+measured use graders read), the meter :func:`labctl.cost.meter.price` and the service figures the sweeper derives
+from the step and the prices (its ``_service``, given the step's counts as the ledger's only rows). There is no
+second producer: what the graders are tested on is what they get in production. The snapshot is taken as if
 :data:`HOURS` had passed since the objects were made (``now`` is passed in), and the ledger holds what the resources
 cost over that time (plus ``extra_accrued``).
 
@@ -36,13 +37,14 @@ from labctl.catalog import loader
 from labctl.catalog.models import Lab
 from labctl.cost import meter
 from labctl.cost.prices import PriceSheet, load_sheet
-from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot, dump_snapshot, load_snapshot
+from labctl.grading.snapshot import BudgetInfo, ServiceFigures, SessionInfo, Snapshot, dump_snapshot, load_snapshot
 from labctl.providers.kubernetes import inventory
 from labctl.providers.kubernetes import snapshot as producer
 from labctl.providers.kubernetes.inventory import Inventory
-from labctl.service import simulation
+from labctl.service import simulation, sweeps
 from labctl.settings import REPO_ROOT
-from labctl.simulator import model
+from labctl.simulator import ledger, model
+from labctl.store.service_ledger import ServiceLedger
 
 Json = dict[str, Any]
 LABS_DIR = REPO_ROOT / "labs"
@@ -196,7 +198,8 @@ def _made_at(inv: Inventory) -> datetime:
 
 def priced(lab: Lab, inv: Inventory, *, hours: float = HOURS, starter_burn: float | None = None,
            extra_accrued: float = 0.0) -> Snapshot:
-    """The priced snapshot of ``inv`` taken ``hours`` after its objects were made, as the sweeper makes it."""
+    """The priced snapshot of ``inv`` taken ``hours`` after its objects were made, as the sweeper makes it: with the
+    service figures of the demand played over those hours, the only step in the ledger."""
     taken = _made_at(inv) + timedelta(hours=hours)
     session = SessionInfo(id="s-test", lab_id=lab.id, learner_id="ada", provider="kubernetes",
                           namespace=PLACEHOLDER_NAMESPACE, started_at=taken - timedelta(hours=2 * hours),
@@ -204,19 +207,37 @@ def priced(lab: Lab, inv: Inventory, *, hours: float = HOURS, starter_burn: floa
     budget = BudgetInfo(budget_usd=float(lab.budget.usd), reference_cost_usd=lab.budget.reference_usd,
                         starter_burn_rate_usd_per_hour=starter_burn)
     built = producer.build(inv, session=session, budget=budget, now=taken)
-    result = meter.price(measured(lab, built, seconds=hours * 3600), sheet()).snapshot
+    step = played(lab, built, seconds=hours * 3600)
+    result = meter.price(built if step is None else simulation.with_usage(built, step), sheet()).snapshot
     accrued = sum(r.cost_usd or 0.0 for r in result.resources) + extra_accrued
-    return result.model_copy(update={"cost": result.cost.model_copy(update={"accrued_usd": accrued})})
+    result = result.model_copy(update={"cost": result.cost.model_copy(update={"accrued_usd": accrued})})
+    return result if step is None else result.model_copy(update={"service": service_figures(result, step)})
+
+
+def played(lab: Lab, snap: Snapshot, *, seconds: float) -> model.Step | None:
+    """The step the lab's demand plays on ``snap``'s pods over the ``seconds`` before it was taken, as
+    ``Sweeper.meter`` plays it (None for a lab without demand)."""
+    if lab.demand is None:
+        return None
+    return model.step(lab.demand, simulation.pod_states(snap), node_cpu_cores=simulation.node_cpu_cores(snap),
+                      started_at=snap.session.started_at, now=snap.session.taken_at, seconds=seconds)
 
 
 def measured(lab: Lab, snap: Snapshot, *, seconds: float) -> Snapshot:
-    """``snap`` with the use the lab's demand puts on its pods over the ``seconds`` before it was taken, as
-    ``Sweeper.meter`` plays it (a lab without demand: unchanged)."""
-    if lab.demand is None:
-        return snap
-    step = model.step(lab.demand, simulation.pod_states(snap), node_cpu_cores=simulation.node_cpu_cores(snap),
-                      started_at=snap.session.started_at, now=snap.session.taken_at, seconds=seconds)
-    return simulation.with_usage(snap, step)
+    """``snap`` with the use the lab's demand puts on its pods over the ``seconds`` before it was taken (a lab
+    without demand: unchanged)."""
+    step = played(lab, snap, seconds=seconds)
+    return snap if step is None else simulation.with_usage(snap, step)
+
+
+def service_figures(priced_snap: Snapshot, step: model.Step) -> list[ServiceFigures]:
+    """The service section ``Sweeper.meter`` adds when ``step`` is the ledger's only one: its counts, rounded as the
+    ledger keeps them, beside the cost of each workload's pods in the priced snapshot."""
+    rows = [ServiceLedger(session_id=priced_snap.session.id, workload=w.key, offered=ledger.to_ledger(w.offered),
+                          served=ledger.to_ledger(w.served),
+                          dropped=ledger.to_ledger(w.offered) - ledger.to_ledger(w.served))
+            for w in step.workloads]
+    return sweeps._service(priced_snap, step, rows)
 
 
 def snapshot(api: client.ApiClient, lab: Lab, docs: Iterable[Json], *, starter_burn: float | None = None,

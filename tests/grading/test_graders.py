@@ -478,3 +478,40 @@ def test_unit_cost(figures: Json, score: float, passed: bool, in_feedback: list[
     assert check.status != "error"
     for needle in in_feedback:
         assert needle in check.feedback
+
+
+def reported(value: str | None, *, key: str = "usd_per_1000_requests", name: str = "unit-cost") -> Json:
+    return {"name": name, "data": {} if value is None else {key: value}}
+
+
+@pytest.mark.parametrize(("figures", "config_maps", "passed", "in_feedback"), [
+    (served(10_000, 10_000, 0.40), [reported("0.04")], True, ["$0.04 per 1,000", "0.0% apart", "within 10%"]),
+    (served(10_000, 10_000, 0.40), [reported(" 0.0437 ")], True, ["9.3% apart"]),  # spaces are not a mistake
+    (served(10_000, 10_000, 0.40), [reported("0.0325")], False, ["18.8% apart", "not within 10%"]),
+    (served(10_000, 10_000, 0.40), [reported("$0.04")], False, ["not a plain decimal number"]),
+    (served(10_000, 10_000, 0.40), [reported("nan")], False, ["not a plain decimal number"]),
+    (served(10_000, 10_000, 0.40), [reported(None)], False, ["has no key usd_per_1000_requests"]),
+    (served(10_000, 10_000, 0.40), [reported("0.04", name="other")], False, ["There is no ConfigMap/unit-cost"]),
+    (served(10_000, 0, 0.40), [reported("0.04")], False, ["served no request"]),  # scaled to zero: nothing to match
+])
+def test_reported_unit_cost(figures: Json, config_maps: list[Json], passed: bool, in_feedback: list[str]) -> None:
+    data = outcome_snap(figures)
+    data["config_maps"] = config_maps
+    check = only(run("reported_unit_cost.py", data, {"workload": "Deployment/llm"}))
+    assert check.id == "reported-unit-cost:Deployment/llm"
+    assert (check.passed, check.score) == (passed, 1.0 if passed else 0.0), check.feedback
+    assert check.status != "error"
+    for needle in in_feedback:
+        assert needle in check.feedback, check.feedback
+    assert check.evidence or passed
+
+
+def test_reported_unit_cost_without_figures_is_an_error_and_params_are_checked() -> None:
+    data = outcome_snap()
+    data["config_maps"] = [reported("0.04")]
+    missing = only(run("reported_unit_cost.py", data, {"workload": "Deployment/x"}))
+    assert missing.status == "error" and "Deployment/x" in missing.feedback
+    bad = only(run("reported_unit_cost.py", data, {"workload": "Deployment/x", "tolerance": 2}))
+    assert bad.status == "error" and "tolerance" in bad.feedback
+    unnamed = only(run("reported_unit_cost.py", data, {}))
+    assert unnamed.status == "error" and "workload" in unnamed.feedback

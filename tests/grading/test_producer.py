@@ -150,3 +150,39 @@ def test_build_is_total_over_generated_inventories(seed: int) -> None:
                  for p in inv.pods if p.get("metadata", {}).get("name")}
     inv.usage_source = "metrics"
     _made(inv)
+
+
+def test_config_maps_and_autoscalers_are_declarations_kept_within_caps() -> None:
+    """The stored cost-per-inference solution holds the learner's unit-cost ConfigMap; a stuffed one is capped, a
+    nameless one skipped; autoscalers keep what was declared and the controller's status, odd counts left out."""
+    inv = copy.deepcopy(live.load_inventories("cost-per-inference")["solution"])
+    stuffed = {f"k{i:03d}": "x" * (producer.MAX_CONFIG_VALUE + 5) for i in range(producer.MAX_CONFIG_KEYS + 3)}
+    inv.config_maps += [{"kind": "ConfigMap", "metadata": {"name": "stuffed"}, "data": stuffed},
+                        {"kind": "ConfigMap", "metadata": {}, "data": {"a": "b"}},
+                        {"kind": "ConfigMap", "metadata": {"name": "binary-only"}, "binaryData": {"x": "AAEC"}}]
+    inv.autoscalers = [
+        {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                  "minReplicas": 2, "maxReplicas": 10,
+                  "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                      "type": "Utilization", "averageUtilization": 70}}}]},
+         "status": {"currentReplicas": 3, "desiredReplicas": 4}},
+        {"kind": "HorizontalPodAutoscaler", "metadata": {"name": "odd"},
+         "spec": {"scaleTargetRef": {"kind": "Deployment"}, "minReplicas": "two", "maxReplicas": -1}}]
+    snap = _made(inv)
+    assert snap.config_maps is not None
+    kept = {c.name: c for c in snap.config_maps}
+    assert list(kept) == ["binary-only", "stuffed", "unit-cost"]
+    assert kept["unit-cost"].data == {"usd_per_1000_requests": "0.01159"} and not kept["unit-cost"].truncated
+    assert kept["stuffed"].truncated and len(kept["stuffed"].data) == producer.MAX_CONFIG_KEYS
+    assert {len(v) for v in kept["stuffed"].data.values()} == {producer.MAX_CONFIG_VALUE}
+    assert kept["binary-only"].data == {} and not kept["binary-only"].truncated
+    assert snap.autoscalers is not None
+    odd, web = snap.autoscalers
+    assert (web.target is not None and str(web.target), web.min_replicas, web.max_replicas, web.current_replicas,
+            web.desired_replicas) == ("Deployment/web", 2, 10, 3, 4)
+    assert web.metrics[0]["resource"]["target"]["averageUtilization"] == 70
+    assert (odd.target, odd.min_replicas, odd.max_replicas) == (None, None, None)
+    # An inventory without either (the stored ones of the other labs) gives a snapshot without the sections.
+    plain = _made(_inventory())
+    assert plain.config_maps is None and plain.autoscalers is None

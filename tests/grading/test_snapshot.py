@@ -23,7 +23,8 @@ def data() -> Json:
 FIRST_NODE = live.load_fixture("move-batch-to-spot")["nodes"][0]["name"]
 
 
-@pytest.mark.parametrize("lab_id", ["gpu-rightsizing", "idle-hunter", "move-batch-to-spot", "tag-for-showback"])
+@pytest.mark.parametrize("lab_id", ["autoscale-to-demand", "cost-per-inference", "gpu-rightsizing", "idle-hunter",
+                                    "move-batch-to-spot", "tag-for-showback"])
 def test_fixtures_round_trip(lab_id: str) -> None:
     path = live.fixture_path(lab_id)
     snap = load_snapshot(path)

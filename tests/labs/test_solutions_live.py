@@ -5,13 +5,14 @@ background loops: the pattern of tests/sweeps); the starter's pods settle and on
 the starter's burn rate the budget graders compare with); the objects the variant's ``delete.yaml`` lists are deleted
 (foreground, waited for) and its manifests applied with server-side apply, as labctl's provider applies starters; the
 pods settle again (running, or Pending as Unschedulable where the variant makes them so); the clock moves 15 minutes
-(under every lab's idle timeout, so the sweep does not suspend the session) and one sweep accrues the ledger; then
+(under every lab's idle timeout, so the sweep does not suspend the session; an hour from the real time for the labs
+graded on unit cost, :data:`UNIT_PRICED`) and one sweep accrues the ledger; then
 ``POST /v1/sessions/{id}/submissions`` and ``GET /v1/submissions/{id}``. The reference solution must score full marks;
 each wrong solution must fail exactly its listed checks, with the listed scores and feedback naming the offenders.
 
 Variants are manifests next to the reference solution: ``manifests/labs/<lab>/solution/`` (the templates lab.yaml
 lists) and ``manifests/labs/<lab>/wrong/<variant>/*.yaml.j2``, each directory with an optional ``delete.yaml``
-(``delete: [Kind/name, ...]``). Every case is prepared up front by a module fixture: one chain per lab, the four
+(``delete: [Kind/name, ...]``). Every case is prepared up front by a module fixture: one chain per lab, the
 chains in parallel, a lab's cases one after another, each session stopped before the next starts (the GPU lab's whole
 A100s are few).
 
@@ -57,11 +58,17 @@ LABS = REPO_ROOT / "labs"
 # A Wednesday inside idle-hunter's working window (11:00 in Berlin): no off-hours suspension.
 WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 METERED_MINUTES = 15  # the labs' idle timeouts are 20 and 30 minutes
+# Labs graded on cost per 1,000 requests: a pod's cost so far is its price x the hours since its real start, while
+# the requests it served are counted over the fake clock's span, so for these labs the fake clock starts at the
+# real time and meters an hour (under their 90-minute idle timeouts): the pods' hours then match the counted span
+# to within the half a minute a rollout takes (under 1 %).
+UNIT_PRICED = {"autoscale-to-demand": 60, "cost-per-inference": 60}
 SETTLE_S = 150.0
 SESSION_LABEL = "labctl.dev/session"
 _STARTUP = threading.Lock()
 API_VERSIONS = {"Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1", "CronJob": "batch/v1",
-                "PersistentVolumeClaim": "v1", "Service": "v1", "PodDisruptionBudget": "policy/v1"}
+                "PersistentVolumeClaim": "v1", "Service": "v1", "PodDisruptionBudget": "policy/v1",
+                "ConfigMap": "v1", "HorizontalPodAutoscaler": "autoscaling/v2"}
 
 Key = tuple[str, str]  # (lab grader id, check id)
 Json = dict[str, Any]
@@ -82,6 +89,13 @@ class Variant:
     @property
     def id(self) -> str:
         return f"{self.lab}:{self.name}"
+
+    @property
+    def metered_minutes(self) -> int:
+        return UNIT_PRICED.get(self.lab, METERED_MINUTES)
+
+    def clock(self) -> FakeClock:
+        return FakeClock(datetime.now(UTC).replace(microsecond=0) if self.lab in UNIT_PRICED else WEDNESDAY)
 
     @property
     def directory(self) -> Path:
@@ -124,6 +138,19 @@ GPU_REPLICAS = ("gpu-on-spot", "replicas")
 GPU_BURN = ("within-budget", "burn-rate")
 LLM = "Deployment/llm-inference"
 
+STOREFRONT = "Deployment/storefront"
+STOREFRONT_SLO = ("slo", f"slo:{STOREFRONT}")
+STOREFRONT_UNIT = ("unit-cost", f"unit-cost:{STOREFRONT}")
+STOREFRONT_SHARE = ("on-spot", "spot-share")
+STOREFRONT_READY = ("on-spot", "spot-ready")
+STOREFRONT_PDB = ("disruption-budget", STOREFRONT)
+
+CHAT = "Deployment/chat-inference"
+CHAT_SLO = ("slo", f"slo:{CHAT}")
+CHAT_UNIT = ("unit-cost", f"unit-cost:{CHAT}")
+CHAT_SIZE = ("gpu-right-size", f"gpu-size:{CHAT}")
+CHAT_REPORT = ("reported-unit-cost", f"reported-unit-cost:{CHAT}")
+
 ORPHANS = ("idle-and-orphans", "orphans")
 KEPT = ("idle-and-orphans", "kept-workloads")
 SCHEDULE = ("off-hours-schedule", "schedule:Deployment/orders-worker")
@@ -157,6 +184,34 @@ VARIANTS = [
             {GPU_SIZE: (LLM, "2 of 3 pods still hold the old request"), GPU_SHARE: (LLM,),
              GPU_READY: (LLM, "cloud.google.com/gke-spot"), GPU_BURN: ("more than 20% of the starter's",)},
             pending=1),
+
+    Variant("autoscale-to-demand", "solution"),
+    # 1 replica serves 16 requests/s of a curve from 8 to 72: 362.67 of the day's 928 rps-hours, 39.08 %, which
+    # scores 0.3908 / 0.99; its budget (maxUnavailable 1) lets the only pod go.
+    Variant("autoscale-to-demand", "one-replica", {STOREFRONT_SLO: 0.394752, STOREFRONT_PDB: 0.0},
+            {STOREFRONT_SLO: (STOREFRONT, "below the 99.0% target"), STOREFRONT_PDB: (STOREFRONT, "1 replicas")}),
+    Variant("autoscale-to-demand", "hpa-max-too-low", {STOREFRONT_SLO: None},
+            {STOREFRONT_SLO: (STOREFRONT, "below the 99.0% target")}),
+    Variant("autoscale-to-demand", "spot-without-pdb", {STOREFRONT_PDB: 0.5},
+            {STOREFRONT_PDB: (STOREFRONT, "no PodDisruptionBudget")}),
+    Variant("autoscale-to-demand", "unchanged-starter",
+            {STOREFRONT_UNIT: 0.0, STOREFRONT_SHARE: 0.0, STOREFRONT_READY: 0.0, STOREFRONT_PDB: 0.5},
+            {STOREFRONT_UNIT: (STOREFRONT, "above the $0.0004 target"), STOREFRONT_SHARE: (STOREFRONT,),
+             STOREFRONT_READY: (STOREFRONT,), STOREFRONT_PDB: (STOREFRONT, "no PodDisruptionBudget")}),
+
+    Variant("cost-per-inference", "solution"),
+    # Every 1g.10gb pod fails (GPU OOM: 14000 MiB in 10 GiB) and serves nothing.
+    Variant("cost-per-inference", "mig-too-small",
+            {CHAT_SLO: 0.0, CHAT_UNIT: 0.0, CHAT_SIZE: None, CHAT_REPORT: 0.0},
+            {CHAT_SLO: (CHAT,), CHAT_UNIT: (CHAT, "served no request"), CHAT_SIZE: (CHAT,),
+             CHAT_REPORT: (CHAT, "served no request")}),
+    Variant("cost-per-inference", "mig-too-large", {CHAT_UNIT: None, CHAT_SIZE: 0.5},
+            {CHAT_UNIT: (CHAT, "above the $0.0130 target"), CHAT_SIZE: (CHAT, "3g.40gb", "2g.20gb")}),
+    Variant("cost-per-inference", "scaled-to-zero", {CHAT_SLO: 0.0, CHAT_UNIT: 0.0, CHAT_SIZE: 0.0, CHAT_REPORT: 0.0},
+            {CHAT_SLO: (CHAT,), CHAT_UNIT: (CHAT, "served no request"), CHAT_SIZE: (CHAT,),
+             CHAT_REPORT: (CHAT, "served no request")}),
+    Variant("cost-per-inference", "unit-cost-misreported", {CHAT_REPORT: 0.0},
+            {CHAT_REPORT: ("ConfigMap/unit-cost", "$0.00934", "not within 10%")}),
 
     Variant("idle-hunter", "solution"),
     Variant("idle-hunter", "orphans-kept", {ORPHANS: 0.0, IDLE_SHARE: None},
@@ -317,7 +372,7 @@ def _grade_live(variant: Variant, data_dir: Path, cluster: LocalCluster, kube: c
     settings = Settings(data_dir=data_dir, kubeconfig=cluster.kubeconfig, admin_token=ADMIN_TOKEN, labs_dir=LABS,
                         fleet_file=LABS / "fleet.yaml", database_url=f"sqlite:///{data_dir / 'labctl.db'}")
     app = create_app(settings, background=False)
-    clock = FakeClock(WEDNESDAY)
+    clock = variant.clock()
     rt = app.state.runtime
     rt.sessions.clock = clock
     lab = rt.catalog[variant.lab]
@@ -335,7 +390,7 @@ def _grade_live(variant: Variant, data_dir: Path, cluster: LocalCluster, kube: c
             _delete(kube, ns, variant.deletions())
             rt.provider.apply(_objects(variant, lab, session))
             _wait_settled(kube, ns, variant.pending, variant.id)
-            clock.advance(minutes=METERED_MINUTES)
+            clock.advance(minutes=variant.metered_minutes)
             report = rt.sweeper.run_once()
             assert not report.errors, report.errors
             now = http.get(f"/v1/sessions/{session['id']}", headers=HEADERS).json()

@@ -30,10 +30,12 @@ from labctl.settings import REPO_ROOT, Settings
 LABS_DIR = REPO_ROOT / "labs"
 MANIFESTS_DIR = REPO_ROOT / "manifests"
 FLEET_FILE = LABS_DIR / "fleet.yaml"
-SHIPPED = ["gpu-rightsizing", "idle-hunter", "move-batch-to-spot", "tag-for-showback"]  # the Kubernetes labs
+SHIPPED = ["autoscale-to-demand", "cost-per-inference", "gpu-rightsizing", "idle-hunter", "move-batch-to-spot",
+           "tag-for-showback"]  # the Kubernetes labs
 SHIPPED_CLOUD = ["gcp-spot-and-labels"]  # cloud labs: tested with their provider (tests/gcp)
 GRADER_SCRIPTS = {"graders/tag_coverage.py", "graders/spot_placement.py", "graders/gpu_rightsizing.py",
-                  "graders/cpu_rightsizing.py", "graders/idle_orphans.py", "graders/budget.py", "graders/schedule.py"}
+                  "graders/cpu_rightsizing.py", "graders/idle_orphans.py", "graders/budget.py", "graders/schedule.py",
+                  "graders/slo.py", "graders/unit_cost.py", "graders/reported_unit_cost.py"}
 SPOT_TAINT = {"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"}
 
 
@@ -97,7 +99,7 @@ def all_rendered(catalog: dict[str, Lab]) -> Iterator[tuple[Lab, str, list[dict[
 # --- the shipped catalog ------------------------------------------------------------------------------------------
 
 
-def test_shipped_catalog_loads_the_four_labs(catalog: dict[str, Lab]) -> None:
+def test_shipped_catalog_loads_the_labs(catalog: dict[str, Lab]) -> None:
     assert list(catalog) == SHIPPED
     for lab in catalog.values():
         assert lab.provider == "kubernetes"
@@ -112,10 +114,15 @@ def test_shipped_catalog_loads_the_four_labs(catalog: dict[str, Lab]) -> None:
 USAGE_HINTS = re.compile(r"labctl\.dev/expected-|kwok\.x-k8s\.io/usage-")
 
 
+# Graders that judge the pods' use at the moment of submission (not the outcome over the graded time).
+USE_GRADERS = {"graders/cpu_rightsizing.py", "graders/gpu_rightsizing.py", "graders/idle_orphans.py"}
+
+
 def test_labs_declare_their_demand_and_nothing_the_learner_writes_states_use(catalog: dict[str, Lab]) -> None:
-    """Every Deployment a starter runs has a constant simulated demand (so the graded use does not depend on when
-    the learner submits), and no lab file, manifest (starters, solutions, wrong ones) or grader names a usage
-    annotation or parameter."""
+    """Every Deployment a starter runs has a simulated demand: constant where a grader judges the pods' use at
+    submission (so it does not depend on when the learner submits); a curve only in a lab graded on outcomes over
+    whole simulated days (served share, unit cost). No lab file, manifest (starters, solutions, wrong ones) or
+    grader names a usage annotation or parameter."""
     for lab in catalog.values():
         assert not [g.id for g in lab.graders if "usage_annotations" in g.params], lab.id
         assert lab.demand is not None, lab.id
@@ -123,7 +130,10 @@ def test_labs_declare_their_demand_and_nothing_the_learner_writes_states_use(cat
         for doc in starter(lab):
             if doc["kind"] == "Deployment":
                 ref = f"Deployment/{doc['metadata']['name']}"
-                assert ref in declared and declared[ref].rps is not None, f"{lab.id}: {ref}"
+                assert ref in declared, f"{lab.id}: {ref}"
+                if declared[ref].rps is None:
+                    assert not {g.script for g in lab.graders} & USE_GRADERS, f"{lab.id}: {ref}"
+                    assert lab.demand.grading_window_delta.total_seconds() % 86400 == 0, lab.id
     texts = [*LABS_DIR.glob("*/lab.yaml"), *MANIFESTS_DIR.glob("labs/**/*.j2"), *(REPO_ROOT / "graders").glob("*.py")]
     assert texts
     assert [str(p) for p in texts if USAGE_HINTS.search(p.read_text(encoding="utf-8"))] == []

@@ -2,7 +2,9 @@
 
 ``collect`` lists every cost-relevant object of one namespace (plus the nodes its pods run on) as plain dicts, and
 asks metrics.k8s.io for usage when the cluster serves it; turning that into a priced snapshot is pure work done
-elsewhere. Suspend and resume live in :mod:`labctl.providers.kubernetes.suspension`.
+elsewhere. It also lists the namespace's ConfigMaps (but the cluster's CA bundle) and HorizontalPodAutoscalers:
+declarations the learner writes, which graders may compare with measurements but never take as one. Suspend and
+resume live in :mod:`labctl.providers.kubernetes.suspension`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from kubernetes.client.exceptions import ApiException
 
 from labctl.grading.snapshot import UsageSource
 
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"  # the controller-manager puts it in every namespace: not the learner's
+
 
 @dataclass
 class Inventory:
@@ -26,6 +30,8 @@ class Inventory:
     services: list[dict[str, Any]] = field(default_factory=list)
     endpoint_slices: list[dict[str, Any]] = field(default_factory=list)
     pdbs: list[dict[str, Any]] = field(default_factory=list)
+    config_maps: list[dict[str, Any]] = field(default_factory=list)  # declarations the learner writes
+    autoscalers: list[dict[str, Any]] = field(default_factory=list)  # HorizontalPodAutoscalers (autoscaling/v2)
     nodes: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)  # pod -> container -> {cpu, memory}
     usage_source: UsageSource = "requests"
@@ -65,6 +71,10 @@ def collect(api: client.ApiClient, namespace: str) -> Inventory:
                                  "discovery.k8s.io/v1")
     inv.pdbs = _plain(api, policy.list_namespaced_pod_disruption_budget(namespace).items, "PodDisruptionBudget",
                       "policy/v1")
+    inv.config_maps = [c for c in _plain(api, core.list_namespaced_config_map(namespace).items, "ConfigMap", "v1")
+                       if c["metadata"].get("name") != ROOT_CA_CONFIGMAP]
+    inv.autoscalers = _plain(api, client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler(
+        namespace).items, "HorizontalPodAutoscaler", "autoscaling/v2")
     wanted = {(p.get("spec") or {}).get("nodeName") for p in inv.pods} - {None}
     inv.nodes = [n for n in _plain(api, core.list_node().items, "Node", "v1") if n["metadata"]["name"] in wanted]
     inv.usage, inv.usage_source = _usage(api, namespace)

@@ -34,7 +34,7 @@ log = logging.getLogger("labctl.providers.kubernetes")
 
 FIELD_MANAGER = "labctl"
 MIN_TOKEN_SECONDS = 600  # the apiserver refuses shorter TokenRequests
-ROOT_CA_CONFIGMAP = "kube-root-ca.crt"  # the controller-manager puts it in every namespace
+ROOT_CA_CONFIGMAP = inventory.ROOT_CA_CONFIGMAP
 T = TypeVar("T")
 
 

@@ -10,6 +10,7 @@ make the snapshot fail. Optional fields may be missing, quantities come in any f
 of storage, ``1e3``, ``0.5Gi``, huge values), a taint may have no value, annotations hold any text. A quantity that
 cannot be read (which the apiserver never stores) is left out, never guessed. Usage comes only from the cluster's
 metrics pipeline (``inv.usage``); nothing the learner can write (annotations, labels) is read as a measurement.
+ConfigMaps (text data, capped) and HorizontalPodAutoscalers go into their own sections as declarations.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Any
 from labctl.catalog.models import parse_quantity
 from labctl.cost.prices import capacity_type
 from labctl.grading.snapshot import (
+    Autoscaler,
     BudgetInfo,
+    ConfigMapData,
     Container,
     ContainerUsage,
     CostInfo,
@@ -43,6 +46,10 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "ReplicaSet", "DaemonSet", "Job",
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 MAX_QUANTITY = Decimal(2**63 - 1)
+# ConfigMaps are the learner's text: the snapshot keeps enough of it to read a figure, not a whole file store.
+MAX_CONFIG_MAPS = 64
+MAX_CONFIG_KEYS = 32
+MAX_CONFIG_VALUE = 1024  # characters
 
 
 def quantity(value: object) -> float | None:
@@ -108,9 +115,12 @@ def build(inv: Inventory, *, session: SessionInfo, budget: BudgetInfo, now: date
         resources.append(_resource(pdb, selector=_selector(spec.get("selector")),
                                    min_available=_int_or_percent(spec.get("minAvailable")),
                                    max_unavailable=_int_or_percent(spec.get("maxUnavailable"))))
+    config_maps = sorted((_config_map(c) for c in inv.config_maps if _name(c)), key=lambda c: c.name)
+    autoscalers = sorted((_autoscaler(a) for a in inv.autoscalers if _name(a)), key=lambda a: a.name)
     return Snapshot(session=session, budget=budget,
                     cost=CostInfo(accrued_usd=0.0, burn_rate_usd_per_hour=0.0, usage_source=inv.usage_source),
-                    nodes=[_node(n) for n in inv.nodes if _name(n)], resources=_unique(resources))
+                    nodes=[_node(n) for n in inv.nodes if _name(n)], resources=_unique(resources),
+                    config_maps=config_maps[:MAX_CONFIG_MAPS] or None, autoscalers=autoscalers or None)
 
 
 # --- pieces -------------------------------------------------------------------------------------------------------
@@ -309,3 +319,23 @@ def _node(node: Json) -> Node:
                 region=labels.get("topology.kubernetes.io/region") or "unknown",
                 gpu_product=labels.get("nvidia.com/gpu.product") or None, labels=labels, taints=taints,
                 capacity=numbers((node.get("status") or {}).get("capacity")))
+
+
+def _config_map(cm: Json) -> ConfigMapData:
+    """A ConfigMap's text data, capped: the first :data:`MAX_CONFIG_KEYS` keys in order, each value cut at
+    :data:`MAX_CONFIG_VALUE` characters (``truncated`` says so)."""
+    data = _strings(cm.get("data"))
+    kept = {k: v[:MAX_CONFIG_VALUE] for k, v in sorted(data.items())[:MAX_CONFIG_KEYS]}
+    truncated = len(kept) < len(data) or any(len(v) > MAX_CONFIG_VALUE for v in data.values())
+    return ConfigMapData(name=_name(cm), labels=_strings(_meta(cm).get("labels")), data=kept, truncated=truncated)
+
+
+def _autoscaler(hpa: Json) -> Autoscaler:
+    spec, status = hpa.get("spec") or {}, hpa.get("status") or {}
+    metrics = [dict(m) for m in spec.get("metrics") or [] if isinstance(m, Mapping)]
+    behavior = spec.get("behavior")
+    return Autoscaler(name=_name(hpa), target=_ref(spec.get("scaleTargetRef")),
+                      min_replicas=_count(spec.get("minReplicas")), max_replicas=_count(spec.get("maxReplicas")),
+                      metrics=metrics, behavior=dict(behavior) if isinstance(behavior, Mapping) else None,
+                      current_replicas=_count(status.get("currentReplicas")),
+                      desired_replicas=_count(status.get("desiredReplicas")))
