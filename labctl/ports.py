@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,16 +72,31 @@ class Suspension(BaseModel):
                                     description="pods no stopped controller owned: deleted, they cannot come back")
 
     def summary(self) -> str:
-        """One line for the session's timeline."""
-        parts = [f"{len(self.replicas)} workload(s) scaled to 0", f"{len(self.suspend_flags)} Job/CronJob(s) suspended",
-                 f"{len(self.node_selectors)} DaemonSet(s) parked", "quota pods=0"]
+        """One line for the session's timeline, naming what the record holds: cloud instances stopped (keys
+        ``Instance/...``), or a namespace's workloads, Jobs, DaemonSets and its quota's pods."""
+        instances = [key.rsplit("/", 1)[-1] for key in self.replicas if key.startswith("Instance/")]
+        workloads = len(self.replicas) - len(instances)
+        parts = [f"{len(instances)} instance(s) stopped: {', '.join(instances)}"] if instances else []
+        if workloads or self.suspend_flags or self.node_selectors or self.quota_pods is not None:
+            parts += [f"{workloads} workload(s) scaled to 0", f"{len(self.suspend_flags)} Job/CronJob(s) suspended",
+                      f"{len(self.node_selectors)} DaemonSet(s) parked", "quota pods=0"]
         if self.deleted_pods:
             parts.append(f"bare pods deleted (not restorable): {', '.join(self.deleted_pods)}")
-        return "; ".join(parts)
+        return "; ".join(parts) or "nothing was running"
 
 
 UsageByPod = Mapping[str, Mapping[str, Mapping[str, float]]]
 """Simulated usage of a sandbox's pods: pod name -> container name -> resource -> figure."""
+
+
+@runtime_checkable
+class ProviderRegistry(Protocol):
+    """Several providers behind one (the router): ``of(name)`` is the one a lab's ``provider`` names."""
+
+    in_use: list[str]
+
+    def of(self, name: str) -> SandboxProvider:
+        """The provider called ``name``."""
 
 
 class SandboxProvider(Protocol):
@@ -111,6 +126,11 @@ class SandboxProvider(Protocol):
 
     def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
         """The sandbox's inventory at ``now``, unpriced (the meter prices it): see docs/SNAPSHOT.md."""
+
+    def enforce(self, spec: SandboxSpec, *, resource: str, action: Literal["stop", "terminate"]) -> None:
+        """Stop or terminate one resource of the sandbox that broke the lab's guardrails (``resource`` as the
+        snapshot names it, ``Instance/<id>``); refuses with a :class:`ProviderError` a resource the sandbox does not
+        hold or a provider without instances."""
 
     def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
         """Make the simulated world's usage of the sandbox's pods exactly ``usage``, where the learner cannot write

@@ -718,6 +718,33 @@ class AwsSandbox(_Closed):
         return _listed_once(value, info)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a cloud lab's VMs may run and what they may be: its provider section's regions and instance types."""
+
+    regions: tuple[str, ...]
+    instance_types: tuple[str, ...]
+
+
+class Guardrails(_Closed):
+    """The detective control of a cloud lab: every sweep checks the sandbox's instances against the allowed
+    instance types and regions (the provider section's) and these required tags, and acts on each new violation."""
+
+    required_tags: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, description="tag keys every instance must carry, each with a non-empty value")
+    on_violation: Literal["warn", "stop", "terminate"] = Field(
+        default="warn", description="what a violation brings: warn (an event and a webhook only), stop the instance, "
+                                    "or terminate it; each violation is acted on once")
+    watch_regions: list[Annotated[str, Field(pattern=_AWS_REGION.pattern)]] = Field(
+        default_factory=list, description="regions outside the allowed ones where the sweep also looks for the "
+                                          "sandbox's resources (a launch the preventive policy missed)")
+
+    @field_validator("required_tags", "watch_regions")
+    @classmethod
+    def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _listed_once(value, info)
+
+
 class Grader(_Closed):
     """One graded check: a script under ``graders/`` run with ``params``, worth ``weight``."""
 
@@ -762,6 +789,8 @@ class Lab(_Closed):
     demand: Demand | None = Field(
         default=None, description="the simulated demand on the lab's workloads (local cluster): see docs/LABS.md")
     aws: AwsSandbox | None = Field(default=None, description="regions and instance types (required for aws labs)")
+    guardrails: Guardrails | None = Field(
+        default=None, description="cloud labs: the detective control run by every sweep (docs/LABS.md)")
 
     @field_validator("required_labels", "node_pools", "starter", "solution")
     @classmethod
@@ -799,6 +828,14 @@ class Lab(_Closed):
             raise ValueError(f"the `aws` section applies only to aws labs, not to a {self.provider} lab")
         if self.provider == "aws" and self.demand is not None:
             raise ValueError("`demand` simulates a Kubernetes lab's workloads; an aws lab has none")
+        if self.provider == "kubernetes" and self.guardrails is not None:
+            raise ValueError("`guardrails` checks cloud instances; a kubernetes lab is fenced by its quota and "
+                             "admission policy instead")
+        if self.guardrails is not None and self.placement is not None:
+            both = sorted(set(self.guardrails.watch_regions) & set(self.placement.regions))
+            if both:
+                raise ValueError(f"guardrails.watch_regions lists allowed region(s) {', '.join(both)}: watch only "
+                                 "regions the lab does not allow (the allowed ones are always looked at)")
         return self
 
     @model_validator(mode="after")
@@ -818,6 +855,13 @@ class Lab(_Closed):
         if limits.max is None:
             self.limit_range = limits.model_copy(update={"max": quota})
         return self
+
+    @property
+    def placement(self) -> Placement | None:
+        """The regions and instance types the lab's cloud section allows; None for a Kubernetes lab."""
+        if self.aws is not None:
+            return Placement(regions=tuple(self.aws.regions), instance_types=tuple(self.aws.instance_types))
+        return None
 
     @property
     def max_score(self) -> float:

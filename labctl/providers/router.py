@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import Literal
 
 from labctl.grading.snapshot import Snapshot
 from labctl.ports import Credentials, ProviderError, SandboxProvider, SandboxSpec, Suspension, UsageByPod
@@ -47,6 +48,9 @@ class ProviderRouter:
     def ping(self) -> str:
         """Every provider the catalog's labs use answers; their descriptions, joined."""
         return "; ".join(f"{name}: {self.of(name).ping()}" for name in self.in_use)
+
+    def enforce(self, spec: SandboxSpec, *, resource: str, action: Literal["stop", "terminate"]) -> None:
+        self._for(spec).enforce(spec, resource=resource, action=action)
 
     def provision(self, spec: SandboxSpec) -> None:
         self._for(spec).provision(spec)

@@ -205,6 +205,6 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-# The webhook and service-ledger tables share Base's metadata; importing them here keeps every table known wherever
-# models is imported.
-from labctl.store import service_ledger, webhook_models  # noqa: E402, F401
+# The webhook, service-ledger and violation tables share Base's metadata; importing them here keeps every table
+# known wherever models is imported.
+from labctl.store import service_ledger, violations, webhook_models  # noqa: E402, F401

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import boto3
 import botocore.exceptions
@@ -57,6 +57,13 @@ def fence_of(spec: SandboxSpec) -> policy.Fence:
         raise ProviderError(f"lab {spec.lab.id} has no aws section: it cannot run as an AWS sandbox")
     return policy.Fence(session_id=spec.session_id, regions=tuple(spec.lab.aws.regions),
                         instance_types=tuple(spec.lab.aws.instance_types))
+
+
+def regions_of(spec: SandboxSpec) -> tuple[str, ...]:
+    """Where the sandbox's resources are looked for: the lab's regions, then the regions its guardrails watch
+    (where only a launch the policy missed can have put something)."""
+    watched = tuple(spec.lab.guardrails.watch_regions) if spec.lab.guardrails else ()
+    return fence_of(spec).regions + watched
 
 
 def _call(what: str, fn: Callable[[], T]) -> T:
@@ -215,7 +222,7 @@ class AwsSandboxes:
         """Everything carrying the session tag, per lab region (terminated instances excluded)."""
         by_tag = [{"Name": f"tag:{policy.SESSION_TAG}", "Values": [spec.session_id]}]
         out = []
-        for region in fence_of(spec).regions:
+        for region in regions_of(spec):
             ec2 = self._ec2(region)
             pages = partial(_pages, ec2)
             instances = [i for page in _call("list instances", pages("describe_instances", Filters=[
@@ -243,6 +250,49 @@ class AwsSandboxes:
         if usage:
             raise ProviderError(f"session {spec.session_id} is an AWS sandbox: it has no pods to write simulated "
                                 f"usage for ({', '.join(sorted(usage))})")
+
+    # --- guardrails -------------------------------------------------------------------------------------------------
+
+    def enforce(self, spec: SandboxSpec, *, resource: str, action: Literal["stop", "terminate"]) -> None:
+        """Stop or terminate ``Instance/<id>``, found by its id and the session tag in the regions looked at (an
+        instance without the session's tag is never touched). Terminating cancels its spot request first."""
+        kind, _, instance_id = resource.partition("/")
+        if kind != "Instance" or not instance_id:
+            raise ProviderError(f"the AWS provider can {action} instances only (Instance/<id>), not {resource}")
+        region = self._region_of(spec, instance_id)
+        if region is None:
+            raise ProviderError(f"no instance {instance_id} carries {policy.SESSION_TAG}={spec.session_id} in "
+                                f"{', '.join(regions_of(spec))}: it is not this sandbox's to {action}")
+        ec2 = self._ec2(region)
+        if action == "stop":
+            _call("stop an instance that broke the lab's guardrails", partial(ec2.stop_instances,
+                                                                              InstanceIds=[instance_id]))
+        else:
+            self._cancel_spot_requests(ec2, [instance_id])
+            _call("terminate an instance that broke the lab's guardrails", partial(ec2.terminate_instances,
+                                                                                   InstanceIds=[instance_id]))
+        log.info("aws sandbox %s: %s %s in %s (guardrails)", spec.session_id, action, instance_id, region)
+
+    def _region_of(self, spec: SandboxSpec, instance_id: str) -> str | None:
+        for region in regions_of(spec):
+            found = _call("find an instance", partial(self._ec2(region).describe_instances, Filters=[
+                {"Name": f"tag:{policy.SESSION_TAG}", "Values": [spec.session_id]},
+                {"Name": "instance-id", "Values": [instance_id]},
+                {"Name": "instance-state-name", "Values": LIVE_STATES}]))
+            if any(r["Instances"] for r in found["Reservations"]):
+                return region
+        return None
+
+    def _cancel_spot_requests(self, ec2: Any, instance_ids: list[str]) -> None:
+        """Cancel the open spot requests of ``instance_ids``: a persistent one would launch a replacement of each
+        terminated instance."""
+        requests = _call("list the session's spot requests", partial(
+            ec2.describe_spot_instance_requests, Filters=[{"Name": "instance-id", "Values": instance_ids}]))
+        open_ids = [str(r["SpotInstanceRequestId"]) for r in requests["SpotInstanceRequests"]
+                    if r.get("State") in ("open", "active", "disabled")]
+        if open_ids:
+            _call("cancel the session's spot requests", partial(ec2.cancel_spot_instance_requests,
+                                                                SpotInstanceRequestIds=open_ids))
 
     # --- suspension ------------------------------------------------------------------------------------------------
 
@@ -313,14 +363,8 @@ class AwsSandboxes:
         ec2 = self._ec2(d.region)
         ids = [str(i["InstanceId"]) for i in d.instances if i["State"]["Name"] != "shutting-down"]
         spot = [str(i["InstanceId"]) for i in d.instances if i.get("InstanceLifecycle") == "spot"]
-        if spot:  # a persistent spot request would launch a replacement of each terminated instance
-            requests = _call("list the session's spot requests", partial(
-                ec2.describe_spot_instance_requests, Filters=[{"Name": "instance-id", "Values": spot}]))
-            open_ids = [str(r["SpotInstanceRequestId"]) for r in requests["SpotInstanceRequests"]
-                        if r.get("State") in ("open", "active", "disabled")]
-            if open_ids:
-                _call("cancel the session's spot requests", partial(ec2.cancel_spot_instance_requests,
-                                                                    SpotInstanceRequestIds=open_ids))
+        if spot:
+            self._cancel_spot_requests(ec2, spot)
         if ids:
             _call("terminate the session's instances", partial(ec2.terminate_instances, InstanceIds=ids))
         for a in d.addresses:
@@ -339,7 +383,7 @@ class AwsSandboxes:
         """ARNs of resources with the session tag of a type destroy does not delete (a security group, a launch
         template, ...): made behind labctl's back, they are leftovers to name, never to ignore."""
         out: list[str] = []
-        for region in fence_of(spec).regions:
+        for region in regions_of(spec):
             tagging = self._client("resourcegroupstaggingapi", region)
             pages = _call("list tagged resources", _pages(tagging, "get_resources", TagFilters=[
                 {"Key": policy.SESSION_TAG, "Values": [spec.session_id]}]))
