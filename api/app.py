@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -69,7 +69,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     app.state.dispatcher = dispatcher
     # Event type -> handler for POST /v1/hooks/exam (see labctl.outbox.inbound).
     app.state.inbound_handlers = {"grade.requested": lambda data: _grade_requested(rt, data)}
-    app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping}
+    # One readiness check per provider the catalog's labs use: "cluster" for Kubernetes, a cloud's by its name.
+    app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping,
+                        **{name: _provider_probe(rt, name) for name in rt.providers.in_use if name != "kubernetes"}}
     app.state.readiness_seen = {}  # check name -> last outcome, so a change is logged once
     problems.install(app)
     app.add_middleware(guard.Guard)
@@ -89,6 +91,10 @@ def _grade_requested(rt: runtime_mod.Runtime, data: dict[str, Any]) -> dict[str,
     if created:
         threading.Thread(target=rt.submissions.grade, args=(sub.id,), name=f"grade-{sub.id}", daemon=True).start()
     return {"submission_id": sub.id, "session_id": sub.session_id, "created": created}
+
+
+def _provider_probe(rt: runtime_mod.Runtime, name: str) -> Callable[[], str]:
+    return lambda: rt.providers.of(name).ping()
 
 
 def _store_probe(store: Store) -> str:

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CLUSTER_NAME = "labctl"
 MIN_SECRET_BYTES = 24
+ProviderName = Literal["kubernetes", "aws", "gcp"]
 
 
 def _default_data_dir() -> Path:
@@ -52,6 +53,10 @@ class Settings(BaseSettings):
         default=False, description="serve the per-session gauges (session, lab, learner labels) on /metrics without "
                                    "an instructor token")
     labs_dir: Path = REPO_ROOT / "labs"
+    providers: Annotated[list[ProviderName], NoDecode] = Field(
+        default_factory=lambda: list[ProviderName](["kubernetes"]),
+        description="comma-separated lab providers this service runs (e.g. 'kubernetes,aws'); labs of the others "
+                    "are left out of its catalog")
     manifests_dir: Path = REPO_ROOT / "manifests"
     fleet_file: Path = REPO_ROOT / "labs" / "fleet.yaml"
     replica_id: str = Field(default_factory=socket.gethostname,
@@ -93,7 +98,7 @@ class Settings(BaseSettings):
                              "bubblewrap when LABCTL_ENV=production (install the Debian package bubblewrap)")
         return self
 
-    @field_validator("webhook_allow", mode="before")
+    @field_validator("webhook_allow", "providers", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -143,6 +148,7 @@ class Settings(BaseSettings):
             "kubeconfig": str(self.effective_kubeconfig or "(none)"),
             "listen": f"{self.host}:{self.port}",
             "labs_dir": str(self.labs_dir),
+            "providers": ",".join(self.providers),
             "admin_token": "(set)" if self.admin_token else "(generated)",
             "exam_webhook_secret": "(set)" if self.exam_webhook_secret else "(off)",
             "max_body_bytes": str(self.max_body_bytes),
