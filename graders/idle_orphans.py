@@ -9,7 +9,8 @@ Three checks, each item one point (so the score is the share of items in order):
 - ``orphans``: every resource in ``orphans`` is deleted, or is no longer an orphan (a claim a pod mounts, a Service
   that is no longer a LoadBalancer or has endpoints); and no other orphan of ``orphan_kinds`` is left:
   ``PersistentVolumeClaim`` (mounted by no pod), ``Service/LoadBalancer`` (no ready endpoints, or, when unknown, a
-  selector that matches no running pod), ``Service`` (any Service without endpoints).
+  selector that matches no running pod), ``Service`` (any Service without endpoints), ``Volume`` (a cloud disk
+  attached to no instance: billed by its size for nothing).
 - ``kept-workloads`` (only with ``must_keep``): each listed workload still exists with at least ``min_replicas``.
 
 Evidence names each offending resource with its figures; feedback names them for the learner.
@@ -20,7 +21,7 @@ Parameters (YAML, as in lab.yaml)::
       idle_cpu_millicores: 5                      # default 5
       idle_workloads: [Deployment/legacy-dashboard]
       orphans: [PersistentVolumeClaim/scratch-data, Service/old-demo]
-      orphan_kinds: [PersistentVolumeClaim, Service/LoadBalancer]    # default these two
+      orphan_kinds: [PersistentVolumeClaim, Service/LoadBalancer]    # default these two; also Service, Volume
       must_keep:
         Deployment/orders-worker: {min_replicas: 2}
 """
@@ -51,7 +52,7 @@ from _kit import (
     split_ref,
 )
 
-ORPHAN_KINDS = ("PersistentVolumeClaim", "Service/LoadBalancer", "Service")
+ORPHAN_KINDS = ("PersistentVolumeClaim", "Service/LoadBalancer", "Service", "Volume")
 DEFAULT_ORPHAN_KINDS = ("PersistentVolumeClaim", "Service/LoadBalancer")
 
 
@@ -136,7 +137,7 @@ def _orphan_check(snapshot: Json, listed: list[tuple[str, str]], kinds: list[str
     evidence: list[Json] = []
     for kind, name in listed:
         res = find(snapshot, kind, name)
-        reason = None if res is None else _orphan_reason(snapshot, res, list(DEFAULT_ORPHAN_KINDS))
+        reason = None if res is None else _orphan_reason(snapshot, res, [*DEFAULT_ORPHAN_KINDS, "Volume"])
         if reason is not None:
             evidence.append(problem(f"{kind}/{name}", f"still exists and {reason}"))
     listed_refs = {f"{k}/{n}" for k, n in listed}
@@ -152,6 +153,8 @@ def _orphan_check(snapshot: Json, listed: list[tuple[str, str]], kinds: list[str
 def _orphan_reason(snapshot: Json, res: Json, kinds: list[str]) -> str | None:
     if "PersistentVolumeClaim" in kinds and is_unmounted_claim(res):
         return "is mounted by no pod"
+    if "Volume" in kinds and res.get("kind") == "Volume" and not res.get("mounted_by"):
+        return "is attached to no instance (billed by its size for nothing)"
     if res.get("kind") != "Service":
         return None
     if is_load_balancer(res) and "Service/LoadBalancer" in kinds and load_balancer_without_endpoints(snapshot, res):

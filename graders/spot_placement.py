@@ -18,6 +18,10 @@ Two modes, chosen by ``check``.
   the taint from, and the toleration would go unchecked.
 - ``replicas`` (only with ``min_replicas``): Deployments and StatefulSets keep at least that many replicas.
 
+``instances`` (cloud sandboxes) reports one check, ``spot-share``: the share of the instance-hours of the running
+``Instance`` resources (each weighs its ``running_hours``, at least a minute) whose ``capacity_type`` is spot. Passes
+at ``min_spot_share``; no running instance scores 0 (nothing runs on spot).
+
 ``interruption_tolerance`` reports one check per listed workload: Deployments / StatefulSets keep ``min_replicas``
 and have a PodDisruptionBudget selecting their pods that keeps at least one pod up and still lets one go
 (``minAvailable`` resolved against the replicas, between 1 and ``pdb_min_available_at_most``, default replicas - 1);
@@ -33,6 +37,10 @@ Parameters (YAML, as in lab.yaml)::
       spot_taint: {key: cloud.google.com/gke-spot, value: "true", effect: NoSchedule}   # default: from spot nodes
       require_spot_selector: true             # default true
       min_replicas: 2                         # optional
+
+    params:                                   # cloud instances
+      check: instances
+      min_spot_share: 1.0                     # default 1.0
 
     params:                                   # interruption tolerance
       check: interruption_tolerance
@@ -81,7 +89,38 @@ def grade(snapshot: Json, params: Json) -> list[Json]:
         return placement(snapshot, params)
     if mode == "interruption_tolerance":
         return interruption_tolerance(snapshot, params)
-    raise ParamError(f"'check' must be 'placement' or 'interruption_tolerance', not {mode!r}")
+    if mode == "instances":
+        return [instances(snapshot, param_number(params, "min_spot_share", 1.0, low=0, high=1))]
+    raise ParamError(f"'check' must be 'placement', 'instances' or 'interruption_tolerance', not {mode!r}")
+
+
+# --- cloud instances ------------------------------------------------------------------------------------------------
+
+_RUNNING_INSTANCE = ("pending", "running", "provisioning", "staging")
+
+
+def instances(snapshot: Json, min_share: float) -> Json:
+    running = [r for r in of_kind(snapshot, "Instance") if str(r.get("phase") or "").lower() in _RUNNING_INSTANCE]
+    title = "Instances run on spot capacity"
+    if not running:
+        return check("spot-share", title, 0, 1, "No instance runs, so nothing runs on spot.",
+                     [problem("Instance/*", "no running instance")], passed=False)
+    spot_hours = total_hours = 0.0
+    evidence: list[Json] = []
+    for instance in running:
+        hours = max(float(instance.get("running_hours") or 0.0), MIN_POD_HOURS)
+        total_hours += hours
+        if instance.get("capacity_type") == "spot":
+            spot_hours += hours
+        else:
+            evidence.append(problem(ref(instance), f"runs {instance.get('capacity_type') or 'on-demand'} "
+                                    f"({instance.get('instance_type') or 'unknown type'})", hours=round(hours, 4)))
+    share = spot_hours / total_hours
+    if not evidence:
+        return check("spot-share", title, 1, 1, f"Every running instance is spot ({total_hours:.2f} instance-hours).")
+    feedback = (f"{share_text(spot_hours, total_hours)} of the instance-hours are on spot (needed {min_share:.0%}); "
+                f"not on spot: {names(str(e['resource']) for e in evidence)}.")
+    return check("spot-share", title, share, 1, feedback, evidence, passed=share >= min_share - 1e-9)
 
 
 # --- placement ------------------------------------------------------------------------------------------------------

@@ -745,6 +745,43 @@ class Guardrails(_Closed):
         return _listed_once(value, info)
 
 
+class StarterInstance(_Closed):
+    """A VM the lab's starter launches in the sandbox's home region."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=_DNS_LABEL.pattern, description="its Name tag")
+    instance_type: str = Field(pattern=_AWS_INSTANCE_TYPE.pattern, max_length=64)
+    spot: bool = Field(default=False, description="launch on spot capacity (default on-demand)")
+    image: str | None = Field(default=None, max_length=256,
+                              description="the machine image; default: the provider's current Linux image")
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict, description="tags besides the session's (none: an untagged instance to fix)")
+
+
+class StarterVolume(_Closed):
+    """A disk the lab's starter creates in the home region, attached to nothing."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=_DNS_LABEL.pattern, description="its Name tag")
+    size_gib: int = Field(ge=1, le=1024)
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict, description="tags besides the session's")
+
+
+class CloudStarter(_Closed):
+    """What a cloud lab's sandbox holds when the learner gets it: made by the provider at provision, tagged with the
+    session (so inventory counts it and destroy removes it)."""
+
+    instances: list[StarterInstance] = Field(default_factory=list)
+    volumes: list[StarterVolume] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CloudStarter:
+        names = [i.name for i in self.instances] + [v.name for v in self.volumes]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"cloud_starter names {', '.join(twice)} more than once; give each resource its own")
+        return self
+
+
 class Grader(_Closed):
     """One graded check: a script under ``graders/`` run with ``params``, worth ``weight``."""
 
@@ -791,6 +828,8 @@ class Lab(_Closed):
     aws: AwsSandbox | None = Field(default=None, description="regions and instance types (required for aws labs)")
     guardrails: Guardrails | None = Field(
         default=None, description="cloud labs: the detective control run by every sweep (docs/LABS.md)")
+    cloud_starter: CloudStarter | None = Field(
+        default=None, description="cloud labs: instances and volumes made in the sandbox at start (docs/LABS.md)")
 
     @field_validator("required_labels", "node_pools", "starter", "solution")
     @classmethod
@@ -831,6 +870,15 @@ class Lab(_Closed):
         if self.provider == "kubernetes" and self.guardrails is not None:
             raise ValueError("`guardrails` checks cloud instances; a kubernetes lab is fenced by its quota and "
                              "admission policy instead")
+        if self.provider == "kubernetes" and self.cloud_starter is not None:
+            raise ValueError("`cloud_starter` makes cloud instances and volumes; a kubernetes lab's starter is its "
+                             "`starter` templates")
+        if self.cloud_starter is not None and self.placement is not None:
+            odd = [i.instance_type for i in self.cloud_starter.instances
+                   if i.instance_type not in self.placement.instance_types]
+            if odd:
+                raise ValueError(f"cloud_starter launches {', '.join(odd)}, which the lab does not allow (allowed: "
+                                 f"{', '.join(self.placement.instance_types)}): the learner could not replace it")
         if self.guardrails is not None and self.placement is not None:
             both = sorted(set(self.guardrails.watch_regions) & set(self.placement.regions))
             if both:

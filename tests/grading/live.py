@@ -56,7 +56,8 @@ TEST_LABEL = {"labctl.dev/test": "1"}
 
 
 def catalog() -> dict[str, Lab]:
-    return loader.load_catalog(LABS_DIR, MANIFESTS_DIR)
+    """The shipped Kubernetes labs (their manifests are applied to the local cluster)."""
+    return {i: lab for i, lab in loader.load_catalog(LABS_DIR, MANIFESTS_DIR).items() if lab.provider == "kubernetes"}
 
 
 def sheet() -> PriceSheet:

@@ -30,7 +30,8 @@ from labctl.settings import REPO_ROOT, Settings
 LABS_DIR = REPO_ROOT / "labs"
 MANIFESTS_DIR = REPO_ROOT / "manifests"
 FLEET_FILE = LABS_DIR / "fleet.yaml"
-SHIPPED = ["gpu-rightsizing", "idle-hunter", "move-batch-to-spot", "tag-for-showback"]
+SHIPPED = ["gpu-rightsizing", "idle-hunter", "move-batch-to-spot", "tag-for-showback"]  # the Kubernetes labs
+SHIPPED_CLOUD = ["aws-spot-and-tags"]
 GRADER_SCRIPTS = {"graders/tag_coverage.py", "graders/spot_placement.py", "graders/gpu_rightsizing.py",
                   "graders/cpu_rightsizing.py", "graders/idle_orphans.py", "graders/budget.py", "graders/schedule.py"}
 SPOT_TAINT = {"key": "cloud.google.com/gke-spot", "value": "true", "effect": "NoSchedule"}
@@ -38,7 +39,8 @@ SPOT_TAINT = {"key": "cloud.google.com/gke-spot", "value": "true", "effect": "No
 
 @pytest.fixture(scope="module")
 def catalog() -> dict[str, Lab]:
-    return loader.load_catalog(LABS_DIR, MANIFESTS_DIR)
+    """The shipped Kubernetes labs (the cloud ones are checked on their own)."""
+    return {i: lab for i, lab in loader.load_catalog(LABS_DIR, MANIFESTS_DIR).items() if lab.provider == "kubernetes"}
 
 
 def context(lab_id: str) -> dict[str, str]:
@@ -128,7 +130,20 @@ def test_labs_declare_their_demand_and_nothing_the_learner_writes_states_use(cat
 def test_catalog_skips_fleet_and_json_files_beside_the_labs() -> None:
     assert (LABS_DIR / "fleet.yaml").is_file()
     assert list(LABS_DIR.glob("*.json"))
-    assert len(loader.lab_files(LABS_DIR)) == len(SHIPPED)
+    assert len(loader.lab_files(LABS_DIR)) == len(SHIPPED) + len(SHIPPED_CLOUD)
+
+
+def test_the_shipped_cloud_labs_load_with_their_starter_and_guardrails() -> None:
+    labs = loader.load_catalog(LABS_DIR, MANIFESTS_DIR)
+    for lab_id in SHIPPED_CLOUD:
+        lab = labs[lab_id]
+        assert lab.provider == "aws" and lab.cloud_starter is not None and lab.guardrails is not None
+        assert {g.script for g in lab.graders} <= GRADER_SCRIPTS and lab.max_score == 100
+        assert (LABS_DIR / lab_id / "lab.yaml").read_text().splitlines()[0] == \
+            "# yaml-language-server: $schema=../lab.schema.json"
+        readme = (LABS_DIR / lab_id / "README.md").read_text()
+        for grader in lab.graders:
+            assert re.search(rf"`{grader.id}`.*\b{grader.weight:g}\b", readme), f"README omits {grader.id}"
 
 
 @pytest.mark.parametrize("lab_id", SHIPPED)
@@ -842,7 +857,7 @@ runner = CliRunner()
 def test_cli_validate_the_shipped_catalog() -> None:
     result = runner.invoke(labs_cli.app, ["validate"])
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.strip() == f"{len(SHIPPED)} labs valid"
+    assert result.stdout.strip() == f"{len(SHIPPED) + len(SHIPPED_CLOUD)} labs valid"
 
 
 def test_cli_validate_named_labs() -> None:
@@ -873,7 +888,7 @@ def test_cli_validate_prints_each_error_with_file_line_and_field(tmp_path: Path)
 def test_cli_list_and_show() -> None:
     listing = runner.invoke(labs_cli.app, ["list", "-o", "json"])
     assert listing.exit_code == 0
-    assert [row["id"] for row in json.loads(listing.stdout)] == SHIPPED
+    assert [row["id"] for row in json.loads(listing.stdout)] == sorted(SHIPPED + SHIPPED_CLOUD)
     shown = runner.invoke(labs_cli.app, ["show", "idle-hunter", "-o", "json"])
     assert shown.exit_code == 0
     lab = json.loads(shown.stdout)
@@ -904,7 +919,7 @@ def test_labctl_labs_validate_as_a_process(tmp_path: Path) -> None:
     """The installed entry point, as a lab author runs it (needs `labs` mounted in labctl.cli.main)."""
     shipped = subprocess.run([str(LABCTL), "labs", "validate"], capture_output=True, text=True, timeout=60)
     assert shipped.returncode == 0, shipped.stderr
-    assert shipped.stdout.strip() == f"{len(SHIPPED)} labs valid"
+    assert shipped.stdout.strip() == f"{len(SHIPPED) + len(SHIPPED_CLOUD)} labs valid"
     _, manifests_dir = make_catalog(tmp_path, {"demo": GOOD.replace("    params:", "    parms:")})
     env = {**os.environ, "LABCTL_MANIFESTS_DIR": str(manifests_dir)}
     broken = subprocess.run([str(LABCTL), "labs", "validate", "labs/demo/lab.yaml"], capture_output=True, text=True,

@@ -1,12 +1,13 @@
 """The AWS sandbox provider: one IAM role per session, fenced to the EC2 resources that carry the session's tag.
 
-``provision`` makes the role (tagged with the session, lab and learner; labctl's account may assume it) and writes its
-inline policy (:mod:`labctl.providers.aws.policy`); ``credentials`` are STS AssumeRole credentials for the session's
-remaining time (15 minutes at least, 12 hours at most: STS's bounds), as an env file. Inventory is by the session tag
-in each of the lab's regions, so nothing the learner writes decides what is counted: the tag is set on create and the
-policy forbids changing it. ``suspend`` stops the running instances and returns their ids (``Instance/<id>``) as the
-record, ``resume`` starts exactly those; ``freeze`` swaps the policy for the read-only one; ``destroy`` deletes
-everything with the session tag, then the role, then lists again and fails naming every leftover.
+``provision`` makes the role (tagged with the session, lab and learner; labctl's account may assume it), writes its
+inline policy (:mod:`labctl.providers.aws.policy`) and launches the lab's ``cloud_starter`` with the session's tag;
+``credentials`` are STS AssumeRole credentials for the session's remaining time (15 minutes at least, 12 hours at
+most: STS's bounds), as an env file. Inventory is by the session tag in each of the lab's regions (and the regions its
+guardrails watch), so nothing the learner writes decides what is counted: the tag is set on create and the policy
+forbids changing it. ``suspend`` stops the running instances and returns their ids (``Instance/<id>``) as the record,
+``resume`` starts exactly those; ``freeze`` swaps the policy for the read-only one; ``destroy`` deletes everything
+with the session tag, then the role, then lists again and fails naming every leftover.
 
 Only this package imports boto3. A ``boto3.Session`` factory and an endpoint URL are injected, so tests reach moto's
 server and production any account.
@@ -30,6 +31,7 @@ from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
 from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
 from labctl.providers.aws import policy
 from labctl.providers.aws import snapshot as snap
+from labctl.providers.aws.snapshot import tags as tags_of
 
 log = logging.getLogger("labctl.providers.aws")
 
@@ -43,6 +45,8 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 # What destroy deletes and checks by EC2's Describe calls; the tagging API's answer for these is not used (it keeps
 # listing terminated instances for a while).
 GONE = ("InvalidVolume.NotFound", "InvalidSnapshot.NotFound", "InvalidAllocationID.NotFound")
+STARTER_TAG = "labctl-starter"  # which cloud_starter entry a resource was made for
+DEFAULT_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 DESCRIBED_TYPES = frozenset({"ec2:instance", "ec2:volume", "ec2:snapshot", "ec2:elastic-ip"})
 
 
@@ -155,7 +159,49 @@ class AwsSandboxes:
                 RoleName=name, PolicyDocument=trust))
         self._put_policy(name, policy.session_policy(fence))
         self._wait_assumable(spec, timeout_s=30)
+        self._make_starter(spec)
         log.info("aws sandbox %s: role %s ready", spec.session_id, name)
+
+    def _make_starter(self, spec: SandboxSpec) -> None:
+        """The lab's ``cloud_starter`` in the home region, each resource tagged with the session, ``Name`` and
+        ``labctl-starter`` (so a retried start finds what it made instead of making it twice)."""
+        starter = spec.lab.cloud_starter
+        if starter is None or not (starter.instances or starter.volumes):
+            return
+        region = fence_of(spec).regions[0]
+        ec2 = self._ec2(region)
+        made = {tags_of(item).get(STARTER_TAG) for d in self.describe(spec) if d.region == region
+                for item in [*d.instances, *d.volumes]}
+        for vm in starter.instances:
+            if vm.name in made:
+                continue
+            tags = self._starter_tags(spec, vm.name, vm.tags)
+            extra: dict[str, Any] = {"InstanceMarketOptions": {"MarketType": "spot"}} if vm.spot else {}
+            _call("launch the lab's starter instance", partial(
+                ec2.run_instances, ImageId=vm.image or self._default_image(region), MinCount=1, MaxCount=1,
+                InstanceType=vm.instance_type, TagSpecifications=[
+                    {"ResourceType": kind, "Tags": tags} for kind in ("instance", "volume")], **extra))
+        zone = None
+        for disk in starter.volumes:
+            if disk.name in made:
+                continue
+            zone = zone or _call("list availability zones", ec2.describe_availability_zones)[
+                "AvailabilityZones"][0]["ZoneName"]
+            _call("create the lab's starter volume", partial(
+                ec2.create_volume, AvailabilityZone=zone, Size=disk.size_gib, VolumeType="gp3", TagSpecifications=[
+                    {"ResourceType": "volume", "Tags": self._starter_tags(spec, disk.name, disk.tags)}]))
+        log.info("aws sandbox %s: starter made (%d instance(s), %d volume(s))", spec.session_id,
+                 len(starter.instances), len(starter.volumes))
+
+    def _starter_tags(self, spec: SandboxSpec, name: str, tags: dict[str, str]) -> list[dict[str, str]]:
+        return [{"Key": policy.SESSION_TAG, "Value": spec.session_id}, {"Key": "Name", "Value": name},
+                {"Key": STARTER_TAG, "Value": name}, *({"Key": k, "Value": v} for k, v in tags.items())]
+
+    def _default_image(self, region: str) -> str:
+        """The current Amazon Linux image of ``region`` (AWS's public SSM parameter)."""
+        answer = _call("look up the current Amazon Linux image", partial(
+            self._client("ssm", region).get_parameter, Name=DEFAULT_IMAGE_PARAMETER))
+        return str(answer["Parameter"]["Value"])
 
     def _put_policy(self, name: str, document: dict[str, Any]) -> None:
         _call("write the session role's policy", lambda: self._client("iam").put_role_policy(
