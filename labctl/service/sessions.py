@@ -483,8 +483,8 @@ class Sessions:
         try:
             backend.ping()
         except ProviderError as exc:
-            raise Unavailable(f"the {lab.provider} backend of lab {lab.id} is unreachable, so no sandbox can be made "
-                              f"now: {redact.addresses(str(exc))}. Try again later.") from exc
+            raise Unavailable(f"the {lab.provider} backend is unreachable, so no sandbox can be made now for lab "
+                              f"{lab.id}: {redact.addresses(str(exc))}. Try again later.") from exc
 
     def _check_may_lift(self, row: SandboxSession, principal: Principal | None, *, doing: str) -> None:
         """Refuse (409) a resume or reset that would lift a suspension the caller may not lift."""

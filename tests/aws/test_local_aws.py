@@ -82,7 +82,7 @@ def test_a_cloud_that_does_not_answer_refuses_only_its_labs(local_cluster: Local
             assert refused.status_code == 503, refused.text
             assert refused.headers["content-type"].startswith("application/problem+json")
             detail = refused.json()["detail"]
-            assert detail.startswith("the aws backend of lab aws-test is unreachable, so no sandbox can be made now")
+            assert detail.startswith("the aws backend is unreachable, so no sandbox can be made now for lab aws-test")
             assert "127.0.0.1" not in detail
             assert http.get("/v1/sessions", params={"lab_id": "aws-test"}).json() == []  # nothing recorded
 
