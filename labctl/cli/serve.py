@@ -23,7 +23,7 @@ import typer
 import uvicorn
 from pydantic import SecretStr
 
-from labctl.cli.output import stderr
+from labctl.cli.output import fail, stderr
 from labctl.settings import Settings
 
 
@@ -80,12 +80,17 @@ def _local_aws(settings: Settings) -> Iterator[Settings]:
     from labctl.localcluster import moto
 
     stderr.print("starting a local AWS stand-in (moto) for the aws labs ...")
-    with moto.moto_server() as url:
+    stack = contextlib.ExitStack()
+    stack.callback(stderr.print, "stopped the local AWS stand-in")  # runs last: after moto stopped
+    try:
+        url = stack.enter_context(moto.moto_server())
+    except RuntimeError as exc:
+        fail(f"the local AWS stand-in did not start: {exc}")
+    with stack:
         os.environ.update(moto.TEST_KEYS)  # boto3's default chain, in this process only
         os.environ.pop("AWS_PROFILE", None)
         stderr.print(f"moto listening on {url} (LABCTL_AWS_ENDPOINT_URL); it stops when labctl does")
         yield settings.model_copy(update={"aws_endpoint_url": url, "aws_profile": None})
-    stderr.print("stopped the local AWS stand-in")
 
 
 @contextlib.contextmanager
