@@ -26,16 +26,10 @@ from labctl.settings import REPO_ROOT
 from labctl.store.db import Store, open_store
 from labctl.store.models import SessionEvent
 from tests.support import aws
+from tests.support.clock import FakeClock
 
 INSTRUCTOR = Principal(name="instructor", role="instructor")
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -61,7 +55,7 @@ def _violations(store: Store, session_id: str) -> list[tuple[str, str]]:
 def test_the_learner_cannot_outlast_or_hide_from_the_guardrails(store: Store, moto_url: str) -> None:
     provider = AwsSandboxes(region=aws.REGIONS[0], endpoint_url=moto_url, session_factory=aws.admin_session)
     lab = aws.aws_lab(id="guard-evasion", guardrails={"required_tags": ["team"], "on_violation": "stop"})
-    clock = Clock()
+    clock = FakeClock(datetime.now(UTC))
     sessions = Sessions(store=store, provider=ProviderRouter({"aws": lambda: provider}, in_use={"aws"}),
                         catalog={lab.id: lab}, clock=clock, holder="test")
     sheet = load_sheet(REPO_ROOT / "labs" / "prices.yaml")

@@ -33,6 +33,7 @@ from labctl.store.db import Store, open_store
 from labctl.store.models import SessionEvent
 from labctl.store.violations import Violation
 from tests.support import aws
+from tests.support.clock import FakeClock
 from tests.support.stores import clean_store
 from tests.webhooks.receiver import Receiver
 
@@ -42,19 +43,12 @@ ELSEWHERE = "eu-west-1"  # a region the lab does not allow, watched by its guard
 TAGS = {"team": "ml", "cost-center": "cc-1"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
 
 @dataclass
 class World:
     sessions: Sessions
     sweeper: Sweeper
-    clock: Clock
+    clock: FakeClock
     store: Store
     receiver: Receiver
     moto_url: str
@@ -107,7 +101,7 @@ def _world(store: Store, provider: AwsSandboxes, receiver: Receiver, moto_url: s
     lab = aws.aws_lab(id=f"guard-{on_violation}", time={"limit": "4h", "max_extension": "1h"},
                       guardrails={"required_tags": list(TAGS), "on_violation": on_violation,
                                   "watch_regions": [ELSEWHERE]})
-    clock = Clock()
+    clock = FakeClock(datetime.now(UTC))
     sessions = Sessions(store=store, provider=ProviderRouter({"aws": lambda: provider}, in_use={"aws"}),
                         catalog={lab.id: lab}, clock=clock, holder="test")
     sheet = load_sheet(REPO_ROOT / "labs" / "prices.yaml")

@@ -23,18 +23,12 @@ from labctl.service.sweeps import Sweeper
 from labctl.settings import REPO_ROOT
 from labctl.store.db import Store, open_store
 from tests.support import aws
+from tests.support.clock import FakeClock
 
 INSTRUCTOR = Principal(name="instructor", role="instructor")
 LAB = loader.load_lab(REPO_ROOT / "labs" / "aws-spot-and-tags" / "lab.yaml")
 OWNERS = {"team": "ml-platform", "cost-center": "cc-2040", "env": "dev"}
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -68,7 +62,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def world(store: Store, provider: AwsSandboxes) -> tuple[Sessions, Sweeper]:
     sessions = Sessions(store=store, provider=ProviderRouter({"aws": lambda: provider}, in_use={"aws"}),
-                        catalog={LAB.id: LAB}, clock=Clock(), holder="test")
+                        catalog={LAB.id: LAB}, clock=FakeClock(datetime.now(UTC)), holder="test")
     sheet = load_sheet(REPO_ROOT / "labs" / "prices.yaml")
     return sessions, Sweeper(sessions=sessions, prices=lambda: sheet)
 
