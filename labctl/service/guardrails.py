@@ -17,6 +17,7 @@ from labctl.grading.snapshot import Snapshot
 from labctl.ports import ProviderError
 from labctl.service import detection
 from labctl.service.sessions import Sessions
+from labctl.store.models import SandboxSession
 from labctl.store.violations import Violation
 
 log = logging.getLogger("labctl.guardrails")
@@ -32,8 +33,7 @@ class Guardrails:
         """Act on the violations ``snapshot`` shows that were not acted on yet; returns what was done. Raises a
         :class:`ProviderError` naming the resources the provider could not act on (after recording the rest)."""
         s = self.sessions
-        row = s.row_of(session_id)
-        lab = s.lab(row.lab_id)
+        lab = s.lab(snapshot.session.lab_id)
         if lab.guardrails is None or lab.placement is None:
             return []
         found = detection.violations(snapshot, guardrails=lab.guardrails, placement=lab.placement)
@@ -43,8 +43,10 @@ class Guardrails:
             seen = {(v.resource, v.rule): v.action
                     for v in db.scalars(select(Violation).where(Violation.session_id == session_id))}
         findings = detection.decide(found, snapshot=snapshot, on_violation=lab.guardrails.on_violation, seen=seen)
+        if not findings:
+            return []
         failed: dict[str, str] = {}
-        spec = s.spec_of(row)
+        spec = s.spec_of(s.row_of(session_id))
         for resource, action in detection.to_enforce(findings).items():
             try:
                 s.provider.enforce(spec, resource=resource, action=action)
@@ -63,7 +65,9 @@ class Guardrails:
         s = self.sessions
         now = s.clock()
         with s.store.session() as db:
-            row = s.row_of(session_id)
+            row = db.get(SandboxSession, session_id)
+            if row is None:
+                return
             for f in findings:
                 v = f.violation
                 known = db.get(Violation, (session_id, v.resource, v.rule))
