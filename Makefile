@@ -1,5 +1,6 @@
 # labctl: two commands for a new user.
-#   make run   set up the virtualenv, build or reuse the local control plane, serve the API with the sample labs
+#   make run   set up the virtualenv, build or reuse the local control plane, start moto for the aws labs, serve the
+#              API with the sample labs
 #   make test  set up and run the whole suite (lint, types, import contracts, unit and integration tests)
 # Prerequisites: Python >= 3.11 and Go >= 1.26 (to build Kubernetes from source once; cached outside the repo).
 
@@ -13,7 +14,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help run test venv system-packages binaries cluster cluster-down lint bench clean lock iam-evaluator browser-deps test-packages
 
 help:
-	@echo "make run    start the local control plane and the labctl service (Ctrl-C stops both)"
+	@echo "make run    start the local control plane, moto (aws labs) and the labctl service (Ctrl-C stops all)"
 	@echo "make test   run the whole suite against the real local control plane"
 	@echo "make cluster / make cluster-down   start or remove the local control plane alone"
 	@echo "make bench  the benchmarks (cluster start, grading time, webhook throughput, simulator step, usage writes, rendering)"
@@ -57,8 +58,14 @@ cluster: binaries
 cluster-down: $(STAMP)
 	$(BIN)/labctl cluster down
 
+# Every shipped lab, the aws ones included: their AWS is a moto server on loopback that lives as long as labctl
+# (LOCAL_AWS=0 keeps it off, for a real account: see the README's "AWS sandboxes"; LABCTL_PROVIDERS=kubernetes
+# serves the Kubernetes labs alone).
+LOCAL_AWS ?= 1
+
 run: system-packages binaries
-	$(BIN)/labctl serve --local-cluster
+	LABCTL_PROVIDERS=$${LABCTL_PROVIDERS:-kubernetes,aws} \
+	  $(BIN)/labctl serve --local-cluster $(if $(filter 1,$(LOCAL_AWS)),--local-aws)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -73,7 +73,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     # Event type -> handler for POST /v1/hooks/exam (see labctl.outbox.inbound).
     app.state.inbound_handlers = {"grade.requested": lambda data: _grade_requested(rt, data)}
     app.state.launches = rt.launches()
-    app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping}
+    # One readiness check per provider the catalog's labs use: "cluster" for Kubernetes, a cloud's by its name.
+    app.state.probes = {"store": lambda: _store_probe(rt.store), "cluster": rt.provider.ping,
+                        **{name: _provider_probe(rt, name) for name in rt.providers.in_use if name != "kubernetes"}}
     app.state.readiness_seen = {}  # check name -> last outcome, so a change is logged once
     problems.RETRY_AFTER_S = max(1, math.ceil(settings.backend_cooldown_s))
     problems.install(app)
@@ -95,6 +97,10 @@ def _grade_requested(rt: runtime_mod.Runtime, data: dict[str, Any]) -> dict[str,
         threading.Thread(target=tasks.run, args=(f"grading {sub.id}", rt.submissions.grade, sub.id),
                          name=f"grade-{sub.id}", daemon=True).start()
     return {"submission_id": sub.id, "session_id": sub.session_id, "created": created}
+
+
+def _provider_probe(rt: runtime_mod.Runtime, name: str) -> Callable[[], str]:
+    return lambda: rt.providers.of(name).ping()
 
 
 def _store_probe(store: Store) -> str:

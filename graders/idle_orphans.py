@@ -13,7 +13,9 @@ Three checks, each item one point (so the score is the share of items in order):
   EBS volume attached to no instance: it bills by the GB-month for nothing).
 - ``kept-workloads`` (only with ``must_keep``): each listed workload still exists with at least ``min_replicas``.
 
-Evidence names each offending resource with its figures; feedback names them for the learner.
+``checks`` picks which of ``idle-workloads`` and ``orphans`` are reported (default both: a cloud sandbox without
+pods reports only ``orphans``, so a check with nothing to judge gives no free points). Evidence names each offending
+resource with its figures; feedback names them for the learner.
 
 Parameters (YAML, as in lab.yaml)::
 
@@ -21,9 +23,10 @@ Parameters (YAML, as in lab.yaml)::
       idle_cpu_millicores: 5                      # default 5
       idle_workloads: [Deployment/legacy-dashboard]
       orphans: [PersistentVolumeClaim/scratch-data, Service/old-demo]
-      orphan_kinds: [PersistentVolumeClaim, Service/LoadBalancer]    # default these two
+      orphan_kinds: [PersistentVolumeClaim, Service/LoadBalancer]    # default these two; also Service, Volume
       must_keep:
         Deployment/orders-worker: {min_replicas: 2}
+      checks: [idle-workloads, orphans]           # default both
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from _kit import (
 
 ORPHAN_KINDS = ("PersistentVolumeClaim", "Service/LoadBalancer", "Service", "Volume")
 DEFAULT_ORPHAN_KINDS = ("PersistentVolumeClaim", "Service/LoadBalancer")
+REPORTED = ("idle-workloads", "orphans")
 
 
 def grade(snapshot: Json, params: Json) -> list[Json]:
@@ -62,8 +66,15 @@ def grade(snapshot: Json, params: Json) -> list[Json]:
     unknown = [k for k in kinds if k not in ORPHAN_KINDS]
     if unknown:
         raise ParamError(f"'orphan_kinds' may hold {', '.join(ORPHAN_KINDS)}, not {', '.join(unknown)}")
-    checks = [_idle_check(snapshot, param_refs(params, "idle_workloads"), idle_cores),
-              _orphan_check(snapshot, param_refs(params, "orphans"), kinds)]
+    reported = param_strings(params, "checks", REPORTED)
+    odd = [c for c in reported if c not in REPORTED]
+    if odd or not reported:
+        raise ParamError(f"'checks' lists some of {', '.join(REPORTED)}, not {', '.join(odd) or 'nothing'}")
+    checks = []
+    if "idle-workloads" in reported:
+        checks.append(_idle_check(snapshot, param_refs(params, "idle_workloads"), idle_cores))
+    if "orphans" in reported:
+        checks.append(_orphan_check(snapshot, param_refs(params, "orphans"), kinds))
     keep = param_map(params, "must_keep")
     if keep:
         checks.append(_keep_check(snapshot, keep))

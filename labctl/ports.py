@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,20 +72,17 @@ class Suspension(BaseModel):
                                     description="pods no stopped controller owned: deleted, they cannot come back")
 
     def summary(self) -> str:
-        """One line for the session's timeline. A cloud sandbox's record holds only the instances it stopped, one
-        "replica" each under ``Instance/<place>/<id>`` (a Kubernetes record always has the quota's pods)."""
-        instances = sorted(k for k in self.replicas if k.startswith("Instance/"))
+        """One line for the session's timeline, naming what the record holds: cloud instances stopped (keys
+        ``Instance/...``), or a namespace's workloads, Jobs, DaemonSets and its quota's pods."""
+        instances = [key.rsplit("/", 1)[-1] for key in self.replicas if key.startswith("Instance/")]
         workloads = len(self.replicas) - len(instances)
-        cloud = not (workloads or self.suspend_flags or self.node_selectors or self.deleted_pods
-                     or self.quota_pods is not None)
-        if cloud:
-            return f"{len(instances)} instance(s) stopped: {', '.join(instances)}" if instances else \
-                "no instance was running"
-        parts = [f"{workloads} workload(s) scaled to 0", f"{len(self.suspend_flags)} Job/CronJob(s) suspended",
-                 f"{len(self.node_selectors)} DaemonSet(s) parked", "quota pods=0"]
+        parts = [f"{len(instances)} instance(s) stopped: {', '.join(instances)}"] if instances else []
+        if workloads or self.suspend_flags or self.node_selectors or self.quota_pods is not None:
+            parts += [f"{workloads} workload(s) scaled to 0", f"{len(self.suspend_flags)} Job/CronJob(s) suspended",
+                      f"{len(self.node_selectors)} DaemonSet(s) parked", "quota pods=0"]
         if self.deleted_pods:
             parts.append(f"bare pods deleted (not restorable): {', '.join(self.deleted_pods)}")
-        return "; ".join(parts)
+        return "; ".join(parts) or "nothing was running"
 
 
 @dataclass(frozen=True)
@@ -100,6 +97,16 @@ class Listing:
 
 UsageByPod = Mapping[str, Mapping[str, Mapping[str, float]]]
 """Simulated usage of a sandbox's pods: pod name -> container name -> resource -> figure."""
+
+
+@runtime_checkable
+class ProviderRegistry(Protocol):
+    """Several providers behind one (the router): ``of(name)`` is the one a lab's ``provider`` names."""
+
+    in_use: list[str]
+
+    def of(self, name: str) -> SandboxProvider:
+        """The provider called ``name``."""
 
 
 class SandboxProvider(Protocol):
@@ -134,6 +141,11 @@ class SandboxProvider(Protocol):
         """The session ids of every sandbox the backend holds now, leaving out those already being deleted, and
         which backends could tell: the sweep compares them with the store (a live session without one, a finished
         session with one) for the sessions of those backends only."""
+
+    def enforce(self, spec: SandboxSpec, *, resource: str, action: Literal["stop", "terminate"]) -> None:
+        """Stop or terminate one resource of the sandbox that broke the lab's guardrails (``resource`` as the
+        snapshot names it, ``Instance/<id>``); refuses with a :class:`ProviderError` a resource the sandbox does not
+        hold or a provider without instances."""
 
     def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
         """Make the simulated world's usage of the sandbox's pods exactly ``usage``, where the learner cannot write

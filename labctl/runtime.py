@@ -11,7 +11,7 @@ import functools
 import importlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -94,7 +94,8 @@ class Runtime:
 
 def build(settings: Settings) -> Runtime:
     store = open_store(settings.effective_database_url)
-    catalog = loader.load_catalog(settings.labs_dir, settings.manifests_dir, fleet_file=settings.fleet_file)
+    catalog = enabled(loader.load_catalog(settings.labs_dir, settings.manifests_dir, fleet_file=settings.fleet_file),
+                      providers=settings.providers)
     provider = KubernetesSandboxes(settings.effective_kubeconfig, settings.manifests_dir,
                                    step_delay_s=settings.provision_step_delay_s,
                                    timeout=(settings.kube_connect_timeout_s, settings.kube_read_timeout_s))
@@ -125,6 +126,16 @@ def _platform_keys() -> Callable[[lti_launch.Platform, str], Any]:
         return client.get_signing_key_from_jwt(id_token).key
 
     return key
+
+
+def enabled(catalog: dict[str, Lab], *, providers: Sequence[str]) -> dict[str, Lab]:
+    """The labs whose provider this service runs (``LABCTL_PROVIDERS``); the others are named once in the log."""
+    kept = {lab_id: lab for lab_id, lab in catalog.items() if lab.provider in providers}
+    left = sorted(f"{lab_id} ({lab.provider})" for lab_id, lab in catalog.items() if lab_id not in kept)
+    if left:
+        log.info("labs left out (their provider is not in LABCTL_PROVIDERS=%s): %s", ",".join(providers),
+                 ", ".join(left))
+    return kept
 
 
 def provider_factories(settings: Settings, *, kubernetes: SandboxProvider) -> dict[str, Callable[[], SandboxProvider]]:

@@ -23,6 +23,7 @@ LOCAL_CLUSTER_NAME = "labctl"
 MIN_SECRET_BYTES = 24
 # A CSP frame-ancestors source labctl accepts: 'self', 'none', or a scheme and host (a leading *. allowed), port.
 FRAME_SOURCE = re.compile(r"^('self'|'none'|https?://(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:\d{1,5})?)$")
+ProviderName = Literal["kubernetes", "aws", "gcp"]
 
 
 def _default_data_dir() -> Path:
@@ -78,6 +79,10 @@ class Settings(BaseSettings):
         default="lax", description="SameSite of the page cookie: lax (the course site on the same site as labctl) or "
                                    "none (a cross-site iframe: the cookie is then Secure and Partitioned, so https)")
     labs_dir: Path = REPO_ROOT / "labs"
+    providers: Annotated[list[ProviderName], NoDecode] = Field(
+        default_factory=lambda: list[ProviderName](["kubernetes"]),
+        description="comma-separated lab providers this service runs (e.g. 'kubernetes,aws'); labs of the others "
+                    "are left out of its catalog")
     manifests_dir: Path = REPO_ROOT / "manifests"
     fleet_file: Path = REPO_ROOT / "labs" / "fleet.yaml"
     replica_id: str = Field(default_factory=socket.gethostname,
@@ -134,7 +139,7 @@ class Settings(BaseSettings):
                              "bubblewrap when LABCTL_ENV=production (install the Debian package bubblewrap)")
         return self
 
-    @field_validator("webhook_allow", "page_frame_ancestors", mode="before")
+    @field_validator("webhook_allow", "page_frame_ancestors", "providers", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -210,6 +215,7 @@ class Settings(BaseSettings):
             "kubeconfig": str(self.effective_kubeconfig or "(none)"),
             "listen": f"{self.host}:{self.port}",
             "labs_dir": str(self.labs_dir),
+            "providers": ",".join(self.providers),
             "admin_token": "(set)" if self.admin_token else "(generated)",
             "exam_webhook_secret": "(set)" if self.exam_webhook_secret else "(off)",
             "max_body_bytes": str(self.max_body_bytes),

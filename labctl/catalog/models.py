@@ -719,6 +719,7 @@ class AwsSandbox(_Closed):
 
 
 _GCP_ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
+_CLOUD_REGION = re.compile(r"^([a-z]{2}(-[a-z]+)+-\d|[a-z]+-[a-z]+\d+)$")  # an AWS region (us-east-1) or a GCP one
 _GCP_MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9-]+$")
 _GCP_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 GCP_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -788,6 +789,70 @@ class GcpSandbox(_Closed):
         return self
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a cloud lab's VMs may run and what they may be: its provider section's regions and instance types."""
+
+    regions: tuple[str, ...]
+    instance_types: tuple[str, ...]
+
+
+class Guardrails(_Closed):
+    """The detective control of a cloud lab: every sweep checks the sandbox's instances against the allowed
+    instance types and regions (the provider section's) and these required tags, and acts on each new violation."""
+
+    required_tags: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, description="tag keys every instance must carry, each with a non-empty value")
+    on_violation: Literal["warn", "stop", "terminate"] = Field(
+        default="warn", description="what a violation brings: warn (an event and a webhook only), stop the instance, "
+                                    "or terminate it; each violation is acted on once")
+    watch_regions: list[Annotated[str, Field(pattern=_CLOUD_REGION.pattern)]] = Field(
+        default_factory=list, description="regions outside the allowed ones where the sweep also looks for the "
+                                          "sandbox's resources (a launch the preventive policy missed)")
+
+    @field_validator("required_tags", "watch_regions")
+    @classmethod
+    def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _listed_once(value, info)
+
+
+class StarterInstance(_Closed):
+    """A VM the lab's starter launches in the sandbox's home region."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=_DNS_LABEL.pattern, description="its Name tag")
+    instance_type: str = Field(pattern=_AWS_INSTANCE_TYPE.pattern, max_length=64)
+    spot: bool = Field(default=False, description="launch on spot capacity (default on-demand)")
+    image: str | None = Field(default=None, max_length=256,
+                              description="the machine image; default: the provider's current Linux image")
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict, description="tags besides the session's (none: an untagged instance to fix)")
+
+
+class StarterVolume(_Closed):
+    """A disk the lab's starter creates in the home region, attached to nothing."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=_DNS_LABEL.pattern, description="its Name tag")
+    size_gib: int = Field(ge=1, le=1024)
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=dict, description="tags besides the session's")
+
+
+class CloudStarter(_Closed):
+    """What a cloud lab's sandbox holds when the learner gets it: made by the provider at provision, tagged with the
+    session (so inventory counts it and destroy removes it)."""
+
+    instances: list[StarterInstance] = Field(default_factory=list)
+    volumes: list[StarterVolume] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> CloudStarter:
+        names = [i.name for i in self.instances] + [v.name for v in self.volumes]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"cloud_starter names {', '.join(twice)} more than once; give each resource its own")
+        return self
+
+
 class Grader(_Closed):
     """One graded check: a script under ``graders/`` run with ``params``, worth ``weight``."""
 
@@ -834,6 +899,10 @@ class Lab(_Closed):
     aws: AwsSandbox | None = Field(default=None, description="regions and instance types (required for aws labs)")
     gcp: GcpSandbox | None = Field(default=None,
                                    description="zones, machine types and starter resources (required for gcp labs)")
+    guardrails: Guardrails | None = Field(
+        default=None, description="cloud labs: the detective control run by every sweep (docs/LABS.md)")
+    cloud_starter: CloudStarter | None = Field(
+        default=None, description="cloud labs: instances and volumes made in the sandbox at start (docs/LABS.md)")
 
     @field_validator("required_labels", "node_pools", "starter", "solution")
     @classmethod
@@ -871,6 +940,26 @@ class Lab(_Closed):
             raise ValueError(f"the `aws` section applies only to aws labs, not to a {self.provider} lab")
         if self.provider == "aws" and self.demand is not None:
             raise ValueError("`demand` simulates a Kubernetes lab's workloads; an aws lab has none")
+        if self.provider == "kubernetes" and self.guardrails is not None:
+            raise ValueError("`guardrails` checks cloud instances; a kubernetes lab is fenced by its quota and "
+                             "admission policy instead")
+        if self.provider == "gcp" and self.cloud_starter is not None:
+            raise ValueError("a gcp lab declares its starter in `gcp.starter` (instances and disks with GCE's fields); "
+                             "`cloud_starter` is the aws labs' starter")
+        if self.provider == "kubernetes" and self.cloud_starter is not None:
+            raise ValueError("`cloud_starter` makes cloud instances and volumes; a kubernetes lab's starter is its "
+                             "`starter` templates")
+        if self.cloud_starter is not None and self.placement is not None:
+            odd = [i.instance_type for i in self.cloud_starter.instances
+                   if i.instance_type not in self.placement.instance_types]
+            if odd:
+                raise ValueError(f"cloud_starter launches {', '.join(odd)}, which the lab does not allow (allowed: "
+                                 f"{', '.join(self.placement.instance_types)}): the learner could not replace it")
+        if self.guardrails is not None and self.placement is not None:
+            both = sorted(set(self.guardrails.watch_regions) & set(self.placement.regions))
+            if both:
+                raise ValueError(f"guardrails.watch_regions lists allowed region(s) {', '.join(both)}: watch only "
+                                 "regions the lab does not allow (the allowed ones are always looked at)")
         return self
 
     @model_validator(mode="after")
@@ -900,6 +989,16 @@ class Lab(_Closed):
         if limits.max is None:
             self.limit_range = limits.model_copy(update={"max": quota})
         return self
+
+    @property
+    def placement(self) -> Placement | None:
+        """The regions and instance types the lab's cloud section allows; None for a Kubernetes lab."""
+        if self.aws is not None:
+            return Placement(regions=tuple(self.aws.regions), instance_types=tuple(self.aws.instance_types))
+        if self.gcp is not None:  # a zone is its region and a letter: us-central1-a is in us-central1
+            regions = tuple(dict.fromkeys(zone.rsplit("-", 1)[0] for zone in self.gcp.zones))
+            return Placement(regions=regions, instance_types=tuple(self.gcp.machine_types))
+        return None
 
     @property
     def max_score(self) -> float:

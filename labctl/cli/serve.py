@@ -3,13 +3,18 @@
 It prints the admin token only when it has just generated it (development, first run); a token from
 ``LABCTL_ADMIN_TOKEN`` or kept from an earlier run is never printed (the start-up line says where it comes from), so
 a token the operator set never lands in a terminal scroll-back or a process log.
+
+``--local-cluster`` and ``--local-aws`` bring up the local stand-ins first (the kwok control plane, moto's server)
+and take down on exit what this command started: ``make run`` uses both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +23,7 @@ import typer
 import uvicorn
 from pydantic import SecretStr
 
-from labctl.cli.output import stderr
+from labctl.cli.output import fail, stderr
 from labctl.settings import Settings
 
 
@@ -54,13 +59,42 @@ def serve(
     local_cluster: Annotated[bool, typer.Option(
         "--local-cluster", help="Bring the local control plane up first (reusing a healthy one); on exit, take it "
                                 "down again if this command started it.")] = False,
+    local_aws: Annotated[bool, typer.Option(
+        "--local-aws", help="When LABCTL_PROVIDERS names aws and LABCTL_AWS_ENDPOINT_URL is unset, start moto's "
+                            "server on loopback for the aws labs, point labctl at it, and stop it on exit.")] = False,
 ) -> None:
     """Run the labctl API service."""
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    if not local_cluster:
+    with contextlib.ExitStack() as stack:
+        if local_aws and "aws" in settings.providers and settings.aws_endpoint_url is None:
+            settings = stack.enter_context(_local_aws(settings))
+        if local_cluster:
+            settings = stack.enter_context(_local_cluster(settings))
         _serve(settings)
-        return
+
+
+@contextlib.contextmanager
+def _local_aws(settings: Settings) -> Iterator[Settings]:
+    """moto on loopback for the aws labs; labctl's principal uses moto's test keys against it (never real ones)."""
+    from labctl.localcluster import moto
+
+    stderr.print("starting a local AWS stand-in (moto) for the aws labs ...")
+    stack = contextlib.ExitStack()
+    stack.callback(stderr.print, "stopped the local AWS stand-in")  # runs last: after moto stopped
+    try:
+        url = stack.enter_context(moto.moto_server())
+    except RuntimeError as exc:
+        fail(f"the local AWS stand-in did not start: {exc}")
+    with stack:
+        os.environ.update(moto.TEST_KEYS)  # boto3's default chain, in this process only
+        os.environ.pop("AWS_PROFILE", None)
+        stderr.print(f"moto listening on {url} (LABCTL_AWS_ENDPOINT_URL); it stops when labctl does")
+        yield settings.model_copy(update={"aws_endpoint_url": url, "aws_profile": None})
+
+
+@contextlib.contextmanager
+def _local_cluster(settings: Settings) -> Iterator[Settings]:
     from labctl.cli.cluster import local_cluster as make_cluster
 
     cluster = make_cluster(settings)
@@ -69,7 +103,7 @@ def serve(
     stderr.print(f"local cluster {'created' if result.created else 'reused'} in {result.seconds:.1f}s "
                  f"({result.nodes} nodes); kubeconfig: {result.kubeconfig}")
     try:
-        _serve(settings.model_copy(update={"kubeconfig": result.kubeconfig}))
+        yield settings.model_copy(update={"kubeconfig": result.kubeconfig})
     finally:
         if result.created:
             stderr.print("stopping the local cluster this command started ...")

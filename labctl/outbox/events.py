@@ -26,6 +26,7 @@ EVENT_TYPES: dict[str, str] = {
     "session.expiring": "the session will expire soon (time left in the data)",
     "session.suspended": "workloads scaled to zero (budget, idle, off-hours or an instructor)",
     "session.terminated": "the sandbox is gone",
+    "session.violation": "a resource of a cloud sandbox broke the lab's guardrails: resource, rule, action taken",
     "budget.threshold_crossed": "accrued cost crossed one of the lab's budget thresholds",
     "submission.graded": "a submission was graded: score, max, per-check results, receipt, learner and lab",
     "submission.failed": "grading could not finish; the reason is in the data",

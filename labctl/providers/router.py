@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from labctl.grading.snapshot import Snapshot
 from labctl.ports import (
@@ -98,6 +98,9 @@ class ProviderRouter:
             found |= listing.sessions
             listed |= listing.providers
         return Listing(sessions=frozenset(found), providers=frozenset(listed))
+
+    def enforce(self, spec: SandboxSpec, *, resource: str, action: Literal["stop", "terminate"]) -> None:
+        self._call(spec, lambda p: p.enforce(spec, resource=resource, action=action))
 
     def provision(self, spec: SandboxSpec) -> None:
         self._call(spec, lambda p: p.provision(spec))

@@ -43,7 +43,15 @@ from labctl.catalog.durations import parse_duration
 from labctl.catalog.models import Lab
 from labctl.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable, Unprocessable
 from labctl.outbox import events as outbox
-from labctl.ports import Credentials, ProviderError, ProviderUnavailable, SandboxProvider, SandboxSpec, Suspension
+from labctl.ports import (
+    Credentials,
+    ProviderError,
+    ProviderRegistry,
+    ProviderUnavailable,
+    SandboxProvider,
+    SandboxSpec,
+    Suspension,
+)
 from labctl.service import allowances, paging, policy, roles, states
 from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
@@ -156,11 +164,7 @@ class Sessions:
             raise Conflict(f"learner {learner_id} has no budget left in lab {lab.id}: ${allowance.budget_usd:.2f} "
                            f"(the lab's and what was granted) minus ${allowance.spent_usd:.2f} spent by earlier "
                            "sessions; an instructor can grant more (labctl sessions grant)")
-        try:
-            self.provider.ping()
-        except ProviderError as exc:
-            raise Unavailable(f"the {self.provider.name} backend is unreachable, so no sandbox can be made now: "
-                              f"{redact.addresses(str(exc))}. Try again later.") from exc
+        self._check_reachable(lab)
         now = self.clock()
         expires = now + parse_duration(lab.time.limit)
         row = SandboxSession(
@@ -547,6 +551,16 @@ class Sessions:
                 self._held.discard(session_id)
 
     # -- internals -------------------------------------------------------------------------------------------------
+
+    def _check_reachable(self, lab: Lab) -> None:
+        """The lab's own provider answers (a 503 naming it otherwise, before anything is recorded); a cloud that is
+        down does not stop starts of Kubernetes labs, nor the other way round."""
+        backend = self.provider.of(lab.provider) if isinstance(self.provider, ProviderRegistry) else self.provider
+        try:
+            backend.ping()
+        except ProviderError as exc:
+            raise Unavailable(f"the {lab.provider} backend is unreachable, so no sandbox can be made now for lab "
+                              f"{lab.id}: {redact.addresses(str(exc))}. Try again later.") from exc
 
     def _check_may_lift(self, row: SandboxSession, principal: Principal | None, *, doing: str) -> None:
         """Refuse (409) a resume or reset that would lift a suspension the caller may not lift."""

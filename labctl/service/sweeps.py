@@ -11,7 +11,8 @@ before expiry, suspend on budget, idleness or off-hours, resume when working hou
 counted on the session (``meter_failures``, reset by the next success); at ``meter_failure_limit`` failures in a
 row the policy suspends the session, because spending nobody can follow must stop (fail closed). Where the lab declares
 demand, each metering also plays one simulator step, accrues its requests into the service ledger in the same
-transaction, and returns the snapshot with each declared workload's outcome figures (``service``).
+transaction, and returns the snapshot with each declared workload's outcome figures (``service``). Cloud labs with
+``guardrails`` have that snapshot judged by the detective control (:mod:`labctl.service.guardrails`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError, NotFound
 from labctl.grading.snapshot import ServiceFigures, Snapshot
 from labctl.ports import ProviderError, SandboxSpec
-from labctl.service import policy, simulation, states
+from labctl.service import guardrails, policy, simulation, states
 from labctl.service.sessions import Sessions
 from labctl.simulator import economics, ledger, model
 from labctl.store import meter_readings
@@ -56,6 +57,7 @@ class Sweeper:
         self.prices = prices
         self.meter_failure_limit = meter_failure_limit
         self.simulate = simulate  # play labs' demand (the local cluster); off where real workloads run
+        self.guardrails = guardrails.Guardrails(sessions=sessions)  # cloud labs: the detective control
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -72,12 +74,14 @@ class Sweeper:
             # One session's failure (an unreachable API, a surprising object) must not stop the others' sweep.
             error: str | None = None
             try:
-                self.meter(session_id, sheet)
+                snapshot = self.meter(session_id, sheet)
                 report.metered += 1
             except Exception as exc:
                 error = str(exc) or type(exc).__name__
                 report.errors.append((session_id, f"meter: {exc}"))
                 log.warning("metering %s failed: %s", session_id, exc, exc_info=not isinstance(exc, LabctlError))
+            else:
+                self._guard(session_id, snapshot, report)
             try:
                 self._count_meter_result(session_id, error=error)
                 for action in self.act(session_id):
@@ -113,6 +117,16 @@ class Sweeper:
                     report.actions.append((session_id, "cleanup", f"sandbox left behind a {state} session"))
             except (LabctlError, ProviderError) as exc:
                 report.errors.append((session_id, f"repair: {exc}"))
+
+    def _guard(self, session_id: str, snapshot: Snapshot, report: SweepReport) -> None:
+        """The lab's guardrails over the fresh snapshot (:mod:`labctl.service.guardrails`); a failure is reported,
+        and the next sweep tries again."""
+        try:
+            for finding in self.guardrails.check(session_id, snapshot):
+                report.actions.append((session_id, f"guardrail_{finding.action}", finding.violation.detail))
+        except Exception as exc:
+            report.errors.append((session_id, f"guardrails: {exc}"))
+            log.warning("guardrails of %s failed: %s", session_id, exc, exc_info=not isinstance(exc, LabctlError))
 
     def meter(self, session_id: str, sheet: PriceSheet) -> Snapshot:
         """Price the sandbox now and accrue into the ledger; returns the priced snapshot, with the ledger's figures."""

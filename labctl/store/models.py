@@ -205,6 +205,6 @@ class Lease(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-# The webhook, service-ledger, meter-reading and LTI tables share Base's metadata; importing them here keeps every
-# table known wherever models is imported.
-from labctl.store import lti_models, meter_readings, service_ledger, webhook_models  # noqa: E402, F401
+# The webhook, service-ledger, meter-reading, LTI and violation tables share Base's metadata; importing them here
+# keeps every table known wherever models is imported.
+from labctl.store import lti_models, meter_readings, service_ledger, violations, webhook_models  # noqa: E402, F401

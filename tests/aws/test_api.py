@@ -28,7 +28,8 @@ def served(local_cluster: LocalCluster, moto_url: str, tmp_path_factory: pytest.
     (labs / "aws-test" / "lab.yaml").write_text(yaml.safe_dump(lab))
     srv = Server(data_dir=tmp_path_factory.mktemp("serve"), kubeconfig=local_cluster.kubeconfig, extra_env={
         **TEST_ENV, "LABCTL_LABS_DIR": str(labs), "LABCTL_FLEET_FILE": str(REPO_ROOT / "labs" / "fleet.yaml"),
-        "LABCTL_AWS_ENDPOINT_URL": moto_url, "LABCTL_AWS_REGION": "us-east-1"}).start()
+        "LABCTL_AWS_ENDPOINT_URL": moto_url, "LABCTL_AWS_REGION": "us-east-1",
+        "LABCTL_PROVIDERS": "kubernetes,aws"}).start()
     yield srv
     srv.stop()
 

@@ -45,3 +45,14 @@ def test_a_lab_of_an_unconfigured_provider_is_refused_by_name(moto_url: str) -> 
         router.provision(aws.spec(gcp_lab))
     with pytest.raises(ValueError, match=r"labs use provider\(s\) gcp, but only aws can be built"):
         ProviderRouter({"aws": lambda: AwsSandboxes(region="us-east-1")}, in_use={"aws", "gcp"})
+
+
+def test_enforce_goes_to_the_lab_provider_and_a_namespace_refuses_it(moto_url: str) -> None:
+    from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
+    from labctl.settings import REPO_ROOT
+
+    kube = KubernetesSandboxes(None, REPO_ROOT / "manifests")
+    router = ProviderRouter({"kubernetes": lambda: kube}, in_use={"kubernetes"})
+    kube_lab = aws.aws_lab().model_copy(update={"provider": "kubernetes", "aws": None})
+    with pytest.raises(ProviderError, match=r"Kubernetes sandbox: it has no instances to stop .*only to cloud labs"):
+        router.enforce(aws.spec(kube_lab), resource="Instance/i-1", action="stop")

@@ -93,6 +93,8 @@ def test_a_gpu_instance_over_budget_is_stopped_in_one_sweep_and_started_by_a_gra
     current = world.sessions.row_of(row.id)
     assert current.state == "suspended" and current.suspend_reason == "budget"
     assert _state(world, gpu) == "stopped"
+    suspended = [e for e in _events(world, row.id) if e.kind == "suspended"]
+    assert suspended[-1].detail["stopped"] == f"1 instance(s) stopped: {gpu}"  # what the record holds, in AWS words
     world.sessions.grant(lab_id="aws-test", learner_id="ada", attempts=0, usd=Decimal(5), reason="more GPU time",
                          principal=INSTRUCTOR)
     assert world.sessions.row_of(row.id).state == "ready"

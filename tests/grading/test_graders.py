@@ -350,6 +350,37 @@ def test_idle_orphans_accepts_an_orphan_that_is_no_longer_one() -> None:
     assert only([c for c in run("idle_orphans.py", snap(claim, service), params) if c.id == "orphans"]).passed
 
 
+def test_idle_orphans_finds_cloud_volumes_attached_to_nothing_and_reports_only_the_checks_asked() -> None:
+    loose = {"kind": "Volume", "name": "vol-1", "storage": 200 * GIB, "mounted_by": [], "region": "us-east-1"}
+    root = {"kind": "Volume", "name": "vol-2", "storage": 8 * GIB, "mounted_by": ["i-1"], "region": "us-east-1"}
+    checks = run("idle_orphans.py", snap(loose, root, provider="aws"), {"orphan_kinds": ["Volume"],
+                                                                        "checks": ["orphans"]})
+    check = only(checks)
+    assert check.id == "orphans" and check.score == 0 and not check.passed
+    assert "Volume/vol-1 is attached to no instance" in check.feedback and "vol-2" not in check.feedback
+    assert only(run("idle_orphans.py", snap(root, provider="aws"), {"orphan_kinds": ["Volume"],
+                                                                    "checks": ["orphans"]})).passed
+    assert only(run("idle_orphans.py", snap(loose), {"checks": ["nope"]})).status == "error"
+
+
+def _vm(name: str, capacity: str, hours: float, phase: str = "running") -> Json:
+    return {"kind": "Instance", "name": name, "instance_type": "g5.xlarge", "capacity_type": capacity,
+            "phase": phase, "running_hours": hours, "region": "us-east-1"}
+
+
+@pytest.mark.parametrize(("instances", "score", "passed"), [
+    ([_vm("i-1", "spot", 2.0)], 1.0, True),
+    ([_vm("i-1", "spot", 3.0), _vm("i-2", "on-demand", 1.0)], 0.75, False),
+    ([_vm("i-1", "spot", 1.0), _vm("i-2", "on-demand", 5.0, phase="stopped")], 1.0, True),  # stopped: no compute
+    ([_vm("i-2", "on-demand", 5.0, phase="stopped")], 0.0, False),  # nothing runs, nothing on spot
+    ([], 0.0, False),
+])
+def test_spot_placement_of_cloud_instances_by_instance_hours(instances: list[Json], score: float,
+                                                              passed: bool) -> None:
+    check = only(run("spot_placement.py", snap(*instances, provider="aws"), {"check": "instances"}))
+    assert (check.id, check.score, check.passed) == ("spot-share", pytest.approx(score), passed)
+
+
 # --- budget ---------------------------------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ class Server:
     data_dir: Path
     kubeconfig: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # more `labctl serve` options, e.g. --local-aws
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[str] | None = None
 
@@ -38,8 +39,8 @@ class Server:
 
     def start(self, *, wait_ready: bool = True) -> Server:
         log = (self.data_dir / "serve.log").open("a")
-        self.proc = subprocess.Popen([LABCTL, "serve", "--port", str(self.port)], env=self.env(), stdout=log,
-                                     stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen([LABCTL, "serve", "--port", str(self.port), *self.args], env=self.env(),
+                                     stdout=log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

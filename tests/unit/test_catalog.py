@@ -32,7 +32,7 @@ MANIFESTS_DIR = REPO_ROOT / "manifests"
 FLEET_FILE = LABS_DIR / "fleet.yaml"
 SHIPPED = ["autoscale-to-demand", "cost-per-inference", "gpu-rightsizing", "idle-hunter", "move-batch-to-spot",
            "tag-for-showback"]  # the Kubernetes labs
-SHIPPED_CLOUD = ["gcp-spot-and-labels"]  # cloud labs: tested with their provider (tests/gcp)
+SHIPPED_CLOUD = ["aws-spot-and-tags", "gcp-spot-and-labels"]  # cloud labs: tested with their provider (tests/gcp)
 GRADER_SCRIPTS = {"graders/tag_coverage.py", "graders/spot_placement.py", "graders/gpu_rightsizing.py",
                   "graders/cpu_rightsizing.py", "graders/idle_orphans.py", "graders/budget.py", "graders/schedule.py",
                   "graders/slo.py", "graders/unit_cost.py", "graders/reported_unit_cost.py"}
@@ -143,6 +143,20 @@ def test_catalog_skips_fleet_and_json_files_beside_the_labs() -> None:
     assert (LABS_DIR / "fleet.yaml").is_file()
     assert list(LABS_DIR.glob("*.json"))
     assert len(loader.lab_files(LABS_DIR)) == len(SHIPPED) + len(SHIPPED_CLOUD)
+
+
+def test_the_shipped_cloud_labs_load_with_their_starter_and_guardrails() -> None:
+    labs = loader.load_catalog(LABS_DIR, MANIFESTS_DIR)
+    for lab_id in SHIPPED_CLOUD:
+        lab = labs[lab_id]
+        starter = lab.cloud_starter if lab.provider == "aws" else lab.gcp.starter if lab.gcp else None
+        assert lab.provider in ("aws", "gcp") and starter and lab.guardrails is not None
+        assert {g.script for g in lab.graders} <= GRADER_SCRIPTS and lab.max_score == 100
+        assert (LABS_DIR / lab_id / "lab.yaml").read_text().splitlines()[0] == \
+            "# yaml-language-server: $schema=../lab.schema.json"
+        readme = (LABS_DIR / lab_id / "README.md").read_text()
+        for grader in lab.graders:
+            assert re.search(rf"`{grader.id}`.*\b{grader.weight:g}\b", readme), f"README omits {grader.id}"
 
 
 @pytest.mark.parametrize("lab_id", SHIPPED)

@@ -1,12 +1,13 @@
 """The AWS sandbox provider: one IAM role per session, fenced to the EC2 resources that carry the session's tag.
 
-``provision`` makes the role (tagged with the session, lab and learner; labctl's account may assume it) and writes its
-inline policy (:mod:`labctl.providers.aws.policy`); ``credentials`` are STS AssumeRole credentials for the session's
-remaining time (15 minutes at least, 12 hours at most: STS's bounds), as an env file. Inventory is by the session tag
-in each of the lab's regions, so nothing the learner writes decides what is counted: the tag is set on create and the
-policy forbids changing it. ``suspend`` stops the running instances and returns their ids (``Instance/<id>``) as the
-record, ``resume`` starts exactly those; ``freeze`` swaps the policy for the read-only one; ``destroy`` deletes
-everything with the session tag, then the role, then lists again and fails naming every leftover.
+``provision`` makes the role (tagged with the session, lab and learner; labctl's account may assume it), writes its
+inline policy (:mod:`labctl.providers.aws.policy`) and launches the lab's ``cloud_starter`` with the session's tag;
+``credentials`` are STS AssumeRole credentials for the session's remaining time (15 minutes at least, 12 hours at
+most: STS's bounds), as an env file. Inventory is by the session tag in each of the lab's regions (and the regions its
+guardrails watch), so nothing the learner writes decides what is counted: the tag is set on create and the policy
+forbids changing it. ``suspend`` stops the running instances and returns their ids (``Instance/<id>``) as the record,
+``resume`` starts exactly those; ``freeze`` swaps the policy for the read-only one; ``destroy`` deletes everything
+with the session tag, then the role, then lists again and fails naming every leftover.
 
 Only this package imports boto3. A ``boto3.Session`` factory and an endpoint URL are injected, so tests reach moto's
 server and production any account.
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import boto3
 import botocore.exceptions
@@ -30,6 +31,7 @@ from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
 from labctl.ports import Credentials, Listing, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
 from labctl.providers.aws import policy
 from labctl.providers.aws import snapshot as snap
+from labctl.providers.aws.snapshot import tags as tags_of
 
 log = logging.getLogger("labctl.providers.aws")
 
@@ -43,6 +45,8 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 # What destroy deletes and checks by EC2's Describe calls; the tagging API's answer for these is not used (it keeps
 # listing terminated instances for a while).
 GONE = ("InvalidVolume.NotFound", "InvalidSnapshot.NotFound", "InvalidAllocationID.NotFound")
+STARTER_TAG = "labctl-starter"  # which cloud_starter entry a resource was made for
+DEFAULT_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 DESCRIBED_TYPES = frozenset({"ec2:instance", "ec2:volume", "ec2:snapshot", "ec2:elastic-ip"})
 
 
@@ -57,6 +61,13 @@ def fence_of(spec: SandboxSpec) -> policy.Fence:
         raise ProviderError(f"lab {spec.lab.id} has no aws section: it cannot run as an AWS sandbox")
     return policy.Fence(session_id=spec.session_id, regions=tuple(spec.lab.aws.regions),
                         instance_types=tuple(spec.lab.aws.instance_types))
+
+
+def regions_of(spec: SandboxSpec) -> tuple[str, ...]:
+    """Where the sandbox's resources are looked for: the lab's regions, then the regions its guardrails watch
+    (where only a launch the policy missed can have put something)."""
+    watched = tuple(spec.lab.guardrails.watch_regions) if spec.lab.guardrails else ()
+    return fence_of(spec).regions + watched
 
 
 def _call(what: str, fn: Callable[[], T]) -> T:
@@ -148,7 +159,49 @@ class AwsSandboxes:
                 RoleName=name, PolicyDocument=trust))
         self._put_policy(name, policy.session_policy(fence))
         self._wait_assumable(spec, timeout_s=30)
+        self._make_starter(spec)
         log.info("aws sandbox %s: role %s ready", spec.session_id, name)
+
+    def _make_starter(self, spec: SandboxSpec) -> None:
+        """The lab's ``cloud_starter`` in the home region, each resource tagged with the session, ``Name`` and
+        ``labctl-starter`` (so a retried start finds what it made instead of making it twice)."""
+        starter = spec.lab.cloud_starter
+        if starter is None or not (starter.instances or starter.volumes):
+            return
+        region = fence_of(spec).regions[0]
+        ec2 = self._ec2(region)
+        made = {tags_of(item).get(STARTER_TAG) for d in self.describe(spec) if d.region == region
+                for item in [*d.instances, *d.volumes]}
+        for vm in starter.instances:
+            if vm.name in made:
+                continue
+            tags = self._starter_tags(spec, vm.name, vm.tags)
+            extra: dict[str, Any] = {"InstanceMarketOptions": {"MarketType": "spot"}} if vm.spot else {}
+            _call("launch the lab's starter instance", partial(
+                ec2.run_instances, ImageId=vm.image or self._default_image(region), MinCount=1, MaxCount=1,
+                InstanceType=vm.instance_type, TagSpecifications=[
+                    {"ResourceType": kind, "Tags": tags} for kind in ("instance", "volume")], **extra))
+        zone = None
+        for disk in starter.volumes:
+            if disk.name in made:
+                continue
+            zone = zone or _call("list availability zones", ec2.describe_availability_zones)[
+                "AvailabilityZones"][0]["ZoneName"]
+            _call("create the lab's starter volume", partial(
+                ec2.create_volume, AvailabilityZone=zone, Size=disk.size_gib, VolumeType="gp3", TagSpecifications=[
+                    {"ResourceType": "volume", "Tags": self._starter_tags(spec, disk.name, disk.tags)}]))
+        log.info("aws sandbox %s: starter made (%d instance(s), %d volume(s))", spec.session_id,
+                 len(starter.instances), len(starter.volumes))
+
+    def _starter_tags(self, spec: SandboxSpec, name: str, tags: dict[str, str]) -> list[dict[str, str]]:
+        return [{"Key": policy.SESSION_TAG, "Value": spec.session_id}, {"Key": "Name", "Value": name},
+                {"Key": STARTER_TAG, "Value": name}, *({"Key": k, "Value": v} for k, v in tags.items())]
+
+    def _default_image(self, region: str) -> str:
+        """The current Amazon Linux image of ``region`` (AWS's public SSM parameter)."""
+        answer = _call("look up the current Amazon Linux image", partial(
+            self._client("ssm", region).get_parameter, Name=DEFAULT_IMAGE_PARAMETER))
+        return str(answer["Parameter"]["Value"])
 
     def _put_policy(self, name: str, document: dict[str, Any]) -> None:
         _call("write the session role's policy", lambda: self._client("iam").put_role_policy(
@@ -215,7 +268,7 @@ class AwsSandboxes:
         """Everything carrying the session tag, per lab region (terminated instances excluded)."""
         by_tag = [{"Name": f"tag:{policy.SESSION_TAG}", "Values": [spec.session_id]}]
         out = []
-        for region in fence_of(spec).regions:
+        for region in regions_of(spec):
             ec2 = self._ec2(region)
             pages = partial(_pages, ec2)
             instances = [i for page in _call("list instances", pages("describe_instances", Filters=[
@@ -254,6 +307,49 @@ class AwsSandboxes:
         if usage:
             raise ProviderError(f"session {spec.session_id} is an AWS sandbox: it has no pods to write simulated "
                                 f"usage for ({', '.join(sorted(usage))})")
+
+    # --- guardrails -------------------------------------------------------------------------------------------------
+
+    def enforce(self, spec: SandboxSpec, *, resource: str, action: Literal["stop", "terminate"]) -> None:
+        """Stop or terminate ``Instance/<id>``, found by its id and the session tag in the regions looked at (an
+        instance without the session's tag is never touched). Terminating cancels its spot request first."""
+        kind, _, instance_id = resource.partition("/")
+        if kind != "Instance" or not instance_id:
+            raise ProviderError(f"the AWS provider can {action} instances only (Instance/<id>), not {resource}")
+        region = self._region_of(spec, instance_id)
+        if region is None:
+            raise ProviderError(f"no instance {instance_id} carries {policy.SESSION_TAG}={spec.session_id} in "
+                                f"{', '.join(regions_of(spec))}: it is not this sandbox's to {action}")
+        ec2 = self._ec2(region)
+        if action == "stop":
+            _call("stop an instance that broke the lab's guardrails", partial(ec2.stop_instances,
+                                                                              InstanceIds=[instance_id]))
+        else:
+            self._cancel_spot_requests(ec2, [instance_id])
+            _call("terminate an instance that broke the lab's guardrails", partial(ec2.terminate_instances,
+                                                                                   InstanceIds=[instance_id]))
+        log.info("aws sandbox %s: %s %s in %s (guardrails)", spec.session_id, action, instance_id, region)
+
+    def _region_of(self, spec: SandboxSpec, instance_id: str) -> str | None:
+        for region in regions_of(spec):
+            found = _call("find an instance", partial(self._ec2(region).describe_instances, Filters=[
+                {"Name": f"tag:{policy.SESSION_TAG}", "Values": [spec.session_id]},
+                {"Name": "instance-id", "Values": [instance_id]},
+                {"Name": "instance-state-name", "Values": LIVE_STATES}]))
+            if any(r["Instances"] for r in found["Reservations"]):
+                return region
+        return None
+
+    def _cancel_spot_requests(self, ec2: Any, instance_ids: list[str]) -> None:
+        """Cancel the open spot requests of ``instance_ids``: a persistent one would launch a replacement of each
+        terminated instance."""
+        requests = _call("list the session's spot requests", partial(
+            ec2.describe_spot_instance_requests, Filters=[{"Name": "instance-id", "Values": instance_ids}]))
+        open_ids = [str(r["SpotInstanceRequestId"]) for r in requests["SpotInstanceRequests"]
+                    if r.get("State") in ("open", "active", "disabled")]
+        if open_ids:
+            _call("cancel the session's spot requests", partial(ec2.cancel_spot_instance_requests,
+                                                                SpotInstanceRequestIds=open_ids))
 
     # --- suspension ------------------------------------------------------------------------------------------------
 
@@ -324,14 +420,8 @@ class AwsSandboxes:
         ec2 = self._ec2(d.region)
         ids = [str(i["InstanceId"]) for i in d.instances if i["State"]["Name"] != "shutting-down"]
         spot = [str(i["InstanceId"]) for i in d.instances if i.get("InstanceLifecycle") == "spot"]
-        if spot:  # a persistent spot request would launch a replacement of each terminated instance
-            requests = _call("list the session's spot requests", partial(
-                ec2.describe_spot_instance_requests, Filters=[{"Name": "instance-id", "Values": spot}]))
-            open_ids = [str(r["SpotInstanceRequestId"]) for r in requests["SpotInstanceRequests"]
-                        if r.get("State") in ("open", "active", "disabled")]
-            if open_ids:
-                _call("cancel the session's spot requests", partial(ec2.cancel_spot_instance_requests,
-                                                                    SpotInstanceRequestIds=open_ids))
+        if spot:
+            self._cancel_spot_requests(ec2, spot)
         if ids:
             _call("terminate the session's instances", partial(ec2.terminate_instances, InstanceIds=ids))
         for a in d.addresses:
@@ -350,7 +440,7 @@ class AwsSandboxes:
         """ARNs of resources with the session tag of a type destroy does not delete (a security group, a launch
         template, ...): made behind labctl's back, they are leftovers to name, never to ignore."""
         out: list[str] = []
-        for region in fence_of(spec).regions:
+        for region in regions_of(spec):
             tagging = self._client("resourcegroupstaggingapi", region)
             pages = _call("list tagged resources", _pages(tagging, "get_resources", TagFilters=[
                 {"Key": policy.SESSION_TAG, "Values": [spec.session_id]}]))

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import urllib3
 import yaml
@@ -149,6 +149,12 @@ class KubernetesSandboxes:
                               namespace=spec.namespace, started_at=spec.started_at, taken_at=max(now, spec.started_at))
         budget = BudgetInfo(budget_usd=spec.budget_usd, reference_cost_usd=spec.lab.budget.reference_usd)
         return snapshot.build(inv, session=session, budget=budget, now=now)
+
+    def enforce(self, spec: SandboxSpec, *, resource: str, action: Literal["stop", "terminate"]) -> None:
+        """Not applicable: guardrails check cloud instances, and a namespace has none (its quota and admission
+        policy fence it instead); the catalog refuses ``guardrails`` on kubernetes labs."""
+        raise ProviderError(f"session {spec.session_id} is a Kubernetes sandbox: it has no instances to {action} "
+                            f"({resource}); guardrails apply only to cloud labs")
 
     def write_usage(self, spec: SandboxSpec, usage_by_pod: UsageByPod) -> None:
         """The simulated usage, written into kwok's cluster-scoped usage objects (:mod:`.usage`)."""
