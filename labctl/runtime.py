@@ -27,6 +27,7 @@ from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.providers.router import ProviderRouter
 from labctl.service import leader
 from labctl.service.observation import Observation
+from labctl.service.replay import Replayer
 from labctl.service.sessions import Sessions
 from labctl.service.submissions import Submissions
 from labctl.service.sweeps import Sweeper
@@ -67,7 +68,8 @@ def build(settings: Settings) -> Runtime:
     sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit,
                       simulate=settings.simulate_demand)
     submissions = Submissions(sessions=sessions, sweeper=sweeper, prices=sheet, graders_dir=settings.graders_dir,
-                              repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)))
+                              repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)),
+                              replayer=Replayer(sweeper=sweeper, step_seconds=settings.replay_step_s))
     return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, providers=providers,
                    sessions=sessions, sweeper=sweeper, submissions=submissions,
                    observation=Observation(sessions=sessions, simulate=settings.simulate_demand))

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     simulate_demand: bool = Field(
         default=True, description="play each lab's demand model on the sandbox's pods and write the usage into kwok "
                                   "(the local cluster); turn off on a cluster that runs real workloads")
+    replay_step_s: float = Field(
+        default=5.0, gt=0, le=60,
+        description="real seconds per step when a submission replays its lab's grading window on the live sandbox "
+                    "(each step: inventory, usage written, priced, accrued)")
     provision_step_delay_s: float = Field(
         default=0.0, ge=0, le=10,
         description="testing only: a pause between applied objects, to interrupt a start on purpose")
