@@ -2,9 +2,10 @@
 
 A lab with ``demand`` is graded on what its sandbox does over the lab's ``grading_window`` of simulated time from
 the demand's ``start``, played ``time_scale`` times faster than real time: the window lasts
-``grading_window / time_scale`` real seconds, cut into steps of ``step_seconds`` (:func:`labctl.simulator.model.plan`).
-Each step inventories the live pods, plays that step's slice of the window on them
-(:func:`labctl.simulator.model.play`), writes their usage (kwok's usage objects, so metrics-server and the HPA the
+``grading_window / time_scale`` real seconds (at most the setting ``replay_max_s``: a longer window is played
+faster, :func:`labctl.simulator.model.compressed`), cut into steps of ``step_seconds``
+(:func:`labctl.simulator.model.plan`). Each step inventories the live pods, plays that step's slice of the window on
+them (:func:`labctl.simulator.model.play`), writes their usage (kwok's usage objects, so metrics-server and the HPA the
 learner made see it), prices the inventory and accrues it (:meth:`labctl.service.sweeps.Sweeper.record`): the money to
 the session as any metering (it is what the sandbox really costs meanwhile), the requests and each workload's pod
 cost to the service ledger's window of this submission. Then it sleeps until the step's end in real time. The
@@ -82,7 +83,7 @@ class Replayer:
         sessions = self.sweeper.sessions
         row = sessions.row_of(session_id)
         spec = sessions.spec_of(row)
-        demand = spec.lab.demand
+        demand = self.sweeper.replayed(row.lab_id)
         if demand is None:
             raise ValueError(f"lab {spec.lab.id} declares no demand: there is no grading window to replay")
         parts = model.plan(demand, step_seconds=self.step_seconds)

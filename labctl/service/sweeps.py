@@ -23,6 +23,7 @@ from decimal import Decimal
 
 from sqlalchemy import select, update
 
+from labctl.catalog.models import Demand
 from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError
@@ -48,11 +49,13 @@ class SweepReport:
 
 class Sweeper:
     def __init__(self, *, sessions: Sessions, prices: Callable[[], PriceSheet],
-                 meter_failure_limit: int = policy.METER_FAILURE_LIMIT, simulate: bool = True) -> None:
+                 meter_failure_limit: int = policy.METER_FAILURE_LIMIT, simulate: bool = True,
+                 replay_max_s: float | None = None) -> None:
         self.sessions = sessions
         self.prices = prices
         self.meter_failure_limit = meter_failure_limit
         self.simulate = simulate  # play labs' demand (the local cluster); off where real workloads run
+        self.replay_max_s = replay_max_s  # the longest a grading window's replay lasts (labctl.service.replay)
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -137,9 +140,14 @@ class Sweeper:
                               starter=current.starter_burn_rate_usd_per_hour)
         return result.model_copy(update={"service": service}) if service is not None else result
 
+    def replayed(self, lab_id: str) -> Demand | None:
+        """The lab's demand as its grading window is replayed (compressed to ``replay_max_s`` if need be)."""
+        demand = self.sessions.lab(lab_id).demand
+        return None if demand is None else model.compressed(demand, max_seconds=self.replay_max_s)
+
     def _starter(self, row: SandboxSession, taken: Snapshot, priced: Snapshot) -> list[dict[str, object]] | None:
         """At the first metering: the starter's figures over the grading window (:mod:`labctl.simulator.starter`)."""
-        demand = self.sessions.lab(row.lab_id).demand
+        demand = self.replayed(row.lab_id)
         if not self.simulate or demand is None:
             return None
         played = starter.figures(demand, simulation.pod_states(taken), node_cpu_cores=simulation.node_cpu_cores(taken),

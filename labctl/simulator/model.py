@@ -195,6 +195,22 @@ def window_seconds(demand: Demand) -> Fraction:
     return Fraction(int(demand.grading_window_delta.total_seconds())) / _exact(demand.time_scale)
 
 
+def compressed(demand: Demand, *, max_seconds: Fraction | float | None) -> Demand:
+    """The demand as a replay plays it: at its own ``time_scale``, or faster when its grading window would last longer
+    than ``max_seconds`` real seconds (a lab written at ``time_scale: 1`` with a day's window). Served share and cost
+    per 1,000 requests of fixed pods do not depend on the compression (requests and cost both scale with the real
+    seconds); only how fast the curve moves under an autoscaler does.
+
+    >>> d = Demand.model_validate({"workloads": [{"workload": "Deployment/w", "rps": 1}]})
+    >>> float(window_seconds(compressed(d, max_seconds=300)))
+    300.0
+    """
+    if max_seconds is None or window_seconds(demand) <= _exact(max_seconds):
+        return demand
+    scale = Fraction(int(demand.grading_window_delta.total_seconds())) / _positive(max_seconds)
+    return demand.model_copy(update={"time_scale": Decimal(scale.numerator) / Decimal(scale.denominator)})
+
+
 def plan(demand: Demand, *, step_seconds: Fraction | float) -> tuple[Slice, ...]:
     """The steps of a replay of the grading window: ``step_seconds`` real seconds each, the last one shorter; they
     join exactly and cover the window.

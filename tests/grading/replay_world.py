@@ -99,7 +99,7 @@ def make_world(tmp_path: Path, cluster: LocalCluster, *, seconds_per_day: int, u
     labs = _labs_with(tmp_path, LAB, {"demand": demand(seconds_per_day=seconds_per_day)})
     settings = Settings(data_dir=tmp_path, kubeconfig=cluster.kubeconfig, admin_token=ADMIN_TOKEN, labs_dir=labs,
                         fleet_file=REPO_ROOT / "labs" / "fleet.yaml",
-                        database_url=url or f"sqlite:///{tmp_path / 'labctl.db'}", replay_step_s=5.0)
+                        database_url=url or f"sqlite:///{tmp_path / 'labctl.db'}", replay_step_s=5.0, replay_max_s=300)
     app = create_app(settings, background=False)
     clock = FakeClock(WEDNESDAY)
     app.state.runtime.sessions.clock = clock

@@ -31,11 +31,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('submissions', schema=None) as batch_op:
-        batch_op.drop_column('heartbeat_at')
-        batch_op.drop_column('progress')
-    with op.batch_alter_table('sessions', schema=None) as batch_op:
-        batch_op.drop_column('starter_service')
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35 too): a batch copy of ``sessions`` would drop the table,
+    # and with foreign keys on, every row that cascades from it (the service ledger) with it.
+    op.drop_column('submissions', 'heartbeat_at')
+    op.drop_column('submissions', 'progress')
+    op.drop_column('sessions', 'starter_service')
     op.execute("DELETE FROM service_ledger WHERE window_id <> 'live'")
     with op.batch_alter_table('service_ledger', recreate='always') as batch_op:
         batch_op.drop_constraint('pk_service_ledger', type_='primary')
