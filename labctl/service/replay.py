@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 
+from sqlalchemy.orm.exc import StaleDataError
+
 from labctl.catalog.models import Demand
 from labctl.cost.prices import PriceSheet
 from labctl.grading.snapshot import Snapshot
@@ -35,6 +37,8 @@ from labctl.service import simulation
 from labctl.service.sweeps import Sweeper
 from labctl.simulator import ledger, model
 from labctl.store.models import Submission
+
+WRITE_RETRIES = 5
 
 log = logging.getLogger("labctl.replay")
 
@@ -113,7 +117,13 @@ class Replayer:
         step = model.play(demand, simulation.pod_states(taken), node_cpu_cores=simulation.node_cpu_cores(taken),
                           part=part, anchor=anchor)
         sessions.provider.write_usage(spec, step.usage())
-        return self.sweeper.record(session_id, taken, sheet, now=now, step=step, fresh=fresh, window=submission_id)
+        for _ in range(WRITE_RETRIES):
+            try:
+                return self.sweeper.record(session_id, taken, sheet, now=now, step=step, fresh=fresh,
+                                           window=submission_id)
+            except StaleDataError:  # a sweep or a stop wrote the session meanwhile: nothing of ours was kept
+                continue
+        raise ValueError(f"session {session_id} kept changing under the replay's step {part.index}")
 
     def _check_open(self, submission_id: str, session_id: str) -> None:
         sessions = self.sweeper.sessions

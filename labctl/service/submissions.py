@@ -5,10 +5,13 @@
 then the freeze. :meth:`Submissions.grade` does the slow part in the background, freezing again first, so a crash
 between the row and the freeze never grades a writable sandbox. A grader that crashes, hangs or prints garbage
 becomes an ``error`` check inside the grade, never a failed submission; only labctl's own failure (freezing or taking
-the snapshot) fails the submission (state ``error``, with the reason), and such a submission uses no attempt.
+the snapshot) fails the submission (state ``error``, with the reason), and such a submission uses no attempt. For a
+lab with demand the snapshot comes after the replay of its grading window on the live sandbox
+(:mod:`labctl.service.replay`), which a stop cancels (``error``, no attempt used).
 Attempts are counted over every session of the learner in the lab (:mod:`labctl.service.allowances`). After grading,
 a learner with attempts left gets the sandbox back (unfrozen, ``ready``); otherwise it stays frozen (``graded``).
-:meth:`Submissions.reconcile` repairs what a crash left: a stale ``grading`` row is graded again, a ``submitted``
+:meth:`Submissions.reconcile` repairs what a crash left: a stale ``grading`` row (no heartbeat from its replay for
+``stale_after``) is graded again, its replay from the start, a ``submitted``
 session without an open submission is finished, and a ``graded`` one whose learner has attempts left is reopened.
 """
 

@@ -15,6 +15,7 @@ grading replays its own window (:mod:`labctl.service.replay`) through :meth:`Swe
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,7 +151,9 @@ class Sweeper:
         demand = self.replayed(row.lab_id)
         if not self.simulate or demand is None:
             return None
-        played = starter.figures(demand, simulation.pod_states(taken), node_cpu_cores=simulation.node_cpu_cores(taken),
+        # The starter's shape, not its first seconds: a scheduled pod still starting counts as serving.
+        pods = [dataclasses.replace(p, ready=True) for p in simulation.pod_states(taken)]
+        played = starter.figures(demand, pods, node_cpu_cores=simulation.node_cpu_cores(taken),
                                  hourly_usd=pod_rates(priced), anchor=self.clock())
         return [f.model_dump(mode="json") for f in played]
 

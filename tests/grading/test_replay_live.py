@@ -193,7 +193,7 @@ def test_a_replay_killed_with_its_process_is_replayed_by_reconcile(
     rt = world.rt
     sub = rt.submissions.submit(sid, principal=INSTRUCTOR)
     settings = world.settings.model_dump(mode="json", include={
-        "data_dir", "kubeconfig", "labs_dir", "fleet_file", "database_url", "replay_step_s"})
+        "data_dir", "kubeconfig", "labs_dir", "fleet_file", "database_url", "replay_step_s", "replay_max_s"})
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.grading.replay_child", json.dumps(settings), sub.id, world.clock().isoformat()],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
