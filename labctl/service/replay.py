@@ -91,6 +91,8 @@ class Replayer:
         if demand is None:
             raise ValueError(f"lab {spec.lab.id} declares no demand: there is no grading window to replay")
         parts = model.plan(demand, step_seconds=self.step_seconds)
+        if not parts:
+            raise ValueError(f"lab {spec.lab.id}'s grading window {demand.grading_window} is empty: nothing to replay")
         with sessions.store.session() as db:
             cleared = ledger.clear(db, session_id=session_id, window=submission_id)
         anchor = sessions.clock()

@@ -247,10 +247,10 @@ def _service(step: model.Step, rows: list[ServiceLedger]) -> list[ServiceFigures
     """Each declared workload's figures from the ledger window's rows: requests, the cost its pods accrued step by
     step (pods that came and went included), and the unit economics of the two."""
     counted = {row.workload: row for row in rows}
-    return [figures(result.key, counted.get(result.key)) for result in step.workloads]
+    return [_figures(result.key, counted.get(result.key)) for result in step.workloads]
 
 
-def figures(workload: str, row: ServiceLedger | None) -> ServiceFigures:
+def _figures(workload: str, row: ServiceLedger | None) -> ServiceFigures:
     """One workload's outcome figures from its ledger row (none yet: all zero)."""
     offered, served, dropped, cost = (row.offered, row.served, row.dropped, Decimal(row.cost_usd or 0)) if row \
         else (Decimal(0),) * 4
