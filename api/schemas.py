@@ -236,6 +236,13 @@ class AllowanceOut(BaseModel):
                    budget_left_usd=float(a.budget_left_usd))
 
 
+class ReplayProgress(BaseModel):
+    phase: str = Field(description="replaying: the grading window is being played on the live sandbox")
+    simulated_at: str = Field(description="the simulated clock reached, e.g. 'Mon 14:00'")
+    done_s: float = Field(description="real seconds of the replay done")
+    total_s: float = Field(description="real seconds the replay lasts (grading_window / time_scale)")
+
+
 class SubmissionOut(BaseModel):
     id: str
     session_id: str
@@ -248,6 +255,8 @@ class SubmissionOut(BaseModel):
     checks: list[dict[str, Any]]
     receipt: dict[str, Any] | None
     error: str | None
+    progress: ReplayProgress | None = Field(
+        default=None, description="while a lab's grading window is replayed on the sandbox: how far it is")
 
     @classmethod
     def of(cls, row: Submission) -> SubmissionOut:
@@ -255,7 +264,8 @@ class SubmissionOut(BaseModel):
                    created_at=row.created_at, graded_at=row.graded_at,
                    score=float(row.score) if row.score is not None else None,
                    max_score=float(row.max_score) if row.max_score is not None else None,
-                   checks=list(row.checks or []), receipt=row.receipt, error=redact.optional(row.error))
+                   checks=list(row.checks or []), receipt=row.receipt, error=redact.optional(row.error),
+                   progress=ReplayProgress.model_validate(row.progress) if row.progress else None)
 
 
 class CostRowOut(BaseModel):

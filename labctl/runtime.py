@@ -34,6 +34,7 @@ from labctl.providers.router import ProviderRouter
 from labctl.service import leader
 from labctl.service.launches import Launches, ScorePassback
 from labctl.service.observation import Observation
+from labctl.service.replay import Replayer
 from labctl.service.sessions import Sessions
 from labctl.service.submissions import Submissions
 from labctl.service.sweeps import Sweeper
@@ -105,9 +106,10 @@ def build(settings: Settings) -> Runtime:
     sessions = Sessions(store=store, provider=providers, catalog=catalog, holder=settings.replica_id)
     sheet = _sheet_loader(settings.prices_file)
     sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit,
-                      simulate=settings.simulate_demand)
+                      simulate=settings.simulate_demand, replay_max_s=settings.replay_max_s)
     submissions = Submissions(sessions=sessions, sweeper=sweeper, prices=sheet, graders_dir=settings.graders_dir,
-                              repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)))
+                              repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)),
+                              replayer=Replayer(sweeper=sweeper, step_seconds=settings.replay_step_s))
     return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, providers=providers,
                    sessions=sessions, sweeper=sweeper, submissions=submissions,
                    observation=Observation(sessions=sessions, simulate=settings.simulate_demand),

@@ -106,6 +106,14 @@ class Settings(BaseSettings):
                                       description="after a backend (the cluster, a cloud) did not answer, how long "
                                                   "calls to it fail at once (503 with this Retry-After) before it "
                                                   "is asked again")
+    replay_step_s: float = Field(
+        default=5.0, gt=0, le=60,
+        description="real seconds per step when a submission replays its lab's grading window on the live sandbox "
+                    "(each step: inventory, usage written, priced, accrued)")
+    replay_max_s: float = Field(
+        default=300.0, gt=0, le=3600,
+        description="the longest a grading window's replay may last in real seconds: a lab whose window over its "
+                    "time_scale is longer is replayed faster (same served share and cost per 1,000 requests)")
     provision_step_delay_s: float = Field(
         default=0.0, ge=0, le=10,
         description="testing only: a pause between applied objects, to interrupt a start on purpose")

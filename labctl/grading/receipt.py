@@ -9,7 +9,10 @@ Pure arithmetic over a :class:`~labctl.grading.snapshot.Snapshot`:
 - **idle waste**: the cost of items that did nothing for it: running pods whose measured CPU use is under
   ``idle_cpu_cores`` (and whose GPUs, if measured, are under ``idle_gpu_engine_active``), claims no pod mounts,
   LoadBalancers with no ready endpoints (or, endpoints unknown, whose selector matches no running pod);
-- the total of the items, beside the ledger's ``accrued_usd`` (which also holds what deleted resources cost).
+- the total of the items, beside the ledger's ``accrued_usd`` (which also holds what deleted resources cost);
+- **service**, for a lab with demand: per declared workload, requests served and dropped, served share and cost per
+  1,000 requests over the grading window's replay (the snapshot's ``service`` section, read from the service
+  ledger), beside the starter's figures over the same window (:mod:`labctl.simulator.starter`, given by the caller).
 
 Figures are exact in the data; :meth:`Receipt.render` rounds money to cents for people. The idle rule is the one
 ``graders/idle_orphans.py`` and ``graders/budget.py`` apply (there with thresholds from lab parameters).
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from labctl.grading.snapshot import Resource, Snapshot
+from labctl.grading.snapshot import Resource, ServiceFigures, Snapshot
 
 IDLE_CPU_CORES = 0.005
 IDLE_GPU_ENGINE_ACTIVE = 0.05
@@ -41,14 +44,23 @@ class ReceiptItem(_Closed):
     idle: str | None = None
 
 
+class ServiceLine(_Closed):
+    """One declared workload over the grading window: the learner's figures, and the starter's (None: unknown)."""
+
+    workload: str
+    learner: ServiceFigures
+    starter: ServiceFigures | None = None
+
+
 class Receipt(_Closed):
-    """The itemised cost of a sandbox at submission."""
+    """The itemised cost of a sandbox at submission, and what its workloads served for it."""
 
     items: list[ReceiptItem]
     total_usd: float
     accrued_usd: float
     spot_savings_usd: float
     idle_waste_usd: float
+    service: list[ServiceLine] = []
 
     def render(self) -> str:
         """The receipt as a plain-text table, money rounded to cents."""
@@ -61,17 +73,39 @@ class Receipt(_Closed):
         lines.append(f"{'total':<{width}}  {'':>7}  {'':>8}  {_money(self.total_usd):>9}")
         lines.append(f"ledger {_money(self.accrued_usd)} (including deleted resources); spot saved "
                      f"{_money(self.spot_savings_usd)}; idle waste {_money(self.idle_waste_usd)}")
+        if self.service:
+            lines.append("")
+            lines.extend(self._service_table())
         return "\n".join(lines)
 
+    def _service_table(self) -> list[str]:
+        width = max([len("workload"), *(len(line.workload) for line in self.service)])
+        lines = [f"{'workload':<{width}}  {'':<8}  {'served':>12}  {'dropped':>12}  {'served %':>8}  "
+                 f"{'cost':>9}  {'$/1k req':>9}"]
+        for line in self.service:
+            for who, fig in (("you", line.learner), ("starter", line.starter)):
+                name = line.workload if who == "you" else ""
+                if fig is None:
+                    lines.append(f"{name:<{width}}  {who:<8}  {'unknown':>12}")
+                    continue
+                lines.append(f"{name:<{width}}  {who:<8}  {fig.served:>12,.0f}  {fig.dropped:>12,.0f}  "
+                             f"{_percent(fig.served_share):>8}  {_money(fig.cost_usd):>9}  "
+                             f"{_unit(fig.cost_per_1000_requests):>9}")
+        return lines
 
-def receipt(snapshot: Snapshot, *, idle_cpu_cores: float = IDLE_CPU_CORES,
-            idle_gpu_engine_active: float = IDLE_GPU_ENGINE_ACTIVE) -> Receipt:
-    """The receipt of ``snapshot`` (see the module doc for what counts)."""
+
+def receipt(snapshot: Snapshot, *, starter: list[ServiceFigures] | None = None,
+            idle_cpu_cores: float = IDLE_CPU_CORES, idle_gpu_engine_active: float = IDLE_GPU_ENGINE_ACTIVE) -> Receipt:
+    """The receipt of ``snapshot`` (see the module doc for what counts); ``starter``: the starter's figures over
+    the grading window, set beside the learner's workload by workload."""
     items = [_item(snapshot, r, idle_cpu_cores, idle_gpu_engine_active) for r in snapshot.resources
              if r.cost_usd is not None or r.hourly_usd is not None]
+    starters = {f.workload: f for f in starter or []}
+    service = [ServiceLine(workload=f.workload, learner=f, starter=starters.get(f.workload))
+               for f in snapshot.service or []]
     return Receipt(items=items, total_usd=sum(i.usd for i in items), accrued_usd=snapshot.cost.accrued_usd,
                    spot_savings_usd=sum(i.spot_savings_usd for i in items),
-                   idle_waste_usd=sum(i.usd for i in items if i.idle))
+                   idle_waste_usd=sum(i.usd for i in items if i.idle), service=service)
 
 
 def idle_reason(snapshot: Snapshot, res: Resource, *, idle_cpu_cores: float = IDLE_CPU_CORES,
@@ -130,3 +164,12 @@ def _idle_load_balancer(snapshot: Snapshot, service: Resource) -> str | None:
 
 def _money(usd: float) -> str:
     return f"${usd:,.2f}"
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.2f}%"
+
+
+def _unit(usd: float | None) -> str:
+    """Cost per 1,000 requests: small amounts, so four decimals."""
+    return "-" if usd is None else f"${usd:,.4f}"

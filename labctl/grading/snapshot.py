@@ -112,15 +112,18 @@ class CostInfo(_Closed):
 
 
 class ServiceFigures(_Closed):
-    """One workload of the lab's simulated demand, over the session so far: requests offered, served and dropped
-    (the service ledger), what its pods in this snapshot have cost, and the unit economics of the two."""
+    """One workload of the lab's simulated demand over one ledger window (the session so far, or at submission the
+    grading window's replay): requests offered, served and dropped, what its pods cost over that window step by step
+    (pods an autoscaler removed included; the service ledger, never the pods that happen to be present), and the
+    unit economics of the two."""
 
     workload: str = Field(min_length=1, description="the demand declaration's key: Kind/name or 'selector k=v'")
     offered: float = Field(ge=0)
     served: float = Field(ge=0)
     dropped: float = Field(ge=0)
     served_share: float | None = Field(default=None, ge=0, le=1, description="served / offered; None: none offered")
-    cost_usd: float = Field(ge=0, description="the cost so far of the workload's pods in this snapshot")
+    cost_usd: float = Field(ge=0, description="what the workload's pods cost over the window (the service ledger: "
+                                              "each step's pods x their rate x the step's seconds)")
     cost_per_1000_requests: float | None = Field(default=None, ge=0,
                                                  description="cost_usd / served x 1000; None: nothing served")
 

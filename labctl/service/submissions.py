@@ -5,10 +5,13 @@
 then the freeze. :meth:`Submissions.grade` does the slow part in the background, freezing again first, so a crash
 between the row and the freeze never grades a writable sandbox. A grader that crashes, hangs or prints garbage
 becomes an ``error`` check inside the grade, never a failed submission; only labctl's own failure (freezing or taking
-the snapshot) fails the submission (state ``error``, with the reason), and such a submission uses no attempt.
+the snapshot) fails the submission (state ``error``, with the reason), and such a submission uses no attempt. For a
+lab with demand the snapshot comes after the replay of its grading window on the live sandbox
+(:mod:`labctl.service.replay`), which a stop cancels (``error``, no attempt used).
 Attempts are counted over every session of the learner in the lab (:mod:`labctl.service.allowances`). After grading,
 a learner with attempts left gets the sandbox back (unfrozen, ``ready``); otherwise it stays frozen (``graded``).
-:meth:`Submissions.reconcile` repairs what a crash left: a stale ``grading`` row is graded again, a ``submitted``
+:meth:`Submissions.reconcile` repairs what a crash left: a stale ``grading`` row (no heartbeat from its replay for
+``stale_after``) is graded again, its replay from the start, a ``submitted``
 session without an open submission is finished, and a ``graded`` one whose learner has attempts left is reopened.
 """
 
@@ -30,9 +33,10 @@ from labctl.errors import Conflict, NotFound, Unavailable
 from labctl.grading import jail as jail_mod
 from labctl.grading import receipt as receipt_mod
 from labctl.grading import runner
-from labctl.grading.snapshot import snapshot_dict
+from labctl.grading.snapshot import ServiceFigures, Snapshot, snapshot_dict
 from labctl.ports import ProviderError
 from labctl.service import allowances
+from labctl.service import replay as replay_mod
 from labctl.service.auth import Principal
 from labctl.service.sessions import Sessions
 from labctl.service.sweeps import Sweeper
@@ -44,9 +48,10 @@ log = logging.getLogger("labctl.submissions")
 class Submissions:
     def __init__(self, *, sessions: Sessions, sweeper: Sweeper, prices: Callable[[], PriceSheet],
                  graders_dir: Path, repo_root: Path, timeout_s: float = 10.0,
-                 jail: jail_mod.Jail | None = None) -> None:
+                 jail: jail_mod.Jail | None = None, replayer: replay_mod.Replayer | None = None) -> None:
         self.sessions = sessions
         self.sweeper = sweeper
+        self.replayer = replayer or replay_mod.Replayer(sweeper=sweeper)
         self.prices = prices
         self.graders_dir = graders_dir
         self.repo_root = repo_root
@@ -88,25 +93,36 @@ class Submissions:
         return sub
 
     def grade(self, submission_id: str, *, actor: str = "grader") -> Submission:
-        """Freeze (again), snapshot (priced, with the ledger), run the graders, store grade and receipt."""
+        """Freeze (again), snapshot (priced, with the ledger; for a lab with demand, after replaying its grading
+        window on the live sandbox), run the graders, store grade and receipt."""
         sub = self._row(submission_id)
         session_id = sub.session_id
         session = self.sessions.row_of(session_id)
         lab = self.sessions.lab(session.lab_id)
         try:
             self.sessions.provider.freeze(self.sessions.spec_of(session), frozen=True)
-            snap = self.sweeper.meter(session_id, self.prices())
+            snap = self._inventory(sub, lab)
+        except replay_mod.Cancelled as exc:
+            log.info("replay of %s stopped: %s", submission_id, exc)
+            return self._finish(sub, actor=actor, state="error", error=f"{exc} (no attempt was used)")
         except (ProviderError, ValueError) as exc:
             log.warning("snapshot of %s failed: %s", session_id, exc)
             return self._finish(sub, actor=actor, state="error",
                                 error=f"the sandbox could not be inventoried (no attempt was used): {exc}")
         grade = runner.grade(lab, snap, self.graders_dir, self.repo_root, timeout_s=self.timeout_s,
                              jail=self.jail)
-        receipt = receipt_mod.receipt(snap)
+        receipt = receipt_mod.receipt(snap, starter=_starter(self.sessions.row_of(session_id)))
         return self._finish(sub, actor=actor, state="graded", snapshot=snapshot_dict(snap),
                             score=grade.score, max_score=grade.max_score,
                             checks=[c.model_dump(mode="json") for c in grade.checks],
                             receipt=receipt.model_dump(mode="json") | {"text": receipt.render()})
+
+    def _inventory(self, sub: Submission, lab: Lab) -> Snapshot:
+        """The snapshot to grade: after the grading window's replay where the lab declares demand and the simulator
+        plays it, else one metering now."""
+        if lab.demand is not None and self.sweeper.simulate:
+            return self.replayer.run(submission_id=sub.id, session_id=sub.session_id, sheet=self.prices())
+        return self.sweeper.meter(sub.session_id, self.prices())
 
     def submit_requested(self, *, lab_id: str, learner_id: str, actor: str) -> tuple[Submission, bool]:
         """The exam platform's "grade now": submit the learner's live session for the lab, once.
@@ -129,14 +145,16 @@ class Submissions:
     def reconcile(self, *, stale_after: timedelta = timedelta(minutes=5)) -> int:
         """Repair what a killed process left; returns how many submissions and sessions it repaired.
 
-        A ``grading`` row older than ``stale_after`` (grading takes seconds) is graded again; a ``submitted``
+        A ``grading`` row whose last sign of life (its replay's heartbeat, else its creation) is older than
+        ``stale_after`` (grading takes seconds; a replay beats every step) is graded again, its replay from the
+        start; a ``submitted``
         session with no open submission moves on to ``graded`` (its submission, if any, was finished; if none was
         written, no attempt was used); a ``graded`` session whose learner has attempts left is made writable again.
         """
         cutoff = self.sessions.clock() - stale_after
         with self.sessions.store.session() as db:
-            stale = list(db.scalars(select(Submission.id).where(Submission.state == "grading",
-                                                                  Submission.created_at < cutoff)))
+            alive = func.coalesce(Submission.heartbeat_at, Submission.created_at)
+            stale = list(db.scalars(select(Submission.id).where(Submission.state == "grading", alive < cutoff)))
             grading = select(Submission.session_id).where(Submission.state == "grading")
             orphaned = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state == "submitted",
                                                                         SandboxSession.id.not_in(grading))))
@@ -178,6 +196,7 @@ class Submissions:
             assert row is not None
             row.state = state
             row.graded_at = self.sessions.clock()
+            row.progress = None
             for key, value in fields.items():
                 setattr(row, key, value)
             if state == "graded":
@@ -219,6 +238,13 @@ class Submissions:
         if row is None:
             raise NotFound(f"there is no submission '{submission_id}'")
         return row
+
+
+def _starter(row: SandboxSession) -> list[ServiceFigures] | None:
+    """The starter's figures over the grading window, as the first metering computed them (None: not recorded)."""
+    if row.starter_service is None:
+        return None
+    return [ServiceFigures.model_validate(item) for item in row.starter_service]
 
 
 def _check_submittable(row: SandboxSession) -> None:

@@ -10,13 +10,16 @@ series (:mod:`labctl.store.meter_readings`, the learner page's chart), then runs
 before expiry, suspend on budget, idleness or off-hours, resume when working hours begin. A reading that fails is
 counted on the session (``meter_failures``, reset by the next success); at ``meter_failure_limit`` failures in a
 row the policy suspends the session, because spending nobody can follow must stop (fail closed). Where the lab declares
-demand, each metering also plays one simulator step, accrues its requests into the service ledger in the same
-transaction, and returns the snapshot with each declared workload's outcome figures (``service``). Cloud labs with
+demand, each metering also plays one simulator step, accrues its requests and each workload's pod cost into the
+service ledger's live window in the same transaction, and returns the snapshot with each declared workload's outcome
+figures (``service``). While a session is ``submitted`` the sweeps still meter its money but play no demand: the
+grading replays its own window (:mod:`labctl.service.replay`) through :meth:`Sweeper.record`. Cloud labs with
 ``guardrails`` have that snapshot judged by the detective control (:mod:`labctl.service.guardrails`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from labctl.catalog.models import Demand
 from labctl.cost import meter
 from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError, NotFound
@@ -33,7 +37,7 @@ from labctl.grading.snapshot import ServiceFigures, Snapshot
 from labctl.ports import ProviderError, SandboxSpec
 from labctl.service import guardrails, policy, simulation, states
 from labctl.service.sessions import Sessions
-from labctl.simulator import economics, ledger, model
+from labctl.simulator import economics, ledger, model, starter
 from labctl.store import meter_readings
 from labctl.store.models import SandboxSession
 from labctl.store.service_ledger import ServiceLedger
@@ -52,12 +56,14 @@ class SweepReport:
 
 class Sweeper:
     def __init__(self, *, sessions: Sessions, prices: Callable[[], PriceSheet],
-                 meter_failure_limit: int = policy.METER_FAILURE_LIMIT, simulate: bool = True) -> None:
+                 meter_failure_limit: int = policy.METER_FAILURE_LIMIT, simulate: bool = True,
+                 replay_max_s: float | None = None) -> None:
         self.sessions = sessions
         self.prices = prices
         self.meter_failure_limit = meter_failure_limit
         self.simulate = simulate  # play labs' demand (the local cluster); off where real workloads run
         self.guardrails = guardrails.Guardrails(sessions=sessions)  # cloud labs: the detective control
+        self.replay_max_s = replay_max_s  # the longest a grading window's replay lasts (labctl.service.replay)
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -135,8 +141,17 @@ class Sweeper:
         now = self.clock()
         taken = self.sessions.provider.snapshot(spec, now=now)
         simulated = self._simulate(row, spec, taken, now=now)
-        if simulated is not None:
-            taken = simulation.with_usage(taken, simulated[0])
+        step, fresh = simulated if simulated is not None else (None, False)
+        return self.record(session_id, taken, sheet, now=now, step=step, fresh=fresh)
+
+    def record(self, session_id: str, taken: Snapshot, sheet: PriceSheet, *, now: datetime,
+               step: model.Step | None = None, fresh: bool = True, window: str = ledger.LIVE) -> Snapshot:
+        """Price ``taken`` (with ``step``'s usage, when the simulator played one on its pods) and accrue it: money
+        to the session (burn rate x time since the last metering), and, for a ``fresh`` step, its requests and each
+        workload's pod cost to the service ledger's ``window``, in one transaction. Returns the priced snapshot
+        with the ledger's figures (``service``: that window's)."""
+        if step is not None:
+            taken = simulation.with_usage(taken, step)
         priced = meter.price(taken, sheet)
         burn = round(priced.burn_rate_usd_per_hour, 6)  # the ledger's precision
         note = "; ".join(priced.warnings) or None
@@ -158,11 +173,13 @@ class Sweeper:
             current.burn_rate_usd_per_hour = burn
             if current.starter_burn_rate_usd_per_hour is None:
                 current.starter_burn_rate_usd_per_hour = burn
-            current.last_metered_at = now
-            if simulated is not None and simulated[1]:  # served and dropped beside the money, in one commit
-                ledger.accrue(db, session_id=session_id, step=simulated[0])
-            service = _service(priced.snapshot, simulated[0], ledger.ledger(db, session_id=session_id)) \
-                if simulated is not None else None
+                current.starter_service = self._starter(current, taken, priced.snapshot)
+            current.last_metered_at = max(now, current.last_metered_at or now)
+            if step is not None and fresh:  # served, dropped and each workload's cost beside the money, one commit
+                ledger.accrue(db, session_id=session_id, step=step, window=window,
+                              costs=ledger.workload_costs(step, pod_rates(priced.snapshot)))
+            service = _service(step, ledger.ledger(db, session_id=session_id, window=window)) \
+                if step is not None else None
             meter_readings.record(db, session_id=session_id, at=now, accrued_usd=current.accrued_usd,
                                   burn_rate_usd_per_hour=burn,
                                   service=[f.model_dump(mode="json") for f in service] if service else None)
@@ -183,14 +200,30 @@ class Sweeper:
         result = _with_ledger(priced.snapshot, burn=burn, accrued=total, starter=starter)
         return result.model_copy(update={"service": service}) if service is not None else result
 
+    def replayed(self, lab_id: str) -> Demand | None:
+        """The lab's demand as its grading window is replayed (compressed to ``replay_max_s`` if need be)."""
+        demand = self.sessions.lab(lab_id).demand
+        return None if demand is None else model.compressed(demand, max_seconds=self.replay_max_s)
+
+    def _starter(self, row: SandboxSession, taken: Snapshot, priced: Snapshot) -> list[dict[str, object]] | None:
+        """At the first metering: the starter's figures over the grading window (:mod:`labctl.simulator.starter`)."""
+        demand = self.replayed(row.lab_id)
+        if not self.simulate or demand is None:
+            return None
+        # The starter's shape, not its first seconds: a scheduled pod still starting counts as serving.
+        pods = [dataclasses.replace(p, ready=True) for p in simulation.pod_states(taken)]
+        played = starter.figures(demand, pods, node_cpu_cores=simulation.node_cpu_cores(taken),
+                                 hourly_usd=pod_rates(priced), anchor=self.clock())
+        return [f.model_dump(mode="json") for f in played]
+
     def _simulate(self, row: SandboxSession, spec: SandboxSpec, snap: Snapshot, *,
                   now: datetime) -> tuple[model.Step, bool] | None:
         """Play the lab's demand since the last metering on the pods as they are and write what they used; with
         ``True`` when the step is new time (to accrue), ``False`` for a reading taken no time after the last one
         (a submission right after a sweep), which replays the last second only for the pods' use now."""
         demand = spec.lab.demand
-        if not self.simulate or demand is None or row.ready_at is None:
-            return None
+        if not self.simulate or demand is None or row.ready_at is None or row.state == "submitted":
+            return None  # submitted: the grading replays its own window on the pods (labctl.service.replay)
         since = max(row.last_metered_at or row.ready_at, row.ready_at)
         seconds = (now - since).total_seconds()
         fresh = seconds > 0
@@ -264,23 +297,27 @@ class Sweeper:
             s.resume(session_id, principal=None, reason=action.reason, actor="timer")
 
 
-def _service(snap: Snapshot, step: model.Step, rows: list[ServiceLedger]) -> list[ServiceFigures]:
-    """Each declared workload's ledger figures with the cost of its pods in ``snap`` (the step says which pods are
-    its) and the unit economics of the two."""
-    costs = {r.name: Decimal(str(r.cost_usd or 0)) for r in snap.of_kind("Pod")}
+def pod_rates(snap: Snapshot) -> dict[str, Decimal]:
+    """Each priced pod's hourly rate, by name (what :func:`labctl.simulator.ledger.workload_costs` multiplies)."""
+    return {r.name: Decimal(str(r.hourly_usd)) for r in snap.of_kind("Pod") if r.hourly_usd is not None}
+
+
+def _service(step: model.Step, rows: list[ServiceLedger]) -> list[ServiceFigures]:
+    """Each declared workload's figures from the ledger window's rows: requests, the cost its pods accrued step by
+    step (pods that came and went included), and the unit economics of the two."""
     counted = {row.workload: row for row in rows}
-    figures: list[ServiceFigures] = []
-    for result in step.workloads:
-        row = counted.get(result.key)
-        offered, served, dropped = (row.offered, row.served, row.dropped) if row else (Decimal(0),) * 3
-        cost = sum((costs.get(p.name, Decimal(0)) for p in result.pods), Decimal(0))
-        share = economics.served_share(served, offered)
-        unit = economics.cost_per_1000_requests(cost, served)
-        figures.append(ServiceFigures(
-            workload=result.key, offered=float(offered), served=float(served), dropped=float(dropped),
-            served_share=None if share is None else float(share), cost_usd=float(cost),
-            cost_per_1000_requests=None if unit is None else float(unit)))
-    return figures
+    return [_figures(result.key, counted.get(result.key)) for result in step.workloads]
+
+
+def _figures(workload: str, row: ServiceLedger | None) -> ServiceFigures:
+    """One workload's outcome figures from its ledger row (none yet: all zero)."""
+    offered, served, dropped, cost = (row.offered, row.served, row.dropped, Decimal(row.cost_usd or 0)) if row \
+        else (Decimal(0),) * 4
+    share = economics.served_share(served, offered)
+    unit = economics.cost_per_1000_requests(cost, served)
+    return ServiceFigures(workload=workload, offered=float(offered), served=float(served), dropped=float(dropped),
+                          served_share=None if share is None else float(share), cost_usd=float(cost),
+                          cost_per_1000_requests=None if unit is None else float(unit))
 
 
 def _with_ledger(snap: Snapshot, *, burn: Decimal, accrued: Decimal | None, starter: Decimal | None) -> Snapshot:

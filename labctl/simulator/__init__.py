@@ -7,7 +7,8 @@ writer and the service ledger. Everything here is pure (``now`` and the step's l
 except :mod:`labctl.simulator.ledger`, which adds a step to the ledger rows of the caller's unit of work.
 
 - :mod:`labctl.simulator.clock`: the simulated clock and exact integrals of a demand curve over a step;
-- :mod:`labctl.simulator.model`: pods in, a step's usage and service out; replay of a grading window;
 - :mod:`labctl.simulator.economics`: served share and cost per 1,000 requests;
-- :mod:`labctl.simulator.ledger`: the step's counts accrued into the store.
+- :mod:`labctl.simulator.model`: pods in, a step's usage and service out; the plan of a grading window's replay
+  (its slices), one slice played, and a whole window played against fixed pods (the starter's figures);
+- :mod:`labctl.simulator.ledger`: the step's counts and per-workload cost accrued into the store, per window.
 """

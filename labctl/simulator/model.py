@@ -176,22 +176,94 @@ def step(demand: Demand, pods: Sequence[PodState], *, node_cpu_cores: Mapping[st
     return _step(demand, pods, node_cpu_cores, since=since, length=length, ended=now)
 
 
-def replay(demand: Demand, pods: Sequence[PodState], *, node_cpu_cores: Mapping[str, Fraction | float],
-           step_seconds: Fraction | float, anchor: datetime) -> tuple[Step, ...]:
-    """The lab's ``grading_window`` of simulated time from its ``start``, played against ``pods`` as they are, in
-    steps of ``step_seconds`` real seconds (the last one shorter). ``anchor`` is the real moment the replay's clock
-    starts (only the steps' ``started`` and ``ended`` depend on it); the steps join exactly."""
+@dataclass(frozen=True)
+class Slice:
+    """One step of a grading window's replay: ``length`` real seconds from ``since`` real seconds into the window
+    (the window's real length is ``grading_window / time_scale``; its simulated clock starts at the lab's ``start``)."""
+
+    index: int
+    since: Fraction
+    length: Fraction
+
+    @property
+    def until(self) -> Fraction:
+        return self.since + self.length
+
+
+def window_seconds(demand: Demand) -> Fraction:
+    """The real seconds a replay of the lab's ``grading_window`` lasts: the window over ``time_scale``."""
+    return Fraction(int(demand.grading_window_delta.total_seconds())) / _exact(demand.time_scale)
+
+
+def compressed(demand: Demand, *, max_seconds: Fraction | float | None) -> Demand:
+    """The demand as a replay plays it: at its own ``time_scale``, or faster when its grading window would last longer
+    than ``max_seconds`` real seconds (a lab written at ``time_scale: 1`` with a day's window). Served share and cost
+    per 1,000 requests of fixed pods do not depend on the compression (requests and cost both scale with the real
+    seconds); only how fast the curve moves under an autoscaler does.
+
+    >>> d = Demand.model_validate({"workloads": [{"workload": "Deployment/w", "rps": 1}]})
+    >>> float(window_seconds(compressed(d, max_seconds=300)))
+    300.0
+    """
+    if max_seconds is None or window_seconds(demand) <= _exact(max_seconds):
+        return demand
+    scale = Fraction(int(demand.grading_window_delta.total_seconds())) / _positive(max_seconds)
+    return demand.model_copy(update={"time_scale": Decimal(scale.numerator) / Decimal(scale.denominator)})
+
+
+def plan(demand: Demand, *, step_seconds: Fraction | float) -> tuple[Slice, ...]:
+    """The steps of a replay of the grading window: ``step_seconds`` real seconds each, the last one shorter; they
+    join exactly and cover the window.
+
+    >>> d = Demand.model_validate({"time_scale": 1440, "grading_window": "1d",
+    ...                            "workloads": [{"workload": "Deployment/w", "rps": 1}]})
+    >>> [(float(s.since), float(s.length)) for s in plan(d, step_seconds=25)]
+    [(0.0, 25.0), (25.0, 25.0), (50.0, 10.0)]
+    """
     length = _positive(step_seconds)
-    clock.aware("anchor", anchor)
-    window = Fraction(int(demand.grading_window_delta.total_seconds())) / _exact(demand.time_scale)
-    steps: list[Step] = []
+    window = window_seconds(demand)
+    slices: list[Slice] = []
     done = Fraction(0)
     while done < window:
         this = min(length, window - done)
-        steps.append(_step(demand, pods, node_cpu_cores, since=done, length=this,
-                           ended=anchor + _delta(done + this)))
+        slices.append(Slice(index=len(slices), since=done, length=this))
         done += this
-    return tuple(steps)
+    return tuple(slices)
+
+
+def play(demand: Demand, pods: Sequence[PodState], *, node_cpu_cores: Mapping[str, Fraction | float],
+         part: Slice, anchor: datetime) -> Step:
+    """One slice of the grading window played against ``pods``; ``anchor`` is the real moment the replay's clock
+    started, so the step is the real interval ``(anchor + since, anchor + until]``."""
+    clock.aware("anchor", anchor)
+    return _step(demand, pods, node_cpu_cores, since=part.since, length=part.length, ended=anchor + _delta(part.until))
+
+
+def simulated_at(demand: Demand, seconds: Fraction) -> str:
+    """The simulated clock ``seconds`` real seconds into the grading window, as ``Mon 14:00`` (to show progress).
+
+    >>> d = Demand.model_validate({"time_scale": 3600, "start": "Mon 23:00",
+    ...                            "workloads": [{"workload": "Deployment/w", "rps": 1}]})
+    >>> simulated_at(d, Fraction(2))
+    'Tue 01:00'
+    """
+    at = clock.simulated(seconds, start_seconds=demand.start_seconds, time_scale=_exact(demand.time_scale))
+    minute = int(at // 60) % (7 * 24 * 60)
+    day, rest = divmod(minute, 24 * 60)
+    return f"{_DAYS[day]} {rest // 60:02d}:{rest % 60:02d}"
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def replay(demand: Demand, pods: Sequence[PodState], *, node_cpu_cores: Mapping[str, Fraction | float],
+           step_seconds: Fraction | float, anchor: datetime) -> tuple[Step, ...]:
+    """The lab's ``grading_window`` of simulated time from its ``start``, played against ``pods`` as they are (a
+    fixed set: the starter's, or a test's), in the steps of :func:`plan`. ``anchor`` is the real moment the replay's
+    clock starts (only the steps' ``started`` and ``ended`` depend on it); the steps join exactly."""
+    clock.aware("anchor", anchor)
+    return tuple(play(demand, pods, node_cpu_cores=node_cpu_cores, part=part, anchor=anchor)
+                 for part in plan(demand, step_seconds=step_seconds))
 
 
 def _step(demand: Demand, pods: Sequence[PodState], node_cpu_cores: Mapping[str, Fraction | float], *,

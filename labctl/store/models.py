@@ -90,6 +90,8 @@ class SandboxSession(Base):
     idle_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
     # The first reading after ready: what the lab's starter burns before the learner changes anything.
     starter_burn_rate_usd_per_hour: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
+    # The starter's figures over the lab's grading window (labctl.simulator.starter), from the first metering.
+    starter_service: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
     # Budget policy: thresholds already acted on (percents), approved extra budget, a pending request.
     thresholds_crossed: Mapped[list[int]] = mapped_column(JSON, default=list)
     budget_extra_usd: Mapped[Decimal] = mapped_column(Numeric(12, 4), default=0)
@@ -152,7 +154,8 @@ class ApiToken(Base):
 
 
 class Submission(Base):
-    """One submission of a session: the frozen snapshot, the graders' checks, the grade and the cost receipt."""
+    """One submission of a session: the frozen snapshot, the graders' checks, the grade and the cost receipt, and
+    the progress of its grading window's replay."""
 
     __tablename__ = "submissions"
 
@@ -168,6 +171,10 @@ class Submission(Base):
     receipt: Mapped[dict[str, object] | None] = mapped_column(JSON)
     snapshot: Mapped[dict[str, object] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+    # While a lab's grading window is replayed: {phase, simulated_at, done_s, total_s}; heartbeat_at is the last
+    # step's moment, so a replay whose process died is told from one still running (Submissions.reconcile).
+    progress: Mapped[dict[str, object] | None] = mapped_column(JSON)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("session_id", "attempt", name="uq_submissions_session_attempt"),)
 

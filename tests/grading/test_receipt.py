@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from labctl.grading.receipt import receipt
-from labctl.grading.snapshot import Snapshot
+from labctl.grading.snapshot import ServiceFigures, Snapshot
 
 NODES = [
     {"name": "od-0", "instance_type": "m5.xlarge", "capacity_type": "on-demand", "zone": "z", "region": "r",
@@ -92,3 +92,28 @@ def test_receipt_is_exact_in_data_and_rounded_for_people() -> None:
 def test_an_empty_sandbox_has_an_empty_receipt() -> None:
     result = receipt(Snapshot.model_validate({**SNAPSHOT, "resources": []}))
     assert (result.items, result.total_usd, result.spot_savings_usd, result.idle_waste_usd) == ([], 0, 0, 0)
+
+
+SERVICE = [{"workload": "Deployment/web", "offered": 10000, "served": 9900, "dropped": 100, "served_share": 0.99,
+            "cost_usd": 0.0396, "cost_per_1000_requests": 0.004}]
+STARTER = [ServiceFigures(workload="Deployment/web", offered=10000, served=10000, dropped=0, served_share=1.0,
+                          cost_usd=0.12, cost_per_1000_requests=0.012)]
+
+
+def test_the_service_lines_set_the_learners_window_beside_the_starters() -> None:
+    snap = Snapshot.model_validate({**SNAPSHOT, "service": SERVICE})
+    result = receipt(snap, starter=STARTER)
+    (line,) = result.service
+    assert line.workload == "Deployment/web"
+    assert snap.service is not None and line.learner == snap.service[0]
+    assert line.starter == STARTER[0]
+    text = result.render()
+    you = next(row for row in text.splitlines() if " you " in row)
+    start = next(row for row in text.splitlines() if " starter " in row)
+    assert "Deployment/web" in you and "9,900" in you and "99.00%" in you and "$0.0040" in you
+    assert "10,000" in start and "100.00%" in start and "$0.0120" in start
+    # No starter figures recorded: the learner's line stands alone, marked unknown beside it.
+    alone = receipt(snap)
+    assert alone.service[0].starter is None and "unknown" in alone.render()
+    # No demand in the lab: no service lines at all.
+    assert receipt(Snapshot.model_validate(SNAPSHOT), starter=STARTER).service == []

@@ -134,3 +134,56 @@ def test_migration_0003_comes_off_cleanly_and_back(store: Store) -> None:
     with store.session() as db:
         assert ledger.ledger(db, session_id="s-1") == []
         assert db.get(SandboxSession, "s-1") is not None
+
+
+RATES = {"web-0": Decimal("0.048"), "web-1": Decimal("0.0168"), "batch-0": Decimal("0.123457")}
+
+
+def test_each_step_accrues_its_workloads_pod_cost_exactly_per_window(store: Store) -> None:
+    # 10 live steps of 30 s: web's two pods cost (0.048 + 0.0168) x 30 / 3600 = 0.00054 a step, batch's one pod
+    # 0.123457 x 30 / 3600 = 0.00102880... -> 0.001029 a step (rounded once per step, as the money ledger is).
+    live = steps(10, 30)
+    for one in live:
+        with store.session() as db:
+            ledger.accrue(db, session_id="s-1", step=one, costs=ledger.workload_costs(one, RATES))
+    # A submission's replay: its own window, the web pods only half as dear.
+    half = {k: v / 2 for k, v in RATES.items()}
+    replayed = model.replay(DEMAND, PODS, node_cpu_cores={}, step_seconds=30, anchor=READY_AT)
+    for one in replayed:
+        with store.session() as db:
+            ledger.accrue(db, session_id="s-1", step=one, costs=ledger.workload_costs(one, half), window="sub-1")
+    with store.session() as db:
+        rows = {r.workload: r for r in ledger.ledger(db, session_id="s-1")}
+        window = {r.workload: r for r in ledger.ledger(db, session_id="s-1", window="sub-1")}
+    assert rows[WEB].cost_usd == Decimal("0.005400") and rows[BATCH].cost_usd == Decimal("0.010290")
+    assert rows[WEB].offered == Decimal(15000)  # the replay did not touch the live window
+    assert rows[WEB].cost_usd.as_tuple().exponent == -6
+    # The replay's window: a simulated day at 288x is 300 s, 10 steps, each priced at half the rates.
+    assert len(replayed) == 10
+    assert window[WEB].cost_usd == Decimal("0.002700")
+    assert window[BATCH].cost_usd == sum((ledger.workload_costs(s, half)[BATCH] for s in replayed), Decimal(0))
+    with store.session() as db:
+        assert ledger.clear(db, session_id="s-1", window="sub-1") == 2
+    with store.session() as db:
+        assert ledger.ledger(db, session_id="s-1", window="sub-1") == []
+        assert len(ledger.ledger(db, session_id="s-1")) == 2
+    with pytest.raises(ValueError, match="never cleared"), store.session() as db:
+        ledger.clear(db, session_id="s-1", window=ledger.LIVE)
+
+
+def test_migration_0005_keeps_the_live_rows_and_comes_off_cleanly(store: Store) -> None:
+    with store.session() as db:
+        ledger.accrue(db, session_id="s-1", step=steps(1, 30)[0])
+        ledger.accrue(db, session_id="s-1", step=steps(1, 30)[0], window="sub-1")
+    with store.engine.begin() as conn:
+        cfg = store.alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004")
+    columns = {c["name"] for c in inspect(store.engine).get_columns("service_ledger")}
+    assert "window_id" not in columns and "cost_usd" not in columns
+    store.migrate()
+    with store.session() as db:
+        (web,) = [r for r in ledger.ledger(db, session_id="s-1") if r.workload == WEB]
+        assert web.offered == ledger.to_ledger(steps(1, 30)[0].workload(WEB).offered)
+        assert web.cost_usd == 0 and web.window_id == ledger.LIVE
+        assert ledger.ledger(db, session_id="s-1", window="sub-1") == []  # replays are not kept below 0005

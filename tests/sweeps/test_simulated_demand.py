@@ -84,15 +84,17 @@ def test_demand_becomes_usage_and_served_requests(world: World, kube: client.Api
         assert usage.cpu == pytest.approx(0.75) and usage.memory == 5984 * 2**20
         assert usage.gpu_engine_active == pytest.approx(0.1) and usage.gpu_memory_mib == pytest.approx(7000)
     assert _ledger(world, sid) == {WORKLOAD: (Decimal(600), Decimal(600), Decimal(0))}
-    # ... and the outcome figures graders judge: the ledger's counts beside the cost of the workload's pods.
+    # ... and the outcome figures graders judge: the ledger's counts beside what the workload's pods cost over the
+    # step the ledger counted (their hourly rates x 60 s, at the money ledger's 6 places), not what the pods present
+    # have cost so far (the fake clock is days before the pods' real start: their running hours read 0 here).
     assert snap.service is not None and len(snap.service) == 1
     outcome = snap.service[0]
-    pods_cost = sum(p.cost_usd or 0.0 for p in pods)
+    step_cost = ledger.to_ledger(sum((Decimal(str(p.hourly_usd)) for p in pods), Decimal(0)) * 60 / 3600)
+    assert step_cost > 0 and sum(p.cost_usd or 0.0 for p in pods) == 0
     assert (outcome.workload, outcome.offered, outcome.served, outcome.dropped, outcome.served_share) == \
         (WORKLOAD, 600, 600, 0, 1)
-    # (the fake clock is days before the pods' real start, so their running hours, and cost so far, read 0 here)
-    assert outcome.cost_usd == pytest.approx(pods_cost)
-    assert outcome.cost_per_1000_requests == pytest.approx(pods_cost / 600 * 1000)
+    assert outcome.cost_usd == float(step_cost)
+    assert outcome.cost_per_1000_requests == pytest.approx(float(step_cost) / 600 * 1000)
 
     # The same figures through the API: GPU in DCGM terms beside CPU and memory, and the workload's service so far.
     seen = world.client.get(f"/v1/sessions/{sid}/metrics", headers=HEADERS)

@@ -1,0 +1,145 @@
+"""The replay of a lab's grading window at submission, on the live, frozen sandbox.
+
+A lab with ``demand`` is graded on what its sandbox does over the lab's ``grading_window`` of simulated time from
+the demand's ``start``, played ``time_scale`` times faster than real time: the window lasts
+``grading_window / time_scale`` real seconds (at most the setting ``replay_max_s``: a longer window is played
+faster, :func:`labctl.simulator.model.compressed`), cut into steps of ``step_seconds``
+(:func:`labctl.simulator.model.plan`). Each step inventories the live pods, plays that step's slice of the window on
+them (:func:`labctl.simulator.model.play`), writes their usage (kwok's usage objects, so metrics-server and the HPA the
+learner made see it), prices the inventory and accrues it (:meth:`labctl.service.sweeps.Sweeper.record`): the money to
+the session as any metering (it is what the sandbox really costs meanwhile), the requests and each workload's pod
+cost to the service ledger's window of this submission. Then it sleeps until the step's end in real time. The
+learner cannot write (the sandbox is frozen) but kube-controller-manager still acts: the HPA scales the Deployment
+and ReplicaSets add and remove pods, which the next step's inventory finds. The final snapshot is taken after the
+window, with the window's figures as its ``service`` section.
+
+The loop runs in the grading task. Each step records ``progress`` and ``heartbeat_at`` on the submission; a process
+killed mid-replay leaves a ``grading`` submission whose heartbeat stops, which ``Submissions.reconcile`` replays
+again from the start (the window's rows are cleared first; the money already accrued stays: it was spent). A session
+that leaves ``submitted`` (stopped, expired) ends the replay at the next step with :class:`Cancelled`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
+
+from sqlalchemy.orm.exc import StaleDataError
+
+from labctl.catalog.models import Demand
+from labctl.cost.prices import PriceSheet
+from labctl.grading.snapshot import Snapshot
+from labctl.service import simulation
+from labctl.service.sweeps import Sweeper
+from labctl.simulator import ledger, model
+from labctl.store.models import Submission
+
+WRITE_RETRIES = 5
+
+log = logging.getLogger("labctl.replay")
+
+REPLAYING = "replaying"
+
+
+class Cancelled(Exception):
+    """The session left ``submitted`` (or the submission its grading) during the replay."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a replay is: the simulated clock reached, and real seconds done of the window's total."""
+
+    phase: str
+    simulated_at: str
+    done_s: float
+    total_s: float
+
+    @classmethod
+    def of(cls, demand: Demand, done: Fraction) -> Progress:
+        total = model.window_seconds(demand)
+        return cls(phase=REPLAYING, simulated_at=model.simulated_at(demand, done), done_s=round(float(done), 3),
+                   total_s=round(float(total), 3))
+
+    def as_json(self) -> dict[str, object]:
+        return {"phase": self.phase, "simulated_at": self.simulated_at, "done_s": self.done_s,
+                "total_s": self.total_s}
+
+
+class Replayer:
+    def __init__(self, *, sweeper: Sweeper, step_seconds: float = 5.0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.sweeper = sweeper
+        self.step_seconds = step_seconds
+        self.sleep = sleep          # real time must pass: the controller-manager reacts in real time
+        self.monotonic = monotonic
+
+    def run(self, *, submission_id: str, session_id: str, sheet: PriceSheet) -> Snapshot:
+        """Replay the grading window of ``session_id``'s lab on its live sandbox, accruing into the window
+        ``submission_id``; returns the final priced snapshot with the window's ``service`` figures.
+
+        Raises :class:`Cancelled` when the session leaves ``submitted``, ``ProviderError`` when the sandbox cannot be
+        read or written."""
+        sessions = self.sweeper.sessions
+        row = sessions.row_of(session_id)
+        spec = sessions.spec_of(row)
+        demand = self.sweeper.replayed(row.lab_id)
+        if demand is None:
+            raise ValueError(f"lab {spec.lab.id} declares no demand: there is no grading window to replay")
+        parts = model.plan(demand, step_seconds=self.step_seconds)
+        if not parts:
+            raise ValueError(f"lab {spec.lab.id}'s grading window {demand.grading_window} is empty: nothing to replay")
+        with sessions.store.session() as db:
+            cleared = ledger.clear(db, session_id=session_id, window=submission_id)
+        anchor = sessions.clock()
+        begun = self.monotonic()
+        log.info("replaying %s of %s for %s: %d steps of %gs%s", demand.grading_window, spec.lab.id, submission_id,
+                 len(parts), self.step_seconds, " (again, from the start)" if cleared else "")
+        for part in parts:
+            self._check_open(submission_id, session_id)
+            self._step(submission_id, session_id, demand, sheet, part=part, anchor=anchor, fresh=True)
+            self._beat(submission_id, Progress.of(demand, part.until))
+            wait = float(part.until) - (self.monotonic() - begun)
+            if wait > 0:
+                self.sleep(wait)
+        self._check_open(submission_id, session_id)
+        # The sandbox as the window left it: its pods' use at the window's end, the window's figures, no new counts.
+        return self._step(submission_id, session_id, demand, sheet, part=parts[-1], anchor=anchor, fresh=False)
+
+    def _step(self, submission_id: str, session_id: str, demand: Demand, sheet: PriceSheet, *,
+              part: model.Slice, anchor: datetime, fresh: bool) -> Snapshot:
+        sessions = self.sweeper.sessions
+        spec = sessions.spec_of(sessions.row_of(session_id))
+        now = sessions.clock()
+        taken = sessions.provider.snapshot(spec, now=now)
+        step = model.play(demand, simulation.pod_states(taken), node_cpu_cores=simulation.node_cpu_cores(taken),
+                          part=part, anchor=anchor)
+        sessions.provider.write_usage(spec, step.usage())
+        for _ in range(WRITE_RETRIES):
+            try:
+                return self.sweeper.record(session_id, taken, sheet, now=now, step=step, fresh=fresh,
+                                           window=submission_id)
+            except StaleDataError:  # a sweep or a stop wrote the session meanwhile: nothing of ours was kept
+                continue
+        raise ValueError(f"session {session_id} kept changing under the replay's step {part.index}")
+
+    def _check_open(self, submission_id: str, session_id: str) -> None:
+        sessions = self.sweeper.sessions
+        row = sessions.row_of(session_id)
+        with sessions.store.session() as db:
+            sub = db.get(Submission, submission_id)
+            state = sub.state if sub is not None else "gone"
+        if row.state != "submitted" or state != "grading":
+            raise Cancelled(f"the session is {row.state} ({row.reason or 'no reason given'}) and the submission "
+                            f"{state}: the replay stopped")
+
+    def _beat(self, submission_id: str, progress: Progress) -> None:
+        with self.sweeper.sessions.store.session() as db:
+            sub = db.get(Submission, submission_id)
+            if sub is not None and sub.state == "grading":
+                sub.progress = progress.as_json()
+                sub.heartbeat_at = self.sweeper.sessions.clock()
