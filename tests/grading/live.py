@@ -1,5 +1,4 @@
 """Snapshots for grader tests, made by the product itself from the labs' manifests applied to the live cluster.
-
 :func:`snapshot` applies rendered Kubernetes objects (a lab's starter, its reference solution, or an edited copy: a
 "wrong solution") with server-side apply to a fresh namespace of the tests' own cluster, waits until the real
 controllers and scheduler have settled them (pods Running, Job pods done, or Pending as Unschedulable), then takes
@@ -7,10 +6,10 @@ the snapshot the way a sweep does: :func:`labctl.providers.kubernetes.inventory.
 :func:`labctl.providers.kubernetes.snapshot.build`, the lab's demand played on the pods by the simulator
 (:func:`labctl.simulator.model.step`, put into the snapshot by :func:`labctl.service.simulation.with_usage`: the
 measured use graders read), the meter :func:`labctl.cost.meter.price` and the service figures the sweeper derives
-from the step and the prices (its ``_service``, given the step's counts as the ledger's only rows). There is no
-second producer: what the graders are tested on is what they get in production. The snapshot is taken as if
-:data:`HOURS` had passed since the objects were made (``now`` is passed in), and the ledger holds what the resources
-cost over that time (plus ``extra_accrued``).
+from the step and the prices (its ``_service``, given the step's counts and pod costs as the ledger's only rows).
+There is no second producer: what the graders are tested on is what they get in production. The snapshot is taken as
+if :data:`HOURS` had passed since the objects were made (``now`` is passed in), and the ledger holds what the
+resources cost over that time (plus ``extra_accrued``).
 
 The reference solutions' inventories (the apiserver's answers, as ``collect`` returns them) are stored as
 ``fixtures/<lab>-solution.inventory.json``, and the priced snapshots the product makes of them as
@@ -231,13 +230,15 @@ def measured(lab: Lab, snap: Snapshot, *, seconds: float) -> Snapshot:
 
 
 def service_figures(priced_snap: Snapshot, step: model.Step) -> list[ServiceFigures]:
-    """The service section ``Sweeper.meter`` adds when ``step`` is the ledger's only one: its counts, rounded as the
-    ledger keeps them, beside the cost of each workload's pods in the priced snapshot."""
+    """The service section ``Sweeper.meter`` adds when ``step`` is the ledger's only one: its counts and each
+    workload's pod cost over the step (each pod's hourly rate in the priced snapshot x the step's length), rounded as
+    the ledger keeps them."""
+    costs = ledger.workload_costs(step, sweeps.pod_rates(priced_snap))
     rows = [ServiceLedger(session_id=priced_snap.session.id, workload=w.key, offered=ledger.to_ledger(w.offered),
                           served=ledger.to_ledger(w.served),
-                          dropped=ledger.to_ledger(w.offered) - ledger.to_ledger(w.served))
+                          dropped=ledger.to_ledger(w.offered) - ledger.to_ledger(w.served), cost_usd=costs[w.key])
             for w in step.workloads]
-    return sweeps._service(priced_snap, step, rows)
+    return sweeps._service(step, rows)
 
 
 def snapshot(api: client.ApiClient, lab: Lab, docs: Iterable[Json], *, starter_burn: float | None = None,

@@ -378,7 +378,7 @@ def _vm(name: str, capacity: str, hours: float, phase: str = "running") -> Json:
 def test_spot_placement_of_cloud_instances_by_instance_hours(instances: list[Json], score: float,
                                                               passed: bool) -> None:
     check = only(run("spot_placement.py", snap(*instances, provider="aws"), {"check": "instances"}))
-    assert (check.id, check.score, check.passed) == ("spot-share", pytest.approx(score), passed)
+    assert (check.id, check.score, check.passed) == ("instance-spot-share", pytest.approx(score), passed)
 
 
 # --- budget ---------------------------------------------------------------------------------------------------------
