@@ -113,8 +113,12 @@ def _instructor(request: Request) -> Instructor:
         raise Unauthorized("this dashboard sign-in is not valid; sign in again at /dashboard/login") from None
     except links.Expired:
         raise Unauthorized("this dashboard sign-in has expired; sign in again at /dashboard/login") from None
-    principal = auth.reauthenticate(_runtime(request).store, staff.caller, admin_token=request.app.state.admin_token,
-                                    now=now)
+    try:
+        principal = auth.reauthenticate(_runtime(request).store, staff.caller,
+                                        admin_token=request.app.state.admin_token, now=now)
+    except Unauthorized as exc:
+        raise Unauthorized(f"your dashboard sign-in has ended: {exc.detail}; then sign in again at "
+                           "/dashboard/login") from None
     if principal.role != "instructor":
         raise Unauthorized("the token of this sign-in is no longer an instructor's; sign in again")
     return Instructor(staff=staff, principal=principal)
