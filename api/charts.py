@@ -78,7 +78,7 @@ class Bar:
     text: str  # the value as people read it ("$1.23", "4 sessions")
 
 
-BAR_H, BAR_GAP, LABEL_W = 26, 8, 180
+BARS_WIDTH, BAR_H, BAR_GAP, LABEL_W = 420, 26, 8, 150  # narrower than the burn chart: legible on a phone too
 
 
 def bar_chart(bars: Sequence[Bar], *, title: str, empty: str) -> Markup:
@@ -88,14 +88,14 @@ def bar_chart(bars: Sequence[Bar], *, title: str, empty: str) -> Markup:
         return Markup(f'<p class="muted">{escape(empty)}</p>')  # noqa: S704 - escaped
     peak = max((b.value for b in bars), default=0.0) or 1.0
     height = len(bars) * (BAR_H + BAR_GAP) + BAR_GAP
-    room = WIDTH - LABEL_W - 110
+    room = BARS_WIDTH - LABEL_W - 90
     summary = f"{title}: " + "; ".join(f"{b.label} {b.text}" for b in bars)
-    parts = [f'<svg class="chart bars" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(summary)}" '
+    parts = [f'<svg class="chart bars" viewBox="0 0 {BARS_WIDTH} {height}" role="img" aria-label="{escape(summary)}" '
              f'xmlns="http://www.w3.org/2000/svg">', f"<title>{escape(summary)}</title>"]
     for i, b in enumerate(bars):
         top = BAR_GAP + i * (BAR_H + BAR_GAP)
         width = max(b.value, 0.0) / peak * room
-        label = b.label if len(b.label) <= 24 else b.label[:23] + "…"
+        label = b.label if len(b.label) <= 18 else b.label[:17] + "…"
         middle = top + BAR_H / 2 + 5
         parts += [
             f'<text class="tick" x="{LABEL_W - 8}" y="{middle:.1f}" text-anchor="end">{escape(label)}</text>',
