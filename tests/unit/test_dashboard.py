@@ -10,6 +10,7 @@ import pytest
 
 from api import dashboard_view as dv
 from api.charts import Bar, bar_chart
+from api.routers.pages import TEMPLATES
 from labctl.service import links
 from labctl.service.overview import LatestGrade
 from labctl.store.models import SandboxSession
@@ -19,8 +20,8 @@ KEY = links.derive_key(b"a test admin token")
 
 
 def session(state: str = "ready", *, spent: str = "0", budget: str = "10", left: timedelta = timedelta(hours=1),
-            deadline: timedelta = timedelta(hours=3)) -> SandboxSession:
-    return SandboxSession(id="lab-1", lab_id="tag-for-showback", learner_id="ada", provider="kubernetes", state=state,
+            deadline: timedelta = timedelta(hours=3), sid: str = "lab-1") -> SandboxSession:
+    return SandboxSession(id=sid, lab_id="tag-for-showback", learner_id="ada", provider="kubernetes", state=state,
                           budget_usd=Decimal(budget), accrued_usd=Decimal(spent), created_at=NOW - timedelta(hours=1),
                           expires_at=NOW + left, deadline_at=NOW + deadline)
 
@@ -102,3 +103,20 @@ def test_a_learner_grant_is_no_dashboard_pass_and_a_pass_no_grant() -> None:
                                purpose=links.Purpose.PAGE)
     with pytest.raises(links.Tampered, match="not a learner link"):
         links.verify(as_grant, key=KEY, purpose=links.Purpose.PAGE, now=NOW)
+
+
+def test_the_sessions_panel_flags_in_words_what_needs_attention() -> None:
+    near_budget = session(spent="9")
+    ending = session(sid="lab-2", left=timedelta(minutes=5))
+    calm = session(sid="lab-3")
+    view = dv.build(filters=dv.Filters(), labs=["tag-for-showback"], page=[near_budget, ending, calm],
+                    next_token=None, cost_by_lab=[], cost_by_learner=[], grades=[], pending=[], deliveries=[],
+                    now=NOW)
+    html = str(TEMPLATES.get_template("dashboard_panels.html").make_module({"v": view}).sessions(view))
+    rows = {sid: html[html.index(f'data-session="{sid}"'):] for sid in ("lab-1", "lab-2", "lab-3")}
+    rows = {sid: text[:text.index("</tr>")] for sid, text in rows.items()}
+    assert "attention" in rows["lab-1"] and "near budget" in rows["lab-1"] and "(90 %)" in rows["lab-1"]
+    assert "attention" in rows["lab-2"] and "ends soon" in rows["lab-2"] and "near budget" not in rows["lab-2"]
+    assert "attention" not in rows["lab-3"] and "flag" not in rows["lab-3"]
+    assert "2 sessions on this page need attention" in html
+    assert view.json()["attention"] == 2
