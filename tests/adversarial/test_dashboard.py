@@ -210,3 +210,33 @@ def test_the_dashboard_cookie_opens_no_v1_route_and_no_learner_page(server: Serv
         state = http.get(f"/learn/{ada['id']}/state", headers=headers)
         assert state.status_code == 403 and "ada-dash" not in state.text
         assert "signature does not match" in state.json()["detail"]
+
+
+def test_bad_input_gets_a_clear_answer_and_never_a_5xx(server: Server, ada: dict[str, Any]) -> None:
+    with sign_in(server, ADMIN_TOKEN) as http:
+        csrf = {"x-labctl-csrf": csrf_of(http)}
+        page = http.get("/dashboard", params={"continue": "not-a-token"})
+        assert page.status_code == 400 and "`continue` token" in page.text
+        assert page.headers["content-type"].startswith("text/html")
+        live = http.get("/dashboard/state", params={"continue": "not-a-token"})
+        assert live.status_code == 400 and "`continue` token" in live.json()["detail"]
+        nothing = http.get("/dashboard/state", params={"state": "no-such-state", "lab_id": "no-lab"})
+        assert nothing.status_code == 200 and "No sessions match" in nothing.json()["panels"]["sessions"]
+        answers = {
+            "unknown session": http.post("/dashboard/sessions/no-such-session/suspend", json={}, headers=csrf),
+            "no pending request": http.post(f"/dashboard/sessions/{ada['id']}/budget/approve",
+                                            json={"request_id": "req-0"}, headers=csrf),
+            "unknown delivery": http.post("/dashboard/deliveries/424242/redeliver", json={}, headers=csrf),
+            "not a delivery id": http.post("/dashboard/deliveries/abc/redeliver", json={}, headers=csrf),
+            "extra field": http.post(f"/dashboard/sessions/{ada['id']}/suspend", json={"now": True}, headers=csrf),
+            "deep JSON": http.post(f"/dashboard/sessions/{ada['id']}/extend", content=b"[" * 64 + b"]" * 64,
+                                   headers={**csrf, "content-type": "application/json"}),
+            "no body": http.post(f"/dashboard/sessions/{ada['id']}/extend", headers=csrf),
+        }
+        expected = {"unknown session": 404, "no pending request": 409, "unknown delivery": 404,
+                    "not a delivery id": 422, "extra field": 422, "deep JSON": 400, "no body": 422}
+        for name, r in answers.items():
+            assert r.status_code == expected[name], (name, r.text)
+            assert r.headers["content-type"] == "application/problem+json" and r.json()["detail"], name
+        login = http.get("/dashboard/login", params={"why": "<script>"}).text
+        assert login.count("<script") == 1 and "script&gt;" not in login  # its own script; the input is not shown
