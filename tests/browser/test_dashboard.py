@@ -147,6 +147,24 @@ def test_an_instructor_signs_in_filters_extends_approves_and_redelivers(
     expect(row(page, ada)).to_have_count(0)
     expect(row(page, grace)).to_have_count(0)
     assert f"lab_id={IDLE}" in page.url
+
+    # Bob's session: a cancelled stop changes nothing; suspend and resume, each confirmed first.
+    row(page, bob).get_by_role("button", name="Stop").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    expect(row(page, bob).locator(".badge")).to_have_text("ready")
+    row(page, bob).get_by_role("button", name="Suspend").click()
+    confirm(page, text="Its workloads scale to zero")
+    expect(page.locator("#announce")).to_contain_text(f"Suspended {bob}")
+    expect(row(page, bob).locator(".badge")).to_have_text("suspended")
+    expect(row(page, bob).get_by_role("button", name="Suspend")).to_have_count(0)
+    row(page, bob).get_by_role("button", name="Resume").click()
+    confirm(page, text="charged again")
+    expect(row(page, bob).locator(".badge")).to_have_text("ready", timeout=15000)
+    with server.client() as admin:
+        events = [e["kind"] for e in admin.get(f"/v1/sessions/{bob}/events").json()]
+    assert "suspended" in events and events[-1] != "terminating"
+
     page.get_by_label("Lab", exact=True).select_option(SHOWBACK)
     page.get_by_role("button", name="Filter").click()
     expect(row(page, bob)).to_have_count(0)
@@ -228,6 +246,19 @@ def test_an_instructor_signs_in_filters_extends_approves_and_redelivers(
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # the table scrolls in its box
     violations = axe_violations(page, axe_source)
     assert violations == [], violations
+
+    # Reset Grace's sandbox and stop Bob's, from the phone.
+    row(page, grace).get_by_role("button", name="Reset").click()
+    confirm(page, text="made again from scratch")
+    expect(page.locator("#announce")).to_contain_text(f"Reset {grace} (grace): its sandbox was made again",
+                                                      timeout=120000)
+    expect(row(page, grace).locator(".badge")).to_have_text("ready")
+    page.goto(f"{server.url}/dashboard?learner_id=bob")
+    row(page, bob).get_by_role("button", name="Stop").click()
+    confirm(page, text="removed for good")
+    expect(page.locator("#announce")).to_contain_text(f"Stopping {bob}")
+    expect(row(page, bob).locator(".badge")).to_have_text(re.compile("terminating|terminated"), timeout=15000)
+    expect(row(page, bob).get_by_role("button")).to_have_count(0)
 
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("status")).to_contain_text("You are signed out")
