@@ -7,8 +7,9 @@ live panels and the instructor's actions.
   let in (a learner, platform or exam token gets a 403 that says so). A request whose ``Origin`` is another site's is
   refused, so another site cannot sign a browser in.
 - **The dashboard cookie** ``labctl_dashboard`` is a :class:`labctl.service.links.StaffPass` signed for its own
-  purpose: the *id* of the token that signed in (``token:<id>``, or ``admin`` for ``LABCTL_ADMIN_TOKEN``) and an
-  expiry :data:`SIGN_IN_TTL` ahead, never the token. ``HttpOnly``, ``SameSite=Strict``, ``Path=/dashboard``,
+  purpose: the *id* of the token that signed in (``token:<id>``, or ``admin:<fingerprint>`` for
+  ``LABCTL_ADMIN_TOKEN``, :func:`labctl.service.auth.reference`) and an expiry :data:`SIGN_IN_TTL` ahead, never the
+  token. ``HttpOnly``, ``SameSite=Strict``, ``Path=/dashboard``,
   ``Secure`` over https. Every request verifies it and then looks the token up again
   (:func:`labctl.service.auth.reauthenticate`): a revoked or expired token, or a tampered, expired or foreign cookie,
   sends the browser back to the login page (the live and action routes answer 401) and shows nothing.
@@ -228,7 +229,8 @@ def login(body: SignIn, request: Request) -> Response:
     if principal.role != "instructor":
         raise Forbidden(f"this is a {principal.role} token ({principal.name}): the dashboard needs an instructor "
                         "token (`labctl tokens create --role instructor`)")
-    staff = links.StaffPass(principal.caller, links.expiry(now, SIGN_IN_TTL.total_seconds()))
+    ref = auth.reference(principal, admin_token=request.app.state.admin_token)
+    staff = links.StaffPass(ref, links.expiry(now, SIGN_IN_TTL.total_seconds()))
     response = _done(f"Signed in as {principal.name}.", next="/dashboard")
     response.set_cookie(COOKIE, links.sign_pass(staff, key=_key(request), purpose=links.Purpose.DASHBOARD),
                         max_age=int(SIGN_IN_TTL.total_seconds()), path="/dashboard", httponly=True,

@@ -72,18 +72,26 @@ def authenticate(store: Store, header: str | None, *, admin_token: str, now: dat
         return _principal(db, row, now=now)
 
 
-def reauthenticate(store: Store, caller: str, *, admin_token: str, now: datetime) -> Principal:
-    """The principal of the token a :attr:`Principal.caller` names (``token:<id>`` or ``admin``), if that token is
-    still valid at ``now``: what a dashboard sign-in re-checks on every request, so revoking the token ends it."""
-    if caller == ADMIN_CALLER:
-        if not admin_token:
-            raise Unauthorized("the admin token is no longer configured; sign in with another instructor token")
+def reference(principal: Principal, *, admin_token: str) -> str:
+    """What a sign-in keeps of the token behind ``principal``: ``token:<id>``, or for the environment's admin token
+    ``admin:<fingerprint>`` (16 hex digits of its SHA-256), so that replacing the admin token ends its sign-ins."""
+    if principal.token_id is not None:
+        return principal.caller
+    return f"{ADMIN_CALLER}:{digest(admin_token)[:16]}"
+
+
+def reauthenticate(store: Store, ref: str, *, admin_token: str, now: datetime) -> Principal:
+    """The principal of the token a :func:`reference` names, if that token is still valid at ``now``: what a dashboard
+    sign-in re-checks on every request, so revoking the token (or replacing the admin token) ends it."""
+    kind, _, rest = ref.partition(":")
+    if kind == ADMIN_CALLER:
+        if not admin_token or not hmac.compare_digest(rest.encode(), digest(admin_token)[:16].encode()):
+            raise Unauthorized("the admin token of this sign-in was replaced; sign in with the current one")
         return Principal(name="admin", role="instructor")
-    kind, _, number = caller.partition(":")
-    if kind != "token" or not number.isdigit():
+    if kind != "token" or not rest.isdigit():
         raise Unauthorized("this sign-in names no token; sign in again")
     with store.session() as db:
-        row = db.get(ApiToken, int(number))
+        row = db.get(ApiToken, int(rest))
         if row is None:
             raise Unauthorized("the token of this sign-in no longer exists; sign in again")
         return _principal(db, row, now=now)

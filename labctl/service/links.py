@@ -70,8 +70,9 @@ class Grant:
 
 @dataclass(frozen=True)
 class StaffPass:
-    """The token ``caller`` names (``token:<id>``, or ``admin`` for the environment's token) signed in to the
-    dashboard until ``expires_at``; the token itself is re-checked on every request, so revoking it ends the pass."""
+    """The token ``caller`` names (``token:<id>``, or ``admin:<fingerprint>`` for the environment's token) signed in
+    to the dashboard until ``expires_at``; the token itself is re-checked on every request, so revoking it ends the
+    pass."""
 
     caller: str
     expires_at: datetime

@@ -18,13 +18,15 @@ import httpx
 import pytest
 
 from labctl.localcluster.cluster import LocalCluster
-from labctl.service import links
+from labctl.service import auth, links
+from labctl.service.auth import Principal
 from tests.support.server import ADMIN_TOKEN, Server
 from tests.support.tokens import mint
 
 pytestmark = pytest.mark.cluster
 
 KEY = links.derive_key(ADMIN_TOKEN.encode())  # the server derives its signing key from its admin token
+ADMIN_REF = auth.reference(Principal(name="admin", role="instructor"), admin_token=ADMIN_TOKEN)
 LAB = "tag-for-showback"
 COOKIE = "labctl_dashboard"
 
@@ -115,15 +117,21 @@ def test_no_cookie_a_changed_one_or_a_foreign_one_gets_the_login_page_and_no_dat
     refused(server, "", session_id)
     refused(server, "x" * 5000, session_id)
     later = datetime.now(UTC) + timedelta(hours=1)
+    control = links.sign_pass(links.StaffPass(ADMIN_REF, later), key=KEY, purpose=links.Purpose.DASHBOARD)
+    with httpx.Client(base_url=server.url, cookies={COOKIE: control}, timeout=60) as http:
+        assert session_id in http.get("/dashboard").text  # the control: each case below changes one thing of it
     for purpose in (links.Purpose.DASHBOARD_CSRF, links.Purpose.PAGE, links.Purpose.LINK):  # signed, other purpose
-        refused(server, links.sign_pass(links.StaffPass("admin", later), key=KEY, purpose=purpose), session_id)
-    expired = links.StaffPass("admin", datetime.now(UTC) - timedelta(seconds=1))
+        refused(server, links.sign_pass(links.StaffPass(ADMIN_REF, later), key=KEY, purpose=purpose), session_id)
+    expired = links.StaffPass(ADMIN_REF, datetime.now(UTC) - timedelta(seconds=1))
     refused(server, links.sign_pass(expired, key=KEY, purpose=links.Purpose.DASHBOARD), session_id)
     nobody = links.StaffPass("token:999999", later)  # a well-signed pass for a token that does not exist
     refused(server, links.sign_pass(nobody, key=KEY, purpose=links.Purpose.DASHBOARD), session_id)
     other_key = links.derive_key(b"another labctl's admin token")
-    refused(server, links.sign_pass(links.StaffPass("admin", later), key=other_key, purpose=links.Purpose.DASHBOARD),
-            session_id)
+    refused(server, links.sign_pass(links.StaffPass(ADMIN_REF, later), key=other_key,
+                                    purpose=links.Purpose.DASHBOARD), session_id)
+    for ref in ("admin", "admin:0123456789abcdef", "token:", "token:x", "learner:1"):  # no such token, or not one
+        refused(server, links.sign_pass(links.StaffPass(ref, later), key=KEY, purpose=links.Purpose.DASHBOARD),
+                session_id)
 
 
 def test_a_learner_page_cookie_is_no_dashboard_cookie(server: Server, ada: dict[str, Any]) -> None:

@@ -42,3 +42,24 @@ def test_the_cookie_is_secure_over_https_only(tmp_path: Path, base_url: str, pub
         assert out.status_code == 200
         assert 'labctl_dashboard=""' in out.headers["set-cookie"] and "Path=/dashboard" in out.headers["set-cookie"]
         assert c.get("/dashboard", follow_redirects=False).status_code == 303
+
+
+def test_replacing_the_admin_token_ends_its_sign_ins(tmp_path: Path) -> None:
+    """With a link key of its own the signing key survives the admin token's change; the fingerprint does not."""
+    def app(admin: str) -> TestClient:
+        settings = Settings(data_dir=tmp_path, kubeconfig=dead_kubeconfig(tmp_path), admin_token=admin,
+                            link_key="a-link-key-of-its-own-0123456789abcdef")
+        return TestClient(create_app(settings, background=False))
+
+    with app(ADMIN) as before:
+        assert before.post("/dashboard/login", json={"token": ADMIN}).status_code == 200
+        cookie = before.cookies["labctl_dashboard"]
+        assert before.get("/dashboard", follow_redirects=False).status_code == 200
+    with app(ADMIN) as same:  # a restart with the same admin token: the sign-in holds
+        same.cookies.set("labctl_dashboard", cookie)
+        assert same.get("/dashboard", follow_redirects=False).status_code == 200
+    with app(ADMIN[::-1]) as replaced:
+        replaced.cookies.set("labctl_dashboard", cookie)
+        gone = replaced.get("/dashboard", follow_redirects=False)
+        assert gone.status_code == 303 and gone.headers["location"] == "/dashboard/login?why=ended"
+        assert "was replaced" in replaced.get("/dashboard/state").json()["detail"]
