@@ -199,6 +199,19 @@ def test_an_action_needs_the_dashboards_anti_forgery_token(server: Server, ada: 
             after = admin.get(f"/v1/sessions/{ada['id']}").json()["expires_at"]
         assert after > before
         assert http.post(url, json={"seconds": "lots"}, headers={"x-labctl-csrf": csrf}).status_code == 422
+        learner = mint(server, "learner", name="ada-dash", learner_id="ada-dash")["token"]
+        with server.client(learner) as ada_api:
+            asked = ada_api.post(f"/v1/sessions/{ada['id']}/budget-requests", json={"usd": 1, "reason": "more"})
+        assert asked.status_code == 200, asked.text
+        deny = f"/dashboard/sessions/{ada['id']}/budget/deny"
+        request_id = {"request_id": asked.json()["budget_request_id"]}
+        assert http.post(deny, json=request_id).status_code == 403  # no anti-forgery token: nothing decided
+        assert request_id["request_id"] in http.get("/dashboard/state").json()["panels"]["budget"]
+        denied = http.post(deny, json=request_id, headers={"x-labctl-csrf": csrf})
+        assert denied.status_code == 200 and "Denied" in denied.json()["message"], denied.text
+        with server.client() as admin:
+            now = admin.get(f"/v1/sessions/{ada['id']}").json()
+        assert now["budget_request_id"] is None and now["budget_usd"] == asked.json()["budget_usd"]
         out = http.post("/dashboard/logout", json={}, headers={"x-labctl-csrf": csrf})
         assert out.status_code == 200 and COOKIE not in http.cookies
 
