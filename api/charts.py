@@ -1,4 +1,5 @@
-"""The burn-rate chart of the learner page: the meter's readings over time as an inline SVG drawn on the server.
+"""Charts drawn on the server as inline SVG: the learner page's burn rate over time (:func:`burn_chart`) and the
+dashboard's labelled bars (:func:`bar_chart`: cost per lab or learner, the grade distribution).
 
 Pure: readings in, SVG text out; no script and no request, so the page's CSP allows it and a screen reader gets the
 summary from the ``aria-label`` (what the rate is now, its peak, over which span). The rate is drawn as steps, as
@@ -67,4 +68,39 @@ def burn_chart(points: Sequence[Point], *, now: datetime) -> Markup:
         f'<path class="line" d="{line}"/>',
         "</svg>",
     ]
+    return Markup("".join(parts))  # noqa: S704 - every text in it is escaped above
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value: float
+    text: str  # the value as people read it ("$1.23", "4 sessions")
+
+
+BARS_WIDTH, BAR_H, BAR_GAP, LABEL_W = 420, 26, 8, 150  # narrower than the burn chart: legible on a phone too
+
+
+def bar_chart(bars: Sequence[Bar], *, title: str, empty: str) -> Markup:
+    """Horizontal bars, one per item in the order given, each with its label and its value written beside it
+    (``empty``: the sentence shown instead when there is nothing to draw)."""
+    if not bars:
+        return Markup(f'<p class="muted">{escape(empty)}</p>')  # noqa: S704 - escaped
+    peak = max((b.value for b in bars), default=0.0) or 1.0
+    height = len(bars) * (BAR_H + BAR_GAP) + BAR_GAP
+    room = BARS_WIDTH - LABEL_W - 90
+    summary = f"{title}: " + "; ".join(f"{b.label} {b.text}" for b in bars)
+    parts = [f'<svg class="chart bars" viewBox="0 0 {BARS_WIDTH} {height}" role="img" aria-label="{escape(summary)}" '
+             f'xmlns="http://www.w3.org/2000/svg">', f"<title>{escape(summary)}</title>"]
+    for i, b in enumerate(bars):
+        top = BAR_GAP + i * (BAR_H + BAR_GAP)
+        width = max(b.value, 0.0) / peak * room
+        label = b.label if len(b.label) <= 18 else b.label[:17] + "…"
+        middle = top + BAR_H / 2 + 5
+        parts += [
+            f'<text class="tick" x="{LABEL_W - 8}" y="{middle:.1f}" text-anchor="end">{escape(label)}</text>',
+            f'<rect class="bar" x="{LABEL_W}" y="{top}" width="{width:.1f}" height="{BAR_H}" rx="3"/>',
+            f'<text class="tick" x="{LABEL_W + width + 6:.1f}" y="{middle:.1f}">{escape(b.text)}</text>',
+        ]
+    parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every text in it is escaped above

@@ -16,7 +16,8 @@ One ASGI middleware, in this order:
 4. **JSON bodies** are parsed once here with :func:`labctl.inputs.loads` (depth, NUL, NaN) and refused with a 400
    that says why; routes authenticated by a signature (``/v1/hooks/exam``) are not parsed here, because their
    signature must be verified before their JSON is parsed. The learner page's routes (``/learn/...``) need no bearer
-   token: their link and cookie are checked by :mod:`api.routers.pages`.
+   token: their link and cookie are checked by :mod:`api.routers.pages`; nor do the instructor dashboard's
+   (``/dashboard...``), whose cookie :mod:`api.routers.dashboard` checks.
 
 Every refusal is a problem document.
 """

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from labctl.errors import Conflict, Forbidden, NotFound, Unauthorized
 from labctl.service.roles import Role
@@ -68,17 +69,47 @@ def authenticate(store: Store, header: str | None, *, admin_token: str, now: dat
         row = db.scalar(select(ApiToken).where(ApiToken.sha256 == digest(token)))
         if row is None:
             raise Unauthorized("unknown token: check LABCTL_TOKEN (or ask an instructor for a new one)")
-        if row.revoked_at is not None:
-            raise Unauthorized(f"this token ({row.name}) was revoked at {row.revoked_at.isoformat()}; "
-                               "ask an instructor for a new one")
-        if row.expires_at <= now:
-            raise Unauthorized(f"this token ({row.name}) expired at {row.expires_at.isoformat()}; "
-                               "ask for a new one (`labctl tokens create`)")
-        if row.last_used_at is None or row.last_used_at <= now - LAST_USED_GRANULARITY:
-            db.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now)
-                       .execution_options(synchronize_session=False))
-        role: Role = row.role  # type: ignore[assignment]
-        return Principal(name=row.name, role=role, learner_id=row.learner_id, token_id=row.id)
+        return _principal(db, row, now=now)
+
+
+def reference(principal: Principal, *, admin_token: str) -> str:
+    """What a sign-in keeps of the token behind ``principal``: ``token:<id>``, or for the environment's admin token
+    ``admin:<fingerprint>`` (16 hex digits of its SHA-256), so that replacing the admin token ends its sign-ins."""
+    if principal.token_id is not None:
+        return principal.caller
+    return f"{ADMIN_CALLER}:{digest(admin_token)[:16]}"
+
+
+def reauthenticate(store: Store, ref: str, *, admin_token: str, now: datetime) -> Principal:
+    """The principal of the token a :func:`reference` names, if that token is still valid at ``now``: what a dashboard
+    sign-in re-checks on every request, so revoking the token (or replacing the admin token) ends it."""
+    kind, _, rest = ref.partition(":")
+    if kind == ADMIN_CALLER:
+        if not admin_token or not hmac.compare_digest(rest.encode(), digest(admin_token)[:16].encode()):
+            raise Unauthorized("the admin token of this sign-in was replaced; sign in with the current one")
+        return Principal(name="admin", role="instructor")
+    if kind != "token" or not rest.isdigit():
+        raise Unauthorized("this sign-in names no token; sign in again")
+    with store.session() as db:
+        row = db.get(ApiToken, int(rest))
+        if row is None:
+            raise Unauthorized("the token of this sign-in no longer exists; sign in again")
+        return _principal(db, row, now=now)
+
+
+def _principal(db: Session, row: ApiToken, *, now: datetime) -> Principal:
+    """The principal of a stored token, refused (Unauthorized) when it is revoked or expired; records its use."""
+    if row.revoked_at is not None:
+        raise Unauthorized(f"this token ({row.name}) was revoked at {row.revoked_at.isoformat()}; "
+                           "ask an instructor for a new one")
+    if row.expires_at <= now:
+        raise Unauthorized(f"this token ({row.name}) expired at {row.expires_at.isoformat()}; "
+                           "ask for a new one (`labctl tokens create`)")
+    if row.last_used_at is None or row.last_used_at <= now - LAST_USED_GRANULARITY:
+        db.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now)
+                   .execution_options(synchronize_session=False))
+    role: Role = row.role  # type: ignore[assignment]
+    return Principal(name=row.name, role=role, learner_id=row.learner_id, token_id=row.id)
 
 
 def create_token(store: Store, *, name: str, role: Role, learner_id: str | None, now: datetime,

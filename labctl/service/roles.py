@@ -5,7 +5,9 @@ token may call it, :data:`PUBLIC` (no token: health, readiness, metrics, the API
 :data:`SIGNED` (no token: a Standard Webhooks signature authenticates the request), :data:`LTI` (no token: a browser
 an LMS sent, for the login initiation and the launch, whose signed ``id_token`` authenticates it; answered with HTML
 pages) or :data:`PAGE` (no token: the learner page, authenticated by its signed link and then by the page cookie
-scoped to one session, which allows the learner's own actions on that session only; a bearer token opens no page).
+scoped to one session, which allows the learner's own actions on that session only; a bearer token opens no page)
+or :data:`DASHBOARD` (no token: the instructor dashboard, authenticated by its cookie, a signed pass naming the
+instructor token that signed in, re-checked against the store on every request; a bearer token opens no dashboard).
 The API enforces it with one dependency that looks the matched route up here; a route with no entry is refused to
 every role (fail closed), and the route-walking test fails for it, so a new route cannot ship without a decision
 here. ``docs/SECURITY.md`` shows the same table.
@@ -27,7 +29,8 @@ PUBLIC: Final = "public"
 SIGNED: Final = "signed"
 LTI: Final = "lti"
 PAGE: Final = "page"
-Rule = tuple[Role, ...] | Literal["public", "signed", "lti", "page"]
+DASHBOARD: Final = "dashboard"
+Rule = tuple[Role, ...] | Literal["public", "signed", "lti", "page", "dashboard"]
 
 INSTRUCTOR: Final[tuple[Role, ...]] = ("instructor",)
 CATALOG_READERS: Final[tuple[Role, ...]] = ("instructor", "platform", "learner")
@@ -97,6 +100,20 @@ MATRIX: Final[dict[str, Rule]] = {
     "POST /learn/{session_id}/budget-requests": PAGE,
     "POST /learn/{session_id}/submissions": PAGE,
     "GET /static/{asset}": PUBLIC,
+    # the instructor dashboard: a sign-in with an instructor token, then the dashboard cookie (api/routers/dashboard.py)
+    "GET /dashboard/login": DASHBOARD,
+    "POST /dashboard/login": DASHBOARD,
+    "POST /dashboard/logout": DASHBOARD,
+    "GET /dashboard": DASHBOARD,
+    "GET /dashboard/state": DASHBOARD,
+    "POST /dashboard/sessions/{session_id}/extend": DASHBOARD,
+    "POST /dashboard/sessions/{session_id}/suspend": DASHBOARD,
+    "POST /dashboard/sessions/{session_id}/resume": DASHBOARD,
+    "POST /dashboard/sessions/{session_id}/reset": DASHBOARD,
+    "POST /dashboard/sessions/{session_id}/stop": DASHBOARD,
+    "POST /dashboard/sessions/{session_id}/budget/approve": DASHBOARD,
+    "POST /dashboard/sessions/{session_id}/budget/deny": DASHBOARD,
+    "POST /dashboard/deliveries/{delivery_id}/redeliver": DASHBOARD,
 }
 
 
@@ -130,7 +147,7 @@ def rule_for_request(method: str, path: str) -> Rule | None:
 
 def needs_token(rule: Rule | None) -> bool:
     """Whether a request must carry a bearer token before anything else happens (unknown routes too: fail closed)."""
-    return rule not in (PUBLIC, SIGNED, LTI, PAGE)
+    return rule not in (PUBLIC, SIGNED, LTI, PAGE, DASHBOARD)
 
 
 def edge_parses_json(rule: Rule | None) -> bool:

@@ -19,11 +19,14 @@ def test_the_security_document_shows_the_matrix() -> None:
     documented = dict(re.findall(r"^\| `([A-Z]+ /[^`]*)` \| (.+) \|$", text, flags=re.MULTILINE))
     token_routes = {k: r for k, r in roles.MATRIX.items() if isinstance(r, tuple)}
     page_routes = {k for k, r in roles.MATRIX.items() if r == roles.PAGE}
-    assert set(documented) == set(token_routes) | page_routes
+    dashboard_routes = {k for k, r in roles.MATRIX.items() if r == roles.DASHBOARD}
+    assert set(documented) == set(token_routes) | page_routes | dashboard_routes
     for key, rule in token_routes.items():
         assert documented[key] == " | ".join("yes" if role in rule else "-" for role in roles.ROLES), key
     for key in page_routes:  # no bearer token of any role: the learner, through the page's cookie
         assert documented[key] == "- | - | - | page cookie", key
+    for key in dashboard_routes:  # no bearer token of any role: an instructor, through the dashboard's cookie
+        assert documented[key] == "dashboard cookie | - | - | -", key
     for key, rule in roles.MATRIX.items():
         if not isinstance(rule, tuple):
             assert f"`{key.split(' ', 1)[1]}`" in text or key.split(" ", 1)[1] in text, key
@@ -36,13 +39,17 @@ def test_the_security_document_shows_the_matrix() -> None:
     ("POST", "/v1/hooks/exam", roles.SIGNED),
     ("POST", "/lti/launch", roles.LTI),
     ("GET", "/lti/login", roles.LTI),
+    ("GET", "/dashboard", roles.DASHBOARD),
+    ("POST", "/dashboard/sessions/lab-1a2b/extend", roles.DASHBOARD),
+    ("POST", "/dashboard/deliveries/7/redeliver", roles.DASHBOARD),
+    ("GET", "/dashboard/sessions", None),
     ("GET", "/v1/sessions/a/b", None),
     ("PUT", "/v1/sessions", None),
     ("GET", "/", None),
 ])
 def test_a_request_path_falls_under_its_template(method: str, path: str, rule: roles.Rule | None) -> None:
     assert roles.rule_for_request(method, path) == rule
-    assert roles.needs_token(rule) is (rule not in (roles.PUBLIC, roles.SIGNED, roles.LTI))
+    assert roles.needs_token(rule) is (rule not in (roles.PUBLIC, roles.SIGNED, roles.LTI, roles.DASHBOARD))
 
 
 def test_platform_tokens_read_credentials_only_of_sessions_they_started() -> None:
