@@ -62,9 +62,18 @@ cluster-down: $(STAMP)
 # (LOCAL_AWS=0 keeps it off, for a real account: see the README's "AWS sandboxes"; LABCTL_PROVIDERS=kubernetes
 # serves the Kubernetes labs alone).
 LOCAL_AWS ?= 1
+LOCAL_GCP ?= 1
 
+# The gcp labs run against the FAKE Compute API of the tests (tests/support/gce_fake.py: no GCE emulator exists), as
+# its own process on loopback, stopped with the service; LOCAL_GCP=0 (and LABCTL_GCP_PROJECT) for a real project.
+GCP_FAKE_PORT ?= 8490
 run: system-packages binaries
-	LABCTL_PROVIDERS=$${LABCTL_PROVIDERS:-kubernetes,aws} \
+	@if [ "$(LOCAL_GCP)" = 1 ]; then \
+	  $(BIN)/python -m tests.support.gce_fake --port $(GCP_FAKE_PORT) & fake=$$!; \
+	  trap 'kill $$fake 2>/dev/null' EXIT INT TERM; \
+	  export LABCTL_GCP_ENDPOINT_URL=http://127.0.0.1:$(GCP_FAKE_PORT) LABCTL_GCP_PROJECT=$${LABCTL_GCP_PROJECT:-labctl-local}; \
+	fi; \
+	LABCTL_PROVIDERS=$${LABCTL_PROVIDERS:-kubernetes,aws,gcp} \
 	  $(BIN)/labctl serve --local-cluster $(if $(filter 1,$(LOCAL_AWS)),--local-aws)
 
 lint: $(STAMP)

@@ -412,3 +412,31 @@ def serve() -> Iterator[GceFake]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def main() -> None:
+    """``python -m tests.support.gce_fake --port N``: the fake as its own process (``make run`` serves the gcp lab on
+    it), until SIGTERM or Ctrl-C. Prints its endpoint, then one line per request it answered wrong (none expected)."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(description="A FAKE Compute Engine API on 127.0.0.1 (for the gcp labs locally)")
+    parser.add_argument("--port", type=int, default=8490)
+    port = parser.parse_args().port
+    fake = GceFake()
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(fake))
+    server.daemon_threads = True
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"FAKE Compute Engine API at {fake.url} (state in memory; gone when it stops)", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
