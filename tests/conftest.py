@@ -91,9 +91,11 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    """The URL of a private moto server (EC2, IAM, STS) for the test session: boto3 reaches it by endpoint_url."""
+    """The URL of a private moto server (EC2, IAM, STS) for one test module: boto3 reaches it by endpoint_url. One
+    server for the whole session, used by every AWS module in turn, stopped answering for minutes late in long runs
+    (reads timed out after 60 s, its reset endpoint too); a fresh one per module costs a second or two."""
     with moto_server() as url:
         yield url
 

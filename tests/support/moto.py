@@ -2,7 +2,7 @@
 
 moto emulates EC2, IAM and STS (tagging, spot fulfilment, roles and inline policies, AssumeRole) but does not
 evaluate IAM condition keys, so what a policy allows is checked by the independent evaluator (``tests/iam``), not by
-moto. Each server is private to the test session; :func:`reset` clears its state between tests.
+moto. Each server is private to one test module (`moto_url`); :func:`reset` clears its state.
 """
 
 from __future__ import annotations
