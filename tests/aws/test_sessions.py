@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,34 +16,19 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from labctl.cost.prices import load_sheet
 from labctl.providers.aws.sandbox import AwsSandboxes
-from labctl.providers.router import ProviderRouter
 from labctl.service.auth import Principal
-from labctl.service.sessions import Sessions
-from labctl.service.sweeps import Sweeper
-from labctl.settings import REPO_ROOT
 from labctl.store.db import Store
 from labctl.store.models import SessionEvent
 from tests.support import aws
+from tests.support.cloud_world import CloudWorld, cloud_world
 from tests.support.stores import clean_store
 
 INSTRUCTOR = Principal(name="instructor", role="instructor")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
-class World:
-    sessions: Sessions
-    sweeper: Sweeper
-    clock: Clock
+class World(CloudWorld):
     admin_ec2: Any
 
 
@@ -58,12 +43,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 def world(store: Store, provider: AwsSandboxes, admin_ec2: Any) -> World:
     lab = aws.aws_lab(budget={"usd": 1, "thresholds": [{"percent": 100, "action": "suspend"}]},
                       time={"limit": "4h", "max_extension": "1h"})
-    clock = Clock()
-    router = ProviderRouter({"aws": lambda: provider}, in_use={"aws"})
-    sessions = Sessions(store=store, provider=router, catalog={lab.id: lab}, clock=clock, holder="test")
-    sheet = load_sheet(REPO_ROOT / "labs" / "prices.yaml")
-    return World(sessions=sessions, sweeper=Sweeper(sessions=sessions, prices=lambda: sheet), clock=clock,
-                 admin_ec2=admin_ec2)
+    return World(**vars(cloud_world(store, lab, provider)), admin_ec2=admin_ec2)
 
 
 def _state(world: World, instance_id: str) -> str:

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from labctl.cost.prices import load_sheet
 from labctl.providers.gcp.sandbox import GcpSandboxes
 from labctl.providers.router import ProviderRouter
 from labctl.service.auth import Principal
 from labctl.service.sessions import Sessions
-from labctl.service.sweeps import Sweeper
-from labctl.settings import REPO_ROOT
 from labctl.store.db import Store
 from labctl.store.models import SessionEvent
 from tests.support import gcp
+from tests.support.cloud_world import CloudWorld, cloud_world
 from tests.support.gce_fake import GceFake
 from tests.support.stores import clean_store
 
@@ -33,19 +31,8 @@ INSTRUCTOR = Principal(name="instructor", role="instructor")
 ZONE = gcp.ZONES[0]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
-class World:
-    sessions: Sessions
-    sweeper: Sweeper
-    clock: Clock
+class World(CloudWorld):
     gce: GceFake
 
 
@@ -60,11 +47,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 def world(store: Store, provider: GcpSandboxes, gce: GceFake) -> World:
     lab = gcp.gcp_lab(budget={"usd": 1, "thresholds": [{"percent": 100, "action": "suspend"}]},
                       time={"limit": "4h", "max_extension": "1h"})
-    clock = Clock()
-    router = ProviderRouter({"gcp": lambda: provider}, in_use={"gcp"})
-    sessions = Sessions(store=store, provider=router, catalog={lab.id: lab}, clock=clock, holder="test")
-    sheet = load_sheet(REPO_ROOT / "labs" / "prices.yaml")
-    return World(sessions=sessions, sweeper=Sweeper(sessions=sessions, prices=lambda: sheet), clock=clock, gce=gce)
+    return World(**vars(cloud_world(store, lab, provider)), gce=gce)
 
 
 def _status(world: World, name: str) -> str | None:
