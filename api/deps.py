@@ -16,11 +16,13 @@ from fastapi import Depends, Request
 from api.learner_links import LearnerLinks
 from labctl.errors import Forbidden, Unauthorized
 from labctl.outbox.toolkey import ToolKey
+from labctl.runtime import Runtime
 from labctl.service import roles
 from labctl.service.auth import Principal
 from labctl.service.launches import Launches
 from labctl.service.observation import Observation
 from labctl.service.sessions import Sessions
+from labctl.settings import Settings
 from labctl.store.models import SandboxSession
 
 LearnerUrl = Callable[[SandboxSession], str | None]
@@ -54,6 +56,17 @@ async def optional_principal(request: Request) -> Principal | None:
     """The caller of a public route when it sent a (valid) token, else ``None``."""
     principal: Principal | None = getattr(request.state, "principal", None)
     return principal
+
+
+def runtime_of(request: Request) -> Runtime:
+    """What the composition root built for this app (``labctl.runtime.build``)."""
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def sessions_service(request: Request) -> Sessions:

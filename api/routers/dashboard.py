@@ -33,16 +33,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from api import dashboard_view
-from api.learner_links import LearnerLinks
+from api.deps import learner_links, runtime_of, settings_of
 from api.routers.pages import TEMPLATES
 from api.schemas import BudgetDecision, Extend, IntId
 from labctl.errors import Forbidden, LabctlError, Unauthorized
 from labctl.outbox.endpoints import Webhooks
-from labctl.runtime import Runtime
 from labctl.service import auth, costs, links, overview, paging
 from labctl.service import background as tasks
 from labctl.service.auth import Principal
-from labctl.settings import Settings
 from labctl.store.models import SandboxSession
 
 log = logging.getLogger("labctl.api")
@@ -86,18 +84,12 @@ class Done(BaseModel):
 # -- internals -----------------------------------------------------------------------------------------------------
 
 
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
 def _key(request: Request) -> bytes:
-    made: LearnerLinks = request.app.state.learner_links
-    return made.key
+    return learner_links(request).key
 
 
 def _secure(request: Request) -> bool:
-    settings: Settings = request.app.state.settings
+    settings = settings_of(request)
     return request.url.scheme == "https" or (settings.public_url or "").startswith("https://")
 
 
@@ -115,7 +107,7 @@ def _instructor(request: Request) -> Instructor:
     except links.Expired:
         raise Unauthorized("this dashboard sign-in has expired; sign in again at /dashboard/login") from None
     try:
-        principal = auth.reauthenticate(_runtime(request).store, staff.caller,
+        principal = auth.reauthenticate(runtime_of(request).store, staff.caller,
                                         admin_token=request.app.state.admin_token, now=now)
     except Unauthorized as exc:
         raise Unauthorized(f"your dashboard sign-in has ended: {exc.detail}; then sign in again at "
@@ -177,7 +169,7 @@ def _filters(lab_id: str | None, learner_id: str | None, state: str | None, page
 
 
 def _view(request: Request, who: Instructor, filters: dashboard_view.Filters) -> dashboard_view.DashboardView:
-    rt = _runtime(request)
+    rt = runtime_of(request)
     webhooks: Webhooks = request.app.state.webhooks
     rows, following = rt.sessions.list_sessions(
         principal=who.principal, lab_id=filters.lab_id or None, learner_id=filters.learner_id or None,
@@ -201,7 +193,7 @@ def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    settings: Settings = request.app.state.settings
+    settings = settings_of(request)
     own = {f"{request.url.scheme}://{request.url.netloc}"}
     if settings.public_url:
         public = urlsplit(settings.public_url)
@@ -224,7 +216,7 @@ def login(body: SignIn, request: Request) -> Response:
     if not _same_origin(request):
         raise Forbidden("sign in from labctl's own login page (/dashboard/login), not from another site")
     now = datetime.now(UTC)
-    principal = auth.authenticate(_runtime(request).store, f"Bearer {body.token.strip()}",
+    principal = auth.authenticate(runtime_of(request).store, f"Bearer {body.token.strip()}",
                                   admin_token=request.app.state.admin_token, now=now)
     if principal.role != "instructor":
         raise Forbidden(f"this is a {principal.role} token ({principal.name}): the dashboard needs an instructor "
@@ -290,34 +282,34 @@ def _stamp(row: SandboxSession) -> str:
 
 @router.post("/dashboard/sessions/{session_id}/extend")
 def extend(session_id: str, body: Extend, request: Request, who: Acting) -> Response:
-    row = _runtime(request).sessions.extend(session_id, seconds=body.seconds, principal=who.principal)
+    row = runtime_of(request).sessions.extend(session_id, seconds=body.seconds, principal=who.principal)
     return _done(f"Extended {row.id} ({row.learner_id}): it now runs until {_stamp(row)}.")
 
 
 @router.post("/dashboard/sessions/{session_id}/suspend")
 def suspend(session_id: str, request: Request, who: Acting, body: NoBody | None = None) -> Response:
-    row = _runtime(request).sessions.suspend(session_id, principal=who.principal, cause="instructor",
+    row = runtime_of(request).sessions.suspend(session_id, principal=who.principal, cause="instructor",
                                              reason=f"suspended by {who.principal.name} from the dashboard")
     return _done(f"Suspended {row.id} ({row.learner_id}): its workloads are scaled to zero, its work is kept.")
 
 
 @router.post("/dashboard/sessions/{session_id}/resume")
 def resume(session_id: str, request: Request, who: Acting, body: NoBody | None = None) -> Response:
-    row = _runtime(request).sessions.resume(session_id, principal=who.principal,
+    row = runtime_of(request).sessions.resume(session_id, principal=who.principal,
                                             reason=f"resumed by {who.principal.name} from the dashboard")
     return _done(f"Resumed {row.id} ({row.learner_id}).")
 
 
 @router.post("/dashboard/sessions/{session_id}/reset")
 def reset(session_id: str, request: Request, who: Acting, body: NoBody | None = None) -> Response:
-    row = _runtime(request).sessions.reset(session_id, principal=who.principal)
+    row = runtime_of(request).sessions.reset(session_id, principal=who.principal)
     return _done(f"Reset {row.id} ({row.learner_id}): its sandbox was made again from scratch; it is {row.state}.")
 
 
 @router.post("/dashboard/sessions/{session_id}/stop")
 def stop(session_id: str, request: Request, background: BackgroundTasks, who: Acting,
          body: NoBody | None = None) -> Response:
-    sessions = _runtime(request).sessions
+    sessions = runtime_of(request).sessions
     row = sessions.stop(session_id, principal=who.principal, reason=f"stopped by {who.principal.name}")
     background.add_task(tasks.run, f"removing the sandbox of {session_id}", sessions.finish_stop, session_id,
                         actor=who.principal.name)
@@ -326,14 +318,14 @@ def stop(session_id: str, request: Request, background: BackgroundTasks, who: Ac
 
 @router.post("/dashboard/sessions/{session_id}/budget/approve")
 def approve(session_id: str, body: BudgetDecision, request: Request, who: Acting) -> Response:
-    row = _runtime(request).sessions.decide_budget(session_id, approve=True, principal=who.principal,
+    row = runtime_of(request).sessions.decide_budget(session_id, approve=True, principal=who.principal,
                                                    request_id=body.request_id, usd=body.usd)
     return _done(f"Approved: {row.learner_id}'s budget in {row.id} is now ${row.budget_usd:,.2f}.")
 
 
 @router.post("/dashboard/sessions/{session_id}/budget/deny")
 def deny(session_id: str, body: BudgetDecision, request: Request, who: Acting) -> Response:
-    row = _runtime(request).sessions.decide_budget(session_id, approve=False, principal=who.principal,
+    row = runtime_of(request).sessions.decide_budget(session_id, approve=False, principal=who.principal,
                                                    request_id=body.request_id, usd=body.usd)
     return _done(f"Denied: {row.learner_id}'s request in {row.id} was refused; the budget stays "
                  f"${row.budget_usd:,.2f}.")

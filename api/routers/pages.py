@@ -34,11 +34,10 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from api import learner_view
-from api.learner_links import LearnerLinks
+from api.deps import learner_links, runtime_of, settings_of
 from api.markdown import readme_html
 from api.schemas import BudgetRequest, Extend
 from labctl.errors import Forbidden, LabctlError, NotFound, Unauthorized
-from labctl.runtime import Runtime
 from labctl.service import links
 from labctl.service.auth import Principal
 from labctl.settings import Settings
@@ -107,25 +106,10 @@ class SubmitBody(NoBody):
 # -- internals -----------------------------------------------------------------------------------------------------
 
 
-def _runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def _links(request: Request) -> LearnerLinks:
-    made: LearnerLinks = request.app.state.learner_links
-    return made
-
-
 def _session_of(request: Request, grant: links.Grant) -> SandboxSession:
     """The grant's session, if it still belongs to the grant's learner (else NotFound, saying nothing of it)."""
     try:
-        row = _runtime(request).sessions.row_of(grant.session_id)
+        row = runtime_of(request).sessions.row_of(grant.session_id)
     except NotFound:
         raise NotFound("there is no lab session for this page") from None
     if row.learner_id != grant.learner_id:
@@ -138,7 +122,7 @@ def _caller(request: Request, session_id: str) -> PageCaller:
     cookie = request.cookies.get(COOKIE)
     if not cookie:
         raise Unauthorized("this page needs your lab link: open the lab again from your course page")
-    grant = links.verify(cookie, key=_links(request).key, purpose=links.Purpose.PAGE, now=datetime.now(UTC))
+    grant = links.verify(cookie, key=learner_links(request).key, purpose=links.Purpose.PAGE, now=datetime.now(UTC))
     if grant.session_id != session_id:
         raise NotFound("there is no lab session for this page")
     row = _session_of(request, grant)
@@ -156,7 +140,7 @@ def acting(session_id: str, request: Request) -> PageCaller:
     caller = _caller(request, session_id)
     token = request.headers.get(CSRF_HEADER, "")
     try:
-        sent = links.verify(token, key=_links(request).key, purpose=links.Purpose.CSRF, now=datetime.now(UTC))
+        sent = links.verify(token, key=learner_links(request).key, purpose=links.Purpose.CSRF, now=datetime.now(UTC))
     except links.Tampered:
         raise Forbidden("this action did not come from your lab page (its anti-forgery token is missing or wrong); "
                         "reload the page and try again") from None
@@ -166,7 +150,7 @@ def acting(session_id: str, request: Request) -> PageCaller:
 
 
 def _view(request: Request, caller: PageCaller) -> learner_view.LearnerView:
-    rt = _runtime(request)
+    rt = runtime_of(request)
     return learner_view.build(caller.row, lab=rt.sessions.lab(caller.row.lab_id), principal=caller.principal,
                               observation=rt.observation, now=rt.sessions.clock())  # the use cases' clock
 
@@ -205,7 +189,7 @@ def _error_page(request: Request, status: int, title: str, message: str) -> Resp
 
 def _secured(request: Request, response: Response) -> Response:
     """The headers every page answer carries (see the module docstring)."""
-    ancestors = " ".join(_settings(request).page_frame_ancestors)
+    ancestors = " ".join(settings_of(request).page_frame_ancestors)
     response.headers["content-security-policy"] = (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         f"form-action 'self'; base-uri 'none'; frame-ancestors {ancestors}")
@@ -230,7 +214,7 @@ def open_link(request: Request, link: Annotated[str | None, Query()] = None) -> 
         return _error_page(request, 400, "This address needs your lab link",
                            "Open the lab from your course page: it gives you a link to this page.")
     try:
-        grant = links.verify(link, key=_links(request).key, purpose=links.Purpose.LINK, now=now)
+        grant = links.verify(link, key=learner_links(request).key, purpose=links.Purpose.LINK, now=now)
         row = _session_of(request, grant)
     except links.Expired:
         return _error_page(request, 410, "This link has expired",
@@ -242,12 +226,12 @@ def open_link(request: Request, link: Annotated[str | None, Query()] = None) -> 
     except NotFound:
         return _error_page(request, 404, "There is no lab session for this link",
                            "Open the lab again from your course page.")
-    settings = _settings(request)
+    settings = settings_of(request)
     cookie_until = min(now + timedelta(seconds=settings.learner_token_ttl_s), row.deadline_at or now)
     if cookie_until <= now:
         cookie_until = now + timedelta(minutes=30)  # an ended session: long enough to read the grade
     cookie = links.sign(links.Grant(grant.session_id, grant.learner_id, links.expiry(cookie_until, 0)),
-                        key=_links(request).key, purpose=links.Purpose.PAGE)
+                        key=learner_links(request).key, purpose=links.Purpose.PAGE)
     response = RedirectResponse(f"/learn/{row.id}", status_code=303)
     secure = settings.page_cookie_samesite == "none" or request.url.scheme == "https" or \
         (settings.public_url or "").startswith("https://")
@@ -271,8 +255,8 @@ def page(session_id: str, request: Request) -> Response:
         view = _view(request, caller)
     except LabctlError as exc:
         return _refused_page(request, exc)
-    csrf = links.sign(caller.grant, key=_links(request).key, purpose=links.Purpose.CSRF)
-    readme = _readme(_settings(request), caller.row.lab_id)
+    csrf = links.sign(caller.grant, key=learner_links(request).key, purpose=links.Purpose.CSRF)
+    readme = _readme(settings_of(request), caller.row.lab_id)
     response = TEMPLATES.TemplateResponse(request, "learn.html", {"v": view, "csrf": csrf, "readme": readme})
     return _secured(request, response)
 
@@ -289,7 +273,7 @@ def state(request: Request, caller: Caller) -> Response:
 
 @router.get("/learn/{session_id}/kubeconfig")
 def kubeconfig(session_id: str, request: Request, caller: Caller) -> Response:
-    creds = _runtime(request).sessions.credentials(session_id, principal=caller.principal)
+    creds = runtime_of(request).sessions.credentials(session_id, principal=caller.principal)
     response = PlainTextResponse(creds.content, media_type="application/yaml")
     if request.query_params.get("download"):
         response.headers["content-disposition"] = f'attachment; filename="{session_id}-kubeconfig.yaml"'
@@ -301,28 +285,28 @@ def kubeconfig(session_id: str, request: Request, caller: Caller) -> Response:
 
 @router.post("/learn/{session_id}/extend")
 def extend(session_id: str, body: Extend, request: Request, caller: Acting) -> Response:
-    row = _runtime(request).sessions.extend(session_id, seconds=body.seconds, principal=caller.principal)
+    row = runtime_of(request).sessions.extend(session_id, seconds=body.seconds, principal=caller.principal)
     assert row.expires_at is not None
     return _done(request, f"Extended: your sandbox now runs until {row.expires_at:%H:%M} UTC.", row)
 
 
 @router.post("/learn/{session_id}/suspend")
 def suspend(session_id: str, request: Request, caller: Acting, body: NoBody | None = None) -> Response:
-    row = _runtime(request).sessions.suspend(session_id, principal=caller.principal, cause="learner",
+    row = runtime_of(request).sessions.suspend(session_id, principal=caller.principal, cause="learner",
                                              reason="suspended from the learner page")
     return _done(request, "Suspended: your workloads are scaled to zero and your work is kept.", row)
 
 
 @router.post("/learn/{session_id}/resume")
 def resume(session_id: str, request: Request, caller: Acting, body: NoBody | None = None) -> Response:
-    row = _runtime(request).sessions.resume(session_id, principal=caller.principal,
+    row = runtime_of(request).sessions.resume(session_id, principal=caller.principal,
                                             reason="resumed from the learner page")
     return _done(request, "Resumed: your workloads are back as they were.", row)
 
 
 @router.post("/learn/{session_id}/budget-requests")
 def ask_budget(session_id: str, body: BudgetRequest, request: Request, caller: Acting) -> Response:
-    row = _runtime(request).sessions.request_budget(session_id, usd=body.usd, reason=body.reason,
+    row = runtime_of(request).sessions.request_budget(session_id, usd=body.usd, reason=body.reason,
                                                     principal=caller.principal)
     return _done(request, f"Asked for ${body.usd:.2f} more; an instructor decides.", row)
 
@@ -330,7 +314,7 @@ def ask_budget(session_id: str, body: BudgetRequest, request: Request, caller: A
 @router.post("/learn/{session_id}/submissions")
 def submit(session_id: str, request: Request, background: BackgroundTasks, caller: Acting,
            body: SubmitBody | None = None) -> Response:
-    rt = _runtime(request)
+    rt = runtime_of(request)
     sub = rt.submissions.submit(session_id, principal=caller.principal)
     background.add_task(rt.submissions.grade, sub.id)
     response = _done(request, "Submitted: your sandbox is frozen while it is graded.", rt.sessions.row_of(session_id))
