@@ -44,6 +44,7 @@ from labctl.store.db import Store, open_store
 log = logging.getLogger("labctl.runtime")
 
 LEASE = "sweeps"
+RECONCILE_INTERVAL_S = 30.0
 
 
 @dataclass
@@ -85,6 +86,9 @@ class Runtime:
         """Every background job, for ``labctl serve`` and ``labctl sweep`` alike (each behind the leader lease)."""
         jobs: dict[str, tuple[Callable[[], object], float]] = {
             "sweep": (self.sweeper.run_once, self.settings.sweep_interval_s),
+            # Each sweep ends with a reconcile; this one also finishes stops and cleanups that timed out (a namespace
+            # slow to go) when sweeps are rare, so no session waits a whole sweep interval in `terminating`.
+            "reconcile": (self.sessions.reconcile, min(RECONCILE_INTERVAL_S, self.settings.sweep_interval_s)),
             "regrade": (self.submissions.reconcile, 60.0),
         }
         if self.lti_registry.platforms:

@@ -126,11 +126,15 @@ class KubernetesSandboxes:
             render.node_binding_name(spec.namespace))))
         _call(lambda: _ignore_404(lambda: core.delete_namespace(spec.namespace)))
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if _call(lambda: _ignore_404(lambda: core.read_namespace(spec.namespace))) is None:
+        while True:
+            left = _call(lambda: _ignore_404(lambda: core.read_namespace(spec.namespace)))
+            if left is None:
                 return
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.5)
-        raise ProviderError(f"namespace {spec.namespace} is still terminating after {wait_s:.0f}s", retryable=True)
+        raise ProviderError(f"namespace {spec.namespace} is still terminating after {wait_s:.0f}s"
+                            f"{_why_terminating(left)}", retryable=True)
 
     def suspend(self, spec: SandboxSpec) -> Suspension:
         return _call(lambda: suspension.suspend(self._client(), spec.namespace))
@@ -233,6 +237,14 @@ def _apply_one(dyn: dynamic.DynamicClient, obj: dict[str, Any]) -> None:
     dyn.server_side_apply(
         resource, body=obj, name=obj["metadata"]["name"], namespace=namespace, field_manager=FIELD_MANAGER,
         force_conflicts=True)
+
+
+def _why_terminating(namespace: client.V1Namespace) -> str:
+    """What the namespace controller says holds a deletion back (its true conditions: content left, a finalizer, an
+    API group it could not discover), for the operator; empty when it says nothing."""
+    held = [f"{c.type}: {c.message}" for c in (namespace.status.conditions or []) if c.status == "True"] \
+        if namespace.status else []
+    return f" ({'; '.join(held)})" if held else ""
 
 
 def _ignore_404(fn: Callable[[], T]) -> T | None:
