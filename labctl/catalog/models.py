@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -725,42 +726,22 @@ _GCP_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 GCP_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 GCP_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 GCP_MAX_LABELS = 64
-GcpLabels = Annotated[dict[Annotated[str, Field(pattern=GCP_LABEL_KEY.pattern)],
-                           Annotated[str, Field(pattern=GCP_LABEL_VALUE.pattern)]],
-                      Field(max_length=GCP_MAX_LABELS - 2, description="labctl adds its session and lab labels")]
 
 
-class GcpStarterInstance(_Closed):
-    """A VM labctl creates in the sandbox when the session starts (with the session label added)."""
-
-    kind: Literal["Instance"]
-    name: str = Field(pattern=_GCP_NAME.pattern, max_length=54,
-                      description="the instance's name; labctl appends -<8 hex of the session> (GCE: <= 63)")
-    machine_type: str = Field(pattern=_GCP_MACHINE_TYPE.pattern)
-    zone: str | None = Field(default=None, pattern=_GCP_ZONE.pattern, description="default: the lab's first zone")
-    provisioning_model: Literal["STANDARD", "SPOT"] = "STANDARD"
-    labels: GcpLabels = Field(default_factory=dict)
-    boot_disk_gb: int = Field(default=10, ge=10, le=65536, description="its boot disk (deleted with it)")
-
-
-class GcpStarterDisk(_Closed):
-    """A persistent disk labctl creates in the sandbox when the session starts, attached to nothing."""
-
-    kind: Literal["Disk"]
-    name: str = Field(pattern=_GCP_NAME.pattern, max_length=54,
-                      description="the disk's name; labctl appends -<8 hex of the session> (GCE: <= 63)")
-    size_gb: int = Field(ge=1, le=65536)
-    disk_type: str = Field(default="pd-balanced", pattern=r"^[a-z][a-z0-9-]*$")
-    zone: str | None = Field(default=None, pattern=_GCP_ZONE.pattern, description="default: the lab's first zone")
-    labels: GcpLabels = Field(default_factory=dict)
-
-
-GcpStarter = Annotated[GcpStarterInstance | GcpStarterDisk, Field(discriminator="kind")]
+def gcp_label_problems(labels: Mapping[str, str]) -> list[str]:
+    """What breaks GCP's label rules in ``labels`` (empty: the map is valid). GCP also allows international lowercase
+    letters; labctl keeps to ASCII."""
+    found = [f"{len(labels)} labels; GCP allows at most {GCP_MAX_LABELS}"] if len(labels) > GCP_MAX_LABELS else []
+    for key, value in labels.items():
+        if not GCP_LABEL_KEY.match(key):
+            found.append(f"key {key!r} must match [a-z][a-z0-9_-]{{0,62}} (lowercase, starting with a letter)")
+        if not GCP_LABEL_VALUE.match(value):
+            found.append(f"value {value!r} of {key!r} must match [a-z0-9_-]{{0,63}} (lowercase)")
+    return found
 
 
 class GcpSandbox(_Closed):
-    """Where a ``gcp`` lab's sandbox lives (a labelled slice of a project), what the learner may launch there, and
-    the resources labctl creates at the start (a cloud lab's starter)."""
+    """Where a ``gcp`` lab's sandbox lives (a labelled slice of a project) and what the learner may launch there."""
 
     project: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$",
                                 description="the project; default: labctl's (LABCTL_GCP_PROJECT)")
@@ -768,25 +749,11 @@ class GcpSandbox(_Closed):
         min_length=1, description="zones the learner may use; the first is the home zone")
     machine_types: list[Annotated[str, Field(pattern=_GCP_MACHINE_TYPE.pattern, max_length=64)]] = Field(
         min_length=1, description="machine types the learner may launch")
-    starter: list[GcpStarter] = Field(default_factory=list,
-                                      description="instances and disks labctl creates when the session starts")
 
     @field_validator("zones", "machine_types")
     @classmethod
     def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
         return _listed_once(value, info)
-
-    @model_validator(mode="after")
-    def _starter_in_zones(self) -> GcpSandbox:
-        seen: set[str] = set()
-        for item in self.starter:
-            if item.zone is not None and item.zone not in self.zones:
-                raise ValueError(f"starter {item.kind} {item.name} is in zone {item.zone}, not one of the lab's "
-                                 f"zones ({', '.join(self.zones)})")
-            if f"{item.kind}/{item.name}" in seen:
-                raise ValueError(f"starter {item.kind} {item.name} is declared twice")
-            seen.add(f"{item.kind}/{item.name}")
-        return self
 
 
 @dataclass(frozen=True)
@@ -816,30 +783,47 @@ class Guardrails(_Closed):
         return _listed_once(value, info)
 
 
-class StarterInstance(_Closed):
-    """A VM the lab's starter launches in the sandbox's home region."""
+_STARTER_NAME = Field(pattern=_GCP_NAME.pattern, max_length=54,
+                      description="its name (AWS: the Name tag; GCP: the resource's name, to which labctl appends "
+                                  "-<8 hex of the session>)")
+_STARTER_ZONE = Field(default=None, pattern=r"^[a-z]+(-[a-z]+)+-?\d+-?[a-z]$",
+                      description="the zone it is made in (an AWS availability zone of the home region, or one of a "
+                                  "gcp lab's zones); default: the home region's first zone")
+_STARTER_TAGS: Any = Field(default_factory=dict, max_length=GCP_MAX_LABELS - 2,
+                           description="tags (AWS) or labels (GCP) besides the session's (none: an unowned resource "
+                                       "to fix); a gcp lab's follow GCP's label rules")
+StarterTags = dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]]
 
-    name: str = Field(min_length=1, max_length=63, pattern=_DNS_LABEL.pattern, description="its Name tag")
-    instance_type: str = Field(pattern=_AWS_INSTANCE_TYPE.pattern, max_length=64)
-    spot: bool = Field(default=False, description="launch on spot capacity (default on-demand)")
+
+class StarterInstance(_Closed):
+    """A VM the lab's starter launches in the sandbox."""
+
+    name: str = _STARTER_NAME
+    instance_type: str = Field(max_length=64, pattern=f"{_AWS_INSTANCE_TYPE.pattern}|{_GCP_MACHINE_TYPE.pattern}",
+                               description="an instance type (AWS) or machine type (GCP)")
+    spot: bool = Field(default=False, description="spot capacity (GCP: the SPOT provisioning model); default on-demand")
     image: str | None = Field(default=None, max_length=256,
                               description="the machine image; default: the provider's current Linux image")
-    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
-        default_factory=dict, description="tags besides the session's (none: an untagged instance to fix)")
+    boot_disk_gib: int | None = Field(default=None, ge=10, le=65536,
+                                      description="its boot disk (deleted with it); default: the image's size")
+    zone: str | None = _STARTER_ZONE
+    tags: StarterTags = _STARTER_TAGS
 
 
 class StarterVolume(_Closed):
-    """A disk the lab's starter creates in the home region, attached to nothing."""
+    """A disk the lab's starter creates in the sandbox, attached to nothing."""
 
-    name: str = Field(min_length=1, max_length=63, pattern=_DNS_LABEL.pattern, description="its Name tag")
-    size_gib: int = Field(ge=1, le=1024)
-    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = Field(
-        default_factory=dict, description="tags besides the session's")
+    name: str = _STARTER_NAME
+    size_gib: int = Field(ge=1, le=65536)
+    disk_type: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]*$", max_length=64,
+                                  description="the volume type; default: gp3 (AWS), pd-balanced (GCP)")
+    zone: str | None = _STARTER_ZONE
+    tags: StarterTags = _STARTER_TAGS
 
 
 class CloudStarter(_Closed):
-    """What a cloud lab's sandbox holds when the learner gets it: made by the provider at provision, tagged with the
-    session (so inventory counts it and destroy removes it)."""
+    """What a cloud lab's sandbox holds when the learner gets it: made by the provider at provision, tagged or
+    labelled with the session (so inventory counts it and destroy removes it). One shape for AWS and GCP."""
 
     instances: list[StarterInstance] = Field(default_factory=list)
     volumes: list[StarterVolume] = Field(default_factory=list)
@@ -851,6 +835,10 @@ class CloudStarter(_Closed):
         if twice:
             raise ValueError(f"cloud_starter names {', '.join(twice)} more than once; give each resource its own")
         return self
+
+    @property
+    def resources(self) -> list[StarterInstance | StarterVolume]:
+        return [*self.instances, *self.volumes]
 
 
 class Grader(_Closed):
@@ -897,8 +885,7 @@ class Lab(_Closed):
     demand: Demand | None = Field(
         default=None, description="the simulated demand on the lab's workloads (local cluster): see docs/LABS.md")
     aws: AwsSandbox | None = Field(default=None, description="regions and instance types (required for aws labs)")
-    gcp: GcpSandbox | None = Field(default=None,
-                                   description="zones, machine types and starter resources (required for gcp labs)")
+    gcp: GcpSandbox | None = Field(default=None, description="zones and machine types (required for gcp labs)")
     guardrails: Guardrails | None = Field(
         default=None, description="cloud labs: the detective control run by every sweep (docs/LABS.md)")
     cloud_starter: CloudStarter | None = Field(
@@ -943,24 +930,38 @@ class Lab(_Closed):
         if self.provider == "kubernetes" and self.guardrails is not None:
             raise ValueError("`guardrails` checks cloud instances; a kubernetes lab is fenced by its quota and "
                              "admission policy instead")
-        if self.provider == "gcp" and self.cloud_starter is not None:
-            raise ValueError("a gcp lab declares its starter in `gcp.starter` (instances and disks with GCE's fields); "
-                             "`cloud_starter` is the aws labs' starter")
         if self.provider == "kubernetes" and self.cloud_starter is not None:
             raise ValueError("`cloud_starter` makes cloud instances and volumes; a kubernetes lab's starter is its "
                              "`starter` templates")
         if self.cloud_starter is not None and self.placement is not None:
             odd = [i.instance_type for i in self.cloud_starter.instances
                    if i.instance_type not in self.placement.instance_types]
-            if odd:
+            acts = self.guardrails.on_violation if self.guardrails is not None else "warn"
+            if odd and acts != "warn":
                 raise ValueError(f"cloud_starter launches {', '.join(odd)}, which the lab does not allow (allowed: "
-                                 f"{', '.join(self.placement.instance_types)}): the learner could not replace it")
+                                 f"{', '.join(self.placement.instance_types)}): its guardrails would {acts} it at the "
+                                 "first sweep, before the learner has seen it")
+            self._starter_fits_the_cloud(self.cloud_starter)
         if self.guardrails is not None and self.placement is not None:
             both = sorted(set(self.guardrails.watch_regions) & set(self.placement.regions))
             if both:
                 raise ValueError(f"guardrails.watch_regions lists allowed region(s) {', '.join(both)}: watch only "
                                  "regions the lab does not allow (the allowed ones are always looked at)")
         return self
+
+    def _starter_fits_the_cloud(self, starter: CloudStarter) -> None:
+        """Zones of the lab's own placement; on GCP, labels by GCP's rules (lowercase keys and values)."""
+        for item in starter.resources:
+            what = f"cloud_starter {item.name}"
+            if item.zone is not None and self.gcp is not None and item.zone not in self.gcp.zones:
+                raise ValueError(f"{what} is in zone {item.zone}, not one of the lab's zones "
+                                 f"({', '.join(self.gcp.zones)})")
+            if item.zone is not None and self.aws is not None and \
+                    not re.fullmatch(re.escape(self.aws.regions[0]) + "[a-z]", item.zone):
+                raise ValueError(f"{what} is in {item.zone}, not an availability zone of the home region "
+                                 f"{self.aws.regions[0]} (e.g. {self.aws.regions[0]}a)")
+            if self.gcp is not None and (bad := gcp_label_problems(item.tags)):
+                raise ValueError(f"{what} has labels GCP refuses: {'; '.join(bad)}")
 
     @model_validator(mode="after")
     def _gcp_needs_its_fence(self) -> Lab:

@@ -122,8 +122,8 @@ def _summary(lab: Lab) -> dict[str, Any]:
         "cost labels": lab.cost_labels,
         "required labels": ", ".join(lab.required_labels) or None,
         "node pools": ", ".join(lab.node_pools) or None,
-        "starter": ", ".join(lab.starter or [f"{s.kind}/{s.name}" for s in (lab.gcp.starter if lab.gcp else [])])
-        or None,
+        "starter": ", ".join(lab.starter or [s.name for s in lab.cloud_starter.resources] if lab.cloud_starter
+                             else lab.starter) or None,
         "attempts": lab.attempts,
         "max score": lab.max_score,
     }

@@ -207,3 +207,24 @@ def test_simulated_pod_usage_has_no_place_in_an_aws_sandbox(provider: AwsSandbox
     provider.write_usage(spec, {})  # nothing to write: nothing done
     with pytest.raises(ProviderError, match=r"an AWS sandbox: it has no pods to write simulated usage for \(web-0\)"):
         provider.write_usage(spec, {"web-0": {"app": {"cpu": 0.5}}})
+
+
+def test_the_starter_goes_to_its_zone_with_its_boot_disk_and_volume_type(provider: AwsSandboxes,
+                                                                          admin_ec2: Any) -> None:
+    zone = f"{aws.REGIONS[0]}b"
+    lab = aws.aws_lab(cloud_starter={
+        "instances": [{"name": "trainer", "instance_type": aws.INSTANCE_TYPES[0], "zone": zone, "boot_disk_gib": 40}],
+        "volumes": [{"name": "scratch", "size_gib": 20, "zone": zone, "disk_type": "st1"}]})
+    spec = aws.spec(lab)
+    provider.provision(spec)
+    try:
+        mine = [{"Name": "tag:labctl-session", "Values": [spec.session_id]}]
+        [vm] = [i for r in admin_ec2.describe_instances(Filters=mine)["Reservations"] for i in r["Instances"]]
+        assert vm["Placement"]["AvailabilityZone"] == zone
+        volumes = {v["VolumeId"]: v for v in admin_ec2.describe_volumes(Filters=mine)["Volumes"]}
+        [root] = [volumes[m["Ebs"]["VolumeId"]] for m in vm["BlockDeviceMappings"]]
+        assert root["Size"] == 40
+        [scratch] = [v for v in volumes.values() if not v["Attachments"]]
+        assert (scratch["AvailabilityZone"], scratch["VolumeType"], scratch["Size"]) == (zone, "st1", 20)
+    finally:
+        provider.destroy(spec, wait_s=30)

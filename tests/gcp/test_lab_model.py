@@ -1,5 +1,5 @@
-"""The ``gcp`` section of a lab: a gcp lab must say where it runs, what it may launch, and its starter; others may
-not have one. The shipped lab loads."""
+"""The ``gcp`` section of a lab: a gcp lab must say where it runs and what it may launch; others may not have one.
+The shipped lab loads with its starter."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ FENCE = {"zones": ["us-central1-a"], "machine_types": ["e2-small"]}
 def test_a_gcp_lab_carries_its_fence_and_starter() -> None:
     lab = gcp.gcp_lab()
     assert lab.gcp is not None and lab.gcp.zones == gcp.ZONES and lab.gcp.project == gcp.PROJECT
-    assert [(s.kind, s.name) for s in lab.gcp.starter] == [("Instance", "trainer-a100"), ("Disk", "scratch-old")]
+    assert lab.cloud_starter is not None
+    assert [s.name for s in lab.cloud_starter.resources] == ["trainer-a100", "scratch-old"]
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -25,14 +26,8 @@ def test_a_gcp_lab_carries_its_fence_and_starter() -> None:
     ({"gcp": {**FENCE, "zones": ["us-central1"]}}, "String should match pattern"),
     ({"gcp": {**FENCE, "machine_types": ["e2 small"]}}, "String should match pattern"),
     ({"gcp": {**FENCE, "zones": ["us-central1-a", "us-central1-a"]}}, "listed twice in zones"),
-    ({"gcp": {**FENCE, "starter": [{"kind": "Disk", "name": "d", "size_gb": 1, "zone": "europe-west1-b"}]}},
-     "is in zone europe-west1-b, not one of the lab's zones"),
-    ({"gcp": {**FENCE, "starter": [{"kind": "Disk", "name": "d", "size_gb": 1}] * 2}}, "declared twice"),
-    ({"gcp": {**FENCE, "starter": [{"kind": "Disk", "name": "d", "size_gb": 1, "labels": {"Team": "x"}}]}},
-     "String should match pattern"),
-    ({"gcp": {**FENCE, "starter": [{"kind": "Bucket", "name": "b"}]}}, "does not match any of the expected tags"),
-    ({"gcp": {**FENCE, "starter": [{"kind": "Disk", "name": "d" * 55, "size_gb": 1}]}}, "at most 54 characters"),
-    ({"provider": "kubernetes", "quota": {"cpu": "1", "memory": "1Gi", "pods": "1"}},
+    ({"gcp": {**FENCE, "starter": []}}, "Extra inputs are not permitted"),  # the old GCP-only starter is gone
+    ({"provider": "kubernetes", "quota": {"cpu": "1", "memory": "1Gi", "pods": "1"}, "cloud_starter": None},
      "the `gcp` section applies only to gcp labs, not to a kubernetes lab"),
 ])
 def test_a_wrong_gcp_section_is_named(changes: dict[str, object], message: str) -> None:
@@ -43,4 +38,4 @@ def test_a_wrong_gcp_section_is_named(changes: dict[str, object], message: str) 
 def test_the_shipped_gcp_lab_loads() -> None:
     lab = loader.load_lab(REPO_ROOT / "labs" / "gcp-spot-and-labels" / "lab.yaml")
     assert lab.provider == "gcp" and lab.gcp is not None and lab.max_score == 100
-    assert {s.kind for s in lab.gcp.starter} == {"Instance", "Disk"}
+    assert lab.cloud_starter is not None and lab.cloud_starter.instances and lab.cloud_starter.volumes

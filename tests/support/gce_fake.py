@@ -264,6 +264,10 @@ class GceFake:
     def _attach(self, project: str, p: _Project, zone: str, instance: str, index: int, d: dict[str, Any],
                 link: str) -> dict[str, Any]:
         params = d.get("initializeParams")
+        if params is not None and bool(d.get("boot", index == 0)) \
+                and not (params.get("sourceImage") or params.get("sourceSnapshot")):
+            raise ApiError(400, "invalid", f"Invalid value for field 'resource.disks[{index}]': ''. Boot disk must "
+                           "have a source specified.")
         if params is not None:
             disk_name = str(params.get("diskName") or (instance if index == 0 else f"{instance}-{index}"))
             self._new_disk(project, p, zone, {"name": disk_name, "sizeGb": params.get("diskSizeGb") or "10",

@@ -22,6 +22,7 @@ from labctl.providers.gcp import labels as lbl
 PROJECT = "labctl-sandbox-test"
 ZONES = ["us-central1-a", "us-central1-b"]
 OWNER = {"team": "ml-research", "cost-center": "cc-4200", "env": "dev"}
+IMAGE = "projects/debian-cloud/global/images/family/debian-12"
 
 
 def gcp_lab(**changes: Any) -> Lab:
@@ -29,9 +30,9 @@ def gcp_lab(**changes: Any) -> Lab:
         "id": "gcp-test", "title": "A GCP test lab", "summary": "GCE in a labelled slice of a project.",
         "provider": "gcp", "budget": {"usd": 10}, "time": {"limit": "1h", "max_extension": "30m"},
         "required_labels": ["team", "cost-center", "env"],
-        "gcp": {"project": PROJECT, "zones": ZONES, "machine_types": ["n2-standard-4", "e2-small"],
-                "starter": [{"kind": "Instance", "name": "trainer-a100", "machine_type": "a2-highgpu-1g"},
-                            {"kind": "Disk", "name": "scratch-old", "size_gb": 200}]},
+        "gcp": {"project": PROJECT, "zones": ZONES, "machine_types": ["n2-standard-4", "e2-small"]},
+        "cloud_starter": {"instances": [{"name": "trainer-a100", "instance_type": "a2-highgpu-1g"}],
+                          "volumes": [{"name": "scratch-old", "size_gib": 200}]},
         "graders": [{"id": "labels", "script": "graders/tag_coverage.py", "weight": 1,
                      "params": {"required_labels": ["team", "cost-center", "env"]}}],
     }
@@ -76,7 +77,7 @@ class Learner:
             name=name, machine_type=f"zones/{zone}/machineTypes/{machine_type}", labels=all_labels,
             scheduling=scheduling, disks=[compute_v1.AttachedDisk(
                 boot=True, auto_delete=True, initialize_params=compute_v1.AttachedDiskInitializeParams(
-                    disk_size_gb=10, labels=all_labels))])
+                    source_image=IMAGE, disk_size_gb=10, labels=all_labels))])
         self.wait(self.instances.insert_unary(project=self.project, zone=zone, instance_resource=body), zone)
         return name
 

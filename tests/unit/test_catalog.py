@@ -149,8 +149,7 @@ def test_the_shipped_cloud_labs_load_with_their_starter_and_guardrails() -> None
     labs = loader.load_catalog(LABS_DIR, MANIFESTS_DIR)
     for lab_id in SHIPPED_CLOUD:
         lab = labs[lab_id]
-        starter = lab.cloud_starter if lab.provider == "aws" else lab.gcp.starter if lab.gcp else None
-        assert lab.provider in ("aws", "gcp") and starter and lab.guardrails is not None
+        assert lab.provider in ("aws", "gcp") and lab.cloud_starter and lab.guardrails is not None
         assert {g.script for g in lab.graders} <= GRADER_SCRIPTS and lab.max_score == 100
         assert (LABS_DIR / lab_id / "lab.yaml").read_text().splitlines()[0] == \
             "# yaml-language-server: $schema=../lab.schema.json"

@@ -45,6 +45,7 @@ LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 # What destroy deletes and checks by EC2's Describe calls; the tagging API's answer for these is not used (it keeps
 # listing terminated instances for a while).
 GONE = ("InvalidVolume.NotFound", "InvalidSnapshot.NotFound", "InvalidAllocationID.NotFound")
+DEFAULT_VOLUME_TYPE = "gp3"  # a starter volume's type unless the lab names one
 STARTER_TAG = "labctl-starter"  # which cloud_starter entry a resource was made for
 DEFAULT_IMAGE_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 DESCRIBED_TYPES = frozenset({"ec2:instance", "ec2:volume", "ec2:snapshot", "ec2:elastic-ip"})
@@ -172,23 +173,34 @@ class AwsSandboxes:
         ec2 = self._ec2(region)
         made = {tags_of(item).get(STARTER_TAG) for d in self.describe(spec) if d.region == region
                 for item in [*d.instances, *d.volumes]}
+        zones: list[str] = []
+
+        def first_zone() -> str:  # looked up once, only when a resource names no zone
+            if not zones:
+                zones.append(_call("list availability zones", ec2.describe_availability_zones)[
+                    "AvailabilityZones"][0]["ZoneName"])
+            return zones[0]
+
         for vm in starter.instances:
             if vm.name in made:
                 continue
             tags = self._starter_tags(spec, vm.name, vm.tags)
+            image = vm.image or self._default_image(region)
             extra: dict[str, Any] = {"InstanceMarketOptions": {"MarketType": "spot"}} if vm.spot else {}
+            if vm.zone:
+                extra["Placement"] = {"AvailabilityZone": vm.zone}
+            if vm.boot_disk_gib is not None:
+                extra["BlockDeviceMappings"] = [{"DeviceName": self._root_device(ec2, image), "Ebs": {
+                    "VolumeSize": vm.boot_disk_gib, "DeleteOnTermination": True}}]
             _call("launch the lab's starter instance", partial(
-                ec2.run_instances, ImageId=vm.image or self._default_image(region), MinCount=1, MaxCount=1,
-                InstanceType=vm.instance_type, TagSpecifications=[
-                    {"ResourceType": kind, "Tags": tags} for kind in ("instance", "volume")], **extra))
-        zone = None
+                ec2.run_instances, ImageId=image, MinCount=1, MaxCount=1, InstanceType=vm.instance_type,
+                TagSpecifications=[{"ResourceType": kind, "Tags": tags} for kind in ("instance", "volume")], **extra))
         for disk in starter.volumes:
             if disk.name in made:
                 continue
-            zone = zone or _call("list availability zones", ec2.describe_availability_zones)[
-                "AvailabilityZones"][0]["ZoneName"]
             _call("create the lab's starter volume", partial(
-                ec2.create_volume, AvailabilityZone=zone, Size=disk.size_gib, VolumeType="gp3", TagSpecifications=[
+                ec2.create_volume, AvailabilityZone=disk.zone or first_zone(), Size=disk.size_gib,
+                VolumeType=disk.disk_type or DEFAULT_VOLUME_TYPE, TagSpecifications=[
                     {"ResourceType": "volume", "Tags": self._starter_tags(spec, disk.name, disk.tags)}]))
         log.info("aws sandbox %s: starter made (%d instance(s), %d volume(s))", spec.session_id,
                  len(starter.instances), len(starter.volumes))
@@ -196,6 +208,13 @@ class AwsSandboxes:
     def _starter_tags(self, spec: SandboxSpec, name: str, tags: dict[str, str]) -> list[dict[str, str]]:
         return [{"Key": policy.SESSION_TAG, "Value": spec.session_id}, {"Key": "Name", "Value": name},
                 {"Key": STARTER_TAG, "Value": name}, *({"Key": k, "Value": v} for k, v in tags.items())]
+
+    def _root_device(self, ec2: Any, image: str) -> str:
+        """The image's root device name, where a starter's boot disk size goes."""
+        found = _call("describe the starter's image", partial(ec2.describe_images, ImageIds=[image]))["Images"]
+        if not found:
+            raise ProviderError(f"image {image} does not exist in this region: the lab's starter cannot launch")
+        return str(found[0]["RootDeviceName"])
 
     def _default_image(self, region: str) -> str:
         """The current Amazon Linux image of ``region`` (AWS's public SSM parameter)."""

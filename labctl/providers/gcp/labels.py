@@ -12,20 +12,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from labctl.catalog.models import GCP_LABEL_KEY, GCP_LABEL_VALUE, GCP_MAX_LABELS
+from labctl.catalog.models import GCP_LABEL_VALUE, gcp_label_problems
 
 SESSION_LABEL = "labctl-session"
-
-
-def problems(labels: Mapping[str, str]) -> list[str]:
-    """What breaks GCP's label rules in ``labels`` (empty: the map is valid)."""
-    found = [f"{len(labels)} labels; GCP allows at most {GCP_MAX_LABELS}"] if len(labels) > GCP_MAX_LABELS else []
-    for key, value in labels.items():
-        if not GCP_LABEL_KEY.match(key):
-            found.append(f"key {key!r} must match [a-z][a-z0-9_-]{{0,62}} (lowercase, starting with a letter)")
-        if not GCP_LABEL_VALUE.match(value):
-            found.append(f"value {value!r} of {key!r} must match [a-z0-9_-]{{0,63}} (lowercase)")
-    return found
+problems = gcp_label_problems  # GCP's label rules, which the catalog checks lab files by too
 
 
 def session_value(session_id: str) -> str:

@@ -1,6 +1,6 @@
 """The GCP sandbox provider: a session's sandbox is the slice of a project that carries its ``labctl-session`` label.
 
-``provision`` creates the lab's declared starter (``gcp.starter``: instances and disks named
+``provision`` creates the lab's ``cloud_starter`` (instances and disks named
 ``<name>-<8 hex of the session>``, labelled with the session and the lab); a retried start finds its own resources
 made, and refuses to adopt one of that name that is not the session's. Inventory is Compute's aggregated lists of
 instances and disks filtered on the session label (:mod:`labctl.providers.gcp.labels`), so destroy, suspension and
@@ -41,7 +41,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.auth.credentials import Credentials as GoogleCredentials
 from google.cloud import compute_v1
 
-from labctl.catalog.models import GcpSandbox, GcpStarterDisk, GcpStarterInstance
+from labctl.catalog.models import CloudStarter, GcpSandbox, StarterInstance, StarterVolume
 from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
 from labctl.ports import Credentials, Listing, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
 from labctl.providers.gcp import labels as lbl
@@ -55,6 +55,8 @@ OPERATION_WAIT_S = 120.0
 RETRYABLE = (429, 500, 502, 503, 504)
 _REQUEST_PREFIX = re.compile(r"^(GET|POST|PUT|PATCH|DELETE) \S+: ")
 LAB_LABEL = "labctl-lab"
+DEFAULT_IMAGE = "projects/debian-cloud/global/images/family/debian-12"  # a starter VM's, unless the lab names one
+DEFAULT_DISK = "pd-balanced"  # a starter disk's type unless the lab names one
 
 
 def _refusal(what: str, exc: gexc.GoogleAPICallError) -> ProviderError:
@@ -88,6 +90,15 @@ def fence_of(spec: SandboxSpec) -> GcpSandbox:
     if spec.lab.gcp is None:
         raise ProviderError(f"lab {spec.lab.id} has no gcp section: it cannot run as a GCP sandbox")
     return spec.lab.gcp
+
+
+def _starter(spec: SandboxSpec) -> CloudStarter:
+    return spec.lab.cloud_starter or CloudStarter()
+
+
+def _kind(item: StarterInstance | StarterVolume) -> str:
+    """GCE's word for a starter resource: an Instance or a Disk."""
+    return "Disk" if isinstance(item, StarterVolume) else "Instance"
 
 
 def _as_dict(message: Any) -> dict[str, Any]:
@@ -196,43 +207,45 @@ class GcpSandboxes:
         return lbl.with_session({**declared, LAB_LABEL: spec.lab.id}, spec.session_id)
 
     def provision(self, spec: SandboxSpec) -> None:
-        """Create the lab's starter resources (disks first), labelled with the session; a retried start finds them
+        """Create the lab's ``cloud_starter`` (disks first), labelled with the session; a retried start finds them
         made and converges their labels."""
         fence, project = fence_of(spec), self.project_of(spec)
-        for item in sorted(fence.starter, key=lambda i: i.kind != "Disk"):
-            zone, name = item.zone or fence.zones[0], lbl.resource_name(item.name, spec.session_id)
-            what = f"create the starter {item.kind.lower()} {name}"
+        starter = _starter(spec)
+        disks_first: list[StarterVolume | StarterInstance] = [*starter.volumes, *starter.instances]
+        for item in disks_first:
+            zone, name, kind = item.zone or fence.zones[0], lbl.resource_name(item.name, spec.session_id), _kind(item)
             try:
-                if isinstance(item, GcpStarterDisk):
+                if isinstance(item, StarterVolume):
                     op = self._insert_disk(spec, project, zone, name, item)
                 else:
                     op = self._insert_instance(spec, project, zone, name, item)
             except ProviderError as exc:
                 if _code(exc) != 409:
                     raise
-                self._ours_or_refuse(spec, project, zone, item.kind, name)
+                self._ours_or_refuse(spec, project, zone, kind, name)
                 continue
-            self._wait(project, zone, op, what)
-        log.info("gcp sandbox %s ready in %s (%d starter resource(s))", spec.session_id, project, len(fence.starter))
+            self._wait(project, zone, op, f"create the starter {kind.lower()} {name}")
+        log.info("gcp sandbox %s ready in %s (%d starter resource(s))", spec.session_id, project,
+                 len(starter.resources))
 
-    def _insert_disk(self, spec: SandboxSpec, project: str, zone: str, name: str, item: GcpStarterDisk) -> Any:
-        body = compute_v1.Disk(name=name, size_gb=item.size_gb, labels=self._labels(spec, item.labels),
-                               type_=f"projects/{project}/zones/{zone}/diskTypes/{item.disk_type}")
+    def _insert_disk(self, spec: SandboxSpec, project: str, zone: str, name: str, item: StarterVolume) -> Any:
+        body = compute_v1.Disk(name=name, size_gb=item.size_gib, labels=self._labels(spec, item.tags),
+                               type_=f"projects/{project}/zones/{zone}/diskTypes/{item.disk_type or DEFAULT_DISK}")
         disks = self._client("disks")
         return _call(f"create the starter disk {name}", lambda: disks.insert_unary(
             project=project, zone=zone, disk_resource=body))
 
-    def _insert_instance(self, spec: SandboxSpec, project: str, zone: str, name: str,
-                         item: GcpStarterInstance) -> Any:
-        want = self._labels(spec, item.labels)
-        scheduling = compute_v1.Scheduling(provisioning_model=item.provisioning_model)
-        if item.provisioning_model == "SPOT":
+    def _insert_instance(self, spec: SandboxSpec, project: str, zone: str, name: str, item: StarterInstance) -> Any:
+        want = self._labels(spec, item.tags)
+        scheduling = compute_v1.Scheduling(provisioning_model="SPOT" if item.spot else "STANDARD")
+        if item.spot:
             scheduling.instance_termination_action = "STOP"
+        boot = compute_v1.AttachedDiskInitializeParams(source_image=item.image or DEFAULT_IMAGE, labels=want)
+        if item.boot_disk_gib is not None:
+            boot.disk_size_gb = item.boot_disk_gib
         body = compute_v1.Instance(
-            name=name, machine_type=f"zones/{zone}/machineTypes/{item.machine_type}", labels=want,
-            scheduling=scheduling,
-            disks=[compute_v1.AttachedDisk(boot=True, auto_delete=True, initialize_params=(
-                compute_v1.AttachedDiskInitializeParams(disk_size_gb=item.boot_disk_gb, labels=want)))],
+            name=name, machine_type=f"zones/{zone}/machineTypes/{item.instance_type}", labels=want,
+            scheduling=scheduling, disks=[compute_v1.AttachedDisk(boot=True, auto_delete=True, initialize_params=boot)],
             network_interfaces=[compute_v1.NetworkInterface(network="global/networks/default")])
         instances = self._client("instances")
         return _call(f"create the starter instance {name}", lambda: instances.insert_unary(
@@ -289,19 +302,18 @@ class GcpSandboxes:
         seen = ({("Instance", z, str(i["name"])) for z, i in listed.instances}
                 | {("Disk", z, str(d["name"])) for z, d in listed.disks})
         restored = False
-        for item in fence.starter:
-            zone, name = item.zone or fence.zones[0], lbl.resource_name(item.name, spec.session_id)
-            if (item.kind, zone, name) in seen:
+        for item in _starter(spec).resources:
+            zone, name, kind = item.zone or fence.zones[0], lbl.resource_name(item.name, spec.session_id), _kind(item)
+            if (kind, zone, name) in seen:
                 continue
             try:
-                self._relabel(project, zone, item.kind, name, {lbl.SESSION_LABEL: lbl.session_value(spec.session_id)},
+                self._relabel(project, zone, kind, name, {lbl.SESSION_LABEL: lbl.session_value(spec.session_id)},
                               session_id=spec.session_id)
             except ProviderError as exc:
                 if _code(exc) == 404:
                     continue  # deleted: nothing to restore
                 raise
-            log.warning("gcp sandbox %s: %s %s had lost its session label; restored", spec.session_id, item.kind,
-                        name)
+            log.warning("gcp sandbox %s: %s %s had lost its session label; restored", spec.session_id, kind, name)
             restored = True
         return restored
 
