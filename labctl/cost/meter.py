@@ -108,11 +108,31 @@ def _warn(warnings: list[str], text: str) -> None:
 
 def instance_hourly(res: Resource, sheet: PriceSheet, provider: str,
                     warnings: list[str]) -> tuple[Decimal, Decimal]:
-    """(hourly, on-demand hourly) of a cloud ``Instance``: its sheet row, else a stated fallback with a warning;
-    nothing while it is not running (stopped instances pay only for their volumes)."""
+    """(hourly, on-demand hourly) of a cloud ``Instance``: its type's sheet row, else a stated fallback with a
+    warning, plus the GPUs attached to it (GCP prices them apart from the machine type: the sheet's ``accelerators``,
+    else the fallback GPU-hour rate with a warning); nothing while it is not running (stopped instances pay only for
+    their volumes)."""
     if res.phase not in RUNNING_INSTANCE_PHASES:
         return Decimal(0), Decimal(0)
     capacity: sheet_mod.CapacityType = res.capacity_type or "on-demand"
+    hourly, on_demand = _type_hourly(res, sheet, provider, capacity, warnings)
+    for product, count in sorted(res.accelerators.items()):
+        attached = sheet.accelerator(provider, res.region, product)
+        if attached is not None:
+            hourly += count * attached.hourly_usd(capacity)
+            on_demand += count * attached.on_demand_hourly_usd
+        else:
+            rate = sheet.fallback.gpu_hourly_usd
+            hourly, on_demand = hourly + count * rate, on_demand + count * rate
+            _warn(warnings, f"Instance/{res.name}: {count} attached {product} GPU(s) in {provider} "
+                            f"{res.region or '(no region)'} have no accelerators row in the price sheet; priced at "
+                            f"the fallback ${rate} per GPU-hour")
+    return hourly, on_demand
+
+
+def _type_hourly(res: Resource, sheet: PriceSheet, provider: str, capacity: sheet_mod.CapacityType,
+                 warnings: list[str]) -> tuple[Decimal, Decimal]:
+    """(hourly, on-demand hourly) of the instance's type alone: its row, the same type elsewhere, or the dearest."""
     row = sheet.instance(provider, res.region, res.instance_type)
     if row is not None:
         return row.hourly_usd(capacity), row.on_demand_hourly_usd

@@ -277,6 +277,9 @@ class Resource(_Closed):
     capacity_type: CapacityType | None = None
     zone: str | None = None
     region: str | None = None
+    accelerators: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="GPUs attached to a cloud instance beyond its type's own, by product "
+                                          "(GCP's guestAccelerators), e.g. {'nvidia-tesla-t4': 1}")
 
     @field_validator("min_available", "max_unavailable")
     @classmethod

@@ -31,9 +31,11 @@ def _snap(*resources: Resource) -> Snapshot:
                     resources=list(resources))
 
 
-def _vm(name: str, machine_type: str, *, spot: bool = False, phase: str = "running") -> Resource:
+def _vm(name: str, machine_type: str, *, spot: bool = False, phase: str = "running",
+        accelerators: dict[str, int] | None = None) -> Resource:
     return Resource(kind="Instance", name=name, instance_type=machine_type, phase=phase, region="us-central1",
-                    zone="us-central1-a", capacity_type="spot" if spot else "on-demand", running_hours=2.0)
+                    zone="us-central1-a", capacity_type="spot" if spot else "on-demand", running_hours=2.0,
+                    accelerators=accelerators or {})
 
 
 @pytest.mark.parametrize(("machine_type", "on_demand", "spot"), [
@@ -59,6 +61,19 @@ def test_disks_by_size_stopped_vms_free_unknown_types_at_the_dearest_row(sheet: 
     assert disk is not None and disk.hourly_usd == pytest.approx(200 * 0.04 / 730)
 
 
+def test_gpus_attached_to_a_machine_type_add_their_accelerator_price_by_market(sheet: PriceSheet) -> None:
+    t4s = {"nvidia-tesla-t4": 2}
+    priced = meter.price(_snap(_vm("od", "n1-standard-8", accelerators=t4s),
+                               _vm("sp", "n1-standard-8", spot=True, accelerators=t4s),
+                               _vm("odd", "n1-standard-8", accelerators={"nvidia-h200-141gb": 1})), sheet)
+    od, sp, odd = (priced.snapshot.resource("Instance", n) for n in ("od", "sp", "odd"))
+    assert od is not None and od.hourly_usd == pytest.approx(0.38 + 2 * 0.35)
+    assert sp is not None and (sp.hourly_usd, sp.on_demand_hourly_usd) == (
+        pytest.approx(0.152 + 2 * 0.1225), pytest.approx(0.38 + 2 * 0.35))
+    assert odd is not None and odd.hourly_usd == pytest.approx(0.38 + 0.95)  # the fallback GPU-hour, never free
+    assert [w for w in priced.warnings if "nvidia-h200-141gb" in w and "no accelerators row" in w]
+
+
 def test_the_starter_burns_what_the_sheet_says(provider: GcpSandboxes, sheet: PriceSheet) -> None:
     spec = gcp.spec()
     provider.provision(spec)
@@ -67,3 +82,17 @@ def test_the_starter_burns_what_the_sheet_says(provider: GcpSandboxes, sheet: Pr
     assert float(priced.burn_rate_usd_per_hour) == pytest.approx(3.673 + 210 * 0.04 / 730)
     vm = priced.snapshot.resource("Instance", gcp.starter_name("trainer-a100", spec.session_id))
     assert vm is not None and vm.cost_usd == pytest.approx(3.673, rel=0.01)
+
+
+def test_a_learner_s_attached_gpus_are_read_from_compute_and_billed(provider: GcpSandboxes, sheet: PriceSheet) -> None:
+    spec = gcp.spec(gcp.gcp_lab(cloud_starter=None, gcp={"project": gcp.PROJECT, "zones": gcp.ZONES,
+                                                         "machine_types": ["n1-standard-8"]}))
+    provider.provision(spec)
+    who = gcp.learner(provider.credentials(spec))
+    name = who.launch(f"t4-{spec.session_id[-10:]}", machine_type="n1-standard-8", accelerators={"nvidia-tesla-t4": 1})
+    snap = provider.snapshot(spec, now=datetime.now(UTC))
+    vm = snap.resource("Instance", name)
+    assert vm is not None and vm.accelerators == {"nvidia-tesla-t4": 1}
+    priced = meter.price(snap, sheet)
+    billed = priced.snapshot.resource("Instance", name)
+    assert billed is not None and billed.hourly_usd == pytest.approx(0.38 + 0.35)

@@ -67,7 +67,8 @@ class Learner:
             op = self.operations.wait(project=self.project, zone=zone or self.zone, operation=op.name)
 
     def launch(self, name: str, *, machine_type: str = "n2-standard-4", spot: bool = False, preemptible: bool = False,
-               labels: dict[str, str] | None = None, with_session_label: bool = True, zone: str | None = None) -> str:
+               labels: dict[str, str] | None = None, with_session_label: bool = True, zone: str | None = None,
+               accelerators: dict[str, int] | None = None) -> str:
         zone = zone or self.zone
         all_labels = {**(labels or {}), **(dict([self.session_label]) if with_session_label else {})}
         scheduling = compute_v1.Scheduling(provisioning_model="SPOT" if spot else "STANDARD")
@@ -77,7 +78,10 @@ class Learner:
             name=name, machine_type=f"zones/{zone}/machineTypes/{machine_type}", labels=all_labels,
             scheduling=scheduling, disks=[compute_v1.AttachedDisk(
                 boot=True, auto_delete=True, initialize_params=compute_v1.AttachedDiskInitializeParams(
-                    source_image=IMAGE, disk_size_gb=10, labels=all_labels))])
+                    source_image=IMAGE, disk_size_gb=10, labels=all_labels))],
+            guest_accelerators=[compute_v1.AcceleratorConfig(
+                accelerator_type=f"zones/{zone}/acceleratorTypes/{product}", accelerator_count=count)
+                for product, count in (accelerators or {}).items()])
         self.wait(self.instances.insert_unary(project=self.project, zone=zone, instance_resource=body), zone)
         return name
 

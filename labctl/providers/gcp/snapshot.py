@@ -84,13 +84,14 @@ def instance(item: Mapping[str, Any], *, zone: str, name: str, now: datetime) ->
     status = str(item.get("status") or "UNKNOWN")
     started = _time(_field(item, "lastStartTimestamp", "last_start_timestamp")) or _time(
         _field(item, "creationTimestamp", "creation_timestamp"))
-    accelerators = [f"{a.get('acceleratorCount', a.get('accelerator_count', 1))}x"
-                    f"{last_segment(a.get('acceleratorType', a.get('accelerator_type')))}"
-                    for a in _field(item, "guestAccelerators", "guest_accelerators") or []]
-    annotations = {"gcp/status": status}
-    if accelerators:
-        annotations["gcp/accelerators"] = ",".join(accelerators)
-    return Resource(kind="Instance", name=name, labels=dict(item.get("labels") or {}), annotations=annotations,
+    accelerators: dict[str, int] = {}
+    for attached in _field(item, "guestAccelerators", "guest_accelerators") or []:
+        product = last_segment(_field(attached, "acceleratorType", "accelerator_type"))
+        count = int(_field(attached, "acceleratorCount", "accelerator_count") or 1)
+        if product and count > 0:
+            accelerators[product] = accelerators.get(product, 0) + count
+    return Resource(kind="Instance", name=name, labels=dict(item.get("labels") or {}),
+                    annotations={"gcp/status": status}, accelerators=accelerators,
                     instance_type=last_segment(_field(item, "machineType", "machine_type")),
                     capacity_type="spot" if is_spot(item) else "on-demand",
                     phase=PHASES.get(status, status.lower()),
