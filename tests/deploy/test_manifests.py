@@ -4,6 +4,7 @@ learner grants equal to what the sandbox templates grant (the RBAC escalation ch
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,3 +150,24 @@ def test_the_grader_jail_component_makes_exactly_its_trade_off(tmp_path: Path) -
         "appArmorProfile": {"type": "Unconfined"}, "procMount": "Unmasked"}
     labels = built[("Namespace", "labctl")]["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+def test_the_overlay_docs_deploy_shows_builds_what_it_says(tmp_path: Path) -> None:
+    """The example overlay of docs/DEPLOY.md, as written there: image, learners' address, the grader jail."""
+    text = (REPO_ROOT / "docs" / "DEPLOY.md").read_text()
+    found = re.search(r"```yaml\n(# overlays/prod/kustomization.yaml\n.*?)```", text, re.S)
+    assert found, "docs/DEPLOY.md lost its example overlay"
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "deploy").symlink_to(BASE)
+    overlay = tmp_path / "overlays" / "prod"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text(found.group(1))
+    built = {(o["kind"], o["metadata"]["name"]): o for o in kustomize(overlay)}
+    pod = built[("Deployment", "labctl")]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "registry.example.com/labctl:0.1.0"
+    assert pod["hostUsers"] is False
+    settings = built[("ConfigMap", "labctl-settings")]["data"]
+    assert settings["LABCTL_KUBE_LEARNER_SERVER"].startswith("https://")
+    assert settings["LABCTL_ENV"] == "production"  # merged, not replaced
+    Settings.model_validate({k.removeprefix("LABCTL_").lower(): v for k, v in settings.items()
+                             if k != "LABCTL_ENV"})  # every value one labctl accepts
