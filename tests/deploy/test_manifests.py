@@ -24,7 +24,10 @@ Rule = tuple[str, str, str, str]  # (API group, resource, resource name or "", v
 
 
 def kustomize(directory: Path) -> list[dict[str, Any]]:
-    done = subprocess.run([str(build.toolset().kubectl), "kustomize", str(directory)], capture_output=True, text=True,
+    """``kubectl kustomize`` with the built kubectl (kustomize is part of it; `make binaries` builds it)."""
+    kubectl = build.toolset().kubectl
+    assert kubectl.is_file(), f"{kubectl} is missing: run `make binaries` first"
+    done = subprocess.run([str(kubectl), "kustomize", str(directory)], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d]
