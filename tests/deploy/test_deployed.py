@@ -116,14 +116,14 @@ def test_the_grader_jail_component_passes_the_apiservers_validation(deployed: st
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": ["../base"], "components": ["../base/grader-jail"]}))
-    done = world.kubectl(local_cluster, "apply", "-k", str(overlay), "--dry-run=server", check=False)
+    done = local_cluster.kubectl(["apply", "-k", str(overlay), "--dry-run=server"], check=False)
     assert done.returncode == 0, done.stderr
     # The control: the apiserver does validate these fields (an unmasked /proc without a user namespace is refused).
-    rendered = world.kubectl(local_cluster, "kustomize", str(overlay)).stdout
+    rendered = local_cluster.kubectl(["kustomize", str(overlay)]).stdout
     deployment = next(d for d in yaml.safe_load_all(rendered) if d["kind"] == "Deployment")
     deployment["spec"]["template"]["spec"]["hostUsers"] = True
-    refused = world.kubectl(local_cluster, "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(deployment),
-                            check=False)
+    refused = local_cluster.kubectl(["apply", "--dry-run=server", "-f", "-"], stdin=yaml.safe_dump(deployment),
+                                    check=False)
     assert refused.returncode != 0 and "hostUsers" in refused.stderr, refused.stderr
 
 
@@ -153,9 +153,8 @@ def test_in_cluster_configuration_talks_as_the_pods_service_account(as_labctl: P
 # -- a whole session as labctl's ServiceAccount -------------------------------------------------------------------
 
 
-def test_a_whole_session_lifecycle_under_the_least_role(service: Server, kube: client.ApiClient,
-                                                        local_cluster: LocalCluster, learner_server: str,
-                                                        tmp_path: Path) -> None:
+def test_a_whole_session_lifecycle_under_the_least_role(service: Server, kube: client.ApiClient, kubectl: Any,
+                                                        learner_server: str, tmp_path: Path) -> None:
     apps = client.AppsV1Api(kube)
     session = start(service, "deployed-ada")
     sid, ns = session["id"], session["namespace"]
@@ -171,7 +170,7 @@ def test_a_whole_session_lifecycle_under_the_least_role(service: Server, kube: c
         assert learner["clusters"][0]["cluster"]["server"] == learner_server
         path = tmp_path / "learner.kubeconfig"
         path.write_text(kubeconfig.text)
-        pods = world.kubectl(local_cluster, "get", "deployments", "-o", "name", kubeconfig=path)
+        pods = kubectl("get", "deployments", "-o", "name", kubeconfig=path, check=True)
         assert {f"deployment.apps/{name}" for name in starters} == set(pods.stdout.split())
 
         # The meter: usage written into kwok's objects, the sandbox priced.

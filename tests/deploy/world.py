@@ -10,7 +10,6 @@ waits until the apiserver's authorizer says so, then puts it back.
 from __future__ import annotations
 
 import base64
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,34 +28,24 @@ IDENTITY = f"system:serviceaccount:{NAMESPACE}:labctl"
 ADMIN_TOKEN = "deploy-test-admin-token-0123456789abcdef0123"
 
 
-def kubectl(cluster: LocalCluster, *args: str, check: bool = True, stdin: str | None = None,
-            kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The built kubectl against ``kubeconfig`` (default: the cluster's admin one)."""
-    done = subprocess.run([str(cluster.tools.kubectl), "--kubeconfig", str(kubeconfig or cluster.kubeconfig), *args],
-                          input=stdin, capture_output=True, text=True, timeout=120, env={"KUBECONFIG": ""})
-    if check and done.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr}")
-    return done
-
-
 def apply_base(cluster: LocalCluster) -> str:
     """``kubectl apply -k manifests/deploy``, then the Secret as docs/DEPLOY.md makes it; kubectl's output."""
-    applied = kubectl(cluster, "apply", "-k", str(BASE)).stdout
-    secret = kubectl(cluster, "-n", NAMESPACE, "create", "secret", "generic", "labctl",
-                     "--from-literal=database-url=postgresql+psycopg://labctl:secret@db.example:5432/labctl",
-                     f"--from-literal=admin-token={ADMIN_TOKEN}", "--dry-run=client", "-o", "yaml").stdout
-    kubectl(cluster, "apply", "-f", "-", stdin=secret)
+    applied = cluster.kubectl(["apply", "-k", str(BASE)]).stdout
+    secret = cluster.kubectl(["-n", NAMESPACE, "create", "secret", "generic", "labctl",
+                              "--from-literal=database-url=postgresql+psycopg://labctl:secret@db.example:5432/labctl",
+                              f"--from-literal=admin-token={ADMIN_TOKEN}", "--dry-run=client", "-o", "yaml"]).stdout
+    cluster.kubectl(["apply", "-f", "-"], stdin=secret)
     return applied
 
 
 def remove_base(cluster: LocalCluster) -> None:
-    kubectl(cluster, "delete", "-k", str(BASE), "--ignore-not-found", "--wait=false", check=False)
+    cluster.kubectl(["delete", "-k", str(BASE), "--ignore-not-found", "--wait=false"], check=False)
 
 
 def service_account_kubeconfig(cluster: LocalCluster, path: Path, *, server: str | None = None) -> Path:
     """A kubeconfig for the ServiceAccount ``labctl`` (a TokenRequest through kubectl), the cluster's CA, and the
     apiserver at ``server`` (default: the admin kubeconfig's)."""
-    token = kubectl(cluster, "-n", NAMESPACE, "create", "token", "labctl", "--duration=2h").stdout.strip()
+    token = cluster.kubectl(["-n", NAMESPACE, "create", "token", "labctl", "--duration=2h"]).stdout.strip()
     admin = yaml.safe_load(cluster.kubeconfig.read_text())["clusters"][0]["cluster"]
     ca = Path(admin["certificate-authority"]).read_bytes()
     config = {
