@@ -103,7 +103,8 @@ def build(settings: Settings) -> Runtime:
                       providers=settings.providers)
     provider = KubernetesSandboxes(settings.effective_kubeconfig, settings.manifests_dir,
                                    step_delay_s=settings.provision_step_delay_s,
-                                   timeout=(settings.kube_connect_timeout_s, settings.kube_read_timeout_s))
+                                   timeout=(settings.kube_connect_timeout_s, settings.kube_read_timeout_s),
+                                   learner_server=settings.kube_learner_server)
     providers = ProviderRouter(provider_factories(settings, kubernetes=provider),
                                in_use={lab.provider for lab in catalog.values()},
                                cooldown_s=settings.backend_cooldown_s)

@@ -1,15 +1,18 @@
 """Typed settings from the environment (``LABCTL_*``), validated once at start.
 
 Development is the default: the data directory is ``~/.local/share/labctl``, the store is a SQLite file in it, and
-the Kubernetes cluster is the local control plane when its kubeconfig exists. In ``production`` labctl refuses to start
-without an explicit admin token and an explicit kubeconfig, so no default secret or surprising cluster is ever used,
-and an exam webhook secret must be a real ``whsec_`` secret (base64 of at least 24 random bytes).
+the Kubernetes cluster is the local control plane when its kubeconfig exists. Without a kubeconfig, labctl running in a
+pod talks to its own cluster as the pod's ServiceAccount (in-cluster). In ``production`` labctl refuses to start
+without an explicit admin token and an explicit cluster (a kubeconfig, or the pod's ServiceAccount together with the
+address learners reach the apiserver at), so no default secret or surprising cluster is ever used, and an exam webhook
+secret must be a real ``whsec_`` secret (base64 of at least 24 random bytes).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 import socket
 from pathlib import Path
@@ -24,6 +27,13 @@ MIN_SECRET_BYTES = 24
 # A CSP frame-ancestors source labctl accepts: 'self', 'none', or a scheme and host (a leading *. allowed), port.
 FRAME_SOURCE = re.compile(r"^('self'|'none'|https?://(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:\d{1,5})?)$")
 ProviderName = Literal["kubernetes", "aws", "gcp"]
+# What Kubernetes gives every pod: the apiserver's Service address in the environment, a ServiceAccount token on disk.
+POD_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def in_a_pod() -> bool:
+    """Whether this process runs in a Kubernetes pod with a ServiceAccount token mounted (in-cluster configuration)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and POD_TOKEN.is_file()
 
 
 def _default_data_dir() -> Path:
@@ -36,7 +46,13 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite under data_dir")
-    kubeconfig: Path | None = Field(default=None, description="default: the local control plane's, if it exists")
+    kubeconfig: Path | None = Field(
+        default=None, description="default: the local control plane's, if it exists; else, in a pod, the pod's "
+                                  "ServiceAccount (in-cluster)")
+    kube_learner_server: str | None = Field(
+        default=None, pattern=r"^https://[^/?#\s]+$",
+        description="the Kubernetes API address written into learners' kubeconfigs (the cluster's public endpoint); "
+                    "default: the one labctl talks to, which in a pod is the cluster-internal Service address")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     admin_token: SecretStr | None = None
@@ -179,8 +195,14 @@ class Settings(BaseSettings):
             token = self.admin_token.get_secret_value() if self.admin_token else ""
             if len(token) < 32:
                 raise ValueError("LABCTL_ADMIN_TOKEN must be set to at least 32 characters when LABCTL_ENV=production")
-            if self.kubeconfig is None:
-                raise ValueError("LABCTL_KUBECONFIG must name the cluster's kubeconfig when LABCTL_ENV=production")
+            if self.kubeconfig is None and not in_a_pod():
+                raise ValueError("LABCTL_KUBECONFIG must name the cluster's kubeconfig when LABCTL_ENV=production "
+                                 "(or run labctl in the cluster, as a pod with a ServiceAccount)")
+            if self.kubeconfig is None and self.kube_learner_server is None:
+                raise ValueError("LABCTL_KUBE_LEARNER_SERVER must be set when labctl runs in a pod with "
+                                 "LABCTL_ENV=production: learners' kubeconfigs would name the cluster-internal "
+                                 "address they cannot reach; set the apiserver's public endpoint (e.g. "
+                                 "https://ABC123.gr7.us-east-1.eks.amazonaws.com)")
             if self.lti_platforms_file is not None and self.lti_key_file is None:
                 raise ValueError("LABCTL_LTI_KEY_FILE must name the tool's RSA key when LTI platforms are set and "
                                  "LABCTL_ENV=production (the platforms keep its public key)")
@@ -220,7 +242,8 @@ class Settings(BaseSettings):
             "env": self.env,
             "data_dir": str(self.data_dir),
             "database_url": _hide_password(self.effective_database_url),
-            "kubeconfig": str(self.effective_kubeconfig or "(none)"),
+            "kubeconfig": str(self.effective_kubeconfig or ("(in-cluster)" if in_a_pod() else "(none)")),
+            "learner_api_server": self.kube_learner_server or "(as labctl's)",
             "listen": f"{self.host}:{self.port}",
             "labs_dir": str(self.labs_dir),
             "providers": ",".join(self.providers),

@@ -1,4 +1,6 @@
-"""Kubernetes API clients built from a kubeconfig file (the local control plane's, kind's, EKS's or GKE's).
+"""Kubernetes API clients built from a kubeconfig file (the local control plane's, kind's, EKS's or GKE's), or, with
+no kubeconfig, from the pod's own ServiceAccount (in-cluster: the token and CA Kubernetes mounts in every pod, the
+apiserver from ``KUBERNETES_SERVICE_HOST``/``_PORT``; the token file is read again as the kubelet rotates it).
 
 Every request has a deadline: the SDK waits forever by default (no timeout unless a call passes
 ``_request_timeout``), so an apiserver that stops answering would hang a request, and a sweep, for the whole outage.
@@ -8,14 +10,22 @@ a refused connection once but never a read that already timed out.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import urllib3
 from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.incluster_config import InClusterConfigLoader
 
 # (connect, read) seconds when the caller does not choose: labctl's settings pass theirs.
 DEFAULT_TIMEOUT = (3.0, 20.0)
+# Where Kubernetes mounts a pod's ServiceAccount token and the cluster's CA.
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+NO_CLUSTER = ("no kubeconfig and not in a pod: set LABCTL_KUBECONFIG, run `labctl cluster up`, or run labctl in the "
+              "cluster with a ServiceAccount (manifests/deploy)")
 
 
 class TimedApiClient(client.ApiClient):
@@ -31,15 +41,20 @@ class TimedApiClient(client.ApiClient):
                                 _request_timeout=_request_timeout or self.timeout)
 
 
-def api_client(kubeconfig: Path, *, retries: int | None = None, pool_size: int | None = None,
-               timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> client.ApiClient:
-    """A client for the kubeconfig's current context; never reads ~/.kube/config implicitly.
+def api_client(kubeconfig: Path | None, *, retries: int | None = None, pool_size: int | None = None,
+               timeout: tuple[float, float] = DEFAULT_TIMEOUT, service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+               environ: Mapping[str, str] = os.environ) -> client.ApiClient:
+    """A client for the kubeconfig's current context, or (``None``) for the pod's ServiceAccount; never reads
+    ~/.kube/config implicitly.
 
     ``timeout`` is every request's (connect, read) deadline; ``retries=0`` makes a probe fail fast instead of letting
-    urllib3 retry a refused connection.
+    urllib3 retry a refused connection. ``service_account_dir`` and ``environ`` are where a pod's identity is found.
     """
     cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    if kubeconfig is not None:
+        config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    else:
+        load_in_cluster(cfg, service_account_dir=service_account_dir, environ=environ)
     cfg.retries = urllib3.Retry(total=1 if retries is None else retries, read=0, status=0, redirect=0,
                                 raise_on_status=False)
     if pool_size is not None:
@@ -47,13 +62,24 @@ def api_client(kubeconfig: Path, *, retries: int | None = None, pool_size: int |
     return TimedApiClient(cfg, timeout=timeout)
 
 
-def ping(kubeconfig: Path | None, *, timeout_s: float = 3.0) -> str:
-    """The apiserver's version if it answers within ``timeout_s``; raises with a readable reason otherwise."""
-    if kubeconfig is None:
-        raise RuntimeError("no kubeconfig: set LABCTL_KUBECONFIG or run `labctl cluster up`")
-    if not kubeconfig.exists():
+def load_in_cluster(cfg: client.Configuration, *, service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+                    environ: Mapping[str, str] = os.environ) -> None:
+    """Fill ``cfg`` from the pod's ServiceAccount; raises ``RuntimeError`` saying what to set when not in a pod."""
+    loader = InClusterConfigLoader(token_filename=str(service_account_dir / "token"),
+                                   cert_filename=str(service_account_dir / "ca.crt"), environ=environ)
+    try:
+        loader.load_and_set(cfg)
+    except ConfigException as exc:
+        raise RuntimeError(f"{NO_CLUSTER} (in-cluster configuration: {exc})") from exc
+
+
+def ping(kubeconfig: Path | None, *, timeout_s: float = 3.0, service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+         environ: Mapping[str, str] = os.environ) -> str:
+    """The apiserver's version if it answers within ``timeout_s``; raises with a readable reason otherwise.
+    ``None``: the pod's ServiceAccount (in-cluster)."""
+    if kubeconfig is not None and not kubeconfig.exists():
         raise RuntimeError(f"kubeconfig {kubeconfig} does not exist")
-    with api_client(kubeconfig, retries=0) as api:
+    with api_client(kubeconfig, retries=0, service_account_dir=service_account_dir, environ=environ) as api:
         try:
             info = client.VersionApi(api).get_code(_request_timeout=timeout_s)
         except Exception as exc:  # the SDK raises urllib3, socket and ApiException errors alike

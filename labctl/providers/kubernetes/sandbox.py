@@ -44,8 +44,10 @@ class KubernetesSandboxes:
     name = "kubernetes"
 
     def __init__(self, kubeconfig: Path | None, manifests_dir: Path, *, step_delay_s: float = 0.0,
-                 timeout: tuple[float, float] = kube.DEFAULT_TIMEOUT) -> None:
-        self.kubeconfig = kubeconfig
+                 timeout: tuple[float, float] = kube.DEFAULT_TIMEOUT, learner_server: str | None = None) -> None:
+        self.kubeconfig = kubeconfig  # None: the pod's ServiceAccount (in-cluster)
+        # The apiserver address learners' kubeconfigs name; None: the one labctl talks to.
+        self.learner_server = learner_server
         self.manifests_dir = manifests_dir
         self.timeout = timeout  # (connect, read) seconds of every API request
         # Only for tests of interrupted starts: a pause between applied objects widens the window to kill in.
@@ -59,8 +61,7 @@ class KubernetesSandboxes:
     def _client(self) -> client.ApiClient:
         with self._lock:
             if self._api is None:
-                self.ping()
-                assert self.kubeconfig is not None  # ping() refuses a missing kubeconfig
+                self.ping()  # refuses a missing kubeconfig outside a pod, with what to set
                 self._api = api_client(self.kubeconfig, pool_size=32, timeout=self.timeout)
             return self._api
 
@@ -102,7 +103,7 @@ class KubernetesSandboxes:
         token = _call(lambda: client.CoreV1Api(api).create_namespaced_service_account_token(
             "learner", spec.namespace, request))
         cfg = api.configuration
-        cluster: dict[str, Any] = {"server": cfg.host}
+        cluster: dict[str, Any] = {"server": self.learner_server or cfg.host}
         if cfg.ssl_ca_cert:
             cluster["certificate-authority-data"] = base64.b64encode(Path(cfg.ssl_ca_cert).read_bytes()).decode()
         name = f"labctl-{spec.namespace}"
