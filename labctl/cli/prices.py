@@ -39,17 +39,20 @@ def show(
         "--provider", help=f"Only this provider ({', '.join(PROVIDERS)}).")] = None,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Show the price sheet: instance prices (on-demand and spot), attached GPUs, fallback and other rates."""
+    """Show the price sheet: instance prices (on-demand and spot), attached GPUs, cloud volume types, fallback and
+    other rates."""
     if provider is not None and provider.lower() not in PROVIDERS:
         fail(escape(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}"))
     wanted = provider.lower() if provider else None
     sheet = _load(_sheet_path())
     instances = [row for row in sheet.instances if wanted in (None, row.provider)]
     accelerators = [row for row in sheet.accelerators if wanted in (None, row.provider)]
+    disks = [row for row in sheet.disks if wanted in (None, row.provider)]
     if output is not Format.table:
         data = sheet.model_dump(mode="json")
         data["instances"] = [row.model_dump(mode="json") for row in instances]
         data["accelerators"] = [row.model_dump(mode="json") for row in accelerators]
+        data["disks"] = [row.model_dump(mode="json") for row in disks]
         render(data, output)
         return
     render([_instance_row(row) for row in instances], output, title="instances (USD per hour)",
@@ -59,6 +62,10 @@ def show(
         render([{"provider": a.provider, "region": a.region, "gpu_product": a.gpu_product,
                  "on_demand": str(a.on_demand_hourly_usd), "spot": str(a.spot_hourly_usd), "as_of": str(a.as_of)}
                 for a in accelerators], output, title="attached GPUs (USD per GPU-hour)")
+    if disks:
+        render([{"provider": d.provider, "region": d.region, "volume_type": d.volume_type,
+                 "per_gb_month": str(d.gb_month_usd), "as_of": str(d.as_of)}
+                for d in disks], output, title="cloud volumes (USD per GB-month)")
     fallback = sheet.fallback
     render({
         "fallback per vCPU-hour": str(fallback.vcpu_hourly_usd),
@@ -80,7 +87,8 @@ def validate(
     target = path or _sheet_path()
     sheet = _load(target)
     typer.echo(f"{target}: valid ({_count(len(sheet.instances), 'instance type')}, "
-               f"{_count(len(sheet.accelerators), 'attached-GPU price')})")
+               f"{_count(len(sheet.accelerators), 'attached-GPU price')}, "
+               f"{_count(len(sheet.disks), 'volume type')})")
 
 
 def _instance_row(row: InstancePrice) -> dict[str, Any]:

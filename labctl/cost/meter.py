@@ -197,7 +197,8 @@ def price(snapshot: Snapshot, sheet: PriceSheet) -> Priced:
         elif res.kind == "Instance" and snapshot.session.provider != "kubernetes":
             hourly, on_demand_hourly = instance_hourly(res, sheet, snapshot.session.provider, warnings)
         elif res.kind in CLOUD_STORAGE_KINDS and snapshot.session.provider != "kubernetes":
-            hourly = on_demand_hourly = model.pvc_hourly_usd(res.storage or 0, sheet)
+            hourly = on_demand_hourly = model.volume_hourly_usd(
+                res.storage or 0, sheet.disk_gb_month_usd(snapshot.session.provider, res.region, res.volume_type))
         elif res.kind == "Address" and snapshot.session.provider != "kubernetes":
             hourly = on_demand_hourly = address_hourly(sheet, warnings)
         else:

@@ -305,10 +305,15 @@ def pod_hourly_usd(amounts: Mapping[str, Amount], rates: UnitRates, *,
 
 def pvc_hourly_usd(storage_bytes: Amount, sheet: PriceSheet) -> Decimal:
     """A PVC by its requested size: GB (2^30 bytes) x the sheet's GB-month rate / 730 hours."""
+    return volume_hourly_usd(storage_bytes, sheet.storage_gb_month_usd)
+
+
+def volume_hourly_usd(storage_bytes: Amount, gb_month_usd: Decimal) -> Decimal:
+    """A volume by its size: GB (2^30 bytes) x a GB-month rate / 730 hours."""
     size = _amount(storage_bytes)
     if size < 0:
         raise ValueError(f"storage cannot be negative, got {storage_bytes!r}")
-    return size / GIB * sheet.storage_gb_month_usd / HOURS_PER_MONTH
+    return size / GIB * gb_month_usd / HOURS_PER_MONTH
 
 
 def load_balancer_hourly_usd(sheet: PriceSheet) -> Decimal:

@@ -207,6 +207,21 @@ class AcceleratorPrice(_Closed):
         return self.spot_hourly_usd if capacity_type == "spot" else self.on_demand_hourly_usd
 
 
+class DiskPrice(_Closed):
+    """A cloud block volume type (EBS gp3, a GCE pd-balanced disk...) per GB-month in one region."""
+
+    provider: Provider
+    region: str = Field(pattern=_REGION)
+    volume_type: str = Field(pattern=_NAME)
+    gb_month_usd: Usd
+    as_of: date
+    source: Source
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.provider, self.region, self.volume_type)
+
+
 def _first_repeat(keys: list[Any]) -> tuple[int, int] | None:
     seen: dict[Any, int] = {}
     for index, key in enumerate(keys):
@@ -225,10 +240,11 @@ class PriceSheet(_Closed):
     mig: dict[str, dict[MigProfile, Share]] = Field(
         default_factory=dict, description="GPU product -> MIG profile -> share of the whole GPU")
     accelerators: list[AcceleratorPrice] = Field(default_factory=list)
+    disks: list[DiskPrice] = Field(default_factory=list, description="cloud volume types; others at `storage`")
     address: Address | None = Field(default=None, description="public IPv4 addresses (cloud sandboxes)")
     instances: list[InstancePrice] = Field(min_length=1)
 
-    @field_validator("instances", "accelerators")
+    @field_validator("instances", "accelerators", "disks")
     @classmethod
     def _unique_rows(cls, rows: list[Any]) -> list[Any]:
         repeat = _first_repeat([row.key for row in rows])
@@ -256,6 +272,11 @@ class PriceSheet(_Closed):
     @property
     def storage_gb_month_usd(self) -> Decimal:
         return self.storage.gb_month_usd
+
+    def disk_gb_month_usd(self, provider: str | None, region: str | None, volume_type: str | None) -> Decimal:
+        """A cloud volume's GB-month rate: its type's row in its region, else the `storage` rate."""
+        row = next((d for d in self.disks if d.key == (provider, region, volume_type)), None)
+        return row.gb_month_usd if row is not None else self.storage.gb_month_usd
 
     def instance(self, provider: str | None, region: str | None, instance_type: str | None) -> InstancePrice | None:
         """The sheet row of this instance type, if there is one."""

@@ -277,6 +277,8 @@ class Resource(_Closed):
     capacity_type: CapacityType | None = None
     zone: str | None = None
     region: str | None = None
+    volume_type: str | None = Field(default=None, description="a cloud volume's type: gp3, st1 (AWS), pd-balanced "
+                                                               "(GCP)")
     accelerators: dict[str, Annotated[int, Field(ge=1)]] = Field(
         default_factory=dict, description="GPUs attached to a cloud instance beyond its type's own, by product "
                                           "(GCP's guestAccelerators), e.g. {'nvidia-tesla-t4': 1}")

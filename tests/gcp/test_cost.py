@@ -61,6 +61,18 @@ def test_disks_by_size_stopped_vms_free_unknown_types_at_the_dearest_row(sheet: 
     assert disk is not None and disk.hourly_usd == pytest.approx(200 * 0.04 / 730)
 
 
+def test_volumes_are_priced_by_type_and_an_unlisted_type_at_the_storage_rate(sheet: PriceSheet) -> None:
+    def disk(name: str, volume_type: str | None) -> Resource:
+        return Resource(kind="Volume", name=name, storage=100 * GIB, running_hours=2.0, region="us-central1",
+                        volume_type=volume_type)
+
+    priced = meter.price(_snap(disk("ssd", "pd-ssd"), disk("std", "pd-standard"), disk("odd", "hyperdisk-ml"),
+                               disk("none", None)), sheet)
+    rates = {r.name: r.hourly_usd for r in priced.snapshot.resources}
+    assert rates["ssd"] == pytest.approx(100 * 0.17 / 730) and rates["std"] == pytest.approx(100 * 0.04 / 730)
+    assert rates["odd"] == rates["none"] == pytest.approx(100 * float(sheet.storage_gb_month_usd) / 730)
+
+
 def test_gpus_attached_to_a_machine_type_add_their_accelerator_price_by_market(sheet: PriceSheet) -> None:
     t4s = {"nvidia-tesla-t4": 2}
     priced = meter.price(_snap(_vm("od", "n1-standard-8", accelerators=t4s),
@@ -78,8 +90,8 @@ def test_the_starter_burns_what_the_sheet_says(provider: GcpSandboxes, sheet: Pr
     spec = gcp.spec()
     provider.provision(spec)
     priced = meter.price(provider.snapshot(spec, now=datetime.now(UTC) + timedelta(hours=1)), sheet)
-    # the A100 VM, its 10 GB boot disk and the 200 GB scratch disk
-    assert float(priced.burn_rate_usd_per_hour) == pytest.approx(3.673 + 210 * 0.04 / 730)
+    # the A100 VM, its 10 GB boot disk (pd-standard) and the 200 GB scratch disk (pd-balanced), each by its type
+    assert float(priced.burn_rate_usd_per_hour) == pytest.approx(3.673 + (10 * 0.04 + 200 * 0.10) / 730)
     vm = priced.snapshot.resource("Instance", gcp.starter_name("trainer-a100", spec.session_id))
     assert vm is not None and vm.cost_usd == pytest.approx(3.673, rel=0.01)
 

@@ -68,7 +68,8 @@ def test_the_gpu_over_budget_is_stopped_in_one_sweep_and_started_by_a_grant(worl
 
     world.sweeper.run_once()  # first reading: the A100's $3.673/h and its disks, nothing accrued yet
     burn = world.sessions.row_of(row.id).burn_rate_usd_per_hour
-    assert burn is not None and 3.673 < float(burn) < 3.69
+    # the 10 GB boot disk (the fake's default pd-standard) and the 200 GB pd-balanced scratch disk, by type
+    assert burn is not None and float(burn) == pytest.approx(3.673 + (10 * 0.04 + 200 * 0.10) / 730)
     world.clock.now += timedelta(minutes=20)  # $1.22 of a $1 budget
     report = world.sweeper.run_once()
 

@@ -423,7 +423,7 @@ runner = CliRunner()
 def test_cli_validate_the_shipped_sheet() -> None:
     result = runner.invoke(prices_cli.app, ["validate"])
     assert result.exit_code == 0, result.stderr
-    assert "valid (17 instance types, 1 attached-GPU price)" in result.stdout
+    assert "valid (17 instance types, 1 attached-GPU price, 8 volume types)" in result.stdout
 
 
 def test_cli_validate_a_broken_sheet_exits_1_with_problems_on_stderr(tmp_path: Path) -> None:
@@ -442,7 +442,7 @@ def test_cli_validate_uses_the_labs_dir_setting(tmp_path: Path) -> None:
     (tmp_path / "prices.yaml").write_text(MINIMAL)
     result = runner.invoke(prices_cli.app, ["validate"], env={"LABCTL_LABS_DIR": str(tmp_path)})
     assert result.exit_code == 0, result.stderr
-    assert "valid (2 instance types, 0 attached-GPU prices)" in result.stdout
+    assert "valid (2 instance types, 0 attached-GPU prices, 0 volume types)" in result.stdout
 
 
 @pytest.mark.parametrize(("args", "types"), [

@@ -68,7 +68,7 @@ def instance(item: Mapping[str, Any], *, region: str, now: datetime) -> Resource
 def volume(item: Mapping[str, Any], *, region: str, now: datetime) -> Resource:
     created = item.get("CreateTime")
     return Resource(kind="Volume", name=str(item["VolumeId"]), labels=tags(item),
-                    annotations={"aws/volume-type": str(item.get("VolumeType") or "")},
+                    volume_type=str(item.get("VolumeType") or "") or None,
                     storage=int(item.get("Size") or 0) * GIB, phase=str(item.get("State") or "unknown"),
                     running_hours=_hours(created if isinstance(created, datetime) else None, now),
                     mounted_by=sorted(str(a["InstanceId"]) for a in item.get("Attachments") or []

@@ -7,7 +7,7 @@ type from the ``machineType`` URL's last segment, ``capacity_type`` spot when ``
 meter bills (``PROVISIONING``/``STAGING`` -> pending, ``RUNNING`` -> running, ``STOPPING`` -> stopping,
 ``TERMINATED`` -> stopped, ``SUSPENDED`` -> suspended; the raw status in the ``gcp/status`` annotation), hours since
 the last start while running, zone and region, attached disks as ``volumes``. Disks become ``kind: Volume`` (size in
-bytes, ``gcp/disk-type``, the instances using them as ``mounted_by``), attached or not. Names are unique per zone in
+bytes, ``volume_type``, the instances using them as ``mounted_by``), attached or not. Names are unique per zone in
 GCE, so a name used in two zones is written ``<zone>/<name>``.
 """
 
@@ -102,7 +102,7 @@ def instance(item: Mapping[str, Any], *, zone: str, name: str, now: datetime) ->
 
 def disk(item: Mapping[str, Any], *, zone: str, name: str, now: datetime) -> Resource:
     return Resource(kind="Volume", name=name, labels=dict(item.get("labels") or {}),
-                    annotations={"gcp/disk-type": last_segment(item.get("type") or item.get("type_"))},
+                    volume_type=last_segment(item.get("type") or item.get("type_")) or None,
                     storage=int(_field(item, "sizeGb", "size_gb") or 0) * GIB,
                     phase=str(item.get("status") or "unknown").lower(),
                     running_hours=_hours(_time(_field(item, "creationTimestamp", "creation_timestamp")), now),
