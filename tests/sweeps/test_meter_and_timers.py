@@ -307,7 +307,8 @@ def test_unknown_instance_type_prices_at_fallback_with_a_warning(world: World, k
         events = world.client.get(f"/v1/sessions/{session['id']}/events", headers=HEADERS).json()
         warnings = [e["detail"]["reason"] for e in events if e["kind"] == "pricing_warning"]
         assert any("x9.mystery" in w for w in warnings), warnings
-        snap = world.app.state.parts.runtime.sweeper.meter(session["id"], world.app.state.parts.runtime.sweeper.prices())
+        sweeper = world.app.state.parts.runtime.sweeper
+        snap = sweeper.meter(session["id"], sweeper.prices())
         odd = snap.resource("Pod", "odd")
         # 1 vCPU and 1 GiB at OpenCost's fallback unit rates: never zero.
         assert odd is not None and odd.hourly_usd == pytest.approx(0.031611 + 0.004237, rel=0.01)

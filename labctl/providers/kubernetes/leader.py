@@ -13,16 +13,21 @@ within a small part of the lease time (NTP).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from labctl.providers.kubernetes.client import DEFAULT_TIMEOUT, api_client
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+JSON = "application/json"
+
+
+class LeaseError(RuntimeError):
+    """The apiserver refused a Lease request for a reason other than a lost race (RBAC, a bad request)."""
 
 
 def default_namespace() -> str:
@@ -34,24 +39,28 @@ def default_namespace() -> str:
 
 
 def micro_time(value: datetime) -> str:
-    """A ``MicroTime`` as the apiserver writes it: RFC 3339 in UTC with exactly six fractional digits."""
+    """A ``MicroTime`` as the apiserver reads it: RFC 3339 in UTC with exactly six fractional digits."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def is_free(spec: Any, *, holder: str, now: datetime) -> bool:
-    """Whether ``holder`` may take (or renew) a Lease with this spec at ``now``."""
-    if not spec or not spec.holder_identity or spec.holder_identity == holder:
+def is_free(spec: dict[str, Any], *, holder: str, now: datetime) -> bool:
+    """Whether ``holder`` may take (or renew) a Lease with this ``spec`` at ``now``: it holds it, nobody does, or
+    the holder's last renewal is older than the lease's duration."""
+    current = spec.get("holderIdentity")
+    if not current or current == holder:
         return True
-    if spec.renew_time is None or spec.lease_duration_seconds is None:
+    renewed, seconds = spec.get("renewTime"), spec.get("leaseDurationSeconds")
+    if not renewed or seconds is None:
         return True
-    renewed: datetime = spec.renew_time
-    if renewed.tzinfo is None:
-        renewed = renewed.replace(tzinfo=UTC)
-    return renewed + timedelta(seconds=int(spec.lease_duration_seconds)) < now
+    return datetime.fromisoformat(renewed) + timedelta(seconds=int(seconds)) < now
 
 
 class KubernetesLeader:
-    """The :class:`labctl.service.leader.Leader` over one Lease object."""
+    """The :class:`labctl.service.leader.Leader` over one Lease object.
+
+    Requests go out as plain JSON through the SDK's authenticated client: its typed Lease model would turn the
+    ``MicroTime`` strings back into datetimes it writes without the six fractional digits the apiserver requires.
+    """
 
     def __init__(self, kubeconfig: Path, *, name: str, namespace: str, holder: str,
                  timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
@@ -60,71 +69,64 @@ class KubernetesLeader:
         self.namespace = namespace
         self.holder = holder
         self.timeout = timeout
-        self._api: client.CoordinationV1Api | None = None
-
-    def _leases(self) -> client.CoordinationV1Api:
-        if self._api is None:
-            self._api = client.CoordinationV1Api(api_client(self.kubeconfig, timeout=self.timeout))
-        return self._api
+        self._api: client.ApiClient | None = None
 
     def describe(self) -> str:
         return f"the Lease {self.namespace}/{self.name}"
 
     def acquire(self, *, ttl: timedelta, now: datetime) -> bool:
-        api = self._leases()
         seconds = max(1, round(ttl.total_seconds()))
-        try:
-            lease = api.read_namespaced_lease(self.name, self.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        status, lease = self._request("GET", self._path(self.name))
+        if status == 404:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.name, "namespace": self.namespace,
                                  "labels": {"app.kubernetes.io/managed-by": "labctl"}},
                     "spec": {"holderIdentity": self.holder, "leaseDurationSeconds": seconds,
                              "acquireTime": micro_time(now), "renewTime": micro_time(now), "leaseTransitions": 0}}
-            return self._write(lambda: api.create_namespaced_lease(self.namespace, body))
-        spec = lease.spec
+            return self._write("POST", self._path(), body)
+        spec: dict[str, Any] = lease.get("spec") or {}
         if not is_free(spec, holder=self.holder, now=now):
             return False
-        ours = spec is not None and spec.holder_identity == self.holder
-        transitions = int(spec.lease_transitions or 0) if spec is not None else 0
-        acquired = spec.acquire_time if ours and spec is not None and spec.acquire_time is not None else now
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace,
-                             "resourceVersion": lease.metadata.resource_version,
-                             "labels": lease.metadata.labels or {}},
-                "spec": {"holderIdentity": self.holder, "leaseDurationSeconds": seconds,
-                         "acquireTime": micro_time(acquired), "renewTime": micro_time(now),
-                         "leaseTransitions": transitions if ours else transitions + 1}}
-        return self._write(lambda: api.replace_namespaced_lease(self.name, self.namespace, body))
+        ours = spec.get("holderIdentity") == self.holder
+        transitions = int(spec.get("leaseTransitions") or 0)
+        lease["spec"] = {"holderIdentity": self.holder, "leaseDurationSeconds": seconds,
+                         "acquireTime": spec.get("acquireTime") if ours and spec.get("acquireTime")
+                         else micro_time(now),
+                         "renewTime": micro_time(now), "leaseTransitions": transitions if ours else transitions + 1}
+        return self._write("PUT", self._path(self.name), lease)  # carries the resourceVersion it was read with
 
     def release(self, *, now: datetime) -> None:
-        api = self._leases()
-        try:
-            lease = api.read_namespaced_lease(self.name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return
-            raise
-        if lease.spec is None or lease.spec.holder_identity != self.holder:
+        status, lease = self._request("GET", self._path(self.name))
+        spec: dict[str, Any] = lease.get("spec") or {}
+        if status == 404 or spec.get("holderIdentity") != self.holder:
             return
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace,
-                             "resourceVersion": lease.metadata.resource_version,
-                             "labels": lease.metadata.labels or {}},
-                "spec": {"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": micro_time(now),
-                         "leaseTransitions": int(lease.spec.lease_transitions or 0)}}
-        self._write(lambda: api.replace_namespaced_lease(self.name, self.namespace, body))
+        lease["spec"] = {"leaseDurationSeconds": 1, "renewTime": micro_time(now),
+                         "leaseTransitions": int(spec.get("leaseTransitions") or 0)}
+        self._write("PUT", self._path(self.name), lease)
 
-    @staticmethod
-    def _write(write: Any) -> bool:
-        """Send one write; a conflict (a newer ``resourceVersion``, or a Lease created meanwhile) means another
-        replica won this round."""
-        try:
-            write()
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+    # -- requests --------------------------------------------------------------------------------------------------
+
+    def _path(self, name: str | None = None) -> str:
+        base = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
+        return f"{base}/{name}" if name else base
+
+    def _write(self, method: str, path: str, body: dict[str, Any]) -> bool:
+        """One write; a conflict (a newer ``resourceVersion``, or a Lease created meanwhile) means another replica
+        won this round."""
+        status, _ = self._request(method, path, body)
+        return status != 409
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        if self._api is None:
+            self._api = api_client(self.kubeconfig, timeout=self.timeout)
+        api = self._api
+        headers = {"Accept": JSON, **({"Content-Type": JSON} if body is not None else {})}
+        _, url, headers, data, _ = api.param_serialize(method=method, resource_path=path, header_params=headers,
+                                                       body=body, auth_settings=["BearerToken"])
+        response = api.call_api(method, url, header_params=headers, body=data)
+        raw = response.read()
+        parsed: dict[str, Any] = json.loads(raw) if raw else {}
+        if response.status in (404, 409) or 200 <= response.status < 300:
+            return response.status, parsed
+        raise LeaseError(f"Kubernetes refused {method} {path} ({response.status}): "
+                         f"{parsed.get('message', raw[:300])}")
