@@ -127,9 +127,11 @@ class Runtime:
     def deliver(self) -> int:
         """Send the outbox: the dispatcher's sweeps back to back while there is work and this process leads."""
         sent = 0
-        while (attempts := self.dispatcher.run_once()) and self.tenure.held():
+        while True:
+            attempts = self.dispatcher.run_once()
             sent += attempts
-        return sent + attempts
+            if not attempts or not self.tenure.held():
+                return sent
 
     def close(self) -> None:
         """Release what the parts hold: attempts in flight finish, connections close."""
