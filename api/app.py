@@ -27,12 +27,7 @@ log = logging.getLogger("labctl.api")
 def create_app(settings: Settings | None = None, *, background: bool = True) -> FastAPI:
     """The app; ``background=False`` leaves the jobs to the caller (tests drive them one pass at a time)."""
     rt = runtime_mod.build(settings or Settings())
-    return app_of(Parts.of(rt), background=background)
-
-
-def app_of(parts: Parts, *, background: bool = True) -> FastAPI:
-    """The app over parts already built (``create_app``, and tests that change a part first)."""
-    rt = parts.runtime
+    parts = Parts.of(rt)
     loops = runtime_mod.Loops(rt, jobs=rt.jobs())
 
     @asynccontextmanager

@@ -103,6 +103,7 @@ class Tenure:
         self.ttl = ttl
         self.clock = clock
         self._renewed_at: datetime | None = None  # when this process last took or renewed the lock
+        self._unreachable = False  # the lock's backend failed the last time: said once, not at every job
         self._lock = threading.Lock()
 
     @property
@@ -119,8 +120,11 @@ class Tenure:
                 return True
             try:
                 won = self.leader.acquire(ttl=self.ttl, now=now)
+                self._unreachable = False
             except Exception as exc:  # the store or the apiserver did not answer: not leading, until it does
-                log.warning("could not renew the leader lock (%s): %s", self.leader.describe(), exc)
+                if not self._unreachable:
+                    log.warning("could not take or renew the leader lock (%s): %s", self.leader.describe(), exc)
+                self._unreachable = True
                 won = False
             if won and renewed is None:
                 log.info("%s leads now (%s, %gs)", self.leader.holder, self.leader.describe(),

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from labctl import runtime
 from labctl.service import leader
 from labctl.settings import Settings
-from labctl.store.db import Store
+from labctl.store.db import Store, open_store
 from labctl.store.models import Lease, SandboxSession
 from tests.support.clock import FakeClock
 from tests.support.stores import clean_store
@@ -107,3 +107,15 @@ def test_a_long_sweep_renews_its_lease_and_stops_between_sessions_once_it_is_los
     assert report.metered == 0 and len([e for e in report.errors if e[0] != "*"]) == 4
     # ... and after the lock went to replica-b the pass touched no other session.
     assert _holder(store)[0] == "replica-b"
+
+
+def test_a_lock_whose_store_does_not_answer_is_not_held(caplog: pytest.LogCaptureFixture) -> None:
+    gone = open_store("postgresql+psycopg://labctl@127.0.0.1:1/postgres?connect_timeout=2")
+    clock = FakeClock(T0)
+    tenure = leader.Tenure(leader.StoreLeader(gone, name=runtime.LEASE, holder="replica-a"), ttl=TTL, clock=clock)
+    with caplog.at_level("WARNING", logger="labctl.leader"):
+        assert not tenure.held()
+        clock.advance(seconds=1)
+        assert not tenure.held()
+    assert len([r for r in caplog.records if "could not take or renew" in r.getMessage()]) == 1  # said once
+    gone.engine.dispose()
