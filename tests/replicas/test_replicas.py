@@ -3,8 +3,9 @@
 One world for the module: a database of its own on the test session's PostgreSQL server, three real replicas
 (distinct ``LABCTL_REPLICA_ID``, sweeps and webhook delivery every second, a 3 s leader lease) started at the same
 moment (so they also race to migrate the empty database), a `standardwebhooks` receiver subscribed to every event,
-and the labs of ``tests/replicas/labs`` (one small worker each; ``replica-expiry`` lives 25 s). Every request names
-the replica it goes to; every figure is read back from the API, the store, the cluster (kubectl) or the receiver.
+and the labs of ``tests/replicas/labs`` (one small worker each; ``replica-expiry`` lives 30 s and warns 25 s before
+its end, a window wide enough for a sweep on a busy machine). Every request names the replica it goes to; every
+figure is read back from the API, the store, the cluster (kubectl) or the receiver.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def _manifests(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def world(local_cluster: LocalCluster, postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(local_cluster: LocalCluster, postgres_url: str, kubectl: Kubectl,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("replicas")
     url = _database(postgres_url)
     exam_secret = new_secret()
@@ -104,23 +106,29 @@ def world(local_cluster: LocalCluster, postgres_url: str, tmp_path_factory: pyte
             made = c.post("/v1/webhooks/endpoints", json={"url": receiver.url, "events": ["*"]})
             assert made.status_code == 201, made.text
             receiver.secrets.append(made.json()["secret"])
-        expiring = []
-        for i in range(REPLICAS):
+
+        def start_expiring(i: int) -> str:
             with servers[i].client() as c:
                 started = c.post("/v1/sessions", json={"lab_id": "replica-expiry", "learner_id": f"timer-{i}"})
-                assert started.status_code == 201, started.text
-                expiring.append(started.json()["id"])
+            assert started.status_code == 201, started.text
+            sid: str = started.json()["id"]
+            return sid
+
+        with ThreadPoolExecutor(max_workers=REPLICAS) as pool:
+            expiring = list(pool.map(start_expiring, range(REPLICAS)))
         yield World(servers=servers, store=store, receiver=receiver, exam_secret=exam_secret, expiring=expiring)
     finally:
-        try:
-            alive = [s for s in servers if s.proc is not None and s.proc.poll() is None]
-            if alive:
-                alive[0].stop_all_sessions()
-        finally:
-            for server in servers:
-                server.stop()
-            receiver.stop()
-            store.engine.dispose()
+        for server in servers:
+            server.stop()
+        receiver.stop()
+        # The module's sandboxes go with it (the cluster finishes the deletion; the next modules need the room).
+        with store.engine.connect() as conn:
+            left = [sid for (sid,) in conn.execute(text("SELECT id FROM sessions WHERE state <> 'terminated'"))]
+        if left:
+            selector = f"labctl.dev/session in ({','.join(left)})"
+            for kind in ("namespace", "clusterrolebinding"):
+                kubectl("delete", kind, "-l", selector, "--ignore-not-found", "--wait=false", check=True)
+        store.engine.dispose()
 
 
 def _namespaces(kubectl: Kubectl) -> Counter[str]:
