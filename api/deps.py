@@ -1,31 +1,62 @@
-"""Dependencies of the routes: the authorized principal, and the use-case objects.
+"""Dependencies of the routes: the authorized principal, and the typed parts the app was built with.
 
 :data:`Authorized` is the one guard of every token route: the edge (:mod:`api.guard`) has authenticated the bearer
 token; this dependency looks the matched route up in the role matrix (:mod:`labctl.service.roles`) and refuses a role
 the matrix does not name (403 that says which roles may), so route bodies carry no role checks.
+
+:class:`Parts` is the one object ``create_app`` puts on ``app.state`` (``app.state.parts``): the composition root's
+:class:`~labctl.runtime.Runtime` and the HTTP edge's own parts. Routes never read ``app.state``; they take a part
+through an ``Annotated`` alias below (``SessionsDep``, ``StoreDep``, ...) or an accessor (``runtime_of``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 
 from api.learner_links import LearnerLinks
+from api.metrics import Metrics
 from labctl.errors import Forbidden, Unauthorized
+from labctl.outbox.endpoints import Webhooks
 from labctl.outbox.toolkey import ToolKey
-from labctl.runtime import Runtime
+from labctl.runtime import Handler, Runtime
 from labctl.service import roles
 from labctl.service.auth import Principal
 from labctl.service.launches import Launches
 from labctl.service.observation import Observation
 from labctl.service.sessions import Sessions
+from labctl.service.submissions import Submissions
 from labctl.settings import Settings
+from labctl.store.db import Store
 from labctl.store.models import SandboxSession
 
 LearnerUrl = Callable[[SandboxSession], str | None]
+
+
+@dataclass
+class Parts:
+    """What one app serves with: the runtime every process shares, and the HTTP edge's own parts."""
+
+    runtime: Runtime
+    learner_links: LearnerLinks
+    metrics: Metrics
+    readiness_seen: dict[str, bool] = field(default_factory=dict)  # check name -> last outcome (logged on change)
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> Parts:
+        return cls(runtime=runtime, learner_links=LearnerLinks.from_settings(runtime.settings,
+                                                                             admin_token=runtime.admin_token),
+                   metrics=Metrics(runtime.session_costs))
+
+
+def parts_of(app: FastAPI) -> Parts:
+    """The parts ``create_app`` put on the app."""
+    parts: Parts = app.state.parts
+    return parts
 
 
 async def authorized(request: Request) -> Principal:
@@ -47,7 +78,7 @@ async def authorized(request: Request) -> Principal:
 
 def learner_urls(request: Request, principal: Annotated[Principal, Depends(authorized)]) -> LearnerUrl:
     """The ``learner_url`` maker for this caller: a signed link for those who may open the page, else ``None``."""
-    links: LearnerLinks = request.app.state.learner_links
+    links = learner_links(request)
     base_url, now = str(request.base_url), datetime.now(UTC)
     return lambda row: links.url_for(row, principal=principal, base_url=base_url, now=now)
 
@@ -58,47 +89,66 @@ async def optional_principal(request: Request) -> Principal | None:
     return principal
 
 
+def app_parts(request: Request) -> Parts:
+    return parts_of(request.app)
+
+
 def runtime_of(request: Request) -> Runtime:
     """What the composition root built for this app (``labctl.runtime.build``)."""
-    rt: Runtime = request.app.state.runtime
-    return rt
+    return parts_of(request.app).runtime
 
 
 def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return runtime_of(request).settings
+
+
+def store_of(request: Request) -> Store:
+    return runtime_of(request).store
 
 
 def sessions_service(request: Request) -> Sessions:
-    service: Sessions = request.app.state.sessions
-    return service
+    return runtime_of(request).sessions
+
+
+def submissions_service(request: Request) -> Submissions:
+    return runtime_of(request).submissions
 
 
 def observation_service(request: Request) -> Observation:
-    service: Observation = request.app.state.runtime.observation
-    return service
+    return runtime_of(request).observation
 
 
 def launches_service(request: Request) -> Launches:
-    service: Launches = request.app.state.launches
-    return service
+    return runtime_of(request).launches
+
+
+def webhooks_admin(request: Request) -> Webhooks:
+    return runtime_of(request).webhooks
+
+
+def inbound_handlers(request: Request) -> dict[str, Handler]:
+    return runtime_of(request).inbound
 
 
 def learner_links(request: Request) -> LearnerLinks:
-    made: LearnerLinks = request.app.state.learner_links
-    return made
+    return parts_of(request.app).learner_links
 
 
 def lti_key(request: Request) -> ToolKey:
-    key: ToolKey = request.app.state.runtime.lti_key
-    return key
+    return runtime_of(request).lti_key
 
 
 Authorized = Annotated[Principal, Depends(authorized)]
 MaybePrincipal = Annotated[Principal | None, Depends(optional_principal)]
+PartsDep = Annotated[Parts, Depends(app_parts)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+StoreDep = Annotated[Store, Depends(store_of)]
 SessionsDep = Annotated[Sessions, Depends(sessions_service)]
+SubmissionsDep = Annotated[Submissions, Depends(submissions_service)]
 ObservationDep = Annotated[Observation, Depends(observation_service)]
 LaunchesDep = Annotated[Launches, Depends(launches_service)]
+WebhooksDep = Annotated[Webhooks, Depends(webhooks_admin)]
+InboundDep = Annotated[dict[str, Handler], Depends(inbound_handlers)]
 ToolKeyDep = Annotated[ToolKey, Depends(lti_key)]
 LearnerLinksDep = Annotated[LearnerLinks, Depends(learner_links)]
 LearnerUrls = Annotated[LearnerUrl, Depends(learner_urls)]

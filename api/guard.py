@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import parts_of
 from api.problems import problem_response
 from labctl import inputs
 from labctl.errors import Unauthorized
@@ -48,7 +49,7 @@ class BodyTooLarge(HTTPException):
 
 
 class Guard:
-    """The edge checks of the module docstring; reads the store, admin token and limit from ``app.state``."""
+    """The edge checks of the module docstring; reads the store, admin token and limit from the app's runtime."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -57,8 +58,8 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        state = scope["app"].state
-        limit: int = state.settings.max_body_bytes
+        rt = parts_of(scope["app"]).runtime
+        limit: int = rt.settings.max_body_bytes
         path: str = scope["path"]
         if inputs.NUL in path or b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
             await _refuse(scope, receive, send, 400, "the path or the query contains a NUL character (%00), which "
@@ -79,8 +80,8 @@ class Guard:
         authorization = headers.get("authorization")
         if roles.needs_token(rule) or authorization:
             try:
-                principal = await run_in_threadpool(auth.authenticate, state.store, authorization,
-                                                    admin_token=state.admin_token, now=datetime.now(UTC))
+                principal = await run_in_threadpool(auth.authenticate, rt.store, authorization,
+                                                    admin_token=rt.admin_token, now=datetime.now(UTC))
             except Unauthorized as exc:
                 await _refuse(scope, receive, send, 401, exc.detail, exc.slug, {"www-authenticate": "Bearer"})
                 return

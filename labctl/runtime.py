@@ -1,8 +1,13 @@
-"""The composition root: one place that builds labctl's parts from the settings, and runs its background loops.
+"""The composition root: the one place that builds labctl's parts from the settings, for every process.
 
-The API (``create_app``) and the CLI (``labctl sweep --once``) both get their store, catalog, provider and use cases
-from :func:`build`, so they always agree. :class:`Loops` runs the sweeps on APScheduler's interval jobs; each job first
-takes the store's leader lease, so with several replicas exactly one meters, runs timers and delivers webhooks.
+:func:`build` makes the :class:`Runtime`: the store, catalog, providers and use cases, the webhook admin and
+dispatcher, the exam platform's inbound handlers, the readiness probes, the per-session cost gauges and the leader
+lock (``LABCTL_LEADER``: the store's lease row, or a Kubernetes Lease). ``labctl serve`` (``create_app`` puts the
+runtime on the app once; routes receive its parts through ``api.deps``) and ``labctl sweep`` get everything from it,
+so they always agree. :meth:`Runtime.jobs` is the one set of background jobs both run, and :class:`Loops` runs each on
+APScheduler's interval jobs behind the leader's :class:`~labctl.service.leader.Tenure`: with several replicas
+exactly one meters, runs timers, regrades and delivers webhooks, and a long pass stops between two sessions when the
+lead is lost.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -26,12 +31,18 @@ from labctl.catalog import loader
 from labctl.catalog.models import Lab
 from labctl.cost.prices import PriceSheet, load_sheet
 from labctl.grading import jail
+from labctl.outbox import Unprocessable, toolkey
 from labctl.outbox import launch as lti_launch
-from labctl.outbox import toolkey
+from labctl.outbox.dispatcher import Dispatcher
+from labctl.outbox.endpoints import Webhooks
+from labctl.outbox.targets import TargetPolicy
 from labctl.ports import SandboxProvider
+from labctl.providers.kubernetes.leader import KubernetesLeader, default_namespace
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.providers.router import ProviderRouter
+from labctl.service import background as tasks
 from labctl.service import leader
+from labctl.service.gauges import SessionCosts
 from labctl.service.launches import Launches, ScorePassback
 from labctl.service.observation import Observation
 from labctl.service.replay import Replayer
@@ -43,12 +54,18 @@ from labctl.store.db import Store, open_store
 
 log = logging.getLogger("labctl.runtime")
 
-LEASE = "sweeps"
+LEASE = "sweeps"  # the leader lock's name: the store's lease row, or the Lease object "labctl-sweeps"
 RECONCILE_INTERVAL_S = 30.0
+
+Job = tuple[Callable[[], object], float]  # what a background job runs, and every how many seconds
+Handler = Callable[[dict[str, Any]], dict[str, Any]]  # an inbound exam-platform event's data -> its result
+Probe = Callable[[], str]  # a readiness check: its detail, or it raises
 
 
 @dataclass
 class Runtime:
+    """Every part one labctl process works with, built once by :func:`build`."""
+
     settings: Settings
     store: Store
     catalog: dict[str, Lab]
@@ -59,16 +76,28 @@ class Runtime:
     submissions: Submissions
     observation: Observation
     lti_registry: lti_launch.Registry
+    webhooks: Webhooks  # the instructor's endpoints and delivery log
+    dispatcher: Dispatcher  # sends the outbox (the "webhooks" job)
+    tenure: leader.Tenure  # this process's hold on the leader lock
+    session_costs: SessionCosts  # the per-session gauges of /metrics, read from the store
+    inbound: dict[str, Handler] = field(default_factory=dict)  # POST /v1/hooks/exam: event type -> handler
+    probes: dict[str, Probe] = field(default_factory=dict)  # /readyz: check name -> probe
 
     @property
     def holder(self) -> str:
         return self.settings.replica_id
+
+    @property
+    def admin_token(self) -> str:
+        """The first instructor token (``LABCTL_ADMIN_TOKEN``), or "" when none is set."""
+        return self.settings.admin_token.get_secret_value() if self.settings.admin_token else ""
 
     @functools.cached_property
     def lti_key(self) -> toolkey.ToolKey:
         """The tool's LTI key, read (or, in development, made) on first use."""
         return toolkey.load(self.settings.effective_lti_key_file, create=self.settings.lti_key_file is None)
 
+    @functools.cached_property
     def launches(self) -> Launches:
         """The LTI launch use case."""
         return Launches(store=self.store, sessions=self.sessions, registry=self.lti_registry,
@@ -82,28 +111,47 @@ class Runtime:
         return ScorePassback(store=self.store, registry=self.lti_registry, key=self.lti_key,
                              http=lambda: httpx.Client(timeout=30), clock=self.sessions.clock)
 
-    def jobs(self) -> dict[str, tuple[Callable[[], object], float]]:
-        """Every background job, for ``labctl serve`` and ``labctl sweep`` alike (each behind the leader lease)."""
-        jobs: dict[str, tuple[Callable[[], object], float]] = {
-            "sweep": (self.sweeper.run_once, self.settings.sweep_interval_s),
+    def jobs(self) -> dict[str, Job]:
+        """Every background job, for ``labctl serve`` and ``labctl sweep`` alike (each behind the leader lock; the
+        long passes also stop between two sessions when the lead is lost)."""
+        held = self.tenure.held
+        jobs: dict[str, Job] = {
+            "sweep": (lambda: self.sweeper.run_once(held=held), self.settings.sweep_interval_s),
             # Each sweep ends with a reconcile; this one also finishes stops and cleanups that timed out (a namespace
             # slow to go) when sweeps are rare, so no session waits a whole sweep interval in `terminating`.
-            "reconcile": (self.sessions.reconcile, min(RECONCILE_INTERVAL_S, self.settings.sweep_interval_s)),
-            "regrade": (self.submissions.reconcile, 60.0),
+            "reconcile": (lambda: self.sessions.reconcile(held=held),
+                          min(RECONCILE_INTERVAL_S, self.settings.sweep_interval_s)),
+            "regrade": (lambda: self.submissions.reconcile(held=held), 60.0),
+            "webhooks": (self.deliver, 1.0),
         }
         if self.lti_registry.platforms:
             passback = self.score_passback()
             jobs["lti-scores"] = (passback.run_once, 10.0)
         return jobs
 
+    def deliver(self) -> int:
+        """Send the outbox: the dispatcher's sweeps back to back while there is work and this process leads."""
+        sent = 0
+        while True:
+            attempts = self.dispatcher.run_once()
+            sent += attempts
+            if not attempts or not self.tenure.held():
+                return sent
+
+    def close(self) -> None:
+        """Release what the parts hold: attempts in flight finish, connections close."""
+        self.dispatcher.close()
+        self.store.engine.dispose()
+
 
 def build(settings: Settings) -> Runtime:
+    """Every part, from the settings (nothing is contacted yet: the store is migrated and the cluster asked later)."""
     store = open_store(settings.effective_database_url)
     catalog = enabled(loader.load_catalog(settings.labs_dir, settings.manifests_dir, fleet_file=settings.fleet_file),
                       providers=settings.providers)
+    timeout = (settings.kube_connect_timeout_s, settings.kube_read_timeout_s)
     provider = KubernetesSandboxes(settings.effective_kubeconfig, settings.manifests_dir,
-                                   step_delay_s=settings.provision_step_delay_s,
-                                   timeout=(settings.kube_connect_timeout_s, settings.kube_read_timeout_s),
+                                   step_delay_s=settings.provision_step_delay_s, timeout=timeout,
                                    learner_server=settings.kube_learner_server)
     providers = ProviderRouter(provider_factories(settings, kubernetes=provider),
                                in_use={lab.provider for lab in catalog.values()},
@@ -115,10 +163,56 @@ def build(settings: Settings) -> Runtime:
     submissions = Submissions(sessions=sessions, sweeper=sweeper, prices=sheet, graders_dir=settings.graders_dir,
                               repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)),
                               replayer=Replayer(sweeper=sweeper, step_seconds=settings.replay_step_s))
-    return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, providers=providers,
-                   sessions=sessions, sweeper=sweeper, submissions=submissions,
-                   observation=Observation(sessions=sessions, simulate=settings.simulate_demand),
-                   lti_registry=lti_launch.load_registry(settings.lti_platforms_file))
+    targets = TargetPolicy.from_entries(settings.webhook_allow)
+    rt = Runtime(settings=settings, store=store, catalog=catalog, provider=provider, providers=providers,
+                 sessions=sessions, sweeper=sweeper, submissions=submissions,
+                 observation=Observation(sessions=sessions, simulate=settings.simulate_demand),
+                 lti_registry=lti_launch.load_registry(settings.lti_platforms_file),
+                 webhooks=Webhooks(store, targets=targets), dispatcher=Dispatcher(store, targets=targets),
+                 tenure=leader.Tenure(leader_lock(settings, store=store), ttl=timedelta(seconds=settings.leader_ttl_s),
+                                      clock=lambda: datetime.now(UTC)),
+                 session_costs=SessionCosts(store))
+    rt.inbound["grade.requested"] = lambda data: grade_requested(rt, data)
+    # One readiness check per provider the catalog's labs use: "cluster" for Kubernetes, a cloud's by its name.
+    rt.probes.update({"store": lambda: _store_probe(store), "cluster": provider.ping,
+                      **{name: _provider_probe(providers, name) for name in providers.in_use if name != "kubernetes"}})
+    return rt
+
+
+def leader_lock(settings: Settings, *, store: Store) -> leader.Leader:
+    """The leader lock ``LABCTL_LEADER`` names: the store's lease row, or a Lease in the cluster labctl runs in."""
+    if settings.leader == "kubernetes":
+        kubeconfig = settings.effective_kubeconfig
+        if kubeconfig is None:
+            raise ValueError("LABCTL_LEADER=kubernetes needs a cluster: set LABCTL_KUBECONFIG")
+        return KubernetesLeader(kubeconfig, name=f"labctl-{LEASE}",
+                                namespace=settings.leader_namespace or default_namespace(),
+                                holder=settings.replica_id,
+                                timeout=(settings.kube_connect_timeout_s, settings.kube_read_timeout_s))
+    return leader.StoreLeader(store, name=LEASE, holder=settings.replica_id)
+
+
+def grade_requested(rt: Runtime, data: dict[str, Any]) -> dict[str, Any]:
+    """The exam platform's ``grade.requested``: submit the learner's live session for the lab (once) and grade it in
+    the background."""
+    missing = [k for k in ("learner_id", "lab_id") if not isinstance(data.get(k), str) or not data.get(k)]
+    if missing:
+        raise Unprocessable(f"grade.requested needs data.{' and data.'.join(missing)}")
+    sub, created = rt.submissions.submit_requested(lab_id=data["lab_id"], learner_id=data["learner_id"],
+                                                   actor="exam-platform")
+    if created:
+        threading.Thread(target=tasks.run, args=(f"grading {sub.id}", rt.submissions.grade, sub.id),
+                         name=f"grade-{sub.id}", daemon=True).start()
+    return {"submission_id": sub.id, "session_id": sub.session_id, "created": created}
+
+
+def _provider_probe(providers: ProviderRouter, name: str) -> Probe:
+    return lambda: providers.of(name).ping()
+
+
+def _store_probe(store: Store) -> str:
+    store.ping()
+    return f"{store.engine.dialect.name} at revision {store.revision()}"
 
 
 def _platform_keys() -> Callable[[lti_launch.Platform, str], Any]:
@@ -180,35 +274,33 @@ def _sheet_loader(path: Path) -> Callable[[], PriceSheet]:
 
 
 class Loops:
-    """Background jobs on an APScheduler; each runs only while this replica holds the leader lease."""
+    """The background jobs on an APScheduler; each runs only while this process leads (:class:`leader.Tenure`)."""
 
-    def __init__(self, runtime: Runtime, *, jobs: dict[str, tuple[Callable[[], object], float]]) -> None:
+    def __init__(self, runtime: Runtime, *, jobs: dict[str, Job]) -> None:
         self.runtime = runtime
         self.jobs = jobs
+        self.tenure = runtime.tenure
         self.scheduler = BackgroundScheduler(timezone=UTC)
         # APScheduler logs every run and every run skipped while the last one still works: not events. A job's own
         # failure is logged by _guarded, once.
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
         self.stopped = threading.Event()
-        shortest = min(interval for _, interval in jobs.values())
-        self.ttl = timedelta(seconds=max(15.0, 3 * shortest))
 
     def leads(self) -> bool:
-        return leader.try_acquire(self.runtime.store, name=LEASE, holder=self.runtime.holder, ttl=self.ttl,
-                                  now=datetime.now(UTC))
+        return self.tenure.held()
 
     def start(self) -> None:
         for name, (fn, interval) in self.jobs.items():
             self.scheduler.add_job(self._guarded(name, fn), "interval", seconds=interval, id=name, max_instances=1,
                                    coalesce=True, next_run_time=datetime.now(UTC))
         self.scheduler.start()
-        log.info("background loops started: %s",
-                 ", ".join(f"{n} every {i:g}s" for n, (_, i) in self.jobs.items()))
+        log.info("background loops started behind %s (lease %gs): %s", self.tenure.leader.describe(),
+                 self.tenure.ttl.total_seconds(), ", ".join(f"{n} every {i:g}s" for n, (_, i) in self.jobs.items()))
 
     def stop(self) -> None:
         self.stopped.set()
         self.scheduler.shutdown(wait=True)
-        leader.release(self.runtime.store, name=LEASE, holder=self.runtime.holder, now=datetime.now(UTC))
+        self.tenure.release()
 
     def _guarded(self, name: str, fn: Callable[[], object]) -> Callable[[], None]:
         def run() -> None:

@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     replica_id: str = Field(default_factory=socket.gethostname,
                             description="this replica's name in the leader lease; stable across restarts, so a "
                                         "restarted replica leads again at once (replicas on one host: distinct ids)")
+    leader: Literal["store", "kubernetes"] = Field(
+        default="store", description="the leader lock the background jobs run behind: the store's lease row "
+                                     "(any deployment), or a coordination.k8s.io/v1 Lease (labctl run in a cluster)")
+    leader_ttl_s: float = Field(default=15.0, ge=2, le=600,
+                                description="how long the leader's lease lasts unrenewed: a replica that died is "
+                                            "replaced within this time")
+    leader_namespace: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="namespace of the Lease (LABCTL_LEADER=kubernetes); default: the pod's own namespace, else "
+                    "'default'")
     prices_file: Path = REPO_ROOT / "labs" / "prices.yaml"
     graders_dir: Path = REPO_ROOT / "graders"
     sweep_interval_s: float = Field(default=30.0, gt=0, le=3600,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
-from api.deps import Authorized
+from api.deps import Authorized, StoreDep
 from api.schemas import CostRowOut
 from labctl.service import costs
 
@@ -14,6 +14,6 @@ router = APIRouter(prefix="/v1/costs", tags=["costs"])
 
 
 @router.get("", summary="Spend, budget, spot share and idle share per lab or per learner")
-def cost_report(_: Authorized, request: Request,
+def cost_report(_: Authorized, store: StoreDep,
                 group_by: Annotated[Literal["lab", "learner"], Query()] = "lab") -> list[CostRowOut]:
-    return [CostRowOut.of(r) for r in costs.report(request.app.state.store, group_by=group_by)]
+    return [CostRowOut.of(r) for r in costs.report(store, group_by=group_by)]

@@ -37,7 +37,6 @@ from api.deps import learner_links, runtime_of, settings_of
 from api.routers.pages import TEMPLATES
 from api.schemas import BudgetDecision, Extend, IntId
 from labctl.errors import Forbidden, LabctlError, Unauthorized
-from labctl.outbox.endpoints import Webhooks
 from labctl.service import auth, costs, links, overview, paging
 from labctl.service import background as tasks
 from labctl.service.auth import Principal
@@ -108,7 +107,7 @@ def _instructor(request: Request) -> Instructor:
         raise Unauthorized("this dashboard sign-in has expired; sign in again at /dashboard/login") from None
     try:
         principal = auth.reauthenticate(runtime_of(request).store, staff.caller,
-                                        admin_token=request.app.state.admin_token, now=now)
+                                        admin_token=runtime_of(request).admin_token, now=now)
     except Unauthorized as exc:
         raise Unauthorized(f"your dashboard sign-in has ended: {exc.detail}; then sign in again at "
                            "/dashboard/login") from None
@@ -170,7 +169,7 @@ def _filters(lab_id: str | None, learner_id: str | None, state: str | None, page
 
 def _view(request: Request, who: Instructor, filters: dashboard_view.Filters) -> dashboard_view.DashboardView:
     rt = runtime_of(request)
-    webhooks: Webhooks = request.app.state.webhooks
+    webhooks = rt.webhooks
     rows, following = rt.sessions.list_sessions(
         principal=who.principal, lab_id=filters.lab_id or None, learner_id=filters.learner_id or None,
         state=filters.state or None, limit=PAGE_SIZE, after=paging.decode(filters.page) if filters.page else None)
@@ -216,12 +215,12 @@ def login(body: SignIn, request: Request) -> Response:
     if not _same_origin(request):
         raise Forbidden("sign in from labctl's own login page (/dashboard/login), not from another site")
     now = datetime.now(UTC)
-    principal = auth.authenticate(runtime_of(request).store, f"Bearer {body.token.strip()}",
-                                  admin_token=request.app.state.admin_token, now=now)
+    rt = runtime_of(request)
+    principal = auth.authenticate(rt.store, f"Bearer {body.token.strip()}", admin_token=rt.admin_token, now=now)
     if principal.role != "instructor":
         raise Forbidden(f"this is a {principal.role} token ({principal.name}): the dashboard needs an instructor "
                         "token (`labctl tokens create --role instructor`)")
-    ref = auth.reference(principal, admin_token=request.app.state.admin_token)
+    ref = auth.reference(principal, admin_token=rt.admin_token)
     staff = links.StaffPass(ref, links.expiry(now, SIGN_IN_TTL.total_seconds()))
     response = _done(f"Signed in as {principal.name}.", next="/dashboard")
     response.set_cookie(COOKIE, links.sign_pass(staff, key=_key(request), purpose=links.Purpose.DASHBOARD),
@@ -333,6 +332,5 @@ def deny(session_id: str, body: BudgetDecision, request: Request, who: Acting) -
 
 @router.post("/dashboard/deliveries/{delivery_id}/redeliver")
 def redeliver(delivery_id: IntId, request: Request, who: Acting, body: NoBody | None = None) -> Response:
-    webhooks: Webhooks = request.app.state.webhooks
-    view = webhooks.redeliver(delivery_id)
+    view = runtime_of(request).webhooks.redeliver(delivery_id)
     return _done(f"Delivery {view.delivery.id} ({view.event_type}) is sent again now.")

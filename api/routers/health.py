@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import problems
-from api.deps import MaybePrincipal
+from api.deps import MaybePrincipal, PartsDep
 from labctl.service import health
 
 log = logging.getLogger("labctl.api")
@@ -30,11 +30,10 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness: the store and the cluster answer (details with an instructor token)")
-def readyz(request: Request, principal: MaybePrincipal) -> JSONResponse:
-    state = request.app.state
-    result = health.check(state.probes)
-    state.metrics.ready.set(1 if result.ready else 0)
-    _log_changes(state.readiness_seen, result)
+def readyz(parts: PartsDep, principal: MaybePrincipal) -> JSONResponse:
+    result = health.check(parts.runtime.probes)
+    parts.metrics.ready.set(1 if result.ready else 0)
+    _log_changes(parts.readiness_seen, result)
     detailed = principal is not None and principal.role == "instructor"
     checks: dict[str, dict[str, Any]] = {
         name: ({"ok": c.ok, "detail": c.detail, "seconds": c.seconds} if detailed else {"ok": c.ok})
@@ -58,9 +57,8 @@ def _log_changes(seen: dict[str, bool], result: health.Readiness) -> None:
 
 @router.get("/metrics", summary="Prometheus metrics (per-session gauges with an instructor token)",
             response_class=Response)
-def metrics(request: Request, principal: MaybePrincipal) -> Response:
-    state = request.app.state
-    text = generate_latest(state.metrics.registry)
-    if state.settings.metrics_public_sessions or (principal is not None and principal.role == "instructor"):
-        text += generate_latest(state.metrics.sessions)
+def metrics(parts: PartsDep, principal: MaybePrincipal) -> Response:
+    text = generate_latest(parts.metrics.registry)
+    if parts.runtime.settings.metrics_public_sessions or (principal is not None and principal.role == "instructor"):
+        text += generate_latest(parts.metrics.sessions)
     return Response(text, media_type=CONTENT_TYPE_LATEST)

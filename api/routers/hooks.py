@@ -2,14 +2,13 @@
 
 No bearer token: the ``webhook-signature`` over ``id.timestamp.body`` with the secret in ``LABCTL_EXAM_WEBHOOK_SECRET``
 is the authentication. The body is ``{"type": ..., "data": {...}}``; the handler for the type comes from
-``app.state.inbound_handlers`` (the composition root registers them, e.g. ``grade.requested`` -> submit the learner's
-live session). Every rejection is a problem document, and nothing is recorded or done for it; a replayed
+the runtime's ``inbound`` handlers (the composition root registers them, e.g. ``grade.requested`` -> submit the
+learner's live session). Every rejection is a problem document, and nothing is recorded or done for it; a replayed
 ``webhook-id`` is answered with the first result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import InboundDep, SettingsDep, StoreDep
 from api.problems import Problem
 from labctl.outbox import inbound
 
@@ -38,17 +38,15 @@ class InboundOut(BaseModel):
                         409: {"description": "the same webhook-id is being processed right now"},
                         422: {"description": "not an event object, or no handler for its type"},
                         503: {"description": "no exam webhook secret is configured"}})
-async def exam_hook(request: Request) -> InboundOut:
-    state = request.app.state
-    secret = state.settings.exam_webhook_secret
+async def exam_hook(request: Request, settings: SettingsDep, store: StoreDep, handlers: InboundDep) -> InboundOut:
+    secret = settings.exam_webhook_secret
     if secret is None:
         raise Problem(503, "inbound exam webhooks are off: set LABCTL_EXAM_WEBHOOK_SECRET to the whsec_ secret shared "
                            "with the exam platform", slug="not-configured")
     inbound.require_signature(request.headers)  # an unsigned request is refused before its body is read
     body = await request.body()
-    handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = getattr(state, "inbound_handlers", {})
     row = await run_in_threadpool(
-        lambda: inbound.verify_and_record(state.store, headers=dict(request.headers), body=body,
+        lambda: inbound.verify_and_record(store, headers=dict(request.headers), body=body,
                                           secret=secret.get_secret_value(), now=datetime.now(UTC),
                                           handlers=handlers))
     return InboundOut(webhook_id=row.webhook_id, type=row.type, received_at=row.received_at,

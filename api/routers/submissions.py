@@ -3,36 +3,29 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, BackgroundTasks
 
-from api.deps import Authorized
+from api.deps import Authorized, SubmissionsDep
 from api.schemas import SubmissionOut
 from labctl.service import background as tasks
-from labctl.service.submissions import Submissions
 
 router = APIRouter(tags=["submissions"])
 
 
-def _service(request: Request) -> Submissions:
-    service: Submissions = request.app.state.runtime.submissions
-    return service
-
-
 @router.post("/v1/sessions/{session_id}/submissions", status_code=202,
              summary="Submit: freeze, snapshot and grade (poll the submission for the grade)")
-def submit(session_id: str, principal: Authorized, request: Request,
+def submit(session_id: str, principal: Authorized, service: SubmissionsDep,
            background: BackgroundTasks) -> SubmissionOut:
-    service = _service(request)
     sub = service.submit(session_id, principal=principal)
     background.add_task(tasks.run, f"grading {sub.id}", service.grade, sub.id)
     return SubmissionOut.of(sub)
 
 
 @router.get("/v1/submissions/{submission_id}", summary="A submission: its state, grade, checks and receipt")
-def get_submission(submission_id: str, principal: Authorized, request: Request) -> SubmissionOut:
-    return SubmissionOut.of(_service(request).get(submission_id, principal=principal))
+def get_submission(submission_id: str, principal: Authorized, service: SubmissionsDep) -> SubmissionOut:
+    return SubmissionOut.of(service.get(submission_id, principal=principal))
 
 
 @router.get("/v1/sessions/{session_id}/submissions", summary="A session's submissions, oldest first")
-def list_submissions(session_id: str, principal: Authorized, request: Request) -> list[SubmissionOut]:
-    return [SubmissionOut.of(s) for s in _service(request).list_for(session_id, principal=principal)]
+def list_submissions(session_id: str, principal: Authorized, service: SubmissionsDep) -> list[SubmissionOut]:
+    return [SubmissionOut.of(s) for s in service.list_for(session_id, principal=principal)]

@@ -8,35 +8,33 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
-from api.deps import Authorized
+from api.deps import Authorized, SettingsDep, StoreDep
 from api.schemas import CreateToken, IntId, TokenInfo, TokenOut
 from labctl.errors import Unprocessable
 from labctl.service import auth
-from labctl.settings import Settings
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 
 
 @router.post("", status_code=201, summary="Create a token (shown once)")
-def create_token(body: CreateToken, _: Authorized, request: Request) -> TokenOut:
-    settings: Settings = request.app.state.settings
+def create_token(body: CreateToken, _: Authorized, settings: SettingsDep, store: StoreDep) -> TokenOut:
     most = settings.learner_token_ttl_s if body.role == "learner" else settings.token_ttl_s
     if body.ttl_s is not None and body.ttl_s > most:
         raise Unprocessable(f"ttl_s {body.ttl_s} is longer than {body.role} tokens may live ({most} s, "
                             f"LABCTL_{'LEARNER_' if body.role == 'learner' else ''}TOKEN_TTL_S)")
-    row, token = auth.create_token(request.app.state.store, name=body.name, role=body.role,
+    row, token = auth.create_token(store, name=body.name, role=body.role,
                                    learner_id=body.learner_id, now=datetime.now(UTC),
                                    ttl=timedelta(seconds=body.ttl_s or most))
     return TokenOut(**TokenInfo.of(row).model_dump(), token=token)
 
 
 @router.get("", summary="Every token: role, expiry, last use (never the token itself)")
-def list_tokens(_: Authorized, request: Request) -> list[TokenInfo]:
-    return [TokenInfo.of(row) for row in auth.list_tokens(request.app.state.store)]
+def list_tokens(_: Authorized, store: StoreDep) -> list[TokenInfo]:
+    return [TokenInfo.of(row) for row in auth.list_tokens(store)]
 
 
 @router.delete("/{token_id}", summary="Revoke a token now")
-def revoke_token(token_id: IntId, _: Authorized, request: Request) -> TokenInfo:
-    return TokenInfo.of(auth.revoke_token(request.app.state.store, token_id=token_id, now=datetime.now(UTC)))
+def revoke_token(token_id: IntId, _: Authorized, store: StoreDep) -> TokenInfo:
+    return TokenInfo.of(auth.revoke_token(store, token_id=token_id, now=datetime.now(UTC)))

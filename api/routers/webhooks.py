@@ -9,24 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from api.deps import Authorized
+from api.deps import Authorized, WebhooksDep
 from api.schemas import IntId
-from labctl.outbox.endpoints import DeliveryView, Webhooks
+from labctl.outbox.endpoints import DeliveryView
 from labctl.outbox.events import EVENT_TYPES
 from labctl.store.webhook_models import WebhookEndpoint
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
-def webhooks_admin(request: Request) -> Webhooks:
-    admin: Webhooks = request.app.state.webhooks
-    return admin
-
-
-WebhooksDep = Annotated[Webhooks, Depends(webhooks_admin)]
 
 
 class CreateEndpoint(BaseModel):

@@ -16,7 +16,8 @@ def sweep(
     once: Annotated[bool, typer.Option("--once", help="One pass, print what it did, exit.")] = False,
     output: OutputOpt = Format.table,
 ) -> None:
-    """Meter every live session and act on its timers and budget (leader-elected: safe beside `labctl serve`)."""
+    """Meter every live session, act on its timers and budget, regrade and deliver webhooks: the jobs `labctl serve`
+    runs, behind the same leader lock (safe beside it)."""
     from labctl import runtime as runtime_mod  # heavy (SDKs, SQLAlchemy): only for this command
 
     settings = Settings()
@@ -26,6 +27,7 @@ def sweep(
         report = rt.sweeper.run_once()
         render({"metered": report.metered, "actions": [f"{s}: {k} ({r})" for s, k, r in report.actions] or None,
                 "errors": [f"{s}: {e}" for s, e in report.errors] or None}, output)
+        rt.close()
         if report.errors:
             raise typer.Exit(1)
         return
@@ -37,3 +39,4 @@ def sweep(
     stderr.print(f"sweeping every {settings.sweep_interval_s:g}s; Ctrl-C stops")
     stop.wait()
     loops.stop()
+    rt.close()

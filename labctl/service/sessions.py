@@ -52,7 +52,7 @@ from labctl.ports import (
     SandboxSpec,
     Suspension,
 )
-from labctl.service import allowances, paging, policy, roles, states
+from labctl.service import allowances, leader, paging, policy, roles, states
 from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
 from labctl.store.db import Store
@@ -461,10 +461,11 @@ class Sessions:
                 (SandboxSession.last_activity_at.is_(None)) | (SandboxSession.last_activity_at < now - TOUCH_EVERY))
                 .values(last_activity_at=now).execution_options(synchronize_session=False))
 
-    def reconcile(self, *, actor: str = "reconciler") -> dict[str, int]:
+    def reconcile(self, *, actor: str = "reconciler", held: Callable[[], bool] = leader.always) -> dict[str, int]:
         """Finish what an interrupted service left: resume starts, finish stops, retry cleanups.
 
-        A session whose lease another command holds (a reset in flight, a start) is left alone.
+        A session whose lease another command holds (a reset in flight, a start) is left alone; the pass stops
+        before the next session once ``held`` says this replica no longer leads.
         """
         counts = {"resumed": 0, "stopped": 0, "cleaned": 0}
         with self.store.session() as db:
@@ -473,6 +474,8 @@ class Sessions:
                 | (SandboxSession.cleanup_pending.is_(True)))).all()
         now = self.clock()
         for row in rows:
+            if not held():
+                break
             if row.id in self._held or not self._lease_free(row, now):
                 continue  # a command is on it now; the next pass looks again
             try:

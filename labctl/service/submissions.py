@@ -35,7 +35,7 @@ from labctl.grading import receipt as receipt_mod
 from labctl.grading import runner
 from labctl.grading.snapshot import ServiceFigures, Snapshot, snapshot_dict
 from labctl.ports import ProviderError
-from labctl.service import allowances
+from labctl.service import allowances, leader
 from labctl.service import replay as replay_mod
 from labctl.service.auth import Principal
 from labctl.service.sessions import Sessions
@@ -142,7 +142,8 @@ class Submissions:
             return latest, False
         return self.submit(live.id, principal=Principal(name=actor, role="exam")), True
 
-    def reconcile(self, *, stale_after: timedelta = timedelta(minutes=5)) -> int:
+    def reconcile(self, *, stale_after: timedelta = timedelta(minutes=5),
+                  held: Callable[[], bool] = leader.always) -> int:
         """Repair what a killed process left; returns how many submissions and sessions it repaired.
 
         A ``grading`` row whose last sign of life (its replay's heartbeat, else its creation) is older than
@@ -159,9 +160,12 @@ class Submissions:
             orphaned = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state == "submitted",
                                                                         SandboxSession.id.not_in(grading))))
             graded = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state == "graded")))
+        repaired = 0
         for submission_id in stale:
+            if not held():  # another replica leads now: it regrades what is left
+                return repaired
             self.grade(submission_id, actor="reconciler")
-        repaired = len(stale)
+            repaired += 1
         for session_id in orphaned:
             try:
                 self.sessions.transition(session_id, "graded", actor="reconciler",

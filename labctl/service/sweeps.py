@@ -35,7 +35,7 @@ from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError, NotFound
 from labctl.grading.snapshot import ServiceFigures, Snapshot
 from labctl.ports import ProviderError, SandboxSpec
-from labctl.service import guardrails, policy, simulation, states
+from labctl.service import guardrails, leader, policy, simulation, states
 from labctl.service.sessions import Sessions
 from labctl.simulator import economics, ledger, model, starter
 from labctl.store import meter_readings
@@ -69,14 +69,18 @@ class Sweeper:
     def clock(self) -> Callable[[], datetime]:
         return self.sessions.clock
 
-    def run_once(self) -> SweepReport:
-        """Meter every live session, then act on timers and budgets."""
+    def run_once(self, *, held: Callable[[], bool] = leader.always) -> SweepReport:
+        """Meter every live session, then act on timers and budgets; ``held`` is asked before each session (the
+        leader lock renewed), and the pass stops there once it answers ``False`` (another replica leads now)."""
         report = SweepReport()
         self._repair_disagreements(report)
         with self.sessions.store.session() as db:
             ids = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state.in_(METERED_STATES))))
         sheet = self.prices()
-        for session_id in ids:
+        for done, session_id in enumerate(ids):
+            if not held():
+                log.warning("sweep stopped after %d of %d sessions: this replica no longer leads", done, len(ids))
+                return report
             # One session's failure (an unreachable API, a surprising object) must not stop the others' sweep.
             error: str | None = None
             try:
@@ -95,7 +99,7 @@ class Sweeper:
             except Exception as exc:
                 report.errors.append((session_id, f"timers: {exc}"))
                 log.warning("timers of %s failed: %s", session_id, exc, exc_info=not isinstance(exc, LabctlError))
-        self.sessions.reconcile()
+        self.sessions.reconcile(held=held)
         return report
 
     def _repair_disagreements(self, report: SweepReport) -> None:

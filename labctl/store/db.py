@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x6C616263  # the advisory lock key replicas migrating one PostgreSQL database take turns on
 
 
 class Store:
@@ -41,8 +42,11 @@ class Store:
         return cfg
 
     def migrate(self) -> None:
-        """Upgrade the schema to the newest revision (a no-op when already there)."""
+        """Upgrade the schema to the newest revision (a no-op when already there). On PostgreSQL replicas starting
+        together take turns (a transaction-scoped advisory lock): the first migrates, the others find the head."""
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             cfg = self.alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

@@ -58,7 +58,7 @@ class World:
 
     @property
     def rt(self) -> Any:
-        return self.app.state.runtime
+        return self.app.state.parts.runtime
 
     def sweep(self) -> Any:
         return self.rt.sweeper.run_once()
@@ -120,7 +120,7 @@ def make_world(tmp: Path, cluster: LocalCluster, labs: Path | None = None, **set
                       database_url=settings.pop("database_url", f"sqlite:///{tmp / 'labctl.db'}"), **settings)
     app = create_app(config, background=False)
     clock = FakeClock(WEDNESDAY)
-    app.state.runtime.sessions.clock = clock
+    app.state.parts.runtime.sessions.clock = clock
     return World(client=TestClient(app), clock=clock, app=app, settings=config, cluster=cluster)
 
 

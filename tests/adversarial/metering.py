@@ -57,12 +57,12 @@ class Sandbox:
 
     def meter(self) -> Snapshot:
         """One metering of the session by the product's sweeper: the priced snapshot."""
-        rt = self.app.state.runtime
+        rt = self.app.state.parts.runtime
         return rt.sweeper.meter(self.session["id"], rt.sweeper.prices())  # type: ignore[no-any-return]
 
     def sweep_errors(self) -> list[tuple[str, str]]:
         """A whole sweep pass, as the scheduler runs it: what it reported as failed for this session."""
-        report = self.app.state.runtime.sweeper.run_once()
+        report = self.app.state.parts.runtime.sweeper.run_once()
         return [e for e in report.errors if e[0] == self.session["id"]]
 
     def cost(self) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def learner_sandbox(tmp_path: Path, cluster: LocalCluster, lab_id: str, learner:
                         labs_dir=REPO_ROOT / "labs", fleet_file=REPO_ROOT / "labs" / "fleet.yaml",
                         database_url=f"sqlite:///{tmp_path / 'labctl.db'}")
     app = create_app(settings, background=False)
-    app.state.runtime.sessions.clock = lambda: WEDNESDAY
+    app.state.parts.runtime.sessions.clock = lambda: WEDNESDAY
     with TestClient(app) as http:
         r = http.post("/v1/sessions", json={"lab_id": lab_id, "learner_id": learner}, headers=HEADERS)
         assert r.status_code == 201, r.text

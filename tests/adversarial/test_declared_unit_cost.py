@@ -98,7 +98,7 @@ def test_a_declared_unit_cost_moves_no_measured_figure(world: World, kube: clien
     assert report["evidence"][0]["reported"] == pytest.approx(0.0116)
     assert report["evidence"][0]["measured_usd_per_1000"] == pytest.approx(measured)
 
-    with world.app.state.runtime.store.session() as db:
+    with world.app.state.parts.runtime.store.session() as db:
         row = db.get(Submission, sub["id"])
         assert row is not None and row.snapshot is not None
         snapshot: dict[str, Any] = dict(row.snapshot)

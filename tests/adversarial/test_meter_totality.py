@@ -87,7 +87,7 @@ def test_odd_objects_the_apiserver_accepts_are_metered(idle_hunter: Sandbox) -> 
     assert box.cost()["burn_rate_usd_per_hour"] == pytest.approx(snap.cost.burn_rate_usd_per_hour, abs=1e-6)
     assert load_snapshot(dump_snapshot(snap)) == snap
     # and the graders read it: no grader errors on it
-    rt = box.app.state.runtime
+    rt = box.app.state.parts.runtime
     graded = grade(rt.catalog["idle-hunter"], snap, rt.settings.graders_dir, REPO_ROOT)
     assert [c.feedback for c in graded.checks if c.status == "error"] == []
 

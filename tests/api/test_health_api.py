@@ -37,7 +37,7 @@ def test_readyz_is_ready_with_store_and_real_cluster(app_client: TestClient) -> 
     assert r.json() == {"status": "ready", "checks": {"store": {"ok": True}, "cluster": {"ok": True}}}
     body = app_client.get("/readyz", headers=AS_ADMIN).json()
     assert body["checks"]["cluster"]["detail"] == "v1.36.3"
-    head = app_client.app.state.store.head()  # type: ignore[attr-defined]
+    head = app_client.app.state.parts.runtime.store.head()  # type: ignore[attr-defined]
     assert body["checks"]["store"]["detail"] == f"sqlite at revision {head}"
 
 

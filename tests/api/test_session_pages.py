@@ -32,7 +32,7 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
     settings = Settings(data_dir=tmp_path, kubeconfig=dead_kubeconfig(tmp_path), database_url=url,
                         admin_token=ADMIN["Authorization"].removeprefix("Bearer "))
     app = create_app(settings, background=False)
-    with app.state.store.session() as db:
+    with app.state.parts.runtime.store.session() as db:
         for i in range(25):  # three rows per instant: the id breaks the tie
             db.add(SandboxSession(id=f"s-{i:03d}", lab_id="idle-hunter" if i % 2 else "tag-for-showback",
                                   learner_id="ada" if i < 10 else "bob", provider="kubernetes", state="ready",
@@ -74,7 +74,7 @@ def test_filters_hold_on_every_page(client: TestClient) -> None:
 
 def test_rows_created_between_pages_shift_nothing(client: TestClient) -> None:
     first = client.get("/v1/sessions?limit=5", headers=ADMIN)
-    with client.app.state.store.session() as db:  # type: ignore[attr-defined]
+    with client.app.state.parts.runtime.store.session() as db:  # type: ignore[attr-defined]
         db.add(SandboxSession(id="s-new", lab_id="idle-hunter", learner_id="cy", provider="kubernetes",
                               state="ready", budget_usd=5, created_at=T0 + timedelta(hours=1)))
     second = client.get(first.links["next"]["url"], headers=ADMIN)

@@ -69,7 +69,7 @@ class World:
 
     @property
     def rt(self) -> Any:
-        return self.app.state.runtime
+        return self.app.state.parts.runtime
 
     def start(self, learner: str) -> dict[str, Any]:
         r = self.client.post("/v1/sessions", json={"lab_id": LAB, "learner_id": learner}, headers=HEADERS)
@@ -102,13 +102,13 @@ def make_world(tmp_path: Path, cluster: LocalCluster, *, seconds_per_day: int, u
                         database_url=url or f"sqlite:///{tmp_path / 'labctl.db'}", replay_step_s=5.0, replay_max_s=300)
     app = create_app(settings, background=False)
     clock = FakeClock(WEDNESDAY)
-    app.state.runtime.sessions.clock = clock
+    app.state.parts.runtime.sessions.clock = clock
 
     def sleep(seconds: float) -> None:
         time.sleep(seconds)
         clock.advance(seconds=seconds)
 
-    app.state.runtime.submissions.replayer.sleep = sleep
+    app.state.parts.runtime.submissions.replayer.sleep = sleep
     return World(client=TestClient(app), clock=clock, app=app, settings=settings)
 
 

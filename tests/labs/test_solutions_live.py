@@ -373,7 +373,7 @@ def _grade_live(variant: Variant, data_dir: Path, cluster: LocalCluster, kube: c
                         fleet_file=LABS / "fleet.yaml", database_url=f"sqlite:///{data_dir / 'labctl.db'}")
     app = create_app(settings, background=False)
     clock = variant.clock()
-    rt = app.state.runtime
+    rt = app.state.parts.runtime
     rt.sessions.clock = clock
     lab = rt.catalog[variant.lab]
     with ExitStack() as stack:

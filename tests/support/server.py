@@ -26,6 +26,7 @@ class Server:
     extra_env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)  # more `labctl serve` options, e.g. --local-aws
     port: int = field(default_factory=free_port)
+    ready_timeout_s: float = 60.0  # several replicas starting at once on a busy machine need longer
     proc: subprocess.Popen[str] | None = None
 
     @property
@@ -41,7 +42,7 @@ class Server:
         log = (self.data_dir / "serve.log").open("a")
         self.proc = subprocess.Popen([LABCTL, "serve", "--port", str(self.port), *self.args], env=self.env(),
                                      stdout=log, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"labctl serve exited with {self.proc.returncode}; see {self.data_dir}/serve.log")
@@ -52,7 +53,7 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("labctl serve did not become ready in 60s")
+        raise RuntimeError(f"labctl serve did not become ready in {self.ready_timeout_s:g}s")
 
     def kill(self) -> None:
         """SIGKILL: the process gets no chance to clean up, as in a crash or an OOM kill."""

@@ -26,7 +26,7 @@ def test_each_sweep_adds_a_reading_and_the_page_shows_the_ledger(tmp_path: Path,
                 w.clock.advance(minutes=minutes)
                 report = w.sweep()
                 assert report.errors == [], report.errors
-            with w.app.state.store.session() as db:
+            with w.app.state.parts.runtime.store.session() as db:
                 series = meter_readings.series(db, session_id=sid)
             answer = w.client.get(f"/v1/sessions/{sid}", headers=HEADERS).json()
             assert len(series) == 3 and [r.at for r in series] == sorted(r.at for r in series)

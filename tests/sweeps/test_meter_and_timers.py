@@ -40,7 +40,7 @@ class World:
     settings: Settings
 
     def sweep(self) -> Any:
-        return self.app.state.runtime.sweeper.run_once()
+        return self.app.state.parts.runtime.sweeper.run_once()
 
     def session(self, sid: str) -> dict[str, Any]:
         return dict(self.client.get(f"/v1/sessions/{sid}", headers=HEADERS).json())
@@ -68,7 +68,7 @@ def _world(tmp_path: Path, cluster: LocalCluster, labs: Path | None = None, *, d
                         database_url=f"sqlite:///{db or tmp_path / 'labctl.db'}")
     app = create_app(settings, background=False)
     clock = FakeClock(WEDNESDAY)
-    app.state.runtime.sessions.clock = clock
+    app.state.parts.runtime.sessions.clock = clock
     return World(client=TestClient(app), clock=clock, app=app, settings=settings)
 
 
@@ -113,7 +113,7 @@ def test_whole_a100_burn_rate_matches_the_sheet_then_mig_spot_is_cheaper(world: 
     assert burn == pytest.approx(float(per_replica * replicas), rel=0.01)
 
     # The learner applies the lab's reference solution: one 1g.10gb slice on the spot MIG node, rightsized CPU/memory.
-    rt = world.app.state.runtime
+    rt = world.app.state.parts.runtime
     lab = rt.catalog["gpu-rightsizing"]
     context = {"namespace": ns, "session_id": session["id"], "lab_id": lab.id, "learner_id": "gpu-learner"}
     solution = loader.render_solution(lab, world.settings.manifests_dir, context)
@@ -307,7 +307,8 @@ def test_unknown_instance_type_prices_at_fallback_with_a_warning(world: World, k
         events = world.client.get(f"/v1/sessions/{session['id']}/events", headers=HEADERS).json()
         warnings = [e["detail"]["reason"] for e in events if e["kind"] == "pricing_warning"]
         assert any("x9.mystery" in w for w in warnings), warnings
-        snap = world.app.state.runtime.sweeper.meter(session["id"], world.app.state.runtime.sweeper.prices())
+        sweeper = world.app.state.parts.runtime.sweeper
+        snap = sweeper.meter(session["id"], sweeper.prices())
         odd = snap.resource("Pod", "odd")
         # 1 vCPU and 1 GiB at OpenCost's fallback unit rates: never zero.
         assert odd is not None and odd.hourly_usd == pytest.approx(0.031611 + 0.004237, rel=0.01)

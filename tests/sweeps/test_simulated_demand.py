@@ -43,7 +43,7 @@ def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
 
 
 def _ledger(world: World, session_id: str) -> dict[str, tuple[Decimal, Decimal, Decimal]]:
-    with world.app.state.runtime.store.session() as db:
+    with world.app.state.parts.runtime.store.session() as db:
         return {r.workload: (r.offered, r.served, r.dropped) for r in ledger.ledger(db, session_id=session_id)}
 
 
@@ -73,7 +73,7 @@ def test_demand_becomes_usage_and_served_requests(world: World, kube: client.Api
 
     # A reading no time later (as a submission takes one) carries the pods' simulated use, DCGM figures included,
     # and counts no request twice.
-    rt = world.app.state.runtime
+    rt = world.app.state.parts.runtime
     snap = rt.sweeper.meter(sid, rt.sweeper.prices())
     assert snap.cost.usage_source == "simulator"
     pods = [r for r in snap.resources if r.kind == "Pod"]

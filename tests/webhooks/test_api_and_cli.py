@@ -162,7 +162,7 @@ def test_the_service_delivers_in_the_background(tmp_path: Path, receiver: Receiv
     with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as c:
         created = c.post("/v1/webhooks/endpoints", json={"url": receiver.url, "events": "*"}).json()
         receiver.secrets.append(created["secret"])
-        msg = emit_one(app.state.store, Clock(), "session.ready", "s-1")
+        msg = emit_one(app.state.parts.runtime.store, Clock(), "session.ready", "s-1")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # the receiver has it before the dispatcher records the answer
             (delivery,) = c.get("/v1/webhooks/deliveries").json()

@@ -163,7 +163,7 @@ def test_jwks_publishes_the_tool_key(refusing: TestClient) -> None:
 
 def test_scores_owed_are_sent_once_and_survive_an_outage(refusing: TestClient, lms: Lms) -> None:
     app = refusing.app
-    rt = app.state.runtime  # type: ignore[attr-defined]
+    rt = app.state.parts.runtime  # type: ignore[attr-defined]
     clock = FakeClock(datetime(2026, 12, 1, 10, 0, tzinfo=UTC))
     with rt.store.session() as db:
         for sid in ("s-launched", "s-other"):
@@ -220,7 +220,7 @@ def test_a_launch_starts_the_session_a_second_resumes_it_and_its_grade_goes_back
             assert submitted.status_code == 202, submitted.text
             grade = c.get(f"/v1/submissions/{submitted.json()['id']}", headers=ADMIN).json()
             assert grade["state"] == "graded", grade
-            rt = c.app.state.runtime  # type: ignore[attr-defined]
+            rt = c.app.state.parts.runtime  # type: ignore[attr-defined]
             assert rt.score_passback().run_once() == 1
             (score,) = lms.scores
             assert score["userId"] == "ada-42"
