@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
             dispatch_stop.set()
             dispatch.join(timeout=60)
             loops.stop()
+        rt.close()
         dispatcher.close()
         rt.store.engine.dispose()
 

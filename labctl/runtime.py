@@ -81,6 +81,10 @@ class Runtime:
         return ScorePassback(store=self.store, registry=self.lti_registry, key=self.lti_key,
                              http=lambda: httpx.Client(timeout=30), clock=self.sessions.clock)
 
+    def close(self) -> None:
+        """Stop what runs beside the loops: the Kubernetes provider's watch cache."""
+        self.provider.close()
+
     def jobs(self) -> dict[str, tuple[Callable[[], object], float]]:
         """Every background job, for ``labctl serve`` and ``labctl sweep`` alike (each behind the leader lease)."""
         jobs: dict[str, tuple[Callable[[], object], float]] = {

@@ -24,6 +24,7 @@ def sweep(
     rt.store.migrate()
     if once:
         report = rt.sweeper.run_once()
+        rt.close()
         render({"metered": report.metered, "actions": [f"{s}: {k} ({r})" for s, k, r in report.actions] or None,
                 "errors": [f"{s}: {e}" for s, e in report.errors] or None}, output)
         if report.errors:
@@ -37,3 +38,4 @@ def sweep(
     stderr.print(f"sweeping every {settings.sweep_interval_s:g}s; Ctrl-C stops")
     stop.wait()
     loops.stop()
+    rt.close()
