@@ -22,7 +22,9 @@ values cut one character past the snapshot's cap, so its ``truncated`` verdict i
 
 Readers never wait on a broken watch: :meth:`ClusterCache.inventory` answers ``None`` (read directly, the caller's
 fallback) unless every kind is synced: listed, and its watch connected since its last failure (a watch that failed is
-unsynced until its resumed stream delivers an event or a bookmark, or ends cleanly). Usage is not watchable
+unsynced until its resumed stream delivers an event or a bookmark, or ends cleanly). A watch on an apiserver that
+stops answering hangs instead of failing, so the provider distrusts the cache (:meth:`~ClusterCache.distrust`)
+whenever one of its requests (the sweep's listing, the shared usage list) goes unanswered. Usage is not watchable
 (metrics.k8s.io serves lists only): one cluster-wide list is shared by every sandbox read within
 :data:`USAGE_MAX_AGE_S`.
 """
@@ -162,6 +164,12 @@ class ClusterCache:
         """Every kind listed and watched without a failure since (what :meth:`inventory` requires)."""
         with self._lock:
             return all(self._synced.values())
+
+    def distrust(self) -> None:
+        """The apiserver did not answer a request: a watch may hang as silently, so no kind is read until its
+        stream speaks again (an event, a bookmark or a clean end)."""
+        with self._lock:
+            self._synced = dict.fromkeys(self._synced, False)
 
     def wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

@@ -82,6 +82,18 @@ class KubernetesSandboxes:
             watched.wait_ready(self.timeout[1])
         return watched
 
+    def _distrusting(self, fn: Callable[[], T]) -> T:
+        """:func:`_call`; an apiserver that did not answer also makes the watch cache unreadable until its watches
+        speak again (a hung watch does not fail by itself)."""
+        try:
+            return _call(fn)
+        except ProviderUnavailable:
+            with self._lock:
+                watched = self._cache
+            if watched is not None:
+                watched.distrust()
+            raise
+
     def close(self) -> None:
         """Stop the watch cache (the runtime's end)."""
         with self._lock:
@@ -178,9 +190,9 @@ class KubernetesSandboxes:
         synced and knows the namespace, else (and for a frozen sandbox) read directly, one list per kind."""
         with self._lock:
             frozen = spec.namespace in self._frozen
-        inv = None if frozen else _call(lambda: self.watch_cache().inventory(spec.namespace))
+        inv = None if frozen else self._distrusting(lambda: self.watch_cache().inventory(spec.namespace))
         if inv is None:
-            inv = _call(lambda: inventory.collect(self._client(), spec.namespace))
+            inv = self._distrusting(lambda: inventory.collect(self._client(), spec.namespace))
         session = SessionInfo(id=spec.session_id, lab_id=spec.lab.id, learner_id=spec.learner_id, provider="kubernetes",
                               namespace=spec.namespace, started_at=spec.started_at, taken_at=max(now, spec.started_at))
         budget = BudgetInfo(budget_usd=spec.budget_usd, reference_cost_usd=spec.lab.budget.reference_usd)
@@ -203,7 +215,7 @@ class KubernetesSandboxes:
     def sandboxes(self) -> Listing:
         """The sessions whose namespace exists and is not being deleted (by the session label labctl puts on it)."""
         core = client.CoreV1Api(self._client())
-        listed = _call(lambda: core.list_namespace(label_selector=render.SESSION_LABEL))
+        listed = self._distrusting(lambda: core.list_namespace(label_selector=render.SESSION_LABEL))
         return Listing(sessions=frozenset(ns.metadata.labels[render.SESSION_LABEL] for ns in listed.items
                                           if ns.metadata.deletion_timestamp is None),
                        providers=frozenset({self.name}))
