@@ -3,7 +3,7 @@
 One cache per module (its initial lists and 15 watches), on the tests' own cluster. Each test makes its namespaces
 straight through the API with labctl's session label (as a provisioned sandbox has), changes them, and compares the
 cache's inventory with :func:`inventory.collect`'s direct reads of the same namespace, both built into snapshots.
-Requests are counted with a counting wrapper around the ApiClient's ``call_api`` (a measurement of real requests).
+Requests are counted with a counting wrapper around the ApiClient's ``call_api`` (``tests/support/kube_requests.py``).
 """
 
 from __future__ import annotations
@@ -23,35 +23,18 @@ from labctl.grading.snapshot import BudgetInfo, SessionInfo
 from labctl.localcluster.cluster import LocalCluster
 from labctl.ports import SandboxSpec
 from labctl.providers.kubernetes import cache, inventory, render, snapshot
-from labctl.providers.kubernetes.client import TimedApiClient, api_client
+from labctl.providers.kubernetes.client import api_client
 from labctl.providers.kubernetes.inventory import Inventory
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
+from tests.support.kube_requests import Counted, count_requests
 from tests.support.sandbox import MANIFESTS, deployment, learner_sandbox, pod, service, shipped_lab
 
 TIMEOUT = (3.0, 20.0)
 
 
-class Counted:
-    """Every request the process's Kubernetes clients send meanwhile, as (method, path)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def namespaced(self, namespace: str) -> list[tuple[str, str]]:
-        return [c for c in self.calls if f"/namespaces/{namespace}/" in c[1]]
-
-
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> Counted:
-    seen = Counted()
-    original = TimedApiClient.call_api
-
-    def call_api(self: TimedApiClient, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        seen.calls.append((method, url.split("?")[0]))
-        return original(self, method, url, *args, **kwargs)
-
-    monkeypatch.setattr(TimedApiClient, "call_api", call_api)
-    return seen
+    return count_requests(monkeypatch)
 
 
 @pytest.fixture(scope="module")
