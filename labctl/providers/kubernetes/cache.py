@@ -14,11 +14,13 @@ namespace watch's verdict: sandbox -> stored, another namespace -> dropped, a na
 reported yet (the streams are independent) -> held aside until it does. A namespace that goes takes its objects with
 it; a DELETED event removes the object, so a pod that is gone is never billed.
 
-Memory: the objects of a sandbox are the learner's, bounded by its quota (pods, ConfigMaps, Deployments, Jobs,
-Services, PVCs are counted by it); kinds the quota does not count are bounded here: a namespace holding more than
-:data:`MAX_PER_KIND` objects of one kind is dropped from the cache and read directly. Objects are kept without their
-``managedFields``, and ConfigMaps with no more of their data than the snapshot reads (:data:`CONFIG_KEEP_KEYS` keys,
-values cut one character past the snapshot's cap, so its ``truncated`` verdict is unchanged).
+Memory: the objects of a sandbox are the learner's, so the cache bounds them itself: each sandbox may hold
+:data:`MAX_SANDBOX_BYTES` of objects (their JSON size as kept); one that grows beyond is dropped from the cache and
+read directly from then on. Its quota bounds what a learner can make anyway (pods, ConfigMaps, Deployments, Jobs,
+Services, PVCs), but not every kind nor an object's size (annotations alone may hold 256 KiB). Objects are kept
+without their ``managedFields``, and ConfigMaps with no more of their data than the snapshot reads
+(:data:`CONFIG_KEEP_KEYS` keys, values cut one character past the snapshot's cap, so its ``truncated`` verdict is
+unchanged). So the cache holds at most sandboxes x :data:`MAX_SANDBOX_BYTES` plus the nodes.
 
 Readers never wait on a broken watch: :meth:`ClusterCache.inventory` answers ``None`` (read directly, the caller's
 fallback) unless every kind is synced: listed, and its watch connected since its last failure (a watch that failed is
@@ -54,7 +56,8 @@ WATCH_S = 60  # each watch request ends after this long and resumes (the apiserv
 PAGE = 500  # objects a list page holds
 BACKOFF_S = (0.5, 30.0)  # first and longest pause before reconnecting a failed watch
 USAGE_MAX_AGE_S = 5.0  # a usage list this young is shared (metrics-server itself resolves 10 s at best)
-MAX_PER_KIND = 1000  # objects of one kind in one namespace beyond which the namespace is read directly
+MAX_SANDBOX_BYTES = 2 * 2**20  # a sandbox's objects (JSON as kept) beyond which it is read directly: a lab's sandbox
+# holds a few dozen objects of a few KiB each
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 NAMESPACE_FILTER = ",".join(f"metadata.namespace!={ns}" for ns in SYSTEM_NAMESPACES)
 CONFIG_KEEP_KEYS = snapshot.MAX_CONFIG_KEYS + 1
@@ -108,6 +111,15 @@ def kept(obj: Json, kind: Kind) -> Json:
     return obj
 
 
+Sized = tuple[Json, int]  # an object as kept, and its JSON size
+
+
+def sized(obj: Json, kind: Kind) -> Sized:
+    """:func:`kept`, with the kept object's JSON size (what :data:`MAX_SANDBOX_BYTES` counts)."""
+    obj = kept(obj, kind)
+    return obj, len(json.dumps(obj, separators=(",", ":")))
+
+
 def _meta(obj: Json) -> Json:
     meta: Json = obj.get("metadata") or {}
     return meta
@@ -128,9 +140,11 @@ class ClusterCache:
         self._sandboxes: set[str] = set()  # namespaces carrying the session label
         self._others: set[str] = set()  # every other namespace (names only: their objects never enter)
         self._objects: dict[str, dict[str, dict[str, Json]]] = {k.kind: {} for k in NAMESPACED}  # kind -> ns -> name
-        self._held: dict[str, dict[str, dict[str, Json]]] = {k.kind: {} for k in NAMESPACED}  # ns not classified yet
+        self._held: dict[str, dict[str, dict[str, Sized]]] = {k.kind: {} for k in NAMESPACED}  # ns not classified
         self._nodes: dict[str, Json] = {}
-        self._direct: set[str] = set()  # sandboxes read directly: a kind beyond MAX_PER_KIND, or labelled late
+        self._direct: set[str] = set()  # sandboxes read directly: beyond MAX_SANDBOX_BYTES, or labelled late
+        self._sizes: dict[str, dict[tuple[str, str], int]] = {}  # sandbox -> (kind, name) -> JSON bytes
+        self._bytes: dict[str, int] = {}  # sandbox -> its objects' JSON bytes
         self._usage: tuple[float, dict[str, dict[str, dict[str, dict[str, str]]]], UsageSource] | None = None
         self._usage_lock = threading.Lock()
         self._ready_logged: bool | None = None
@@ -279,7 +293,7 @@ class ClusterCache:
         """Every object of the kind (paged), replacing what the cache held of it; returns the list's
         resourceVersion, where the watch starts."""
         lister = kind.lister(self.api)
-        items: list[Json] = []
+        items: list[Sized] = []
         token: str | None = None
         while True:
             kwargs: Json = {"limit": PAGE, "_preload_content": False, "_request_timeout": self.timeout}
@@ -288,7 +302,7 @@ class ClusterCache:
             if token:
                 kwargs["_continue"] = token
             page: Json = json.loads(lister(**kwargs).data)
-            items += [kept(obj, kind) for obj in page.get("items") or []]
+            items += [sized(obj, kind) for obj in page.get("items") or []]
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 version = str((page.get("metadata") or {}).get("resourceVersion") or "")
@@ -297,17 +311,19 @@ class ClusterCache:
             self.relists[kind.kind] += 1
             if kind.kind == "Namespace":
                 self._sandboxes, self._others = set(), set()
-                for obj in items:
+                for obj, _ in items:
                     self._classify(obj)
-                for other in NAMESPACED:  # what the new verdicts no longer admit goes
-                    for ns in [n for n in self._objects[other.kind] if n not in self._sandboxes]:
-                        del self._objects[other.kind][ns]
+                for gone in {*self._bytes, *self._direct} - self._sandboxes:  # what the new verdicts no longer admit
+                    self._forget_namespace(gone)
             elif kind.kind == "Node":
-                self._nodes = {_meta(obj).get("name", ""): obj for obj in items}
+                self._nodes = {_meta(obj).get("name", ""): obj for obj, _ in items}
             else:
+                for ns, shelf in self._objects[kind.kind].items():
+                    for name in list(shelf):
+                        self._drop(kind, ns, name)
                 self._objects[kind.kind], self._held[kind.kind] = {}, {}
-                for obj in items:
-                    self._put(kind, obj)
+                for item in items:
+                    self._put(kind, item)
             self._synced[kind.kind] = True
         return version
 
@@ -329,7 +345,7 @@ class ClusterCache:
                 obj = event.get("object") or {}
                 self._versions[kind.kind] = str(_meta(obj).get("resourceVersion") or version)
                 if event.get("type") != "BOOKMARK":
-                    self._apply(kind, str(event.get("type")), kept(obj, kind))
+                    self._apply(kind, str(event.get("type")), sized(obj, kind))
                 self._set_synced(kind, True)
                 if self._stop.is_set():
                     w.stop()
@@ -341,7 +357,8 @@ class ClusterCache:
 
     # -- the store (called with the lock held, or from _apply) -----------------------------------------------------
 
-    def _apply(self, kind: Kind, event: str, obj: Json) -> None:
+    def _apply(self, kind: Kind, event: str, item: Sized) -> None:
+        obj = item[0]
         with self._lock:
             if kind.kind == "Namespace":
                 name = _meta(obj).get("name", "")
@@ -357,27 +374,38 @@ class ClusterCache:
                     self._nodes[name] = obj
             elif event == "DELETED":
                 ns, name = _meta(obj).get("namespace", ""), _meta(obj).get("name", "")
-                self._objects[kind.kind].get(ns, {}).pop(name, None)
+                self._drop(kind, ns, name)
                 self._held[kind.kind].get(ns, {}).pop(name, None)
             else:
-                self._put(kind, obj)
+                self._put(kind, item)
 
-    def _put(self, kind: Kind, obj: Json) -> None:
+    def _put(self, kind: Kind, item: Sized) -> None:
+        obj, size = item
         ns, name = _meta(obj).get("namespace", ""), _meta(obj).get("name", "")
         if ns in self._others:
             return
         if ns not in self._sandboxes:
-            self._held[kind.kind].setdefault(ns, {})[name] = obj
+            self._held[kind.kind].setdefault(ns, {})[name] = item
             return
         if ns in self._direct:
             return
-        shelf = self._objects[kind.kind].setdefault(ns, {})
-        shelf[name] = obj
-        if len(shelf) > MAX_PER_KIND:
-            log.warning("sandbox %s holds over %d %s objects: read directly from now on", ns, MAX_PER_KIND, kind.kind)
+        self._drop(kind, ns, name)
+        self._objects[kind.kind].setdefault(ns, {})[name] = obj
+        self._sizes.setdefault(ns, {})[(kind.kind, name)] = size
+        self._bytes[ns] = self._bytes.get(ns, 0) + size
+        if self._bytes[ns] > MAX_SANDBOX_BYTES:
+            log.warning("sandbox %s holds over %d KiB of objects: read directly from now on", ns,
+                        MAX_SANDBOX_BYTES // 1024)
+            self._forget_namespace(ns)
+            self._sandboxes.add(ns)
             self._direct.add(ns)
-            for other in NAMESPACED:
-                self._objects[other.kind].pop(ns, None)
+
+    def _drop(self, kind: Kind, ns: str, name: str) -> None:
+        """One stored object out of the cache and its size out of the sandbox's count."""
+        self._objects[kind.kind].get(ns, {}).pop(name, None)
+        size = self._sizes.get(ns, {}).pop((kind.kind, name), 0)
+        if size:
+            self._bytes[ns] -= size
 
     def _classify(self, namespace: Json) -> None:
         """A namespace's verdict: a sandbox (its held objects enter) or another (they are dropped)."""
@@ -388,19 +416,19 @@ class ClusterCache:
             self._others.discard(name)
             self._sandboxes.add(name)
             for kind in NAMESPACED:
-                for obj in self._held[kind.kind].pop(name, {}).values():
-                    self._put(kind, obj)
+                for item in self._held[kind.kind].pop(name, {}).values():
+                    self._put(kind, item)
         else:
-            self._sandboxes.discard(name)
+            self._forget_namespace(name)
             self._others.add(name)
-            for kind in NAMESPACED:
-                self._held[kind.kind].pop(name, None)
-                self._objects[kind.kind].pop(name, None)
 
     def _forget_namespace(self, name: str) -> None:
+        """A namespace that went (or is no sandbox): nothing of it stays."""
         self._sandboxes.discard(name)
         self._others.discard(name)
         self._direct.discard(name)
+        self._sizes.pop(name, None)
+        self._bytes.pop(name, None)
         for kind in NAMESPACED:
             self._objects[kind.kind].pop(name, None)
             self._held[kind.kind].pop(name, None)
