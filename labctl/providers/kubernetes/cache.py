@@ -257,29 +257,40 @@ class ClusterCache:
     # -- list and watch --------------------------------------------------------------------------------------------
 
     def _run(self, kind: Kind) -> None:
-        """List, then watch from the list's resourceVersion; relist on 410, reconnect with backoff otherwise."""
+        """List, then watch from the list's resourceVersion; relist on 410, reconnect with backoff otherwise. A run
+        of failures is one warning (its first), and its end one line."""
         pause = BACKOFF_S[0]
+        failing = False
         while not self._stop.is_set():
             try:
                 version = self._versions.get(kind.kind)
                 if version is None:
                     version = self._versions[kind.kind] = self._relist(kind)
                 self._watch(kind, version)
-                pause = BACKOFF_S[0]
+                if failing:
+                    log.info("watch of %s works again", kind.kind)
+                pause, failing = BACKOFF_S[0], False
             except ApiException as exc:
                 self._set_synced(kind, False)
                 if exc.status == 410:
                     log.info("watch of %s expired (410 Gone): listing again", kind.kind)
                     self._versions.pop(kind.kind, None)
                     continue
-                log.warning("watch of %s failed (%s %s): again in %.1fs", kind.kind, exc.status, exc.reason, pause)
+                failing = self._failed(kind, f"{exc.status} {exc.reason}", failing, pause)
                 pause = self._pause(pause)
             except Exception as exc:  # urllib3 and socket errors: the apiserver went away, or the stream broke
                 self._set_synced(kind, False)
                 if self._stop.is_set():
                     return
-                log.warning("watch of %s broke (%s): again in %.1fs", kind.kind, type(exc).__name__, pause)
+                failing = self._failed(kind, type(exc).__name__, failing, pause)
                 pause = self._pause(pause)
+
+    @staticmethod
+    def _failed(kind: Kind, why: str, failing: bool, pause: float) -> bool:
+        (log.debug if failing else log.warning)(
+            "watch of %s failed (%s): sandboxes are read directly until it works; trying again in %.1fs, then "
+            "less often", kind.kind, why, pause)
+        return True
 
     def _pause(self, pause: float) -> float:
         self._stop.wait(pause * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not a secret
