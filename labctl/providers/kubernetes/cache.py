@@ -197,7 +197,8 @@ class ClusterCache:
 
     def inventory(self, namespace: str) -> Inventory | None:
         """The namespace's inventory from the cache, or None when the caller must read it directly: a kind is not
-        synced (never listed, or its watch broke), or the namespace is not known as a sandbox yet, or it overflowed."""
+        synced (never listed, or its watch broke or was distrusted), the namespace is not known as a sandbox yet, or
+        it is read directly (past MAX_SANDBOX_BYTES, or labelled after it was made)."""
         with self._lock:
             ready = all(self._synced.values())
             self._log_readiness(ready)
