@@ -17,7 +17,7 @@ help:
 	@echo "make run    start the local control plane, moto (aws labs) and the labctl service (Ctrl-C stops all)"
 	@echo "make test   run the whole suite against the real local control plane"
 	@echo "make cluster / make cluster-down   start or remove the local control plane alone"
-	@echo "make bench  the benchmarks (cluster start, grading time, webhook throughput, simulator step, usage writes, rendering)"
+	@echo "make bench  the benchmarks (cluster start, grading time, webhook throughput, simulator step, usage writes, sweep reads, rendering)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labctl needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -112,6 +112,7 @@ bench: system-packages binaries
 	$(BIN)/python -m bench.webhook_throughput
 	$(BIN)/python -m bench.simulator_step
 	$(BIN)/python -m bench.usage_apply
+	$(BIN)/python -m bench.sweep
 	$(BIN)/python -m bench.render
 
 lock:

@@ -139,7 +139,9 @@ class Runtime:
                 return sent
 
     def close(self) -> None:
-        """Release what the parts hold: attempts in flight finish, connections close."""
+        """Release what the parts hold: the Kubernetes provider's watch cache stops, attempts in flight finish,
+        connections close."""
+        self.provider.close()
         self.dispatcher.close()
         self.store.engine.dispose()
 

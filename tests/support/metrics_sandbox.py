@@ -61,6 +61,7 @@ def learner_sandbox(cluster: LocalCluster, settings: Settings, directory: Path,
                              home=home)
     finally:
         provider.destroy(spec, wait_s=120)
+        provider.close()  # its watch cache, if a snapshot started one
 
 
 def deployment(name: str, *, replicas: int = 1, cpu: str = "500m", memory: str = "256Mi",

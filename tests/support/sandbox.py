@@ -104,6 +104,7 @@ def learner_sandbox(cluster: LocalCluster, lab: Lab, directory: Path, *,
         yield LearnerSandbox(provider, spec, kubeconfig, cluster.tools.kubectl, home)
     finally:
         provider.destroy(spec, wait_s=180)
+        provider.close()  # its watch cache, if a snapshot started one
 
 
 def pod(name: str, *, cpu: str = "50m", memory: str = "64Mi", labels: dict[str, str] | None = None,

@@ -26,8 +26,8 @@ from kubernetes.client.exceptions import ApiException
 
 from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
 from labctl.ports import Credentials, Listing, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
+from labctl.providers.kubernetes import cache, inventory, render, snapshot, suspension, usage
 from labctl.providers.kubernetes import client as kube
-from labctl.providers.kubernetes import inventory, render, snapshot, suspension, usage
 from labctl.providers.kubernetes.client import api_client
 
 log = logging.getLogger("labctl.providers.kubernetes")
@@ -55,6 +55,8 @@ class KubernetesSandboxes:
         self._lock = threading.Lock()
         self._api: client.ApiClient | None = None
         self._dyn: dynamic.DynamicClient | None = None
+        self._cache: cache.ClusterCache | None = None
+        self._frozen: set[str] = set()  # namespaces frozen for grading by this process: read from the apiserver
 
     # -- clients ---------------------------------------------------------------------------------------------------
 
@@ -64,6 +66,41 @@ class KubernetesSandboxes:
                 self.ping()  # refuses a missing kubeconfig outside a pod, with what to set
                 self._api = api_client(self.kubeconfig, pool_size=32, timeout=self.timeout)
             return self._api
+
+    def watch_cache(self) -> cache.ClusterCache:
+        """The cluster-wide list+watch cache the sweeps read (:mod:`.cache`), started on first use; that first use
+        waits up to the read timeout for its initial lists, later ones never wait."""
+        self._client()  # pings first: an unreachable cluster is a ProviderUnavailable, not a cache of nothing
+        with self._lock:
+            started = self._cache is None
+            if self._cache is None:
+                assert self.kubeconfig is not None
+                self._cache = cache.ClusterCache(api_client(self.kubeconfig, pool_size=len(cache.KINDS) + 8,
+                                                            timeout=self.timeout), timeout=self.timeout)
+                self._cache.start()
+            watched = self._cache
+        if started:
+            watched.wait_ready(self.timeout[1])
+        return watched
+
+    def _distrusting(self, fn: Callable[[], T]) -> T:
+        """:func:`_call`; an apiserver that did not answer also makes the watch cache unreadable until its watches
+        speak again (a hung watch does not fail by itself)."""
+        try:
+            return _call(fn)
+        except ProviderUnavailable:
+            with self._lock:
+                watched = self._cache
+            if watched is not None:
+                watched.distrust()
+            raise
+
+    def close(self) -> None:
+        """Stop the watch cache (the runtime's end)."""
+        with self._lock:
+            watched, self._cache = self._cache, None
+        if watched is not None:
+            watched.stop()
 
     def _dynamic(self) -> dynamic.DynamicClient:
         api = self._client()
@@ -126,6 +163,8 @@ class KubernetesSandboxes:
         _call(lambda: _ignore_404(lambda: rbac.delete_cluster_role_binding(
             render.node_binding_name(spec.namespace))))
         _call(lambda: _ignore_404(lambda: core.delete_namespace(spec.namespace)))
+        with self._lock:
+            self._frozen.discard(spec.namespace)
         deadline = time.monotonic() + wait_s
         while True:
             left = _call(lambda: _ignore_404(lambda: core.read_namespace(spec.namespace)))
@@ -144,12 +183,21 @@ class KubernetesSandboxes:
         _call(lambda: suspension.resume(self._client(), spec.namespace, record))
 
     def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
-        """Make the learner's Role read-only (a submission) or editable again (a resubmission)."""
+        """Make the learner's Role read-only (a submission) or editable again (a resubmission). While frozen, this
+        process snapshots the sandbox straight from the apiserver, never from the watch cache: every grading freezes
+        first in the process that grades, so a grade always sees at least what was there at the freeze."""
         self.apply([o for o in render.sandbox_objects(spec, self.manifests_dir, frozen=frozen) if o["kind"] == "Role"])
+        with self._lock:
+            (self._frozen.add if frozen else self._frozen.discard)(spec.namespace)
 
     def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
-        """The sandbox as a provider-neutral, unpriced snapshot (docs/SNAPSHOT.md)."""
-        inv = _call(lambda: inventory.collect(self._client(), spec.namespace))
+        """The sandbox as a provider-neutral, unpriced snapshot (docs/SNAPSHOT.md): from the watch cache when it is
+        synced and knows the namespace, else (and for a frozen sandbox) read directly, one list per kind."""
+        with self._lock:
+            frozen = spec.namespace in self._frozen
+        inv = None if frozen else self._distrusting(lambda: self.watch_cache().inventory(spec.namespace))
+        if inv is None:
+            inv = self._distrusting(lambda: inventory.collect(self._client(), spec.namespace))
         session = SessionInfo(id=spec.session_id, lab_id=spec.lab.id, learner_id=spec.learner_id, provider="kubernetes",
                               namespace=spec.namespace, started_at=spec.started_at, taken_at=max(now, spec.started_at))
         budget = BudgetInfo(budget_usd=spec.budget_usd, reference_cost_usd=spec.lab.budget.reference_usd)
@@ -172,7 +220,7 @@ class KubernetesSandboxes:
     def sandboxes(self) -> Listing:
         """The sessions whose namespace exists and is not being deleted (by the session label labctl puts on it)."""
         core = client.CoreV1Api(self._client())
-        listed = _call(lambda: core.list_namespace(label_selector=render.SESSION_LABEL))
+        listed = self._distrusting(lambda: core.list_namespace(label_selector=render.SESSION_LABEL))
         return Listing(sessions=frozenset(ns.metadata.labels[render.SESSION_LABEL] for ns in listed.items
                                           if ns.metadata.deletion_timestamp is None),
                        providers=frozenset({self.name}))

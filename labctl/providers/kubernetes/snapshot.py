@@ -15,7 +15,9 @@ ConfigMaps (text data, capped) and HorizontalPodAutoscalers go into their own se
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -61,10 +63,25 @@ def quantity(value: object) -> float | None:
     """
     if isinstance(value, bool):
         return None
+    if isinstance(value, str):
+        return _parsed(value)
     try:
         number = Decimal(value) if isinstance(value, int | float) else parse_quantity(str(value).strip())
     except (ValueError, ArithmeticError):
         return None
+    return _bounded(number)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> float | None:
+    """A quantity's text as a number (sandboxes repeat a handful of spellings: parsed once each)."""
+    try:
+        return _bounded(parse_quantity(text.strip()))
+    except (ValueError, ArithmeticError):
+        return None
+
+
+def _bounded(number: Decimal) -> float | None:
     if number.is_nan() or number < 0:
         return None
     return float(min(number, MAX_QUANTITY))
@@ -119,7 +136,7 @@ def build(inv: Inventory, *, session: SessionInfo, budget: BudgetInfo, now: date
     autoscalers = sorted((_autoscaler(a) for a in inv.autoscalers if _name(a)), key=lambda a: a.name)
     return Snapshot(session=session, budget=budget,
                     cost=CostInfo(accrued_usd=0.0, burn_rate_usd_per_hour=0.0, usage_source=inv.usage_source),
-                    nodes=[_node(n) for n in inv.nodes if _name(n)], resources=_unique(resources),
+                    nodes=[_node_once(n) for n in inv.nodes if _name(n)], resources=_unique(resources),
                     config_maps=config_maps[:MAX_CONFIG_MAPS] or None, autoscalers=autoscalers or None)
 
 
@@ -307,6 +324,30 @@ def _ready_endpoints(slices: list[Json]) -> dict[str, int]:
         ready = sum(1 for e in sl.get("endpoints") or [] if (e.get("conditions") or {}).get("ready") is not False)
         counts[service] = counts.get(service, 0) + ready
     return counts
+
+
+_NODES: dict[tuple[str, str], Node] = {}
+_NODES_KEPT = 1024  # nodes of a cluster; the oldest go first beyond it
+_NODES_LOCK = threading.Lock()
+
+
+def _node_once(node: Json) -> Node:
+    """:func:`_node`, built once per node version: every sandbox of a sweep reads the same few nodes, and a
+    ``(uid, resourceVersion)`` pair names one content (the apiserver's guarantee). The shared model is never changed
+    in place (the meter prices a copy)."""
+    meta = _meta(node)
+    key = (str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+    if not all(key):
+        return _node(node)
+    with _NODES_LOCK:
+        built = _NODES.get(key)
+    if built is None:
+        built = _node(node)
+        with _NODES_LOCK:
+            if len(_NODES) >= _NODES_KEPT:
+                _NODES.pop(next(iter(_NODES)))
+            _NODES[key] = built
+    return built
 
 
 def _node(node: Json) -> Node:
