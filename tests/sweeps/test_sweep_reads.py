@@ -30,7 +30,7 @@ def test_a_sweep_reads_no_collection_per_sandbox(tmp_path: Path, local_cluster: 
                         database_url=f"sqlite:///{tmp_path / 'labctl.db'}")
     app = create_app(settings, background=False)
     with TestClient(app) as http:
-        runtime = app.state.runtime
+        runtime = app.state.parts.runtime
         try:
             started = [http.post("/v1/sessions", json={"lab_id": "tag-for-showback", "learner_id": f"reads-{i}"},
                                  headers=HEADERS).json() for i in range(SESSIONS)]
