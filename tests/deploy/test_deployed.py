@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from kubernetes.client.exceptions import ApiException
 from labctl.localcluster.cluster import LocalCluster
 from labctl.providers.kubernetes import usage
 from labctl.providers.kubernetes.client import NO_CLUSTER, api_client, ping
+from labctl.providers.kubernetes.leader import KubernetesLeader, LeaseError
 from tests.deploy import world
 from tests.support.server import Server
 from tests.support.wait import eventually
@@ -312,3 +314,16 @@ def test_the_service_talks_as_labctls_service_account(service: Server) -> None:
         review = client.AuthenticationV1Api(api).create_self_subject_review(
             client.V1SelfSubjectReview(metadata=client.V1ObjectMeta()))
     assert review.status.user_info.username == world.IDENTITY
+
+
+def test_the_leader_lease_is_labctls_to_take_and_no_other(as_labctl: Path, deployed: str) -> None:
+    """The replicas' leader lock under the least role: the Lease labctl-sweeps in labctl's namespace is taken and
+    renewed; a Lease elsewhere is refused."""
+    now = datetime.now(UTC)
+    lock = KubernetesLeader(as_labctl, name="labctl-sweeps", namespace="labctl", holder="replica-a")
+    assert lock.acquire(ttl=timedelta(seconds=15), now=now)
+    assert lock.acquire(ttl=timedelta(seconds=15), now=now + timedelta(seconds=5))  # renewed
+    other = KubernetesLeader(as_labctl, name="labctl-sweeps", namespace="default", holder="replica-a")
+    with pytest.raises(LeaseError, match="403"):
+        other.acquire(ttl=timedelta(seconds=15), now=now)
+    lock.release(now=now + timedelta(seconds=6))

@@ -48,7 +48,8 @@ def test_the_base_holds_labctl_and_no_secret_values(objects: dict[tuple[str, str
         ("Namespace", "labctl"), ("ServiceAccount", "labctl"), ("ClusterRole", "labctl-controller"),
         ("ClusterRole", "labctl-learner-grants"), ("ClusterRoleBinding", "labctl-controller"),
         ("ClusterRoleBinding", "labctl-learner-grants"), ("ConfigMap", "labctl-settings"), ("Deployment", "labctl"),
-        ("Service", "labctl"), ("PodDisruptionBudget", "labctl")}
+        ("Service", "labctl"), ("PodDisruptionBudget", "labctl"), ("Role", "labctl-leader"),
+        ("RoleBinding", "labctl-leader")}
     assert not any(kind == "Secret" for kind, _ in objects)
     assert {o["metadata"].get("namespace") for (kind, _), o in objects.items()
             if kind not in ("Namespace", "ClusterRole", "ClusterRoleBinding")} == {"labctl"}
