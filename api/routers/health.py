@@ -16,12 +16,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import problems
+from api import problems, responses
 from api.deps import MaybePrincipal
 from labctl.service import health
 
 log = logging.getLogger("labctl.api")
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=responses.EDGE)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -29,7 +29,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the store and the cluster answer (details with an instructor token)")
+@router.get("/readyz", summary="Readiness: the store and the cluster answer (details with an instructor token)",
+            responses=responses.problems(503, s503="not ready: `checks` says which check failed; `Retry-After` says "
+                                                   "when to ask again"))
 def readyz(request: Request, principal: MaybePrincipal) -> JSONResponse:
     state = request.app.state
     result = health.check(state.probes)
@@ -57,7 +59,8 @@ def _log_changes(seen: dict[str, bool], result: health.Readiness) -> None:
 
 
 @router.get("/metrics", summary="Prometheus metrics (per-session gauges with an instructor token)",
-            response_class=Response)
+            response_class=Response,
+            responses=responses.text(200, responses.PROMETHEUS_TEXT, "the Prometheus text exposition format"))
 def metrics(request: Request, principal: MaybePrincipal) -> Response:
     state = request.app.state
     text = generate_latest(state.metrics.registry)

@@ -10,16 +10,17 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request
 
+from api import responses
 from api.deps import Authorized
 from api.schemas import CreateToken, IntId, TokenInfo, TokenOut
 from labctl.errors import Unprocessable
 from labctl.service import auth
 from labctl.settings import Settings
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=responses.TOKEN)
 
 
-@router.post("", status_code=201, summary="Create a token (shown once)")
+@router.post("", status_code=201, summary="Create a token (shown once)", responses=responses.problems(409))
 def create_token(body: CreateToken, _: Authorized, request: Request) -> TokenOut:
     settings: Settings = request.app.state.settings
     most = settings.learner_token_ttl_s if body.role == "learner" else settings.token_ttl_s
@@ -37,6 +38,6 @@ def list_tokens(_: Authorized, request: Request) -> list[TokenInfo]:
     return [TokenInfo.of(row) for row in auth.list_tokens(request.app.state.store)]
 
 
-@router.delete("/{token_id}", summary="Revoke a token now")
+@router.delete("/{token_id}", summary="Revoke a token now", responses=responses.problems(404))
 def revoke_token(token_id: IntId, _: Authorized, request: Request) -> TokenInfo:
     return TokenInfo.of(auth.revoke_token(request.app.state.store, token_id=token_id, now=datetime.now(UTC)))
