@@ -16,6 +16,7 @@ During the outage the API answers 503 problems with ``Retry-After`` (the store d
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -39,6 +40,7 @@ pytestmark = [pytest.mark.resilience, pytest.mark.cluster, pytest.mark.postgres]
 LAB = "tag-for-showback"
 CLIENTS = 10
 DOWN_S = 6.0
+VARYING = re.compile(r"tag-for-showback-[0-9a-f]+|sub-[0-9a-f]+|[0-9:T.+-]{19,}")  # ids and times, left out
 ROUNDING = Decimal("0.000002")  # two roundings at the ledger's precision (Numeric(14, 6)) per reading
 
 
@@ -129,6 +131,9 @@ def test_postgres_restarted_under_load_loses_and_duplicates_nothing(
                     if r.status_code >= 400 and r.headers.get("content-type") != "application/problem+json"]
     assert not not_problems, not_problems[:20]
     statuses = Counter(f"{what} {r.status_code}" for what, r in served)
+    refusals = Counter(f"{what} {r.status_code}: {VARYING.sub('…', r.json()['detail'])[:100]}" for what, r in served
+                       if r.status_code >= 400)
+    print("refusals:", *sorted(refusals.items(), key=lambda kv: -kv[1]), sep="\n  ")
     assert any(r.status_code == 503 for _, r in served), statuses  # the outage was felt ...
     accepted = Counter(sid for what, sid, r in answers if what == "submit" and r.status_code == 202)
     assert len(accepted) >= CLIENTS // 2, statuses  # ... and the work went on around it
