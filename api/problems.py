@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -100,19 +100,28 @@ def install(app: FastAPI) -> None:
                                 instance=request.url.path, errors=errors)
 
     @app.exception_handler(DBAPIError)
-    async def _store_down(request: Request, exc: DBAPIError) -> JSONResponse:
-        if not _is_outage(exc):
-            return await _unexpected(request, exc)
-        log.warning("the store did not answer on %s %s: %s", request.method, request.url.path,
-                    type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
-        return problem_response(503, "labctl's store (its database) did not answer; try again shortly.",
-                                slug="store-unavailable", instance=request.url.path)
+    async def _store(request: Request, exc: DBAPIError) -> JSONResponse:
+        return _store_down(request, exc) if _is_outage(exc) else _unexpected_error(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "labctl hit an unexpected error; the service log has the details.",
-                                instance=request.url.path)
+        # Also what an error raised outside the routes gets (the edge's authentication reads the store too).
+        if isinstance(exc, DBAPIError) and _is_outage(exc):
+            return _store_down(request, exc)
+        return _unexpected_error(request, exc)
+
+
+def _store_down(request: Request, exc: DBAPIError) -> JSONResponse:
+    log.warning("the store did not answer on %s %s: %s", request.method, request.url.path,
+                type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+    return problem_response(503, "labctl's store (its database) did not answer; try again shortly.",
+                            slug="store-unavailable", instance=request.url.path)
+
+
+def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "labctl hit an unexpected error; the service log has the details.",
+                            instance=request.url.path)
 
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -128,6 +137,4 @@ def _allowed_methods(request: Request) -> list[str]:
 
 def _is_outage(exc: DBAPIError) -> bool:
     """Whether a database error says the store is unreachable or busy (try again), not that a statement is wrong."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
     return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)

@@ -73,12 +73,15 @@ def serve(pg: PostgresServer, local_cluster: LocalCluster, tmp_path: Path) -> It
 
 def _client_loop(srv: Server, i: int, submit_at: float, until: float,
                  answers: list[tuple[str, str, httpx.Response]], lock: threading.Lock) -> None:
-    """One learner's course site: start, then extend and read, and submit once (from ``submit_at``, so gradings
+    """One learner (its own token): start, then extend and read, and submit once (from ``submit_at``, so gradings
     run into the outage), until ``until``."""
     learner = f"pg-{i:02d}"
     sid: str | None = None
     submitted = False
-    with srv.client() as c:
+    with srv.client() as admin:  # the learner's own token is checked against the store at the edge, every request
+        made = admin.post("/v1/tokens", json={"name": learner, "role": "learner", "learner_id": learner})
+        assert made.status_code == 201, made.text
+    with srv.client(made.json()["token"]) as c:
         while time.monotonic() < until:
             try:
                 if sid is None:
