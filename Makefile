@@ -11,11 +11,12 @@ UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test venv system-packages binaries cluster cluster-down lint bench clean lock iam-evaluator browser-deps test-packages
+.PHONY: help run test test-resilience venv system-packages binaries cluster cluster-down lint bench clean lock iam-evaluator browser-deps test-packages
 
 help:
 	@echo "make run    start the local control plane, moto (aws labs) and the labctl service (Ctrl-C stops all)"
 	@echo "make test   run the whole suite against the real local control plane"
+	@echo "make test-resilience   crashes and outages: a replica killed, the apiserver stopped, PostgreSQL restarted"
 	@echo "make cluster / make cluster-down   start or remove the local control plane alone"
 	@echo "make bench  the benchmarks (cluster start, grading time, webhook throughput, simulator step, usage writes, sweep reads, rendering)"
 
@@ -104,7 +105,12 @@ test-packages:
 	@$(MAKE) --no-print-directory system-packages SYSTEM_PACKAGES="$(TEST_PACKAGES)"
 
 test: test-packages lint binaries iam-evaluator browser-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not resilience"
+
+# Crashes and outages (tests/resilience): a replica killed mid-start, the apiserver stopped for 30 s, PostgreSQL
+# restarted under load. Its own phase in .ci/run, after `make test`.
+test-resilience: test-packages binaries
+	$(BIN)/python -m pytest -m resilience tests/resilience
 
 bench: system-packages binaries
 	$(BIN)/python -m bench.cluster_start

@@ -2,7 +2,10 @@
 
 A 503 always says when to try again (``Retry-After``, :data:`RETRY_AFTER_S`: a backend that did not answer is not
 asked again for the providers' cool-down, see ``labctl.providers.router``), so a client backs off instead of
-hammering an outage.
+hammering an outage. A store that does not answer (a database restarting, a connection cut, SQLite locked) is such
+an outage too: a 503 that names the store, never a 500. A 405 names the methods the path allows (``Allow``, from
+every route of that path). The statuses each route answers are declared for the OpenAPI document by
+:mod:`api.responses`.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from api import responses
 from labctl.errors import LabctlError
 
 log = logging.getLogger("labctl.api")
 
-PROBLEM_JSON = "application/problem+json"
+PROBLEM_JSON = responses.PROBLEM_JSON
 RETRY_AFTER_S = 5  # default; create_app sets it from LABCTL_BACKEND_COOLDOWN_S
 TYPE_BASE = "https://labctl.dev/problems/"
 
@@ -73,8 +79,15 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"No such resource: {request.method} {request.url.path}. See /docs for the API."
         if exc.status_code == 405:
-            detail = f"{request.method} is not allowed on {request.url.path}."
-        return problem_response(exc.status_code, detail, instance=request.url.path)
+            allowed = _allowed_methods(request)
+            response = problem_response(405, f"{request.method} is not allowed on {request.url.path}; it answers "
+                                             f"{', '.join(allowed)}.", instance=request.url.path)
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
+        response = problem_response(exc.status_code, detail, instance=request.url.path)
+        for name, value in (exc.headers or {}).items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -86,8 +99,42 @@ def install(app: FastAPI) -> None:
         return problem_response(422, f"Invalid request: {summary}", slug="validation-error",
                                 instance=request.url.path, errors=errors)
 
+    @app.exception_handler(DBAPIError)
+    async def _store(request: Request, exc: DBAPIError) -> JSONResponse:
+        return _store_down(request, exc) if _is_outage(exc) else _unexpected_error(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "labctl hit an unexpected error; the service log has the details.",
-                                instance=request.url.path)
+        # Also what an error raised outside the routes gets (the edge's authentication reads the store too).
+        if isinstance(exc, DBAPIError) and _is_outage(exc):
+            return _store_down(request, exc)
+        return _unexpected_error(request, exc)
+
+
+def _store_down(request: Request, exc: DBAPIError) -> JSONResponse:
+    log.warning("the store did not answer on %s %s: %s", request.method, request.url.path,
+                type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+    return problem_response(503, "labctl's store (its database) did not answer; try again shortly.",
+                            slug="store-unavailable", instance=request.url.path)
+
+
+def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "labctl hit an unexpected error; the service log has the details.",
+                            instance=request.url.path)
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers, asked of the router itself (Starlette's own 405 names the
+    methods of the first route that matched the path only)."""
+    routes = request.app.router.routes
+    return [method for method in METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    """Whether a database error says the store is unreachable or busy (try again), not that a statement is wrong."""
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)

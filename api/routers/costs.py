@@ -6,11 +6,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from api import responses
 from api.deps import Authorized, StoreDep
 from api.schemas import CostRowOut
 from labctl.service import costs
 
-router = APIRouter(prefix="/v1/costs", tags=["costs"])
+router = APIRouter(prefix="/v1/costs", tags=["costs"], responses=responses.TOKEN)
 
 
 @router.get("", summary="Spend, budget, spot share and idle share per lab or per learner")

@@ -16,12 +16,12 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api import problems
+from api import problems, responses
 from api.deps import MaybePrincipal, PartsDep
 from labctl.service import health
 
 log = logging.getLogger("labctl.api")
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=responses.EDGE)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -29,7 +29,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the store and the cluster answer (details with an instructor token)")
+@router.get("/readyz", summary="Readiness: the store and the cluster answer (details with an instructor token)",
+            responses=responses.problems(503, s503="not ready: `checks` says which check failed; `Retry-After` says "
+                                                   "when to ask again"))
 def readyz(parts: PartsDep, principal: MaybePrincipal) -> JSONResponse:
     result = health.check(parts.runtime.probes)
     parts.metrics.ready.set(1 if result.ready else 0)
@@ -56,7 +58,8 @@ def _log_changes(seen: dict[str, bool], result: health.Readiness) -> None:
 
 
 @router.get("/metrics", summary="Prometheus metrics (per-session gauges with an instructor token)",
-            response_class=Response)
+            response_class=Response,
+            responses=responses.text(200, responses.PROMETHEUS_TEXT, "the Prometheus text exposition format"))
 def metrics(parts: PartsDep, principal: MaybePrincipal) -> Response:
     text = generate_latest(parts.metrics.registry)
     if parts.runtime.settings.metrics_public_sessions or (principal is not None and principal.role == "instructor"):

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from api import responses
 from api.deps import InboundDep, SettingsDep, StoreDep
 from api.problems import Problem
 from labctl.outbox import inbound
@@ -31,13 +32,15 @@ class InboundOut(BaseModel):
 
 
 @router.post("/exam", summary="Signed event from the exam platform (Standard Webhooks; e.g. grade.requested)",
-             responses={400: {"description": "missing id or timestamp, timestamp outside +-5 minutes, not JSON, "
-                                              "JSON too deep or with a NUL character"},
-                        401: {"description": "missing or wrong signature"},
-                        404: {"description": "the handler found no such learner or lab"},
-                        409: {"description": "the same webhook-id is being processed right now"},
-                        422: {"description": "not an event object, or no handler for its type"},
-                        503: {"description": "no exam webhook secret is configured"}})
+             responses=responses.problems(
+                 400, 401, 404, 409, 413, 422, 503,
+                 s400="missing id or timestamp, timestamp outside +-5 minutes, not JSON, JSON too deep or with a NUL "
+                      "character",
+                 s401="missing or wrong signature (or a bearer token sent along that is not valid)",
+                 s404="the handler found no such learner or lab",
+                 s409="the same webhook-id is being processed right now",
+                 s422="not an event object, or no handler for its type",
+                 s503="no exam webhook secret is configured, or the store did not answer"))
 async def exam_hook(request: Request, settings: SettingsDep, store: StoreDep, handlers: InboundDep) -> InboundOut:
     secret = settings.exam_webhook_secret
     if secret is None:

@@ -16,11 +16,13 @@ from fastapi import APIRouter, Cookie, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from api import responses
 from api.deps import LaunchesDep, LearnerLinksDep, ToolKeyDep
 from labctl.errors import LabctlError
 from labctl.outbox.launch import FLOW_LIFETIME, LaunchRefused, Login
 
-router = APIRouter(prefix="/lti", tags=["lti"])
+router = APIRouter(prefix="/lti", tags=["lti"], responses=responses.EDGE)
+REFUSED = "a page for the learner saying what went wrong and what to do"
 
 STATE_COOKIE = "labctl_lti_state"
 MAX_FORM_BYTES = 64 * 1024
@@ -28,7 +30,9 @@ LAUNCH_PATH = "/lti/launch"
 
 
 @router.get("/login", summary="LTI 1.3 login initiation (the LMS sends the browser here)",
-            response_class=RedirectResponse, status_code=302)
+            response_class=RedirectResponse, status_code=302,
+            responses=responses.merge(responses.redirect(302, "to the platform's authorization endpoint"),
+                                      responses.EDGE, responses.html(400, description=REFUSED)))
 @router.post("/login", summary="LTI 1.3 login initiation, posted", response_class=RedirectResponse, status_code=302,
              include_in_schema=False)
 async def login(request: Request, launches: LaunchesDep) -> Response:
@@ -55,7 +59,10 @@ async def login(request: Request, launches: LaunchesDep) -> Response:
 
 
 @router.post("/launch", name="lti_launch", summary="LTI 1.3 resource-link launch (the LMS posts the id_token here)",
-             response_class=RedirectResponse, status_code=303)
+             response_class=RedirectResponse, status_code=303,
+             responses=responses.merge(responses.redirect(303, "to the learner page, by a fresh signed link"),
+                                       responses.EDGE, responses.problems(422),
+                                       responses.html(400, 403, 404, 409, 422, 503, description=REFUSED)))
 async def launch(request: Request, launches: LaunchesDep, links: LearnerLinksDep,
                  browser_state: Annotated[str | None, Cookie(alias=STATE_COOKIE)] = None) -> Response:
     form = await _form(request)

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks
 
+from api import responses
 from api.deps import Authorized, SubmissionsDep
 from api.schemas import SubmissionOut
 from labctl.service import background as tasks
 
-router = APIRouter(tags=["submissions"])
+router = APIRouter(tags=["submissions"], responses=responses.TOKEN)
 
 
 @router.post("/v1/sessions/{session_id}/submissions", status_code=202,
-             summary="Submit: freeze, snapshot and grade (poll the submission for the grade)")
+             summary="Submit: freeze, snapshot and grade (poll the submission for the grade)",
+             responses=responses.problems(404, 409))
 def submit(session_id: str, principal: Authorized, service: SubmissionsDep,
            background: BackgroundTasks) -> SubmissionOut:
     sub = service.submit(session_id, principal=principal)
@@ -21,7 +23,8 @@ def submit(session_id: str, principal: Authorized, service: SubmissionsDep,
     return SubmissionOut.of(sub)
 
 
-@router.get("/v1/submissions/{submission_id}", summary="A submission: its state, grade, checks and receipt")
+@router.get("/v1/submissions/{submission_id}", summary="A submission: its state, grade, checks and receipt",
+            responses=responses.problems(404))
 def get_submission(submission_id: str, principal: Authorized, service: SubmissionsDep) -> SubmissionOut:
     return SubmissionOut.of(service.get(submission_id, principal=principal))
 

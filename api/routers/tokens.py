@@ -10,15 +10,16 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter
 
+from api import responses
 from api.deps import Authorized, SettingsDep, StoreDep
 from api.schemas import CreateToken, IntId, TokenInfo, TokenOut
 from labctl.errors import Unprocessable
 from labctl.service import auth
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=responses.TOKEN)
 
 
-@router.post("", status_code=201, summary="Create a token (shown once)")
+@router.post("", status_code=201, summary="Create a token (shown once)", responses=responses.problems(409))
 def create_token(body: CreateToken, _: Authorized, settings: SettingsDep, store: StoreDep) -> TokenOut:
     most = settings.learner_token_ttl_s if body.role == "learner" else settings.token_ttl_s
     if body.ttl_s is not None and body.ttl_s > most:
@@ -35,6 +36,6 @@ def list_tokens(_: Authorized, store: StoreDep) -> list[TokenInfo]:
     return [TokenInfo.of(row) for row in auth.list_tokens(store)]
 
 
-@router.delete("/{token_id}", summary="Revoke a token now")
+@router.delete("/{token_id}", summary="Revoke a token now", responses=responses.problems(404))
 def revoke_token(token_id: IntId, _: Authorized, store: StoreDep) -> TokenInfo:
     return TokenInfo.of(auth.revoke_token(store, token_id=token_id, now=datetime.now(UTC)))

@@ -12,13 +12,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from api import responses
 from api.deps import Authorized, WebhooksDep
 from api.schemas import IntId
 from labctl.outbox.endpoints import DeliveryView
 from labctl.outbox.events import EVENT_TYPES
 from labctl.store.webhook_models import WebhookEndpoint
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=responses.TOKEN)
+ENDPOINT = responses.problems(404, s404="no such webhook endpoint")
 
 
 
@@ -94,22 +96,26 @@ def list_endpoints(principal: Authorized, admin: WebhooksDep) -> list[EndpointOu
     return [EndpointOut.of(row) for row in admin.list_endpoints()]
 
 
-@router.get("/endpoints/{endpoint_id}", summary="One receiver (without its secret)")
+@router.get("/endpoints/{endpoint_id}", summary="One receiver (without its secret)",
+            responses=ENDPOINT)
 def get_endpoint(endpoint_id: str, principal: Authorized, admin: WebhooksDep) -> EndpointOut:
     return EndpointOut.of(admin.get(endpoint_id))
 
 
-@router.post("/endpoints/{endpoint_id}/rotate", summary="New secret; the old one also signs for 24 hours")
+@router.post("/endpoints/{endpoint_id}/rotate", summary="New secret; the old one also signs for 24 hours",
+             responses=ENDPOINT)
 def rotate(endpoint_id: str, principal: Authorized, admin: WebhooksDep) -> EndpointWithSecret:
     return EndpointWithSecret.of(admin.rotate(endpoint_id))
 
 
-@router.post("/endpoints/{endpoint_id}/disable", summary="Stop sending; undelivered messages wait")
+@router.post("/endpoints/{endpoint_id}/disable", summary="Stop sending; undelivered messages wait",
+             responses=ENDPOINT)
 def disable(endpoint_id: str, principal: Authorized, admin: WebhooksDep) -> EndpointOut:
     return EndpointOut.of(admin.disable(endpoint_id, reason=f"disabled by {principal.name}"))
 
 
-@router.post("/endpoints/{endpoint_id}/enable", summary="Send again, starting with the messages that waited")
+@router.post("/endpoints/{endpoint_id}/enable", summary="Send again, starting with the messages that waited",
+             responses=ENDPOINT)
 def enable(endpoint_id: str, principal: Authorized, admin: WebhooksDep) -> EndpointOut:
     return EndpointOut.of(admin.enable(endpoint_id))
 
@@ -125,6 +131,7 @@ def list_deliveries(
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202,
-             summary="Send again now with a fresh retry schedule (same webhook-id)")
+             summary="Send again now with a fresh retry schedule (same webhook-id)",
+             responses=responses.problems(404, 409, s404="no such delivery"))
 def redeliver(delivery_id: IntId, _: Authorized, admin: WebhooksDep) -> DeliveryOut:
     return DeliveryOut.of(admin.redeliver(delivery_id))

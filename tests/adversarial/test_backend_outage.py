@@ -4,8 +4,6 @@ hanging for the whole outage; once it answers again, so does labctl."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ import pytest
 
 from labctl.localcluster.cluster import LocalCluster
 from tests.adversarial.budget_world import QUIET_TIME, World, labs_with, make_world
+from tests.support.outage import apiserver_stopped
 from tests.support.wait import eventually
 
 CONNECT_S, READ_S, COOLDOWN_S = 1.0, 2.0, 3.0
@@ -29,28 +28,18 @@ def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
         w.stop_all()
 
 
-def _apiserver_pid(cluster: LocalCluster) -> int:
-    found = [c.pid for c in cluster._components() if c.name == "kube-apiserver" and c.pid]
-    assert found, "the test cluster's kube-apiserver is not running"
-    return found[0]
-
-
 def test_a_stopped_apiserver_gives_prompt_503s_with_retry_after_and_a_prompt_sweep(
         world: World, local_cluster: LocalCluster) -> None:
     learners = [world.token(f"outage-{i}", "learner", f"outage-{i}") for i in range(3)]
     sids = [world.start("tag-for-showback", f"outage-{i}", headers=learners[i])["id"] for i in range(3)]
     assert world.sweep().errors == []
-    pid = _apiserver_pid(local_cluster)
-    os.kill(pid, signal.SIGSTOP)  # kept short: the controllers' leader leases outlive a few seconds
-    try:
+    with apiserver_stopped(local_cluster):  # kept short: the controllers' leader leases outlive a few seconds
         began = time.monotonic()
         report = world.sweep()
         took_sweep = time.monotonic() - began
         began = time.monotonic()
         r = world.client.get(f"/v1/sessions/{sids[0]}/kubeconfig", headers=learners[0])
         took_call = time.monotonic() - began
-    finally:
-        os.kill(pid, signal.SIGCONT)
     # Every session's reading failed, and the pass ended after about one request's deadline, not one per session.
     assert {sid for sid, _ in report.errors} - {"*"} == set(sids), report.errors
     assert took_sweep < CONNECT_S + READ_S + 3, took_sweep

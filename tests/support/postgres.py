@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -32,25 +33,55 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class PostgresServer:
+    """A private server in ``root`` on ``port``; :meth:`stop` and :meth:`start` again keep its data and its port, as
+    a restarted database server does (the resilience tests restart one under load)."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    bindir: Path = field(default_factory=_bindir)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://labctl@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def _prefix(self) -> list[str]:
+        return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def init(self) -> PostgresServer:
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+        subprocess.run([*self._prefix, str(self.bindir / "initdb"), "-D", str(self.root / "data"), "-A", "trust",
+                        "-U", "labctl", "--no-sync"], check=True, capture_output=True)
+        return self.start()
+
+    def start(self) -> PostgresServer:
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off"
+        subprocess.run([*self._prefix, str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-o", opts, "-l",
+                        str(self.root / "log"), "-w", "-t", "60", "start"], check=True, capture_output=True)
+        return self
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``immediate`` cuts every connection at once, as a crash or a failover does."""
+        subprocess.run([*self._prefix, str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode,
+                        "-w", "stop"], check=False, capture_output=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PostgresServer]:
+    """Start a throwaway server; yield it; stop it and delete its files."""
+    server = PostgresServer(root=Path(tempfile.mkdtemp(prefix="labctl-pg-")))
+    try:
+        yield server.init()
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Start a throwaway server; yield its SQLAlchemy URL; stop it and delete its files."""
-    bindir = _bindir()
-    root = Path(tempfile.mkdtemp(prefix="labctl-pg-"))
-    data = root / "data"
-    port = free_port()
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(root, "postgres", "postgres")
-    try:
-        subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "labctl",
-                        "--no-sync"], check=True, capture_output=True)
-        opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"),
-                        "-w", "-t", "60", "start"], check=True, capture_output=True)
-        yield f"postgresql+psycopg://labctl@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       check=False, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with private_postgres() as server:
+        yield server.url
