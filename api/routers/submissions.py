@@ -29,6 +29,7 @@ def get_submission(submission_id: str, principal: Authorized, service: Submissio
     return SubmissionOut.of(service.get(submission_id, principal=principal))
 
 
-@router.get("/v1/sessions/{session_id}/submissions", summary="A session's submissions, oldest first")
+@router.get("/v1/sessions/{session_id}/submissions", summary="A session's submissions, oldest first",
+            responses=responses.problems(404))
 def list_submissions(session_id: str, principal: Authorized, service: SubmissionsDep) -> list[SubmissionOut]:
     return [SubmissionOut.of(s) for s in service.list_for(session_id, principal=principal)]
