@@ -16,7 +16,20 @@ import labctl
 from api import guard, problems
 from api import metrics as metrics_mod
 from api.learner_links import LearnerLinks
-from api.routers import costs, dashboard, health, hooks, labs, lti, pages, sessions, submissions, tokens, webhooks
+from api.routers import (
+    costs,
+    dashboard,
+    health,
+    hooks,
+    labs,
+    lti,
+    pages,
+    pools,
+    sessions,
+    submissions,
+    tokens,
+    webhooks,
+)
 from labctl import runtime as runtime_mod
 from labctl.outbox import Unprocessable
 from labctl.outbox.dispatcher import Dispatcher
@@ -81,7 +94,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     problems.install(app)
     app.add_middleware(guard.Guard)
     app.state.metrics.install(app)
-    for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks, lti, pages, dashboard):
+    for module in (health, labs, pools, sessions, submissions, costs, tokens, webhooks, hooks, lti, pages, dashboard):
         app.include_router(module.router)
     return app
 

@@ -31,9 +31,10 @@ from labctl.outbox import toolkey
 from labctl.ports import SandboxProvider
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.providers.router import ProviderRouter
-from labctl.service import leader
+from labctl.service import leader, pools
 from labctl.service.launches import Launches, ScorePassback
 from labctl.service.observation import Observation
+from labctl.service.pools import Pools
 from labctl.service.replay import Replayer
 from labctl.service.sessions import Sessions
 from labctl.service.submissions import Submissions
@@ -58,6 +59,7 @@ class Runtime:
     submissions: Submissions
     observation: Observation
     lti_registry: lti_launch.Registry
+    pools: Pools
 
     @property
     def holder(self) -> str:
@@ -87,6 +89,7 @@ class Runtime:
             "sweep": (self.sweeper.run_once, self.settings.sweep_interval_s),
             "regrade": (self.submissions.reconcile, 60.0),
         }
+        jobs["pools"] = (self.pools.run_once, self.settings.sweep_interval_s)  # warm pools: drain, meter, refill
         if self.lti_registry.platforms:
             passback = self.score_passback()
             jobs["lti-scores"] = (passback.run_once, 10.0)
@@ -103,7 +106,8 @@ def build(settings: Settings) -> Runtime:
     providers = ProviderRouter(provider_factories(settings, kubernetes=provider),
                                in_use={lab.provider for lab in catalog.values()},
                                cooldown_s=settings.backend_cooldown_s)
-    sessions = Sessions(store=store, provider=providers, catalog=catalog, holder=settings.replica_id)
+    sessions = Sessions(store=store, provider=providers, catalog=catalog, holder=settings.replica_id,
+                        pool_hashes=pools.hashes(catalog, settings.manifests_dir))
     sheet = _sheet_loader(settings.prices_file)
     sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit,
                       simulate=settings.simulate_demand, replay_max_s=settings.replay_max_s)
@@ -113,7 +117,8 @@ def build(settings: Settings) -> Runtime:
     return Runtime(settings=settings, store=store, catalog=catalog, provider=provider, providers=providers,
                    sessions=sessions, sweeper=sweeper, submissions=submissions,
                    observation=Observation(sessions=sessions, simulate=settings.simulate_demand),
-                   lti_registry=lti_launch.load_registry(settings.lti_platforms_file))
+                   lti_registry=lti_launch.load_registry(settings.lti_platforms_file),
+                   pools=pools.Pools(sessions=sessions, prices=sheet))
 
 
 def _platform_keys() -> Callable[[lti_launch.Platform, str], Any]:
