@@ -19,6 +19,7 @@ The decision of a pass is pure (:func:`plan`); the pass carries it out.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -201,13 +202,16 @@ class Pools:
             try:
                 row = self.sessions.row_of(session_id)
                 now = self.sessions.clock()
-                priced = meter.price(self.sessions.provider.snapshot(self.sessions.spec_of(row), now=now), sheet)
+                # The snapshot names an owner: the pool (the sandbox's own learner id is empty until a claim).
+                spec = dataclasses.replace(self.sessions.spec_of(row), learner_id=ACTOR)
+                priced = meter.price(self.sessions.provider.snapshot(spec, now=now), sheet)
                 burn = round(priced.burn_rate_usd_per_hour, 6)
                 self._close_account(session_id, burn=burn)
                 report.metered += 1
-            except (LabctlError, ProviderError) as exc:
+            except Exception as exc:  # one sandbox's failure must not stop the pass; a bug is logged with its trace
                 report.errors.append((session_id, f"meter: {exc}"))
-                log.warning("metering pooled sandbox %s failed: %s", session_id, exc)
+                log.warning("metering pooled sandbox %s failed: %s", session_id, exc,
+                            exc_info=not isinstance(exc, LabctlError | ProviderError))
 
     def _close_account(self, session_id: str, *, burn: Decimal | None = None) -> None:
         """Charge the pool the rate in force since the last metering, up to now; ``burn``: the rate from now on."""
@@ -239,7 +243,7 @@ class Pools:
         expires = now + parse_duration(lab.time.limit)
         row = SandboxSession(
             id=f"{lab.id}-{secrets.token_hex(5)}", lab_id=lab.id, learner_id=POOL_LEARNER, provider=lab.provider,
-            state="provisioning", budget_usd=Decimal(0), created_at=now, expires_at=expires, deadline_at=expires,
+            state="provisioning", budget_usd=lab.budget.usd, created_at=now, expires_at=expires, deadline_at=expires,
             live_key=None, cleanup_pending=False, started_by=ACTOR, pool_hash=self.hashes[lab.id],
             lease_holder=self.sessions.lease_name("pool"), lease_expires_at=now + LEASE_TTL)
         row.namespace = row.id
