@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 import labctl
@@ -54,6 +55,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("labctl %s starting with %s; %d labs", labctl.__version__, settings.redacted(), len(rt.catalog))
         rt.store.migrate()
+        # Blocking routes run on this loop's thread pool: sized so a class's starts run at once (each waits on the
+        # cluster), and a route's sync dependencies do not queue behind them.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         if background:
             loops.start()  # the first sweep also reconciles what an interrupted run left
             dispatch_stop = threading.Event()

@@ -45,8 +45,10 @@ async def authorized(request: Request) -> Principal:
     return principal
 
 
-def learner_urls(request: Request, principal: Annotated[Principal, Depends(authorized)]) -> LearnerUrl:
-    """The ``learner_url`` maker for this caller: a signed link for those who may open the page, else ``None``."""
+async def learner_urls(request: Request, principal: Annotated[Principal, Depends(authorized)]) -> LearnerUrl:
+    """The ``learner_url`` maker for this caller: a signed link for those who may open the page, else ``None``.
+    Async (it only builds a function): a sync dependency would take a second turn on the thread pool, queued behind
+    the blocking routes of every other request."""
     links: LearnerLinks = request.app.state.learner_links
     base_url, now = str(request.base_url), datetime.now(UTC)
     return lambda row: links.url_for(row, principal=principal, base_url=base_url, now=now)
@@ -69,17 +71,17 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
-def sessions_service(request: Request) -> Sessions:
+async def sessions_service(request: Request) -> Sessions:
     service: Sessions = request.app.state.sessions
     return service
 
 
-def observation_service(request: Request) -> Observation:
+async def observation_service(request: Request) -> Observation:
     service: Observation = request.app.state.runtime.observation
     return service
 
 
-def launches_service(request: Request) -> Launches:
+async def launches_service(request: Request) -> Launches:
     service: Launches = request.app.state.launches
     return service
 

@@ -97,7 +97,7 @@ class Runtime:
 
 
 def build(settings: Settings) -> Runtime:
-    store = open_store(settings.effective_database_url)
+    store = open_store(settings.effective_database_url, pool_size=settings.db_pool_size)
     catalog = enabled(loader.load_catalog(settings.labs_dir, settings.manifests_dir, fleet_file=settings.fleet_file),
                       providers=settings.providers)
     provider = KubernetesSandboxes(settings.effective_kubeconfig, settings.manifests_dir,

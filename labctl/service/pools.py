@@ -187,10 +187,10 @@ class Pools:
                 stopping.append(session_id)
             except LabctlError as exc:  # claimed meanwhile, or a command holds it: the next pass looks again
                 report.errors.append((session_id, f"drain: {exc}"))
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pool-drain") as workers:
-            for session_id in stopping:
-                workers.submit(background.run, f"removing pooled sandbox {session_id}", self.sessions.finish_stop,
-                               session_id, actor=ACTOR)
+        for removal in [background.REMOVALS.submit(f"removing pooled sandbox {session_id}",
+                                                   self.sessions.finish_stop, session_id, actor=ACTOR)
+                        for session_id in stopping]:
+            removal.result()
         report.drained += len(stopping)
 
     def _meter(self, lab_id: str, ids: Sequence[str], report: PoolReport) -> None:
