@@ -16,8 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('sessions') as batch:
-        batch.add_column(sa.Column('pool_hash', sa.String(length=64), nullable=True))
+    op.add_column('sessions', sa.Column('pool_hash', sa.String(length=64), nullable=True))
     op.create_table('pool_charges',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('lab_id', sa.String(length=63), nullable=False),
@@ -34,5 +33,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_pool_charges_lab', table_name='pool_charges')
     op.drop_table('pool_charges')
-    with op.batch_alter_table('sessions') as batch:
-        batch.drop_column('pool_hash')
+    # A plain ALTER TABLE (SQLite >= 3.35 drops columns in place): a batch copy of ``sessions`` would cascade-delete
+    # the rows that reference it.
+    op.drop_column('sessions', 'pool_hash')
