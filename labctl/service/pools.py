@@ -73,6 +73,7 @@ class Member:
     state: str  # provisioning (being made) | pooled
     pool_hash: str
     ready_at: datetime | None
+    present: bool = True  # its sandbox is in the backend's listing (a vanished one is drained, never claimed)
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ class Plan:
 
 
 def plan(*, members: Sequence[Member], wanted: int, current_hash: str) -> Plan:
-    """Pure: drain every stale member (another hash) and, of the fresh, the newest beyond ``wanted`` (sandboxes
-    being made count as members); make what is missing."""
-    stale = [m.id for m in members if m.pool_hash != current_hash and m.state == states.POOLED]
-    fresh = [m for m in members if m.pool_hash == current_hash]
+    """Pure: drain every stale member (another hash, or its sandbox gone) and, of the fresh, the newest beyond
+    ``wanted`` (sandboxes being made count as members); make what is missing."""
+    stale = [m.id for m in members if m.state == states.POOLED and (m.pool_hash != current_hash or not m.present)]
+    fresh = [m for m in members if m.pool_hash == current_hash and (m.present or m.state != states.POOLED)]
     extra = max(0, len(fresh) - wanted)
     ready = sorted((m for m in fresh if m.state == states.POOLED), key=lambda m: (m.ready_at is not None, m.ready_at),
                    reverse=True)
@@ -132,7 +133,7 @@ class Pools:
         """One pass over every lab with a pool (and the stale sandboxes of labs that no longer have one)."""
         report = PoolReport()
         now = self.sessions.clock()
-        members = self._members()
+        members = self._members(listed=True)
         for lab_id in sorted(set(members) | set(self.hashes)):
             lab = self.sessions.catalog.get(lab_id)
             wanted = lab.pool.warm_at(now) if lab is not None and lab.pool is not None else 0
@@ -162,7 +163,16 @@ class Pools:
 
     # -- the pass's steps ------------------------------------------------------------------------------------------
 
-    def _members(self) -> dict[str, list[Member]]:
+    def _members(self, *, listed: bool = False) -> dict[str, list[Member]]:
+        """Every lab's pool members; ``listed``: with whether the backend still holds each pooled sandbox (a
+        backend that cannot list now is taken to hold them all: the next pass looks again)."""
+        present: frozenset[str] | None = None
+        if listed:
+            try:
+                listing = self.sessions.provider.sandboxes()
+                present = listing.sessions if "kubernetes" in listing.providers else None
+            except ProviderError as exc:
+                log.warning("pools: listing sandboxes failed, nothing judged lost this pass: %s", exc)
         with self.sessions.store.session() as db:
             rows = db.execute(select(SandboxSession.id, SandboxSession.lab_id, SandboxSession.state,
                                      SandboxSession.pool_hash, SandboxSession.ready_at).where(
@@ -170,8 +180,9 @@ class Pools:
                 SandboxSession.state.in_((states.POOLED, "provisioning")))).all()
         members: dict[str, list[Member]] = {}
         for row in rows:
-            members.setdefault(row.lab_id, []).append(Member(id=row.id, state=row.state, pool_hash=row.pool_hash,
-                                                             ready_at=row.ready_at))
+            members.setdefault(row.lab_id, []).append(Member(
+                id=row.id, state=row.state, pool_hash=row.pool_hash, ready_at=row.ready_at,
+                present=present is None or row.state != states.POOLED or row.id in present))
         return members
 
     def _drain(self, ids: Sequence[str], report: PoolReport) -> None:

@@ -86,3 +86,9 @@ def test_the_lab_hash_follows_the_definition_and_templates_but_not_the_pool(tmp_
     quota = copy / "sandbox" / "10-quota.yaml.j2"
     quota.write_text(quota.read_text() + "\n")
     assert lab_hash(lab, copy) != base
+
+
+def test_a_pooled_sandbox_whose_namespace_vanished_is_drained_and_replaced() -> None:
+    lost = Member(id="s9", state="pooled", pool_hash="now", ready_at=None, present=False)
+    decided = plan(members=[member(1), lost], wanted=2, current_hash="now")
+    assert decided.drain == ("s9",) and decided.make == 1
