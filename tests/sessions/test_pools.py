@@ -87,12 +87,21 @@ def test_the_idle_time_before_a_claim_is_the_pools_not_the_learners(world: World
     rt, clock = world.rt, world.clock
     if len(pooled_ids(rt)) < WARM:
         rt.pools.run_once()
-    rt.pools.run_once()  # the first metering of each pooled sandbox: its burn rate from now on
-    with rt.store.session() as db:
-        burns = set(db.scalars(select(SandboxSession.burn_rate_usd_per_hour).where(
-            SandboxSession.state == "pooled")))
-    assert len(burns) == 1, burns
-    burn = burns.pop()
+
+    def burn_rates() -> set[Decimal]:
+        """Meter the pool (the fake clock stands still: no time is charged) and read each sandbox's burn rate."""
+        rt.pools.run_once()
+        with rt.store.session() as db:
+            return set(db.scalars(select(SandboxSession.burn_rate_usd_per_hour).where(
+                SandboxSession.state == "pooled")))
+
+    # The starter's pods appear a moment after the sandbox holds (Deployment, ReplicaSet, pods): meter until each
+    # pooled sandbox burns the same.
+    def settled() -> set[Decimal] | None:
+        rates = burn_rates()
+        return rates if len(rates) == 1 and min(rates) > 0 else None
+
+    burn = set(eventually(settled, timeout=60, interval=1)).pop()
     assert burn > 0, "the starter's pods cost money while they wait"
     before = rt.pools.view(LAB).idle_cost_usd
 

@@ -62,6 +62,7 @@ class KubernetesSandboxes:
         self._workers = ThreadPoolExecutor(max_workers=API_CONNECTIONS, thread_name_prefix="kube-apply")
         self._provisions = threading.BoundedSemaphore(PROVISIONS_AT_ONCE)
         self._pinged: tuple[float, str] | None = None  # (monotonic time, version) of the last answer
+        self._ping_lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------------
 
@@ -85,14 +86,14 @@ class KubernetesSandboxes:
     def ping(self) -> str:
         """The apiserver's version; an answer of the last :data:`PING_FRESH_S` stands (a class's starts each ask, and
         a ping is a new client, a TLS handshake and a request)."""
-        with self._lock:
+        with self._ping_lock:  # not self._lock: _client() holds that while it pings
             if self._pinged is not None and time.monotonic() - self._pinged[0] < PING_FRESH_S:
                 return self._pinged[1]
         try:
             version = kube.ping(self.kubeconfig, timeout_s=self.timeout[0])
         except RuntimeError as exc:
             raise ProviderUnavailable(str(exc)) from exc
-        with self._lock:
+        with self._ping_lock:
             self._pinged = (time.monotonic(), version)
         return version
 
