@@ -12,12 +12,26 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 import labctl
 from api import guard, problems
 from api.deps import Parts
-from api.routers import costs, dashboard, health, hooks, labs, lti, pages, sessions, submissions, tokens, webhooks
+from api.routers import (
+    costs,
+    dashboard,
+    health,
+    hooks,
+    labs,
+    lti,
+    pages,
+    pools,
+    sessions,
+    submissions,
+    tokens,
+    webhooks,
+)
 from labctl import runtime as runtime_mod
 from labctl.settings import Settings
 
@@ -35,6 +49,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         log.info("labctl %s starting as replica %s with %s; %d labs", labctl.__version__, rt.holder,
                  rt.settings.redacted(), len(rt.catalog))
         rt.store.migrate()
+        # Blocking routes run on this loop's thread pool: sized so a class's starts run at once (each waits on the
+        # cluster), and a route's sync dependencies do not queue behind them.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = rt.settings.request_threads
         if background:
             loops.start()  # the first sweep also reconciles what an interrupted run left
         yield
@@ -53,6 +70,6 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     problems.install(app)
     app.add_middleware(guard.Guard)
     parts.metrics.install(app)
-    for module in (health, labs, sessions, submissions, costs, tokens, webhooks, hooks, lti, pages, dashboard):
+    for module in (health, labs, pools, sessions, submissions, costs, tokens, webhooks, hooks, lti, pages, dashboard):
         app.include_router(module.router)
     return app

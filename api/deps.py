@@ -76,8 +76,10 @@ async def authorized(request: Request) -> Principal:
     return principal
 
 
-def learner_urls(request: Request, principal: Annotated[Principal, Depends(authorized)]) -> LearnerUrl:
-    """The ``learner_url`` maker for this caller: a signed link for those who may open the page, else ``None``."""
+async def learner_urls(request: Request, principal: Annotated[Principal, Depends(authorized)]) -> LearnerUrl:
+    """The ``learner_url`` maker for this caller: a signed link for those who may open the page, else ``None``.
+    Async (it only builds a function): a sync dependency would take a second turn on the thread pool, queued behind
+    the blocking routes of every other request."""
     links = learner_links(request)
     base_url, now = str(request.base_url), datetime.now(UTC)
     return lambda row: links.url_for(row, principal=principal, base_url=base_url, now=now)
@@ -106,27 +108,27 @@ def store_of(request: Request) -> Store:
     return runtime_of(request).store
 
 
-def sessions_service(request: Request) -> Sessions:
+async def sessions_service(request: Request) -> Sessions:
     return runtime_of(request).sessions
 
 
-def submissions_service(request: Request) -> Submissions:
+async def submissions_service(request: Request) -> Submissions:
     return runtime_of(request).submissions
 
 
-def observation_service(request: Request) -> Observation:
+async def observation_service(request: Request) -> Observation:
     return runtime_of(request).observation
 
 
-def launches_service(request: Request) -> Launches:
+async def launches_service(request: Request) -> Launches:
     return runtime_of(request).launches
 
 
-def webhooks_admin(request: Request) -> Webhooks:
+async def webhooks_admin(request: Request) -> Webhooks:
     return runtime_of(request).webhooks
 
 
-def inbound_handlers(request: Request) -> dict[str, Handler]:
+async def inbound_handlers(request: Request) -> dict[str, Handler]:
     return runtime_of(request).inbound
 
 

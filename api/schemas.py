@@ -20,6 +20,7 @@ from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
 from labctl.service.costs import CostRow
 from labctl.service.observation import SessionMetrics
+from labctl.service.pools import PoolView
 from labctl.service.roles import Role
 from labctl.store.models import ApiToken, SandboxSession, SessionEvent, Submission
 
@@ -162,6 +163,22 @@ class LabOut(BaseModel):
         return cls(id=lab.id, title=lab.title, summary=lab.summary, provider=lab.provider,
                    budget_usd=float(lab.budget.usd), time_limit=lab.time.limit, max_extension=lab.time.max_extension,
                    required_labels=list(lab.required_labels))
+
+
+class PoolOut(BaseModel):
+    lab_id: str
+    warm_wanted: int = Field(description="unclaimed sandboxes the pool keeps now (its schedule's window, else warm)")
+    pooled: int = Field(description="warm, unclaimed sandboxes of the lab as it is now")
+    provisioning: int = Field(description="pooled sandboxes being made")
+    stale: int = Field(description="pooled sandboxes of an older version of the lab, being drained")
+    idle_cost_usd: float = Field(description="what unclaimed sandboxes have cost the course so far (no learner's)")
+    sandbox_hours: float = Field(description="unclaimed sandbox-hours paid for")
+
+    @classmethod
+    def of(cls, view: PoolView) -> PoolOut:
+        return cls(lab_id=view.lab_id, warm_wanted=view.warm_wanted, pooled=view.pooled,
+                   provisioning=view.provisioning, stale=view.stale, idle_cost_usd=float(view.idle_cost_usd),
+                   sandbox_hours=float(view.sandbox_hours))
 
 
 class CreateToken(BaseModel):

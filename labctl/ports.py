@@ -115,6 +115,10 @@ class SandboxProvider(Protocol):
     def provision(self, spec: SandboxSpec) -> None:
         """Create or converge the sandbox; returns when the learner can use it."""
 
+    def hand_over(self, spec: SandboxSpec, *, previous: SandboxSpec) -> None:
+        """Converge a sandbox provisioned for ``previous`` (a warm pool's, of no learner) to ``spec`` (its learner,
+        deadlines, budget): only what differs between the two is written; returns when the learner can use it."""
+
     def credentials(self, spec: SandboxSpec) -> Credentials:
         """Fresh credentials for the learner that stop working when the session expires."""
 

@@ -41,10 +41,11 @@ from labctl.providers.kubernetes.leader import KubernetesLeader, default_namespa
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.providers.router import ProviderRouter
 from labctl.service import background as tasks
-from labctl.service import leader
+from labctl.service import leader, pools
 from labctl.service.gauges import SessionCosts
 from labctl.service.launches import Launches, ScorePassback
 from labctl.service.observation import Observation
+from labctl.service.pools import Pools
 from labctl.service.replay import Replayer
 from labctl.service.sessions import Sessions
 from labctl.service.submissions import Submissions
@@ -80,6 +81,7 @@ class Runtime:
     dispatcher: Dispatcher  # sends the outbox (the "webhooks" job)
     tenure: leader.Tenure  # this process's hold on the leader lock
     session_costs: SessionCosts  # the per-session gauges of /metrics, read from the store
+    pools: Pools  # the labs' warm pools: refilled, drained and metered by the "pools" job
     inbound: dict[str, Handler] = field(default_factory=dict)  # POST /v1/hooks/exam: event type -> handler
     probes: dict[str, Probe] = field(default_factory=dict)  # /readyz: check name -> probe
 
@@ -124,6 +126,7 @@ class Runtime:
             "regrade": (lambda: self.submissions.reconcile(held=held), 60.0),
             "webhooks": (self.deliver, 1.0),
         }
+        jobs["pools"] = (self.pools.run_once, self.settings.sweep_interval_s)  # warm pools: drain, meter, refill
         if self.lti_registry.platforms:
             passback = self.score_passback()
             jobs["lti-scores"] = (passback.run_once, 10.0)
@@ -148,7 +151,7 @@ class Runtime:
 
 def build(settings: Settings) -> Runtime:
     """Every part, from the settings (nothing is contacted yet: the store is migrated and the cluster asked later)."""
-    store = open_store(settings.effective_database_url)
+    store = open_store(settings.effective_database_url, pool_size=settings.db_pool_size)
     catalog = enabled(loader.load_catalog(settings.labs_dir, settings.manifests_dir, fleet_file=settings.fleet_file),
                       providers=settings.providers)
     timeout = (settings.kube_connect_timeout_s, settings.kube_read_timeout_s)
@@ -158,7 +161,8 @@ def build(settings: Settings) -> Runtime:
     providers = ProviderRouter(provider_factories(settings, kubernetes=provider),
                                in_use={lab.provider for lab in catalog.values()},
                                cooldown_s=settings.backend_cooldown_s)
-    sessions = Sessions(store=store, provider=providers, catalog=catalog, holder=settings.replica_id)
+    sessions = Sessions(store=store, provider=providers, catalog=catalog, holder=settings.replica_id,
+                        pool_hashes=pools.hashes(catalog, settings.manifests_dir))
     sheet = _sheet_loader(settings.prices_file)
     sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit,
                       simulate=settings.simulate_demand, replay_max_s=settings.replay_max_s)
@@ -173,7 +177,7 @@ def build(settings: Settings) -> Runtime:
                  webhooks=Webhooks(store, targets=targets), dispatcher=Dispatcher(store, targets=targets),
                  tenure=leader.Tenure(leader_lock(settings, store=store), ttl=timedelta(seconds=settings.leader_ttl_s),
                                       clock=lambda: datetime.now(UTC)),
-                 session_costs=SessionCosts(store))
+                 session_costs=SessionCosts(store), pools=Pools(sessions=sessions, prices=sheet))
     rt.inbound["grade.requested"] = lambda data: grade_requested(rt, data)
     # One readiness check per provider the catalog's labs use: "cluster" for Kubernetes, a cloud's by its name.
     rt.probes.update({"store": lambda: _store_probe(store), "cluster": provider.ping,

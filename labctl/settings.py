@@ -140,6 +140,14 @@ class Settings(BaseSettings):
         default=300.0, gt=0, le=3600,
         description="the longest a grading window's replay may last in real seconds: a lab whose window over its "
                     "time_scale is longer is replayed faster (same served share and cost per 1,000 requests)")
+    request_threads: int = Field(
+        default=128, ge=8, le=2048,
+        description="threads that run the API's blocking work (each start waits on the cluster in one): as many "
+                    "starts are in flight at once, the others queue; sized for a class starting together")
+    db_pool_size: int = Field(
+        default=32, ge=1, le=1024,
+        description="database connections kept open (as many more may be opened under load): a request holds one "
+                    "only while it reads or writes, never while it waits on a backend")
     provision_step_delay_s: float = Field(
         default=0.0, ge=0, le=10,
         description="testing only: a pause between applied objects, to interrupt a start on purpose")

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
@@ -306,12 +306,11 @@ def reset(session_id: str, request: Request, who: Acting, body: NoBody | None = 
 
 
 @router.post("/dashboard/sessions/{session_id}/stop")
-def stop(session_id: str, request: Request, background: BackgroundTasks, who: Acting,
-         body: NoBody | None = None) -> Response:
+def stop(session_id: str, request: Request, who: Acting, body: NoBody | None = None) -> Response:
     sessions = runtime_of(request).sessions
     row = sessions.stop(session_id, principal=who.principal, reason=f"stopped by {who.principal.name}")
-    background.add_task(tasks.run, f"removing the sandbox of {session_id}", sessions.finish_stop, session_id,
-                        actor=who.principal.name)
+    tasks.REMOVALS.submit(f"removing the sandbox of {session_id}", sessions.finish_stop, session_id,
+                          actor=who.principal.name)
     return _done(f"Stopping {row.id} ({row.learner_id}): its sandbox is being removed.")
 
 

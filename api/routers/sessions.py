@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from api import responses
@@ -149,11 +149,10 @@ def reset(session_id: str, principal: Authorized, sessions: SessionsDep, links: 
 
 @router.delete("/{session_id}", status_code=202, summary="Stop: terminating, then terminated",
                responses=COMMAND)
-def stop(session_id: str, principal: Authorized, sessions: SessionsDep,
-         background: BackgroundTasks, links: LearnerUrls) -> SessionOut:
+def stop(session_id: str, principal: Authorized, sessions: SessionsDep, links: LearnerUrls) -> SessionOut:
     row = sessions.stop(session_id, principal=principal)
-    background.add_task(tasks.run, f"removing the sandbox of {session_id}", sessions.finish_stop, session_id,
-                        actor=principal.name)
+    tasks.REMOVALS.submit(f"removing the sandbox of {session_id}", sessions.finish_stop, session_id,
+                          actor=principal.name)
     return _out(links, row)
 
 

@@ -14,7 +14,7 @@ import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -47,6 +47,7 @@ _DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), ""
             "E": Decimal("1e18")}
 
 LAB_ID_MAX = 40
+POOL_MAX = 500  # warm sandboxes one lab may keep
 STARTER_SUFFIX = ".yaml.j2"
 GRADERS_DIR = "graders"
 
@@ -841,6 +842,30 @@ class CloudStarter(_Closed):
         return [*self.instances, *self.volumes]
 
 
+class PoolWindow(_Closed):
+    """A stretch of the week during which the pool keeps ``warm`` sandboxes instead of the lab's usual number."""
+
+    window: WindowText = Field(description="days, hours and zone, e.g. 'Mon-Fri 08:30-12:00 Europe/Paris'")
+    warm: int = Field(ge=0, le=POOL_MAX, description="unclaimed sandboxes kept ready inside the window")
+
+
+class Pool(_Closed):
+    """Warm sandboxes kept provisioned and unclaimed, so a class's starts are claims instead of provisions.
+
+    Outside every window of ``schedule`` the pool keeps ``warm``; inside one, that window's number (the largest
+    where windows overlap). Their idle cost is charged to the course, never to a learner.
+    """
+
+    warm: int = Field(default=0, ge=0, le=POOL_MAX, description="unclaimed sandboxes kept ready (outside windows)")
+    schedule: list[PoolWindow] = Field(default_factory=list,
+                                       description="windows with their own warm count (a class's hours)")
+
+    def warm_at(self, now: datetime) -> int:
+        """How many unclaimed sandboxes the pool keeps at ``now``."""
+        inside = [w.warm for w in self.schedule if windows.is_inside(windows.parse_window(w.window), now)]
+        return max(inside) if inside else self.warm
+
+
 class Grader(_Closed):
     """One graded check: a script under ``graders/`` run with ``params``, worth ``weight``."""
 
@@ -890,6 +915,8 @@ class Lab(_Closed):
         default=None, description="cloud labs: the detective control run by every sweep (docs/LABS.md)")
     cloud_starter: CloudStarter | None = Field(
         default=None, description="cloud labs: instances and volumes made in the sandbox at start (docs/LABS.md)")
+    pool: Pool | None = Field(
+        default=None, description="kubernetes labs: warm sandboxes kept ready for starts to claim (docs/LABS.md)")
 
     @field_validator("required_labels", "node_pools", "starter", "solution")
     @classmethod
@@ -930,6 +957,9 @@ class Lab(_Closed):
         if self.provider == "kubernetes" and self.guardrails is not None:
             raise ValueError("`guardrails` checks cloud instances; a kubernetes lab is fenced by its quota and "
                              "admission policy instead")
+        if self.provider != "kubernetes" and self.pool is not None:
+            raise ValueError(f"`pool` keeps warm Kubernetes namespaces; a {self.provider} lab's sandbox is made for "
+                             "its learner at start (remove `pool`)")
         if self.provider == "kubernetes" and self.cloud_starter is not None:
             raise ValueError("`cloud_starter` makes cloud instances and volumes; a kubernetes lab's starter is its "
                              "`starter` templates")

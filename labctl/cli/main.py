@@ -7,7 +7,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from labctl.cli import cluster, costs, labs, prices, serve, sessions, submissions, sweep, tokens, webhooks
+from labctl.cli import cluster, costs, labs, pools, prices, serve, sessions, submissions, sweep, tokens, webhooks
 from labctl.cli.output import stderr
 from labctl.grading.jail import JailUnavailable
 from labctl.localcluster.build import BuildError
@@ -18,6 +18,7 @@ app = typer.Typer(name="labctl", help="Hands-on FinOps lab controller.", no_args
                   pretty_exceptions_enable=False)
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(labs.app, name="labs")
+app.add_typer(pools.app, name="pool")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(webhooks.app, name="webhooks")

@@ -105,6 +105,9 @@ class ProviderRouter:
     def provision(self, spec: SandboxSpec) -> None:
         self._call(spec, lambda p: p.provision(spec))
 
+    def hand_over(self, spec: SandboxSpec, *, previous: SandboxSpec) -> None:
+        self._call(spec, lambda p: p.hand_over(spec, previous=previous))
+
     def credentials(self, spec: SandboxSpec) -> Credentials:
         return self._call(spec, lambda p: p.credentials(spec))
 

@@ -4,18 +4,40 @@ Nothing is left waiting for such work's exception, and one raised into the ASGI 
 request that scheduled it. Every such task runs through :func:`run`, which logs one line for an expected refusal
 (another command holds the session, the backend is down: the sweep's reconciler finishes the job later) and the
 traceback only for a bug.
+
+Removing sandboxes (a stop's, an expiry's, a drain's) waits for the backend, a namespace's finalization for seconds:
+that work goes to :data:`REMOVALS`, one bounded pool of workers outside the requests' threads and the sweep, so a
+class's mass stop neither starves the API's threads (``/healthz`` stays instant) nor holds up the next sweep;
+what is queued waits its turn, and what a restart loses the reconciler finishes (the rows stay ``terminating``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from labctl.errors import LabctlError
 from labctl.ports import ProviderError
 
 log = logging.getLogger("labctl.background")
+
+REMOVAL_WORKERS = 16  # sandboxes removed side by side (each mostly waits on the backend)
+
+
+class Workers:
+    """A bounded pool that runs background work through :func:`run` (it never raises into the caller)."""
+
+    def __init__(self, *, size: int, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
+
+    def submit(self, what: str, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> Future[None]:
+        """Queue ``fn(*args, **kwargs)``; the future tells when it ended (its failure is logged, not raised)."""
+        return self._pool.submit(run, what, fn, *args, **kwargs)
+
+
+REMOVALS = Workers(size=REMOVAL_WORKERS, name="removal")
 
 
 def run(what: str, fn: Callable[..., object], /, *args: Any, **kwargs: Any) -> None:

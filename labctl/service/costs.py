@@ -50,7 +50,8 @@ def budget_share(row: SandboxSession) -> Decimal:
 def report(store: Store, *, group_by: GroupBy) -> list[CostRow]:
     """One row per lab or learner over every session, most expensive first."""
     with store.session() as db:
-        rows = list(db.scalars(select(SandboxSession)))
+        # A warm pool's unclaimed sandboxes are no learner's: their cost is the pool's ledger (GET .../pool).
+        rows = list(db.scalars(select(SandboxSession).where(SandboxSession.pool_hash.is_(None))))
     groups: dict[str, list[SandboxSession]] = defaultdict(list)
     for row in rows:
         groups[row.lab_id if group_by == "lab" else row.learner_id].append(row)

@@ -51,6 +51,18 @@ class Leader(Protocol):
 
 def try_acquire(store: Store, *, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
     """Take or renew the lease ``name`` for ``holder``; ``True`` when ``holder`` leads until ``now + ttl``."""
+    if _renew(store, name=name, holder=holder, ttl=ttl, now=now):
+        return True
+    try:
+        with store.session() as db:
+            db.add(Lease(name=name, holder=holder, expires_at=now + ttl))
+    except IntegrityError:
+        # Someone inserted it first: another replica, or another job of this one starting at the same moment.
+        return _renew(store, name=name, holder=holder, ttl=ttl, now=now)
+    return True
+
+
+def _renew(store: Store, *, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
     with store.session() as db:
         result = db.execute(
             update(Lease)
@@ -58,14 +70,7 @@ def try_acquire(store: Store, *, name: str, holder: str, ttl: timedelta, now: da
             .values(holder=holder, expires_at=now + ttl)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            return True
-    try:
-        with store.session() as db:
-            db.add(Lease(name=name, holder=holder, expires_at=now + ttl))
-    except IntegrityError:
-        return False  # someone else holds it
-    return True
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def release(store: Store, *, name: str, holder: str, now: datetime) -> None:

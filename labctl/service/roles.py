@@ -49,6 +49,7 @@ MATRIX: Final[dict[str, Rule]] = {
     # the catalog
     "GET /v1/labs": CATALOG_READERS,
     "GET /v1/labs/{lab_id}": CATALOG_READERS,
+    "GET /v1/labs/{lab_id}/pool": INSTRUCTOR,  # the course's warm sandboxes and their idle cost
     # sessions
     "POST /v1/sessions": SESSION_ACTORS,
     "POST /v1/sessions/grants": INSTRUCTOR,

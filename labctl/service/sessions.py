@@ -13,6 +13,12 @@ killed process of this replica is taken over at once; one of another replica onl
 session row goes through :meth:`Sessions.write`: a write that lost to another writer (the row's version) is decided
 again on the fresh row, so the meter's ledger, a command and a learner's polling never give each other a 5xx.
 
+A lab with a warm ``pool`` (:mod:`labctl.service.pools` keeps it filled) has sandboxes provisioned for no learner
+(state ``pooled``); a start first claims one of those with a compare-and-set on its row (two starts never get the
+same one), closes its idle account in the pool's ledger, drops its pooled past (events, timers, ledger figures: the
+learner's clock, cost and budget start at the claim) and converges it to the learner (``hand_over``: the namespace's
+learner label, expiry, budget). With no fresh pooled sandbox left the start provisions one, as without a pool.
+
 Money and attempts belong to the learner and the lab (:mod:`labctl.service.allowances`): a new session's budget is
 what the learner has left in the lab. A budget, instructor or meter suspension is lifted only by an instructor, and a
 budget one only below the suspend level: neither a resume nor a reset by anyone else restarts the workloads.
@@ -33,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -55,6 +61,7 @@ from labctl.ports import (
 from labctl.service import allowances, leader, paging, policy, roles, states
 from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
+from labctl.store import pool_ledger
 from labctl.store.db import Store
 from labctl.store.models import Grant, SandboxSession, SessionEvent
 
@@ -69,6 +76,10 @@ WRITE_RETRIES = 10
 # A learner's reads mark activity for the idle timer at most this often (the timer counts minutes).
 TOUCH_EVERY = timedelta(seconds=30)
 # A stronger suspension cause replaces a weaker one on an already suspended session (never the other way round).
+# A pooled sandbox belongs to no learner: an empty learner id, which no learner token or start may name.
+POOL_LEARNER = ""
+# A start looks at this many fresh pooled sandboxes, in random order, so concurrent claims rarely collide.
+CLAIM_CANDIDATES = 32
 CAUSE_RANK = {"learner": 0, "idle": 0, "off-hours": 0, "meter": 1, "budget": 2, "instructor": 3}
 
 
@@ -80,8 +91,12 @@ class Sessions:
     """The session use cases over one store, one provider and the lab catalog."""
 
     def __init__(self, *, store: Store, provider: SandboxProvider, catalog: Mapping[str, Lab],
-                 clock: Callable[[], datetime] = utcnow, holder: str = "labctl") -> None:
+                 clock: Callable[[], datetime] = utcnow, holder: str = "labctl",
+                 pool_hashes: Mapping[str, str] | None = None) -> None:
         self.store = store
+        # lab id -> the hash of its definition and templates (labctl.service.pools.lab_hash), for labs with a pool:
+        # a start claims only a pooled sandbox made from the lab as it is now.
+        self.pool_hashes = dict(pool_hashes or {})
         self.provider = provider
         self.catalog = catalog
         self.clock = clock
@@ -103,7 +118,8 @@ class Sessions:
         learner page's polling), which does not count for the idle timer."""
         with self.store.session() as db:
             row = db.get(SandboxSession, session_id)
-        if row is None or not principal.may_act_for(row.learner_id):
+        if row is None or not principal.may_act_for(row.learner_id) \
+                or (row.pool_hash is not None and principal.role != "instructor"):  # a pool's: instructors only
             raise NotFound(f"there is no session '{session_id}'")
         if principal.role == "learner" and activity:
             self.touch(session_id)  # learner API use counts as activity for the idle timer
@@ -116,6 +132,8 @@ class Sessions:
         if principal.role == "learner":
             learner_id = principal.learner_id
         query = select(SandboxSession).order_by(SandboxSession.created_at.desc(), SandboxSession.id.desc())
+        if principal.role != "instructor":  # a warm pool's sandboxes are the instructors' to see
+            query = query.where(SandboxSession.pool_hash.is_(None))
         if lab_id:
             query = query.where(SandboxSession.lab_id == lab_id)
         if learner_id:
@@ -165,6 +183,12 @@ class Sessions:
                            f"(the lab's and what was granted) minus ${allowance.spent_usd:.2f} spent by earlier "
                            "sessions; an instructor can grant more (labctl sessions grant)")
         self._check_reachable(lab)
+        pool_hash = self.pool_hashes.get(lab.id) if lab.pool is not None else None
+        if pool_hash is not None:
+            claimed = self._claim_pooled(lab=lab, learner_id=learner_id, allowance=allowance, principal=principal,
+                                  pool_hash=pool_hash)
+            if claimed is not None:
+                return claimed
         now = self.clock()
         expires = now + parse_duration(lab.time.limit)
         row = SandboxSession(
@@ -173,7 +197,7 @@ class Sessions:
             deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
             live_key=f"{lab.id}/{learner_id}", cleanup_pending=False, started_by=principal.caller,
             # Born leased: the reconciler must not provision it beside this start.
-            lease_holder=self._lease_name("start"), lease_expires_at=now + LEASE_TTL,
+            lease_holder=self.lease_name("start"), lease_expires_at=now + LEASE_TTL,
         )
         row.namespace = row.id
         with self._held_lock:
@@ -192,10 +216,87 @@ class Sessions:
                     raise Conflict(f"another start for {learner_id} in {lab_id} is finishing; try again") from None
                 return existing, False
             with self.lease(row.id, "start", taken=True):
-                return self._provision(row.id, actor=principal.name), True
+                return self.provision(row.id, actor=principal.name), True
         finally:
             with self._held_lock:
                 self._held.discard(row.id)
+
+    def _claim_pooled(self, *, lab: Lab, learner_id: str, allowance: Allowance, principal: Principal,
+               pool_hash: str) -> tuple[SandboxSession, bool] | None:
+        """Claim a fresh pooled sandbox of ``lab`` for the learner and hand it over; ``None``: none was left."""
+        with self.store.session() as db:
+            candidates = list(db.scalars(select(SandboxSession.id).where(
+                SandboxSession.lab_id == lab.id, SandboxSession.state == states.POOLED,
+                SandboxSession.pool_hash == pool_hash).order_by(SandboxSession.ready_at).limit(CLAIM_CANDIDATES)))
+        random.shuffle(candidates)
+        for candidate in candidates:
+            with self._held_lock:
+                if candidate in self._held:
+                    continue
+                self._held.add(candidate)
+            try:
+                try:
+                    previous = self._take(candidate, lab=lab, learner_id=learner_id, allowance=allowance,
+                                          principal=principal, pool_hash=pool_hash)
+                except IntegrityError:  # another start of this learner in this lab won: that session is the answer
+                    existing = self.live(lab.id, learner_id)
+                    if existing is None:
+                        raise Conflict(f"another start for {learner_id} in {lab.id} is finishing; try again") from None
+                    return existing, False
+                if previous is None:
+                    continue  # another start claimed it, or the pool's meter or a drain wrote it first
+                log.info("session %s claimed from the pool of %s for %s", candidate, lab.id, learner_id)
+                with self.lease(candidate, "start", taken=True):
+                    return self._hand_over(candidate, previous=previous, actor=principal.name), True
+            finally:
+                with self._held_lock:
+                    self._held.discard(candidate)
+        return None
+
+    def _take(self, session_id: str, *, lab: Lab, learner_id: str, allowance: Allowance, principal: Principal,
+              pool_hash: str) -> SandboxSpec | None:
+        """One compare-and-set claim of a pooled row (its state, hash and version unchanged since read), with the
+        pool's account closed and the pooled past dropped, in one transaction. Returns the spec the sandbox was made
+        for (``None``: lost to another writer)."""
+        now = self.clock()
+        expires = now + parse_duration(lab.time.limit)
+        with self.store.session() as db:
+            row = db.get(SandboxSession, session_id)
+            if row is None or row.state != states.POOLED or row.pool_hash != pool_hash:
+                return None
+            previous = self.spec_of(row)
+            since = row.last_metered_at or row.ready_at or row.created_at
+            won = db.execute(update(SandboxSession).where(
+                SandboxSession.id == session_id, SandboxSession.state == states.POOLED,
+                SandboxSession.version == row.version).values(
+                state="provisioning", reason="claimed", learner_id=learner_id, live_key=f"{lab.id}/{learner_id}",
+                budget_usd=allowance.budget_left_usd, created_at=now, ready_at=None, expires_at=expires,
+                deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
+                started_by=principal.caller, pool_hash=None, accrued_usd=0, burn_rate_usd_per_hour=0,
+                last_metered_at=None, meter_note=None, pod_hours=0, spot_pod_hours=0, idle_usd=0,
+                starter_burn_rate_usd_per_hour=None, starter_service=None, last_activity_at=None,
+                lease_holder=self.lease_name("start"), lease_expires_at=now + LEASE_TTL,
+                version=row.version + 1).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+            if won != 1:
+                return None
+            # The idle time up to the claim is the pool's; from here on the money is the learner's.
+            pool_ledger.charge(db, lab_id=lab.id, session_id=session_id, start_at=since, end_at=now,
+                               burn_rate_usd_per_hour=Decimal(row.burn_rate_usd_per_hour or 0))
+            db.execute(delete(SessionEvent).where(SessionEvent.session_id == session_id))
+            db.add(self.new_event(session_id, "created", principal.name, lab=lab.id, learner=learner_id,
+                                  budget_usd=float(allowance.budget_left_usd), attempts_left=allowance.attempts_left))
+            db.flush()
+        return previous
+
+    def _hand_over(self, session_id: str, *, previous: SandboxSpec, actor: str) -> SandboxSession:
+        row = self.row_of(session_id)
+        try:
+            self.provider.hand_over(self.spec_of(row), previous=previous)
+        except ProviderError as exc:
+            return self._fail(session_id, actor=actor, reason=str(exc))
+        now = self.clock()
+        return self.transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=now,
+                               last_activity_at=now)
 
     def stop(self, session_id: str, *, principal: Principal | None, reason: str = "stopped",
              actor: str | None = None) -> SandboxSession:
@@ -282,7 +383,7 @@ class Sessions:
             except ProviderError as exc:
                 return self._fail(session_id, actor=principal.name,
                                   reason=f"reset could not remove the sandbox: {exc}")
-            return self._provision(session_id, actor=principal.name)
+            return self.provision(session_id, actor=principal.name)
 
     def extend(self, session_id: str, *, seconds: int, principal: Principal) -> SandboxSession:
         """More time, up to the lab's deadline (an extension past it is refused, not silently cut)."""
@@ -482,7 +583,7 @@ class Sessions:
                 if row.state == "provisioning":
                     with self.lease(row.id, "reconcile"):
                         if self.row_of(row.id).state == "provisioning":
-                            self._provision(row.id, actor=actor)
+                            self.provision(row.id, actor=actor)
                             counts["resumed"] += 1
                 elif row.state == "terminating":
                     self.finish_stop(row.id, actor=actor)
@@ -501,14 +602,17 @@ class Sessions:
     @contextmanager
     def lease(self, session_id: str, what: str, *, taken: bool = False) -> Iterator[None]:
         """Hold the session for one command (``taken``: it was born leased); a second one gets a 409."""
-        if not taken:
+        if taken:
+            with self._held_lock:
+                self._held.add(session_id)
+        else:
             self._claim(session_id, what)
         try:
             yield
         finally:
             self._release(session_id)
 
-    def _lease_name(self, what: str) -> str:
+    def lease_name(self, what: str) -> str:
         return f"{what}@{self.holder}"
 
     def _claim(self, session_id: str, what: str) -> None:
@@ -522,7 +626,7 @@ class Sessions:
             if not self._lease_free(row, now):
                 doing = (row.lease_holder or "").rpartition("@")[0]
                 raise Conflict(f"session {session_id} is busy ({doing} in progress); try again in a moment")
-            row.lease_holder = self._lease_name(what)
+            row.lease_holder = self.lease_name(what)
             row.lease_expires_at = now + LEASE_TTL
 
         try:
@@ -587,13 +691,16 @@ class Sessions:
             return self.resume(row.id, principal=None, reason=reason, actor=actor)
         return row
 
-    def _provision(self, session_id: str, *, actor: str) -> SandboxSession:
+    def provision(self, session_id: str, *, actor: str) -> SandboxSession:
+        """Make the sandbox; it becomes ``ready`` for its learner, or ``pooled`` when it is a warm pool's."""
         row = self.row_of(session_id)
         try:
             self.provider.provision(self.spec_of(row))
         except ProviderError as exc:
             return self._fail(session_id, actor=actor, reason=str(exc))
         now = self.clock()
+        if row.pool_hash is not None:
+            return self.transition(session_id, states.POOLED, actor=actor, reason="warm, unclaimed", ready_at=now)
         return self.transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=now,
                                last_activity_at=now)
 
@@ -625,7 +732,7 @@ class Sessions:
             setattr(row, key, value)
         db.add(self.new_event(row.id, target, actor, previous=previous, reason=reason, **(detail or {})))
         announced = _ANNOUNCED.get((previous, target)) or _ANNOUNCED.get(("*", target))
-        if announced:
+        if announced and row.pool_hash is None:  # a pool's unclaimed sandbox is nobody's news
             extra = {"reason": row.suspend_reason if target == "suspended" else reason}
             if announced == "session.ready":
                 extra = {"expires_at": _iso(row.expires_at), "deadline_at": _iso(row.deadline_at)}

@@ -2,7 +2,8 @@
 
 ``provisioning -> ready <-> suspended -> submitted -> graded -> terminating -> terminated``, ``failed`` from
 provisioning, any live state -> ``terminating`` on stop. ``ready -> provisioning`` is a reset (the sandbox is made
-again from scratch).
+again from scratch). A warm pool's sandbox is made ``provisioning -> pooled`` for no learner; a start claims it
+(``pooled -> provisioning``, now the learner's, converged to the learner and ``ready``), a drain stops it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from labctl.errors import Conflict
 
 LIVE = frozenset({"provisioning", "ready", "suspended", "submitted", "graded"})
 FINAL = frozenset({"terminated", "failed"})
+POOLED = "pooled"  # provisioned, unclaimed: of a warm pool, of no learner
 
 ALLOWED: dict[str, frozenset[str]] = {
-    "provisioning": frozenset({"ready", "failed", "terminating"}),
+    "provisioning": frozenset({"ready", "failed", "terminating", POOLED}),
+    POOLED: frozenset({"provisioning", "terminating"}),
     "ready": frozenset({"suspended", "submitted", "terminating", "provisioning"}),
     "suspended": frozenset({"ready", "submitted", "terminating", "provisioning"}),
     "submitted": frozenset({"graded", "terminating"}),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -35,7 +36,7 @@ from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError, NotFound
 from labctl.grading.snapshot import ServiceFigures, Snapshot
 from labctl.ports import ProviderError, SandboxSpec
-from labctl.service import guardrails, leader, policy, simulation, states
+from labctl.service import background, guardrails, leader, policy, simulation, states
 from labctl.service.sessions import Sessions
 from labctl.simulator import economics, ledger, model, starter
 from labctl.store import meter_readings
@@ -64,6 +65,7 @@ class Sweeper:
         self.simulate = simulate  # play labs' demand (the local cluster); off where real workloads run
         self.guardrails = guardrails.Guardrails(sessions=sessions)  # cloud labs: the detective control
         self.replay_max_s = replay_max_s  # the longest a grading window's replay lasts (labctl.service.replay)
+        self._removing: list[Future[None]] = []  # this pass's sandbox removals (on background.REMOVALS)
 
     @property
     def clock(self) -> Callable[[], datetime]:
@@ -99,6 +101,9 @@ class Sweeper:
             except Exception as exc:
                 report.errors.append((session_id, f"timers: {exc}"))
                 log.warning("timers of %s failed: %s", session_id, exc, exc_info=not isinstance(exc, LabctlError))
+        for removal in self._removing:  # this pass's expiries and exhausted budgets, removed side by side
+            removal.result()
+        self._removing.clear()
         self.sessions.reconcile(held=held)
         return report
 
@@ -286,7 +291,8 @@ class Sweeper:
                          "budget_usd": float(row.budget_usd), "action": threshold}))
         if action.kind == "terminate":
             s.stop(session_id, principal=None, reason=action.reason, actor="timer")
-            s.finish_stop(session_id, actor="timer")
+            self._removing.append(background.REMOVALS.submit(f"removing the sandbox of {session_id}",
+                                                             s.finish_stop, session_id, actor="timer"))
         elif action.kind == "warn_expiry":
             row = s.row_of(session_id)
             assert row.expires_at is not None

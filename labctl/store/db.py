@@ -67,16 +67,19 @@ class Store:
             raise RuntimeError(f"schema at revision {current}, expected {head}: run the service once to migrate")
 
 
-def open_store(url: str) -> Store:
-    """An engine for ``url``; SQLite files get their directory, WAL mode and foreign keys."""
+def open_store(url: str, *, pool_size: int = 5) -> Store:
+    """An engine for ``url`` keeping ``pool_size`` connections (and as many more under load); SQLite files get their
+    directory, WAL mode and foreign keys."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        sizes: dict[str, int] = {}
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+            sizes = {"pool_size": pool_size, "max_overflow": pool_size}  # a memory database has one connection
+        engine = create_engine(url, connect_args={"timeout": 30}, **sizes)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
     return Store(engine)
 
 

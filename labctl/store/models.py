@@ -115,6 +115,9 @@ class SandboxSession(Base):
     # Who started it: "token:<id>" of the API token, or "admin" (the environment's token). A platform token reads the
     # sandbox credentials only of sessions it started.
     started_by: Mapped[str | None] = mapped_column(String(40))
+    # A warm pool's sandbox, unclaimed (state ``pooled``): the hash of the lab definition and templates it was made
+    # from, so a changed lab drains it; NULL once claimed, and for every sandbox made for a learner.
+    pool_hash: Mapped[str | None] = mapped_column(String(64))
     # Optimistic concurrency: every update bumps it, so two writers never both win.
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -214,4 +217,11 @@ class Lease(Base):
 
 # The webhook, service-ledger, meter-reading, LTI and violation tables share Base's metadata; importing them here
 # keeps every table known wherever models is imported.
-from labctl.store import lti_models, meter_readings, service_ledger, violations, webhook_models  # noqa: E402, F401
+from labctl.store import (  # noqa: E402, F401
+    lti_models,
+    meter_readings,
+    pool_ledger,
+    service_ledger,
+    violations,
+    webhook_models,
+)

@@ -319,6 +319,10 @@ class GcpSandboxes:
 
     # --- credentials and freeze ------------------------------------------------------------------------------------
 
+    def hand_over(self, spec: SandboxSpec, *, previous: SandboxSpec) -> None:
+        """Cloud labs keep no warm pool (the catalog refuses one): converging to ``spec`` is a provision."""
+        self.provision(spec)
+
     def credentials(self, spec: SandboxSpec) -> Credentials:
         """The env file a learner's SDK or gcloud uses: project, home zone, the label their resources must carry,
         and the Compute endpoint labctl was given."""

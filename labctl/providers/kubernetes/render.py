@@ -27,7 +27,9 @@ LEARNER = "learner"  # the sandbox's ServiceAccount, its Role and RoleBinding
 
 
 def session_labels(spec: SandboxSpec) -> dict[str, str]:
-    return {SESSION_LABEL: spec.session_id, LAB_LABEL: spec.lab.id, LEARNER_LABEL: spec.learner_id, **MANAGED_BY}
+    """Every object of the sandbox carries these; the learner is named on the namespace only (its cost tag), so a
+    warm pool's sandbox becomes a learner's by relabelling one object."""
+    return {SESSION_LABEL: spec.session_id, LAB_LABEL: spec.lab.id, **MANAGED_BY}
 
 
 def node_binding_name(namespace: str) -> str:
@@ -67,6 +69,7 @@ def sandbox_context(spec: SandboxSpec, *, frozen: bool = False) -> dict[str, Any
         "namespace_labels": {
             **lab.cost_labels,
             **labels,
+            LEARNER_LABEL: spec.learner_id,
             "pod-security.kubernetes.io/enforce": lab.pod_security,
             "pod-security.kubernetes.io/enforce-version": "latest",
             "pod-security.kubernetes.io/warn": lab.pod_security,

@@ -1,0 +1,283 @@
+"""A class starting at once: N concurrent ``POST /v1/sessions`` through a real ``labctl serve`` (SQLite), cold and
+from a warm pool, beside the same rendered objects applied by a ``kubectl apply`` loop (one at a time and 8 side by
+side) and the apiserver's raw write ceiling (plain creates, 32 side by side); then ``/healthz`` timed while the N
+sessions are deleted.
+
+Run: ``.venv/bin/python -m bench.class_start [--sizes 50,200,500] [--kubectl-sessions 50] [--cluster NAME]``. It uses
+(or brings up) the local cluster ``NAME`` (default ``bench-class``; ``labctl cluster down --name NAME`` after), one
+``labctl serve`` per run on a fresh SQLite file, and removes every sandbox it made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from kubernetes import client
+
+from labctl.catalog import loader
+from labctl.localcluster.cluster import LocalCluster
+from labctl.ports import SandboxSpec
+from labctl.providers.kubernetes import render
+from labctl.providers.kubernetes.client import api_client
+from labctl.settings import REPO_ROOT, Settings
+
+LAB = "tag-for-showback"
+LABCTL = str(Path(sys.executable).parent / "labctl")
+TOKEN = "bench-admin-token-0123456789abcdef0123456789"  # noqa: S105 - the bench server's own admin token
+MANIFESTS = REPO_ROOT / "manifests"
+
+
+@dataclass
+class Starts:
+    label: str
+    n: int
+    wall_s: float
+    answers_s: list[float]
+    statuses: dict[int, int]
+
+    @property
+    def per_s(self) -> float:
+        return self.n / self.wall_s
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.answers_s)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Serve:
+    """``labctl serve`` on a fresh data dir, its labs a copy of the shipped lab with ``pool: {warm: N}`` when asked."""
+
+    def __init__(self, cluster: LocalCluster, directory: Path, *, warm: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        labs = directory / "labs"
+        shutil.copytree(REPO_ROOT / "labs" / LAB, labs / LAB)
+        if warm:
+            path = labs / LAB / "lab.yaml"
+            data = yaml.safe_load(path.read_text())
+            data["pool"] = {"warm": warm}
+            path.write_text(yaml.safe_dump(data, sort_keys=False))
+        env = {**os.environ, "LABCTL_DATA_DIR": str(directory), "LABCTL_KUBECONFIG": str(cluster.kubeconfig),
+               "LABCTL_ADMIN_TOKEN": TOKEN, "LABCTL_SWEEP_INTERVAL_S": "3600",  # the pool fills at start
+               "LABCTL_LABS_DIR": str(labs), "LABCTL_SIMULATE_DEMAND": "false",
+               "LABCTL_GRADER_UNJAILED_FALLBACK": "true"}
+        self.log = (directory / "serve.log").open("a")
+        self.proc = subprocess.Popen([LABCTL, "serve", "--port", str(self.port)], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"labctl serve did not become ready; see {directory}/serve.log")
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKEN}"}
+
+    def wait_pool(self, n: int, *, timeout_s: float) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            view = httpx.get(f"{self.url}/v1/labs/{LAB}/pool", headers=self.headers(), timeout=30).json()
+            if view["pooled"] >= n:
+                return time.monotonic() - started
+            time.sleep(1)
+        raise RuntimeError(f"the pool did not fill to {n} in {timeout_s:.0f}s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def _starts(url: str, headers: dict[str, str], n: int, label: str) -> tuple[Starts, list[str]]:
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600, limits=limits) as c:
+        async def one(i: int) -> tuple[float, int, str | None]:
+            t = time.perf_counter()
+            r = await c.post("/v1/sessions", json={"lab_id": LAB, "learner_id": f"bench-{label}-{i}"})
+            return time.perf_counter() - t, r.status_code, r.json().get("id") if r.status_code < 300 else None
+
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one(i) for i in range(n)))
+        wall = time.perf_counter() - started
+    statuses: dict[int, int] = {}
+    for _, code, _ in results:
+        statuses[code] = statuses.get(code, 0) + 1
+    return (Starts(label=label, n=n, wall_s=wall, answers_s=[r[0] for r in results], statuses=statuses),
+            [r[2] for r in results if r[2]])
+
+
+def health_while_deleting(serve: Serve, ids: list[str], core: client.CoreV1Api) -> tuple[float, float, float]:
+    """(p95, max) ms of /healthz polled every 50 ms while the sessions are deleted, and the seconds until every
+    namespace is gone."""
+    samples: list[float] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(base_url=serve.url, timeout=120) as c:
+            while not done.is_set():
+                t = time.perf_counter()
+                c.get("/healthz")
+                samples.append((time.perf_counter() - t) * 1000)
+                time.sleep(0.05)
+
+    prober = threading.Thread(target=poll, daemon=True)
+    prober.start()
+    started = time.monotonic()
+    with httpx.Client(base_url=serve.url, headers=serve.headers(), timeout=600) as c, \
+            ThreadPoolExecutor(max_workers=32) as pool:
+        list(pool.map(lambda i: c.delete(f"/v1/sessions/{i}"), ids))
+    wanted = set(ids)
+    while time.monotonic() - started < 900:
+        left = {ns.metadata.name for ns in core.list_namespace(label_selector=f"{render.LAB_LABEL}={LAB}").items}
+        if not left & wanted:
+            break
+        time.sleep(1)
+    gone = time.monotonic() - started
+    time.sleep(0.5)
+    done.set()
+    prober.join()
+    ordered = sorted(samples)
+    return ordered[int(0.95 * (len(ordered) - 1))], ordered[-1], gone
+
+
+def rendered(n: int) -> list[list[dict[str, Any]]]:
+    """The objects of ``n`` sandboxes as labctl renders them (namespace, policy, quota, network, RBAC, starter)."""
+    lab = loader.load_catalog(REPO_ROOT / "labs", MANIFESTS)[LAB]
+    now = datetime.now(UTC)
+    out = []
+    for i in range(n):
+        sid = f"{LAB}-k{secrets.token_hex(4)}"
+        spec = SandboxSpec(session_id=sid, lab=lab, learner_id=f"kubectl-{i}", namespace=sid,
+                           expires_at=now + timedelta(hours=1), budget_usd=2.0, started_at=now)
+        out.append(render.sandbox_objects(spec, MANIFESTS) + render.starter_objects(spec, MANIFESTS))
+    return out
+
+
+def kubectl_loop(cluster: LocalCluster, sandboxes: list[list[dict[str, Any]]], *, width: int,
+                 directory: Path) -> float:
+    """Sessions per second of ``kubectl apply --server-side`` of each sandbox's file, ``width`` side by side."""
+    files = []
+    for index, objects in enumerate(sandboxes):
+        path = directory / f"sandbox-{width}-{index}.yaml"
+        path.write_text(yaml.safe_dump_all(objects))
+        files.append(path)
+
+    def apply(path: Path) -> None:
+        cluster.kubectl(["apply", "--server-side", "--force-conflicts", "-f", str(path)], timeout=120)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        list(pool.map(apply, files))
+    return len(files) / (time.perf_counter() - started)
+
+
+def write_ceiling(kube: client.ApiClient, *, objects: int, width: int) -> float:
+    """Objects per second of plain ConfigMap creates through the API, ``width`` side by side, in one namespace."""
+    core = client.CoreV1Api(kube)
+    ns = f"bench-ceiling-{secrets.token_hex(3)}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns, labels={"labctl.dev/test": "1"})))
+    try:
+        def create(i: int) -> None:
+            core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"c{i}"),
+                                                                     data={"k": "v"}))
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=width) as pool:
+            list(pool.map(create, range(objects)))
+        return objects / (time.perf_counter() - started)
+    finally:
+        core.delete_namespace(ns)
+
+
+def remove_sandboxes(core: client.CoreV1Api, *, prefix: str) -> None:
+    """Delete the namespaces and node bindings of sandboxes whose name starts with ``prefix``."""
+    rbac = client.RbacAuthorizationV1Api(core.api_client)
+    for ns in core.list_namespace(label_selector=f"{render.LAB_LABEL}={LAB}").items:
+        if ns.metadata.name.startswith(prefix) and ns.metadata.deletion_timestamp is None:
+            core.delete_namespace(ns.metadata.name)
+    for binding in rbac.list_cluster_role_binding().items:
+        if binding.metadata.name.startswith(render.node_binding_name(prefix)):
+            rbac.delete_cluster_role_binding(binding.metadata.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sizes", default="50,200,500")
+    parser.add_argument("--kubectl-sessions", type=int, default=50)
+    parser.add_argument("--cluster", default="bench-class")
+    parser.add_argument("--modes", default="cold,warm")
+    args = parser.parse_args()
+    settings = Settings()
+    cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=settings.fleet_file,
+                           name=args.cluster)
+    cluster.up()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    per_session = len(rendered(1)[0])
+    print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+          f"{platform.machine()}; command: python -m bench.class_start --sizes {args.sizes} "
+          f"--kubectl-sessions {args.kubectl_sessions} --modes {args.modes}")
+    print(f"lab {LAB}: {per_session} objects a session (sandbox + starter)")
+    with api_client(cluster.kubeconfig) as kube, tempfile.TemporaryDirectory(prefix="labctl-class-") as tmp:
+        core = client.CoreV1Api(kube)
+        ceiling = write_ceiling(kube, objects=3000, width=32)
+        print(f"raw write ceiling: {ceiling:.0f} objects/s (3000 ConfigMap creates, 32 side by side)")
+        sandboxes = rendered(args.kubectl_sessions)
+        seq = kubectl_loop(cluster, sandboxes, width=1, directory=Path(tmp))
+        remove_sandboxes(core, prefix=f"{LAB}-k")
+        wide = kubectl_loop(cluster, rendered(args.kubectl_sessions), width=8, directory=Path(tmp))
+        remove_sandboxes(core, prefix=f"{LAB}-k")
+        for label, rate in (("kubectl apply loop, sequential", seq), ("kubectl apply loop, 8 wide", wide)):
+            print(f"{label:34} {rate:6.1f} sessions/s  {rate * per_session / ceiling:5.2f} of the ceiling")
+        print(f"{'run':14}{'N':>5}{'sessions/s':>12}{'p50 s':>8}{'p95 s':>8}{'max s':>8}{'ceiling':>9}"
+              f"{'healthz p95/max ms':>20}{'deleted in s':>14}  statuses")
+        for n in sizes:
+            for mode in args.modes.split(","):
+                directory = Path(tmp) / f"{mode}-{n}"
+                directory.mkdir()
+                serve = Serve(cluster, directory, warm=n if mode == "warm" else 0)
+                try:
+                    filled = serve.wait_pool(n, timeout_s=1800) if mode == "warm" else 0.0
+                    result, ids = asyncio.run(_starts(serve.url, serve.headers(), n, f"{mode}{n}"))
+                    p95h, maxh, gone = health_while_deleting(serve, ids, core)
+                finally:
+                    serve.stop()
+                extra = f" (pool filled in {filled:.0f}s)" if mode == "warm" else ""
+                print(f"{mode:14}{n:>5}{result.per_s:>12.1f}{result.pct(0.5):>8.2f}{result.pct(0.95):>8.2f}"
+                      f"{max(result.answers_s):>8.2f}{result.per_s * per_session / ceiling:>9.2f}"
+                      f"{p95h:>11.0f}/{maxh:<8.0f}{gone:>14.0f}  {result.statuses}{extra}", flush=True)
+                remove_sandboxes(core, prefix=LAB)  # what a stopped serve left (none but a refill's)
+
+
+if __name__ == "__main__":
+    main()
