@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +100,15 @@ class World:
         for s in self.client.get("/v1/sessions", headers=ADMIN).json():
             if s["state"] not in ("terminated", "failed", "terminating"):
                 self.client.delete(f"/v1/sessions/{s['id']}", headers=ADMIN)
+
+
+@contextmanager
+def quiet_world(tmp: Path, cluster: LocalCluster, **settings: Any) -> Iterator[World]:
+    """tag-for-showback with only its budget acting (no timers): the world, its live sessions stopped after."""
+    world = make_world(tmp, cluster, labs_with(tmp, "tag-for-showback", {"time": QUIET_TIME}), **settings)
+    with world.client:
+        yield world
+        world.stop_all()
 
 
 def labs_with(tmp: Path, lab: str, edit: dict[str, Any]) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from labctl.localcluster.cluster import LocalCluster
-from tests.adversarial.budget_world import QUIET_TIME, World, labs_with, make_world
+from tests.adversarial.budget_world import World, quiet_world
 from tests.support.outage import apiserver_stopped
 from tests.support.wait import eventually
 
@@ -20,12 +20,9 @@ CONNECT_S, READ_S, COOLDOWN_S = 1.0, 2.0, 3.0
 
 @pytest.fixture
 def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
-    labs = labs_with(tmp_path, "tag-for-showback", {"time": QUIET_TIME})
-    w = make_world(tmp_path, local_cluster, labs, kube_connect_timeout_s=CONNECT_S, kube_read_timeout_s=READ_S,
-                   backend_cooldown_s=COOLDOWN_S)
-    with w.client:
+    with quiet_world(tmp_path, local_cluster, kube_connect_timeout_s=CONNECT_S, kube_read_timeout_s=READ_S,
+                     backend_cooldown_s=COOLDOWN_S) as w:
         yield w
-        w.stop_all()
 
 
 def test_a_stopped_apiserver_gives_prompt_503s_with_retry_after_and_a_prompt_sweep(

@@ -17,7 +17,7 @@ import pytest
 from labctl.localcluster.cluster import LocalCluster
 from labctl.service.auth import Principal
 from labctl.store.models import SandboxSession
-from tests.adversarial.budget_world import QUIET_TIME, World, labs_with, make_world
+from tests.adversarial.budget_world import World, quiet_world
 from tests.support.server import Server
 from tests.support.wait import eventually
 
@@ -26,12 +26,9 @@ INSTRUCTOR = Principal(name="admin", role="instructor")
 
 @pytest.fixture
 def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
-    labs = labs_with(tmp_path, "tag-for-showback", {"time": QUIET_TIME})
     # A pause between applied objects keeps the reset's provisioning going for seconds: the window to race in.
-    w = make_world(tmp_path, local_cluster, labs, provision_step_delay_s=0.3)
-    with w.client:
+    with quiet_world(tmp_path, local_cluster, provision_step_delay_s=0.3) as w:
         yield w
-        w.stop_all()
 
 
 def test_a_reset_in_flight_is_not_provisioned_again_by_a_reconciler(world: World) -> None:

@@ -9,28 +9,16 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from labctl.localcluster.cluster import LocalCluster
-from tests.adversarial.budget_world import ADMIN, QUIET_TIME, World, labs_with, make_world
-from tests.support.wait import eventually
+from tests.adversarial.budget_world import ADMIN, World, quiet_world
+from tests.support.wait import eventually, namespace_gone
 
 
 @pytest.fixture
 def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
-    labs = labs_with(tmp_path, "tag-for-showback", {"time": QUIET_TIME})
-    w = make_world(tmp_path, local_cluster, labs)
-    with w.client:
+    with quiet_world(tmp_path, local_cluster) as w:
         yield w
-        w.stop_all()
-
-
-def _gone(core: client.CoreV1Api, name: str) -> bool:
-    try:
-        core.read_namespace(name)
-    except ApiException as exc:
-        return exc.status == 404
-    return False
 
 
 def test_a_vanished_namespace_ends_its_session_with_an_event(world: World, kube: client.ApiClient) -> None:
@@ -39,7 +27,7 @@ def test_a_vanished_namespace_ends_its_session_with_an_event(world: World, kube:
     world.sweep()
     core = client.CoreV1Api(kube)
     core.delete_namespace(lost["namespace"])  # what a recreated cluster looks like to this session
-    eventually(lambda: _gone(core, lost["namespace"]), timeout=120, interval=0.5)
+    eventually(lambda: namespace_gone(kube, lost["namespace"]), timeout=120, interval=0.5)
     world.clock.advance(seconds=60)
     report = world.sweep()
     assert (lost["id"], "terminate", "its sandbox no longer exists") in report.actions, report
@@ -48,7 +36,7 @@ def test_a_vanished_namespace_ends_its_session_with_an_event(world: World, kube:
     reasons = [e["detail"].get("reason", "") for e in world.events(lost["id"]) if e["kind"] == "terminating"]
     assert reasons and "no longer exists" in reasons[-1], reasons
     assert world.session(kept["id"])["state"] == "ready"
-    assert not _gone(core, kept["namespace"])
+    assert not namespace_gone(kube, kept["namespace"])
     # No more metering of the lost one; the learner may start again.
     accrued = session["cost"]["accrued_usd"]
     world.clock.advance(hours=1)
@@ -68,12 +56,11 @@ def test_a_namespace_left_behind_a_terminated_session_is_removed_with_an_event(w
     sessions = world.rt.sessions
     # What a reset racing a stop once left: the sandbox made again behind the terminated session.
     sessions.provider.provision(sessions.spec_of(sessions.row_of(done["id"])))
-    core = client.CoreV1Api(kube)
-    assert not _gone(core, done["namespace"])
+    assert not namespace_gone(kube, done["namespace"])
     report = world.sweep()
     assert (done["id"], "cleanup", "sandbox left behind a terminated session") in report.actions, report
-    assert _gone(core, done["namespace"])
+    assert namespace_gone(kube, done["namespace"])
     assert "leftover_removed" in [e["kind"] for e in world.events(done["id"])]
     assert world.session(done["id"])["state"] == "terminated"
-    assert world.session(kept["id"])["state"] == "ready" and not _gone(core, kept["namespace"])
+    assert world.session(kept["id"])["state"] == "ready" and not namespace_gone(kube, kept["namespace"])
     assert world.sweep().actions == []  # repaired once

@@ -12,7 +12,12 @@ import yaml
 from kubernetes import client
 
 from labctl.localcluster.cluster import LocalCluster
-from tests.adversarial.budget_world import ADMIN, QUIET_TIME, World, labs_with, make_world, restricted_pod_spec
+from tests.adversarial.budget_world import (
+    ADMIN,
+    World,
+    quiet_world,
+    restricted_pod_spec,
+)
 from tests.support.wait import eventually
 
 FAKE = "labctl.dev/replicas-before-suspend"  # what the old suspend trusted
@@ -20,10 +25,8 @@ FAKE = "labctl.dev/replicas-before-suspend"  # what the old suspend trusted
 
 @pytest.fixture
 def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
-    w = make_world(tmp_path, local_cluster, labs_with(tmp_path, "tag-for-showback", {"time": QUIET_TIME}))
-    with w.client:
+    with quiet_world(tmp_path, local_cluster) as w:
         yield w
-        w.stop_all()
 
 
 def _workloads(node: str) -> str:

@@ -29,7 +29,7 @@ from labctl.providers.kubernetes.client import NO_CLUSTER, api_client, ping
 from labctl.providers.kubernetes.leader import KubernetesLeader, LeaseError
 from tests.deploy import world
 from tests.support.server import Server
-from tests.support.wait import eventually
+from tests.support.wait import eventually, namespace_gone
 
 LAB = "tag-for-showback"
 LABCTL = str(Path(sys.executable).parent / "labctl")
@@ -232,16 +232,8 @@ def _failed_start(service: Server, learner: str, kube: client.ApiClient) -> str:
         is_problem(c.get(f"/v1/sessions/{session['id']}/kubeconfig"), 409)
     reason = next(e["detail"]["reason"] for e in events if e["kind"] == "failed")
     assert "Kubernetes refused the request (403 Forbidden)" in reason, reason
-    assert eventually(lambda: _gone(kube, session["namespace"]), timeout=120)
+    assert eventually(lambda: namespace_gone(kube, session["namespace"]), timeout=120)
     return str(reason)
-
-
-def _gone(kube: client.ApiClient, namespace: str) -> bool:
-    try:
-        client.CoreV1Api(kube).read_namespace(namespace)
-    except ApiException as exc:
-        return exc.status == 404
-    return False
 
 
 def test_without_rolebindings_the_start_fails_clearly(service: Server, kube: client.ApiClient) -> None:

@@ -10,20 +10,11 @@ from typing import Any
 import httpx
 import yaml
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from labctl.localcluster.cluster import LocalCluster
 from labctl.settings import REPO_ROOT
 from tests.support.server import Server
-from tests.support.wait import dead_kubeconfig, eventually
-
-
-def _namespace_gone(kube: client.ApiClient, name: str) -> bool:
-    try:
-        client.CoreV1Api(kube).read_namespace(name)
-    except ApiException as exc:
-        return exc.status == 404
-    return False
+from tests.support.wait import dead_kubeconfig, eventually, namespace_gone
 
 
 def test_twenty_concurrent_starts_give_twenty_ready_sessions(server: Server, kube: client.ApiClient) -> None:
@@ -77,7 +68,7 @@ def test_stop_waits_for_real_namespace_finalization(server: Server, kube: client
         again = c.post("/v1/sessions", json={"lab_id": "tag-for-showback", "learner_id": "leaver"})
         assert again.status_code == 201
         assert again.json()["id"] != session["id"]
-    assert _namespace_gone(kube, session["namespace"])
+    assert namespace_gone(kube, session["namespace"])
     bindings = client.RbacAuthorizationV1Api(kube).list_cluster_role_binding(
         label_selector=f"labctl.dev/session={session['id']}").items
     assert bindings == []
@@ -188,7 +179,7 @@ def test_killed_mid_start_ends_ready_or_failed_and_clean(local_cluster: LocalClu
                 assert client.AppsV1Api(kube).list_namespaced_deployment(ns).items
                 assert c.get(f"/v1/sessions/{session['id']}/kubeconfig").status_code == 200
             else:  # failed and clean
-                assert _namespace_gone(kube, session["namespace"])
+                assert namespace_gone(kube, session["namespace"])
             kinds = [e["kind"] for e in c.get(f"/v1/sessions/{session['id']}/events").json()]
             assert kinds[0] == "created"
             assert kinds[-1] == session["state"]
@@ -227,7 +218,7 @@ def test_a_start_that_fails_part_way_says_why_and_leaves_nothing(tmp_path: Path,
     assert session["state"] == "failed"
     assert "PodSecurity" in session["reason"] or "forbidden" in session["reason"].lower()
     assert [e["kind"] for e in events] == ["created", "failed"]
-    assert _namespace_gone(kube, session["namespace"])
+    assert namespace_gone(kube, session["namespace"])
     bindings = client.RbacAuthorizationV1Api(kube).list_cluster_role_binding(
         label_selector=f"labctl.dev/session={session['id']}").items
     assert bindings == []

@@ -14,7 +14,7 @@ from kubernetes import client
 from labctl import runtime as runtime_mod
 from labctl.localcluster.cluster import LocalCluster
 from labctl.service import sessions as sessions_mod
-from tests.adversarial.budget_world import QUIET_TIME, World, labs_with, make_world
+from tests.adversarial.budget_world import World, quiet_world
 from tests.support.wait import eventually
 
 HOLD = "labctl.test/hold"
@@ -22,11 +22,8 @@ HOLD = "labctl.test/hold"
 
 @pytest.fixture
 def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
-    labs = labs_with(tmp_path, "tag-for-showback", {"time": QUIET_TIME})
-    w = make_world(tmp_path, local_cluster, labs, sweep_interval_s=3600)
-    with w.client:
+    with quiet_world(tmp_path, local_cluster, sweep_interval_s=3600) as w:
         yield w
-        w.stop_all()
 
 
 def test_a_stop_held_back_by_the_cluster_is_finished_by_the_reconcile_job(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 
@@ -33,3 +34,12 @@ def dead_kubeconfig(directory: Path) -> Path:
         "users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
         "current-context: x\n")
     return path
+
+
+def namespace_gone(kube: client.ApiClient, name: str) -> bool:
+    """True once the namespace is deleted for good (finalized: a 404), not merely terminating."""
+    try:
+        client.CoreV1Api(kube).read_namespace(name)
+    except ApiException as exc:
+        return exc.status == 404
+    return False
