@@ -38,15 +38,12 @@ class Leader(Protocol):
     def acquire(self, *, ttl: timedelta, now: datetime) -> bool:
         """Take or renew the lock until ``now + ttl``; ``True`` when ``holder`` holds it. Losing a race (another
         holder, a write conflict) is ``False``, never an error."""
-        ...
 
     def release(self, *, now: datetime) -> None:
         """Give the lock up at once if ``holder`` holds it (a clean shutdown: no one waits for it to expire)."""
-        ...
 
     def describe(self) -> str:
         """Where the lock lives, for the log."""
-        ...
 
 
 def try_acquire(store: Store, *, name: str, holder: str, ttl: timedelta, now: datetime) -> bool:
