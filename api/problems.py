@@ -17,12 +17,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from api import responses
 from labctl.errors import LabctlError
+from labctl.store.db import is_outage
 
 log = logging.getLogger("labctl.api")
 
@@ -101,12 +102,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _store(request: Request, exc: DBAPIError) -> JSONResponse:
-        return _store_down(request, exc) if _is_outage(exc) else _unexpected_error(request, exc)
+        return _store_down(request, exc) if is_outage(exc) else _unexpected_error(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Also what an error raised outside the routes gets (the edge's authentication reads the store too).
-        if isinstance(exc, DBAPIError) and _is_outage(exc):
+        if isinstance(exc, DBAPIError) and is_outage(exc):
             return _store_down(request, exc)
         return _unexpected_error(request, exc)
 
@@ -135,6 +136,3 @@ def _allowed_methods(request: Request) -> list[str]:
             if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]
 
 
-def _is_outage(exc: DBAPIError) -> bool:
-    """Whether a database error says the store is unreachable or busy (try again), not that a statement is wrong."""
-    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)

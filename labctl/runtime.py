@@ -51,7 +51,7 @@ from labctl.service.sessions import Sessions
 from labctl.service.submissions import Submissions
 from labctl.service.sweeps import Sweeper
 from labctl.settings import REPO_ROOT, Settings
-from labctl.store.db import Store, open_store
+from labctl.store.db import Store, is_outage, open_store
 
 log = logging.getLogger("labctl.runtime")
 
@@ -291,6 +291,7 @@ class Loops:
         # failure is logged by _guarded, once.
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
         self.stopped = threading.Event()
+        self._paused: set[str] = set()  # jobs whose last pass met a store outage (logged once until it ends)
 
     def leads(self) -> bool:
         return self.tenure.held()
@@ -316,6 +317,15 @@ class Loops:
                 if not self.leads():
                     return
                 fn()
-            except Exception:  # one failed pass must not stop the loop; the next pass tries again
-                log.exception("background job %s failed", name)
+            except Exception as exc:  # one failed pass must not stop the loop; the next pass tries again
+                if not is_outage(exc):
+                    log.exception("background job %s failed", name)
+                elif name not in self._paused:  # an outage is one line when it starts and one when it ends
+                    log.warning("background job %s paused: the store did not answer (%s); trying again every pass",
+                                name, type(getattr(exc, "orig", None) or exc).__name__)
+                    self._paused.add(name)
+                return
+            if name in self._paused:
+                self._paused.discard(name)
+                log.info("background job %s resumed: the store answers again", name)
         return run

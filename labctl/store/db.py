@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -65,6 +66,12 @@ class Store:
         current, head = self.revision(), self.head()
         if current != head:
             raise RuntimeError(f"schema at revision {current}, expected {head}: run the service once to migrate")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether an error says the store is unreachable or busy (try again), not that a statement is wrong."""
+    return isinstance(exc, DBAPIError) and (exc.connection_invalidated
+                                            or isinstance(exc, OperationalError | InterfaceError))
 
 
 def open_store(url: str, *, pool_size: int = 5) -> Store:
