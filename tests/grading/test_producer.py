@@ -62,6 +62,7 @@ def test_the_stored_inventories_build() -> None:
 def test_named_odd_cases() -> None:
     inv = copy.deepcopy(_inventory())
     node = inv.nodes[0]
+    node["metadata"]["resourceVersion"] = "edited"  # as the apiserver gives every change a new version
     node.setdefault("spec", {})["taints"] = [{"key": "dedicated", "effect": "NoSchedule"},  # no value
                                              {"key": "odd", "value": "x", "effect": "Sometimes"}]  # not an effect
     inv.pvcs.append({"kind": "PersistentVolumeClaim", "apiVersion": "v1",

@@ -39,6 +39,7 @@ API_CONNECTIONS = 32  # the client's connection pool, and the workers that apply
 PROVISIONS_AT_ONCE = 16  # sandboxes provisioned side by side; more starts wait their turn
 PING_FRESH_S = 1.0  # how long an answered ping stands
 MIN_TOKEN_SECONDS = 600  # the apiserver refuses shorter TokenRequests
+REFERRED_KINDS = ("Role", "ClusterRole", "ValidatingAdmissionPolicy")  # applied before what binds them
 ROOT_CA_CONFIGMAP = inventory.ROOT_CA_CONFIGMAP
 T = TypeVar("T")
 
@@ -142,9 +143,13 @@ class KubernetesSandboxes:
         with self._provisions:
             objects = render.sandbox_objects(spec, self.manifests_dir)
             namespace, rest = objects[:1], objects[1:]
-            # The namespace first; then the sandbox's own objects side by side (none needs another to exist); the
-            # starters last, so the LimitRange and quota judge their pods.
-            for step in (namespace, rest, render.starter_objects(spec, self.manifests_dir)):
+            referred = [o for o in rest if o["kind"] in REFERRED_KINDS]
+            # The namespace first; then what others refer to: a binding is judged against its role by RBAC's
+            # escalation check unless its writer may `bind` (labctl's least role may not), and a missing role fails
+            # it; then the sandbox's other objects side by side; the starters last, so the LimitRange and quota
+            # judge their pods.
+            for step in (namespace, referred, [o for o in rest if o["kind"] not in REFERRED_KINDS],
+                         render.starter_objects(spec, self.manifests_dir)):
                 self.apply(step, parallel=not self.step_delay_s)
             self._wait_quota(spec.namespace, timeout_s=30)
             self._wait_policy(spec.namespace, timeout_s=30)
