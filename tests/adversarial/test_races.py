@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import re
-import secrets
 import subprocess
 import time
 from collections import Counter
@@ -26,9 +25,9 @@ import httpx
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from sqlalchemy import create_engine, text
 
 from labctl.localcluster.cluster import LocalCluster
+from tests.support.postgres import fresh_database
 from tests.support.server import Server
 from tests.support.wait import eventually
 
@@ -55,13 +54,7 @@ def racing_server(request: pytest.FixtureRequest, local_cluster: LocalCluster,
     """``labctl serve`` with sweeps every second, on a fresh SQLite file or a fresh PostgreSQL database."""
     env = {"LABCTL_SWEEP_INTERVAL_S": "1", "LABCTL_SIMULATE_DEMAND": "false"}
     if request.param == "postgresql":
-        base: str = request.getfixturevalue("postgres_url")
-        name = f"races_{secrets.token_hex(4)}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        env["LABCTL_DATABASE_URL"] = base.rsplit("/", 1)[0] + f"/{name}"
+        env["LABCTL_DATABASE_URL"] = fresh_database(request.getfixturevalue("postgres_url"), prefix="races")
     srv = Server(data_dir=tmp_path, kubeconfig=local_cluster.kubeconfig, extra_env=env).start()
     try:
         yield srv

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,12 +32,12 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import create_engine, text
 
 from api.app import create_app
 from labctl.localcluster.cluster import LocalCluster
 from labctl.service import roles
 from labctl.settings import Settings
+from tests.support.postgres import fresh_database
 
 pytestmark = pytest.mark.cluster
 
@@ -58,13 +57,7 @@ def app(request: pytest.FixtureRequest, local_cluster: LocalCluster,
     data: Path = tmp_path_factory.mktemp("contract")
     url = f"sqlite:///{data / 'labctl.db'}"
     if request.param == "postgresql":
-        base: str = request.getfixturevalue("postgres_url")
-        name = f"contract_{secrets.token_hex(4)}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = base.rsplit("/", 1)[0] + f"/{name}"
+        url = fresh_database(request.getfixturevalue("postgres_url"), prefix="contract")
     config = Settings(data_dir=data, kubeconfig=local_cluster.kubeconfig, admin_token=ADMIN,  # type: ignore[arg-type]
                       exam_webhook_secret=EXAM_SECRET, database_url=url)  # type: ignore[arg-type]
     application = create_app(config, background=False)

@@ -14,7 +14,6 @@ import json
 import secrets
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select, text
 
 from labctl.localcluster.cluster import LocalCluster
 from labctl.outbox.inbound import sign_request
@@ -35,6 +33,7 @@ from labctl.settings import REPO_ROOT
 from labctl.store.db import Store, open_store
 from labctl.store.models import Lease
 from labctl.store.webhook_models import OutboxEvent
+from tests.support.postgres import fresh_database
 from tests.support.server import Server, every_session
 from tests.support.wait import eventually
 from tests.webhooks.receiver import Receiver
@@ -66,16 +65,6 @@ class World:
             return lease.holder, lease.expires_at
 
 
-def _database(postgres_url: str) -> str:
-    """A fresh database on the session's server, so the module's replicas share nothing with other tests."""
-    name = f"replicas_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-
-
 def _manifests(root: Path) -> Path:
     """The product's sandbox templates beside the test labs' starters."""
     root.mkdir(parents=True, exist_ok=True)
@@ -88,7 +77,7 @@ def _manifests(root: Path) -> Path:
 def world(local_cluster: LocalCluster, postgres_url: str, kubectl: Kubectl,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("replicas")
-    url = _database(postgres_url)
+    url = fresh_database(postgres_url, prefix="replicas")
     exam_secret = new_secret()
     env = {"LABCTL_DATABASE_URL": url, "LABCTL_SWEEP_INTERVAL_S": str(SWEEP_S), "LABCTL_LEADER_TTL_S": str(LEASE_TTL_S),
            "LABCTL_LABS_DIR": str(HERE / "labs"), "LABCTL_MANIFESTS_DIR": str(_manifests(tmp / "manifests")),

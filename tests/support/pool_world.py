@@ -5,7 +5,6 @@ PostgreSQL database, the real local cluster, and a fake clock for the ledgers (t
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from labctl import runtime
 from labctl.localcluster.cluster import LocalCluster
@@ -23,6 +22,7 @@ from labctl.service.auth import Principal
 from labctl.settings import REPO_ROOT, Settings
 from labctl.store.models import SandboxSession
 from tests.support.clock import FakeClock
+from tests.support.postgres import fresh_database
 
 LAB = "tag-for-showback"
 PLATFORM = Principal(name="course-site", role="platform", token_id=1)
@@ -51,13 +51,7 @@ def database_url(request: pytest.FixtureRequest, directory: Path) -> str:
     """``request.param``: a fresh SQLite file, or a fresh database on the session's PostgreSQL server."""
     if request.param == "sqlite":
         return f"sqlite:///{directory / 'labctl.db'}"
-    base: str = request.getfixturevalue("postgres_url")
-    name = f"pools_{secrets.token_hex(4)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return base.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(request.getfixturevalue("postgres_url"), prefix="pools")
 
 
 @contextmanager

@@ -11,10 +11,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 
 def _bindir() -> Path:
@@ -85,3 +89,15 @@ def postgres_server() -> Iterator[str]:
     """Start a throwaway server; yield its SQLAlchemy URL; stop it and delete its files."""
     with private_postgres() as server:
         yield server.url
+
+
+def fresh_database(server_url: str, *, prefix: str) -> str:
+    """A new, empty database on the PostgreSQL server of ``server_url``, named ``<prefix>_<8 hex>``: its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
