@@ -59,10 +59,7 @@ def racing_server(request: pytest.FixtureRequest, local_cluster: LocalCluster,
     try:
         yield srv
     finally:
-        try:
-            srv.stop_all_sessions(timeout_s=240)
-        finally:
-            srv.stop()
+        srv.close(timeout_s=240)
 
 
 def _start_racers(server: Server) -> list[Racer]:

@@ -63,10 +63,7 @@ def service(as_labctl: Path, learner_server: str, tmp_path_factory: pytest.TempP
     srv = Server(data_dir=tmp_path_factory.mktemp("serve"), kubeconfig=as_labctl,
                  extra_env={"LABCTL_KUBE_LEARNER_SERVER": learner_server}).start()
     yield srv
-    try:
-        srv.stop_all_sessions()
-    finally:
-        srv.stop()
+    srv.close()
 
 
 def sweep_once(service: Server) -> subprocess.CompletedProcess[str]:

@@ -66,10 +66,7 @@ def serve(pg: PostgresServer, local_cluster: LocalCluster, tmp_path: Path) -> It
     try:
         yield srv
     finally:
-        try:
-            srv.stop_all_sessions(timeout_s=240)
-        finally:
-            srv.stop()
+        srv.close(timeout_s=240)
 
 
 def _client_loop(srv: Server, i: int, submit_at: float, until: float,

@@ -37,9 +37,7 @@ def replica(local_cluster: LocalCluster, tmp_path: Path) -> Iterator[Server]:
     try:
         yield srv
     finally:
-        if srv.proc is not None and srv.proc.poll() is None:
-            srv.stop_all_sessions(timeout_s=400)
-        srv.stop()
+        srv.close(timeout_s=400)
 
 
 def _labctl_namespaces(core: client.CoreV1Api) -> dict[str, str]:

@@ -86,6 +86,14 @@ class Server:
                          if e["kind"] == "cleanup_failed"][-1:] for sid in left}
         raise RuntimeError(f"sessions still not terminated after {timeout_s:.0f}s: {why}")
 
+    def close(self, *, timeout_s: float = 300) -> None:
+        """The end of a fixture: stop every live session this server made (if it still runs), then the server."""
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.stop_all_sessions(timeout_s=timeout_s)
+        finally:
+            self.stop()
+
     def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
 
