@@ -1,0 +1,377 @@
+"""An exam ends: N learners with live sessions submit in the same moment, through a real ``labctl serve`` (SQLite).
+
+Run: ``.venv/bin/python -m bench.mass_submit [-n 200] [--cluster NAME] [--replay-max-s 10] [--replay-step-s 5]``.
+
+It uses (or brings up) the local cluster ``NAME`` (default ``bench-submit``; ``labctl cluster down --name NAME``
+after) with a fleet of its own: the shipped pools with room for every starter pod, so nothing stays Pending. The lab
+is a copy of ``tag-for-showback`` (6 pods, 3 graders) given a demand on its ``web-frontend``, so each submission
+freezes the sandbox, replays the grading window on it, runs the graders in the jail and writes the grade and its
+webhook event, as an exam's submissions do. The window is compressed to ``--replay-max-s`` real seconds
+(``LABCTL_REPLAY_MAX_S``, set small here; a real lab replays for minutes) in steps of ``--replay-step-s``.
+
+The N sessions are started first (not timed), then all submit at once (``POST .../submissions``, 202) and each
+submission is polled until it is graded. Printed: grades/s (N over the time from the first submit to the last
+grade), p50 / p95 / max of each submission's time from submit to graded (the server's ``created_at`` and
+``graded_at``), the answers' statuses, and ``/healthz`` latency (called every 50 ms during the burst). Beside them,
+measured in the same run on the same machine:
+
+- the replay's floor: the window as configured (no submission can be graded sooner);
+- the interpreters' limit: as many jailed grader interpreters started (``python -c pass`` in the bubblewrap jail,
+  one per grader per submission) as the N submissions need, as many side by side as the machine has cores: no design
+  that runs each grader as its own jailed process can grade faster;
+- the limit of the whole: N / (the replay's floor + the interpreters' time), every replay overlapped with the others
+  and the graders then run back to back on every core. "of the limit" is grades/s over it.
+
+Bounded: every wait has a deadline (starts 20 min, the burst 20 min, the clean-up 15 min). It removes what it made:
+the sessions are stopped through the API, their namespaces waited for, the server stopped, its files deleted.
+``--profile FILE`` records the server with py-spy during the burst (``--py-spy PATH``; a flame graph SVG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from kubernetes import client
+
+from bench.class_start import free_port, remove_sandboxes
+from labctl.catalog import loader
+from labctl.grading import jail as jail_mod
+from labctl.grading.runner import default_jail
+from labctl.localcluster.cluster import LocalCluster
+from labctl.providers.kubernetes import render
+from labctl.providers.kubernetes.client import api_client
+from labctl.settings import REPO_ROOT, Settings
+
+LAB = "tag-for-showback"
+LABCTL = str(Path(sys.executable).parent / "labctl")
+TOKEN = "bench-submit-token-0123456789abcdef0123456789"  # noqa: S105 - the bench server's own admin token
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+START_DEADLINE_S = 1200.0
+BURST_DEADLINE_S = 1200.0
+CLEANUP_DEADLINE_S = 900.0
+POLL_EVERY_S = 2.0
+HEALTH_EVERY_S = 0.05
+
+# A day of demand on the starter's web-frontend (2 replicas of 100m): low at night, busy in the day.
+DEMAND = {
+    "time_scale": 288, "start": "Mon 00:00", "grading_window": "1d",
+    "workloads": [{"workload": "Deployment/web-frontend",
+                   "daily": {"00:00": 2, "06:00": 10, "12:00": 16, "18:00": 8},
+                   "per_request": {"cpu_core_seconds": 0.01}}],
+}
+
+
+@dataclass(frozen=True)
+class Burst:
+    """What the mass submit measured."""
+
+    n: int
+    accepted: dict[int, int]               # status of each POST .../submissions -> how many
+    states: dict[str, int]                 # final state of each submission -> how many
+    latencies_s: list[float]               # each submission's graded_at - created_at
+    wall_s: float                          # first created_at to last graded_at
+    health_ms: list[float]
+    health_statuses: dict[int, int]
+    extra_submissions: int                 # submissions beyond one per session (must be 0)
+
+    @property
+    def per_s(self) -> float:
+        return self.n / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))] if ordered else float("nan")
+
+
+def bench_fleet(directory: Path) -> Path:
+    """The shipped fleet with CPU pools large enough for every starter pod of the run (kwok nodes are free)."""
+    doc = yaml.safe_load((REPO_ROOT / "labs" / "fleet.yaml").read_text())
+    for pool in doc["pools"]:
+        if pool["name"].startswith("cpu-"):
+            pool.update(cpu="128", memory="512Gi", pods=400)
+    path = directory / "fleet.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def bench_labs(directory: Path) -> Path:
+    """Only the bench's lab: tag-for-showback with a demand on its web-frontend."""
+    labs = directory / "labs"
+    labs.mkdir()
+    shutil.copytree(REPO_ROOT / "labs" / LAB, labs / LAB)
+    path = labs / LAB / "lab.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["demand"] = DEMAND
+    doc["attempts"] = 1
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return labs
+
+
+class Serve:
+    """``labctl serve`` on a fresh data dir with the bench's labs, the real grader jail and no periodic sweep."""
+
+    def __init__(self, cluster: LocalCluster, directory: Path, labs: Path, *, replay_max_s: float,
+                 replay_step_s: float) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.directory = directory
+        env = {**os.environ, "LABCTL_DATA_DIR": str(directory), "LABCTL_KUBECONFIG": str(cluster.kubeconfig),
+               "LABCTL_ADMIN_TOKEN": TOKEN, "LABCTL_SWEEP_INTERVAL_S": "3600", "LABCTL_LABS_DIR": str(labs),
+               "LABCTL_FLEET_FILE": str(cluster.fleet_file),
+               "LABCTL_REPLAY_MAX_S": f"{replay_max_s:g}", "LABCTL_REPLAY_STEP_S": f"{replay_step_s:g}"}
+        self.log = (directory / "serve.log").open("a")
+        self.proc = subprocess.Popen([LABCTL, "serve", "--port", str(self.port)], env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"labctl serve exited ({self.proc.returncode}); see {directory}/serve.log")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"labctl serve did not become ready; see {directory}/serve.log")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+async def start_sessions(url: str, n: int) -> list[str]:
+    """N sessions, 32 starts in flight at a time; every one must answer 201 and be ready."""
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    gate = asyncio.Semaphore(32)
+    async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=600, limits=limits) as c:
+        async def one(i: int) -> str:
+            async with gate:
+                r = await c.post("/v1/sessions", json={"lab_id": LAB, "learner_id": f"exam-{i:04d}"})
+            if r.status_code != 201 or r.json()["state"] != "ready":
+                raise RuntimeError(f"start {i} answered {r.status_code}: {r.text[:300]}")
+            return str(r.json()["id"])
+
+        return list(await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), START_DEADLINE_S))
+
+
+class HealthProbe:
+    """``GET /healthz`` every 50 ms on its own connection, until stopped: latencies in ms and statuses."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=120) as c:
+            while not self._done.is_set():
+                t = time.perf_counter()
+                try:
+                    code = c.get("/healthz").status_code
+                except httpx.TransportError:
+                    code = 0
+                self.samples.append((time.perf_counter() - t) * 1000)
+                self.statuses[code] = self.statuses.get(code, 0) + 1
+                self._done.wait(HEALTH_EVERY_S)
+
+
+async def submit_all(url: str, ids: list[str]) -> tuple[dict[int, int], dict[str, dict[str, Any]]]:
+    """Every session submits at once; then every submission is polled until it is graded or failed."""
+    limits = httpx.Limits(max_connections=len(ids), max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=600, limits=limits) as c:
+        answers = await asyncio.gather(*(c.post(f"/v1/sessions/{sid}/submissions") for sid in ids))
+        accepted: dict[int, int] = {}
+        for r in answers:
+            accepted[r.status_code] = accepted.get(r.status_code, 0) + 1
+        open_ids = [str(r.json()["id"]) for r in answers if r.status_code == 202]
+        final: dict[str, dict[str, Any]] = {}
+        gate = asyncio.Semaphore(8)  # the poll is light: it must not be what loads the server
+
+        async def look(sub_id: str) -> None:
+            async with gate:
+                r = await c.get(f"/v1/submissions/{sub_id}")
+            if r.status_code != 200:
+                raise RuntimeError(f"GET /v1/submissions/{sub_id} answered {r.status_code}: {r.text[:300]}")
+            if r.json()["state"] != "grading":
+                final[sub_id] = r.json()
+
+        deadline = time.monotonic() + BURST_DEADLINE_S
+        while len(final) < len(open_ids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(open_ids) - len(final)} submissions still grading after "
+                                   f"{BURST_DEADLINE_S:.0f}s")
+            await asyncio.sleep(POLL_EVERY_S)
+            await asyncio.gather(*(look(s) for s in open_ids if s not in final))
+        return accepted, final
+
+
+def count_submissions(url: str, ids: list[str]) -> int:
+    """Submissions beyond one per session (a submission graded twice or opened twice would show here)."""
+    extra = 0
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=120) as c:
+        for sid in ids:
+            extra += len(c.get(f"/v1/sessions/{sid}/submissions").json()) - 1
+    return extra
+
+
+def burst(serve: Serve, ids: list[str], *, profile: Path | None, py_spy: str) -> Burst:
+    recorder = None
+    if profile is not None:
+        recorder = subprocess.Popen([py_spy, "record", "--pid", str(serve.proc.pid), "--threads", "--idle",
+                                     "--rate", "50", "--nonblocking", "--output", str(profile)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        time.sleep(1.0)
+    with HealthProbe(serve.url) as probe:
+        accepted, final = asyncio.run(submit_all(serve.url, ids))
+    if recorder is not None:
+        recorder.send_signal(2)  # SIGINT: py-spy writes its file and exits
+        recorder.wait(timeout=120)
+    states: dict[str, int] = {}
+    latencies: list[float] = []
+    created: list[datetime] = []
+    graded: list[datetime] = []
+    for body in final.values():
+        states[body["state"]] = states.get(body["state"], 0) + 1
+        start, end = datetime.fromisoformat(body["created_at"]), datetime.fromisoformat(body["graded_at"])
+        created.append(start)
+        graded.append(end)
+        latencies.append((end - start).total_seconds())
+    wall = (max(graded) - min(created)).total_seconds() if graded else 0.0
+    return Burst(n=len(ids), accepted=accepted, states=states, latencies_s=latencies, wall_s=wall,
+                 health_ms=probe.samples, health_statuses=probe.statuses,
+                 extra_submissions=count_submissions(serve.url, ids))
+
+
+def interpreters_limit(count: int, *, width: int) -> float:
+    """Seconds to start ``count`` jailed Python interpreters (``python -c pass``), ``width`` side by side."""
+    jail = default_jail()
+    interpreter, libraries = jail_mod.python()
+    scratch = Path(tempfile.mkdtemp(prefix="labctl-bench-jail-"))
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": jail_mod.SCRATCH, "LANG": "C.UTF-8"}
+    line = jail_mod.argv(jail, [str(interpreter), "-c", "pass"], readable=libraries, env=env)
+
+    def one(_: int) -> None:
+        subprocess.run(line, check=True, cwd=scratch, env=jail_mod.launcher_env(), stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL)
+
+    try:
+        one(0)  # warm the file caches
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=width) as pool:
+            list(pool.map(one, range(count)))
+        return time.perf_counter() - started
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def stop_sessions(serve: Serve, ids: list[str], core: client.CoreV1Api) -> float:
+    """Stop every session through the API and wait until its namespace is gone; seconds it took."""
+    started = time.monotonic()
+    with httpx.Client(base_url=serve.url, headers=HEADERS, timeout=600) as c, \
+            ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda sid: c.delete(f"/v1/sessions/{sid}"), ids))
+    wanted = set(ids)
+    while time.monotonic() - started < CLEANUP_DEADLINE_S:
+        left = {ns.metadata.name for ns in core.list_namespace(label_selector=f"{render.LAB_LABEL}={LAB}").items}
+        if not left & wanted:
+            break
+        time.sleep(2)
+    return time.monotonic() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.mass_submit", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("-n", "--learners", type=int, default=200, help="sessions that submit at once (1-1000)")
+    parser.add_argument("--cluster", default="bench-submit")
+    parser.add_argument("--replay-max-s", type=float, default=10.0, help="LABCTL_REPLAY_MAX_S of the server")
+    parser.add_argument("--replay-step-s", type=float, default=5.0, help="LABCTL_REPLAY_STEP_S of the server")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy flame graph of the server's burst")
+    parser.add_argument("--py-spy", default="py-spy", help="the py-spy executable (with --profile)")
+    args = parser.parse_args(argv)
+    n = max(1, min(args.learners, 1000))
+    cores = len(os.sched_getaffinity(0))
+    settings = Settings()
+    with tempfile.TemporaryDirectory(prefix="labctl-mass-submit-") as tmp:
+        directory = Path(tmp)
+        cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=bench_fleet(directory),
+                               name=args.cluster)
+        cluster.up()
+        labs = bench_labs(directory)
+        lab = loader.load_catalog(labs, settings.manifests_dir, fleet_file=cluster.fleet_file)[LAB]
+        graders = len(lab.graders)
+        print(f"command: python -m bench.mass_submit {' '.join(argv if argv is not None else sys.argv[1:])}")
+        print(f"machine: {os.cpu_count()} CPUs ({cores} usable), {platform.machine()}, Python "
+              f"{platform.python_version()}; load average before: {os.getloadavg()[0]:.1f}")
+        print(f"lab {LAB} with demand: {graders} graders a submission; replay window {args.replay_max_s:g} s "
+              f"(LABCTL_REPLAY_MAX_S) in steps of {args.replay_step_s:g} s")
+        interp_s = interpreters_limit(n * graders, width=cores)
+        floor_s = args.replay_max_s
+        limit = n / (floor_s + interp_s)
+        print(f"interpreters' limit: {n * graders} jailed interpreters in {interp_s:.2f} s, {cores} side by side "
+              f"({n / interp_s:.1f} grades/s of interpreters alone)")
+        print(f"replay's floor: {floor_s:g} s a submission; limit of the whole: {n} / ({floor_s:g} + "
+              f"{interp_s:.2f}) s = {limit:.2f} grades/s")
+        serve = Serve(cluster, directory, labs, replay_max_s=args.replay_max_s, replay_step_s=args.replay_step_s)
+        ids: list[str] = []
+        with api_client(cluster.kubeconfig) as kube:
+            core = client.CoreV1Api(kube)
+            try:
+                t = time.monotonic()
+                ids = asyncio.run(start_sessions(serve.url, n))
+                print(f"{n} sessions ready in {time.monotonic() - t:.0f} s (not timed in the figures)")
+                result = burst(serve, ids, profile=args.profile, py_spy=args.py_spy)
+            finally:
+                gone = stop_sessions(serve, ids, core) if ids else 0.0
+                serve.stop()
+                remove_sandboxes(core, prefix=LAB)
+        print(f"stopped and removed in {gone:.0f} s")
+        lat = result.latencies_s
+        print()
+        print(f"{'N':>5}{'grades/s':>10}{'of limit':>10}{'p50 s':>8}{'p95 s':>8}{'max s':>8}"
+              f"{'healthz p50/p95/max ms':>24}  submits / states / healthz statuses")
+        print(f"{n:>5}{result.per_s:>10.2f}{result.per_s / limit:>10.2f}{pct(lat, 0.5):>8.2f}{pct(lat, 0.95):>8.2f}"
+              f"{max(lat):>8.2f}{pct(result.health_ms, 0.5):>9.0f}/{pct(result.health_ms, 0.95):.0f}/"
+              f"{max(result.health_ms):.0f}  {result.accepted} / {result.states} / {result.health_statuses}")
+        print(f"submissions beyond one per session: {result.extra_submissions}; load average after: "
+              f"{os.getloadavg()[0]:.1f}")
+        if args.profile is not None:
+            print(f"profile: {args.profile}")
+        ok = (result.accepted == {202: n} and result.states == {"graded": n} and result.extra_submissions == 0)
+        return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
