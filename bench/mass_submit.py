@@ -24,7 +24,8 @@ measured in the same run on the same machine:
 
 Bounded: every wait has a deadline (starts 20 min, the burst 20 min, the clean-up 15 min). It removes what it made:
 the sessions are stopped through the API, their namespaces waited for, the server stopped, its files deleted.
-``--profile FILE`` records the server with py-spy during the burst (``--py-spy PATH``; a flame graph SVG).
+``--profile FILE`` records the server with py-spy during the burst (``--py-spy PATH``): a flame graph for ``.svg``,
+else py-spy's collapsed stacks (one line a stack and its samples).
 """
 
 from __future__ import annotations
@@ -251,7 +252,8 @@ def burst(serve: Serve, ids: list[str], *, profile: Path | None, py_spy: str) ->
     recorder = None
     if profile is not None:
         recorder = subprocess.Popen([py_spy, "record", "--pid", str(serve.proc.pid), "--threads", "--idle",
-                                     "--rate", "50", "--nonblocking", "--output", str(profile)],
+                                     "--rate", "50", "--nonblocking", "--output", str(profile),
+                                     "--format", "flamegraph" if profile.suffix == ".svg" else "raw"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         time.sleep(1.0)
     with HealthProbe(serve.url) as probe:
@@ -318,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cluster", default="bench-submit")
     parser.add_argument("--replay-max-s", type=float, default=10.0, help="LABCTL_REPLAY_MAX_S of the server")
     parser.add_argument("--replay-step-s", type=float, default=5.0, help="LABCTL_REPLAY_STEP_S of the server")
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy flame graph of the server's burst")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="py-spy record of the server during the burst (.svg: a flame graph)")
     parser.add_argument("--py-spy", default="py-spy", help="the py-spy executable (with --profile)")
     args = parser.parse_args(argv)
     n = max(1, min(args.learners, 1000))

@@ -40,7 +40,6 @@ from labctl.ports import SandboxProvider
 from labctl.providers.kubernetes.leader import KubernetesLeader, default_namespace
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.providers.router import ProviderRouter
-from labctl.service import background as tasks
 from labctl.service import leader, pools
 from labctl.service.gauges import SessionCosts
 from labctl.service.launches import Launches, ScorePassback
@@ -207,8 +206,7 @@ def grade_requested(rt: Runtime, data: dict[str, Any]) -> dict[str, Any]:
     sub, created = rt.submissions.submit_requested(lab_id=data["lab_id"], learner_id=data["learner_id"],
                                                    actor="exam-platform")
     if created:
-        threading.Thread(target=tasks.run, args=(f"grading {sub.id}", rt.submissions.grade, sub.id),
-                         name=f"grade-{sub.id}", daemon=True).start()
+        rt.submissions.grade_later(sub.id)
     return {"submission_id": sub.id, "session_id": sub.session_id, "created": created}
 
 

@@ -38,6 +38,7 @@ from api.deps import learner_links, runtime_of, settings_of
 from api.markdown import readme_html
 from api.schemas import BudgetRequest, Extend
 from labctl.errors import Forbidden, LabctlError, NotFound, Unauthorized
+from labctl.service import background as tasks
 from labctl.service import links
 from labctl.service.auth import Principal
 from labctl.settings import Settings
@@ -316,7 +317,7 @@ def submit(session_id: str, request: Request, background: BackgroundTasks, calle
            body: SubmitBody | None = None) -> Response:
     rt = runtime_of(request)
     sub = rt.submissions.submit(session_id, principal=caller.principal)
-    background.add_task(rt.submissions.grade, sub.id)
+    background.add_task(tasks.wait, rt.submissions.grade_later(sub.id))
     response = _done(request, "Submitted: your sandbox is frozen while it is graded.", rt.sessions.row_of(session_id))
     response.status_code = 202
     return response

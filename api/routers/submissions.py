@@ -19,7 +19,8 @@ router = APIRouter(tags=["submissions"], responses=responses.TOKEN)
 def submit(session_id: str, principal: Authorized, service: SubmissionsDep,
            background: BackgroundTasks) -> SubmissionOut:
     sub = service.submit(session_id, principal=principal)
-    background.add_task(tasks.run, f"grading {sub.id}", service.grade, sub.id)
+    # Graded on the grading workers; the answer's task awaits it on the event loop, holding no request thread.
+    background.add_task(tasks.wait, service.grade_later(sub.id))
     return SubmissionOut.of(sub)
 
 

@@ -19,6 +19,11 @@ A timeout, a signal, a non-zero exit, invalid JSON or output off the contract is
 ``error``, the grader's id and a reason naming what happened; :func:`run_grader` never raises for a grader's fault,
 and :func:`grade` produces the lab's grade even when some graders error. Without an explicit ``jail`` the default
 policy applies (bubblewrap required, no fallback), prepared once per process.
+
+Graders need the CPU (an interpreter's start is most of a grader's time), so at most :data:`GRADES_AT_ONCE` calls of
+:func:`grade` (one per core) run their graders at once in a process, each lab's graders one after another; the others
+wait their turn. An exam's hundreds of submissions then come out graded one by one, at the rate the cores start
+interpreters, instead of all together at the end, and the API's threads keep a share of the machine.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import resource
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
@@ -49,6 +55,8 @@ DEFAULT_MAX_OUTPUT_BYTES = 16 * 2**20
 _STDERR_TAIL = 2000
 _MEMORY_HINTS = ("MemoryError", "out of memory", "Cannot allocate memory", "std::bad_alloc", "Fatal process OOM")
 _GONE_WITHIN_S = 10.0
+GRADES_AT_ONCE = len(os.sched_getaffinity(0))
+_TURNS = threading.BoundedSemaphore(GRADES_AT_ONCE)  # a turn of grade(): its lab's graders, one after another
 
 
 def run_grader(script: Path, snapshot: Mapping[str, Any], params: Mapping[str, Any], *,
@@ -110,6 +118,13 @@ def grade(lab: Lab, snapshot: Snapshot | Mapping[str, Any], graders_dir: Path, r
     must lie inside ``graders_dir``, which is what each grader sees (read-only) of the repository.
     """
     data = snapshot_dict(snapshot if isinstance(snapshot, Snapshot) else Snapshot.model_validate(snapshot))
+    with _TURNS:
+        return combine(_run_graders(lab, data, graders_dir, repo_root, timeout_s=timeout_s, memory_mb=memory_mb,
+                                    jail=jail))
+
+
+def _run_graders(lab: Lab, data: Mapping[str, Any], graders_dir: Path, repo_root: Path, *, timeout_s: float,
+                 memory_mb: int, jail: jail_mod.Jail | None) -> list[GraderResult]:
     results: list[GraderResult] = []
     for grader in lab.graders:
         started = time.monotonic()
@@ -121,7 +136,7 @@ def grade(lab: Lab, snapshot: Snapshot | Mapping[str, Any], graders_dir: Path, r
                                 grader_id=grader.id, jail=jail, root=graders_dir.resolve())
         results.append(weigh(grader.id, grader.script, grader.weight, checks,
                              duration_s=round(time.monotonic() - started, 3)))
-    return combine(results)
+    return results
 
 
 def _command(script: Path, interpreter: Path) -> list[str] | str:

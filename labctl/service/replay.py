@@ -13,6 +13,12 @@ learner cannot write (the sandbox is frozen) but kube-controller-manager still a
 and ReplicaSets add and remove pods, which the next step's inventory finds. The final snapshot is taken after the
 window, with the window's figures as its ``service`` section.
 
+Replays are mostly waiting: a class's replays run side by side (on the grading workers of
+:mod:`labctl.service.background`), but their steps, which read the cluster, price and write the store, take one of
+the replayer's ``steps_at_once`` slots (a few per core): the sleep between steps holds none. Without the bound, an
+exam's hundreds of replays stepped at once, and their store writes waited on one another past the store's busy
+timeout (SQLite's single writer: "database is locked", a grading lost until the reconciler found it).
+
 The loop runs in the grading task. Each step records ``progress`` and ``heartbeat_at`` on the submission; a process
 killed mid-replay leaves a ``grading`` submission whose heartbeat stops, which ``Submissions.reconcile`` replays
 again from the start (the window's rows are cleared first; the money already accrued stays: it was spent). A session
@@ -22,6 +28,8 @@ that leaves ``submitted`` (stopped, expired) ends the replay at the next step wi
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +47,7 @@ from labctl.simulator import ledger, model
 from labctl.store.models import Submission
 
 WRITE_RETRIES = 5
+STEPS_AT_ONCE = 2 * len(os.sched_getaffinity(0))  # replay steps side by side (each waits on the cluster a while)
 
 log = logging.getLogger("labctl.replay")
 
@@ -70,11 +79,12 @@ class Progress:
 
 
 class Replayer:
-    def __init__(self, *, sweeper: Sweeper, step_seconds: float = 5.0,
+    def __init__(self, *, sweeper: Sweeper, step_seconds: float = 5.0, steps_at_once: int = STEPS_AT_ONCE,
                  sleep: Callable[[float], None] = time.sleep,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.sweeper = sweeper
         self.step_seconds = step_seconds
+        self.slots = threading.BoundedSemaphore(steps_at_once)  # held by a step, never by the sleep between
         self.sleep = sleep          # real time must pass: the controller-manager reacts in real time
         self.monotonic = monotonic
 
@@ -93,22 +103,27 @@ class Replayer:
         parts = model.plan(demand, step_seconds=self.step_seconds)
         if not parts:
             raise ValueError(f"lab {spec.lab.id}'s grading window {demand.grading_window} is empty: nothing to replay")
-        with sessions.store.session() as db:
-            cleared = ledger.clear(db, session_id=session_id, window=submission_id)
+        with self.slots:
+            self._check_open(submission_id, session_id)  # one that is over clears nothing
+            with sessions.store.session() as db:
+                cleared = ledger.clear(db, session_id=session_id, window=submission_id)
         anchor = sessions.clock()
         begun = self.monotonic()
         log.info("replaying %s of %s for %s: %d steps of %gs%s", demand.grading_window, spec.lab.id, submission_id,
                  len(parts), self.step_seconds, " (again, from the start)" if cleared else "")
         for part in parts:
-            self._check_open(submission_id, session_id)
-            self._step(submission_id, session_id, demand, sheet, part=part, anchor=anchor, fresh=True)
-            self._beat(submission_id, Progress.of(demand, part.until))
+            with self.slots:
+                self._check_open(submission_id, session_id)
+                self._step(submission_id, session_id, demand, sheet, part=part, anchor=anchor, fresh=True)
+                self._beat(submission_id, Progress.of(demand, part.until))
             wait = float(part.until) - (self.monotonic() - begun)
             if wait > 0:
                 self.sleep(wait)
-        self._check_open(submission_id, session_id)
-        # The sandbox as the window left it: its pods' use at the window's end, the window's figures, no new counts.
-        return self._step(submission_id, session_id, demand, sheet, part=parts[-1], anchor=anchor, fresh=False)
+        with self.slots:
+            self._check_open(submission_id, session_id)
+            # The sandbox as the window left it: its pods' use at the window's end, the window's figures, no new
+            # counts.
+            return self._step(submission_id, session_id, demand, sheet, part=parts[-1], anchor=anchor, fresh=False)
 
     def _step(self, submission_id: str, session_id: str, demand: Demand, sheet: PriceSheet, *,
               part: model.Slice, anchor: datetime, fresh: bool) -> Snapshot:

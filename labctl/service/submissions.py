@@ -13,13 +13,20 @@ a learner with attempts left gets the sandbox back (unfrozen, ``ready``); otherw
 :meth:`Submissions.reconcile` repairs what a crash left: a stale ``grading`` row (no heartbeat from its replay for
 ``stale_after``) is graded again, its replay from the start, a ``submitted``
 session without an open submission is finished, and a ``graded`` one whose learner has attempts left is reopened.
+
+:meth:`Submissions.grade_later` queues a grading on :data:`labctl.service.background.GRADINGS` (an exam's end queues
+hundreds at once); what is queued or running in this process is alive, so the reconciler leaves it alone whatever
+its heartbeat says. A grading is finished once: a submission no longer ``grading`` when its turn comes (graded by a
+reconciler meanwhile, or stopped) is left as it is, and only a ``grading`` row takes an outcome.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +42,7 @@ from labctl.grading import receipt as receipt_mod
 from labctl.grading import runner
 from labctl.grading.snapshot import ServiceFigures, Snapshot, snapshot_dict
 from labctl.ports import ProviderError
-from labctl.service import allowances, leader
+from labctl.service import allowances, background, leader
 from labctl.service import replay as replay_mod
 from labctl.service.auth import Principal
 from labctl.service.sessions import Sessions
@@ -57,6 +64,8 @@ class Submissions:
         self.repo_root = repo_root
         self.timeout_s = timeout_s
         self.jail = jail
+        self._lock = threading.Lock()
+        self._queued: set[str] = set()  # gradings queued or running in this process (alive, whatever their heartbeat)
 
     def submit(self, session_id: str, *, principal: Principal) -> Submission:
         """Open a submission in state ``grading`` and freeze the sandbox (grade it with :meth:`grade`)."""
@@ -96,6 +105,9 @@ class Submissions:
         """Freeze (again), snapshot (priced, with the ledger; for a lab with demand, after replaying its grading
         window on the live sandbox), run the graders, store grade and receipt."""
         sub = self._row(submission_id)
+        if sub.state != "grading":  # finished meanwhile (a reconciler, a stop): nothing is graded twice
+            log.info("%s is %s already: not graded again", submission_id, sub.state)
+            return sub
         session_id = sub.session_id
         session = self.sessions.row_of(session_id)
         lab = self.sessions.lab(session.lab_id)
@@ -116,6 +128,19 @@ class Submissions:
                             score=grade.score, max_score=grade.max_score,
                             checks=[c.model_dump(mode="json") for c in grade.checks],
                             receipt=receipt.model_dump(mode="json") | {"text": receipt.render()})
+
+    def grade_later(self, submission_id: str) -> Future[None]:
+        """Queue :meth:`grade` on the grading workers; the future ends with it (a failure is logged, not raised)."""
+        with self._lock:
+            self._queued.add(submission_id)
+        return background.GRADINGS.submit(f"grading {submission_id}", self._grade_queued, submission_id)
+
+    def _grade_queued(self, submission_id: str) -> None:
+        try:
+            self.grade(submission_id)
+        finally:
+            with self._lock:
+                self._queued.discard(submission_id)
 
     def _inventory(self, sub: Submission, lab: Lab) -> Snapshot:
         """The snapshot to grade: after the grading window's replay where the lab declares demand and the simulator
@@ -147,8 +172,8 @@ class Submissions:
         """Repair what a killed process left; returns how many submissions and sessions it repaired.
 
         A ``grading`` row whose last sign of life (its replay's heartbeat, else its creation) is older than
-        ``stale_after`` (grading takes seconds; a replay beats every step) is graded again, its replay from the
-        start; a ``submitted``
+        ``stale_after`` (grading takes seconds; a replay beats every step) and not queued or running in this process
+        is graded again, its replay from the start; a ``submitted``
         session with no open submission moves on to ``graded`` (its submission, if any, was finished; if none was
         written, no attempt was used); a ``graded`` session whose learner has attempts left is made writable again.
         """
@@ -160,6 +185,8 @@ class Submissions:
             orphaned = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state == "submitted",
                                                                         SandboxSession.id.not_in(grading))))
             graded = list(db.scalars(select(SandboxSession.id).where(SandboxSession.state == "graded")))
+        with self._lock:
+            stale = [submission_id for submission_id in stale if submission_id not in self._queued]
         repaired = 0
         for submission_id in stale:
             if not held():  # another replica leads now: it regrades what is left
@@ -198,6 +225,9 @@ class Submissions:
         def finish(db: Session, session_row: SandboxSession) -> None:
             row = db.get(Submission, sub.id)
             assert row is not None
+            if row.state != "grading":  # another grading of it finished first: its outcome stands, once
+                log.info("%s was %s meanwhile: this %s outcome is dropped", row.id, row.state, state)
+                return
             row.state = state
             row.graded_at = self.sessions.clock()
             row.progress = None
