@@ -25,7 +25,7 @@ measured in the same run on the same machine:
 Bounded: every wait has a deadline (starts 20 min, the burst 20 min, the clean-up 15 min). It removes what it made:
 the sessions are stopped through the API, their namespaces waited for, the server stopped, its files deleted.
 ``--profile FILE`` records the server with py-spy during the burst (``--py-spy PATH``): a flame graph for ``.svg``,
-else py-spy's collapsed stacks (one line a stack and its samples).
+else py-spy's collapsed stacks (one line a stack and its samples). ``--serve-log FILE`` keeps the server's log.
 """
 
 from __future__ import annotations
@@ -90,6 +90,7 @@ class Burst:
     health_ms: list[float]
     health_statuses: dict[int, int]
     extra_submissions: int                 # submissions beyond one per session (must be 0)
+    tracebacks: int                        # tracebacks in the server's log during the burst
 
     @property
     def per_s(self) -> float:
@@ -223,7 +224,10 @@ async def submit_all(url: str, ids: list[str]) -> tuple[dict[int, int], dict[str
 
         async def look(sub_id: str) -> None:
             async with gate:
-                r = await c.get(f"/v1/submissions/{sub_id}")
+                try:
+                    r = await c.get(f"/v1/submissions/{sub_id}")
+                except httpx.TransportError:  # a kept-alive connection the server closed: asked again next round
+                    return
             if r.status_code != 200:
                 raise RuntimeError(f"GET /v1/submissions/{sub_id} answered {r.status_code}: {r.text[:300]}")
             if r.json()["state"] != "grading":
@@ -250,6 +254,7 @@ def count_submissions(url: str, ids: list[str]) -> int:
 
 def burst(serve: Serve, ids: list[str], *, profile: Path | None, py_spy: str) -> Burst:
     recorder = None
+    logged = (serve.directory / "serve.log").stat().st_size
     if profile is not None:
         recorder = subprocess.Popen([py_spy, "record", "--pid", str(serve.proc.pid), "--threads", "--idle",
                                      "--rate", "50", "--nonblocking", "--output", str(profile),
@@ -274,7 +279,14 @@ def burst(serve: Serve, ids: list[str], *, profile: Path | None, py_spy: str) ->
     wall = (max(graded) - min(created)).total_seconds() if graded else 0.0
     return Burst(n=len(ids), accepted=accepted, states=states, latencies_s=latencies, wall_s=wall,
                  health_ms=probe.samples, health_statuses=probe.statuses,
-                 extra_submissions=count_submissions(serve.url, ids))
+                 extra_submissions=count_submissions(serve.url, ids), tracebacks=tracebacks(serve, since=logged))
+
+
+def tracebacks(serve: Serve, *, since: int) -> int:
+    """Tracebacks the server logged after byte ``since`` of its log."""
+    with (serve.directory / "serve.log").open("rb") as log:
+        log.seek(since)
+        return sum(line.startswith(b"Traceback") for line in log)
 
 
 def interpreters_limit(count: int, *, width: int) -> float:
@@ -323,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy record of the server during the burst (.svg: a flame graph)")
     parser.add_argument("--py-spy", default="py-spy", help="the py-spy executable (with --profile)")
+    parser.add_argument("--serve-log", type=Path, default=None, help="keep a copy of the server's log there")
     args = parser.parse_args(argv)
     n = max(1, min(args.learners, 1000))
     cores = len(os.sched_getaffinity(0))
@@ -359,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 gone = stop_sessions(serve, ids, core) if ids else 0.0
                 serve.stop()
+                if args.serve_log is not None:
+                    shutil.copy(directory / "serve.log", args.serve_log)
                 remove_sandboxes(core, prefix=LAB)
         print(f"stopped and removed in {gone:.0f} s")
         lat = result.latencies_s
@@ -368,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n:>5}{result.per_s:>10.2f}{result.per_s / limit:>10.2f}{pct(lat, 0.5):>8.2f}{pct(lat, 0.95):>8.2f}"
               f"{max(lat):>8.2f}{pct(result.health_ms, 0.5):>9.0f}/{pct(result.health_ms, 0.95):.0f}/"
               f"{max(result.health_ms):.0f}  {result.accepted} / {result.states} / {result.health_statuses}")
-        print(f"submissions beyond one per session: {result.extra_submissions}; load average after: "
-              f"{os.getloadavg()[0]:.1f}")
+        print(f"submissions beyond one per session: {result.extra_submissions}; tracebacks in the server's log "
+              f"during the burst: {result.tracebacks}; load average after: {os.getloadavg()[0]:.1f}")
         if args.profile is not None:
             print(f"profile: {args.profile}")
         ok = (result.accepted == {202: n} and result.states == {"graded": n} and result.extra_submissions == 0)
