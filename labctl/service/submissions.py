@@ -26,6 +26,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
@@ -129,15 +130,15 @@ class Submissions:
                             checks=[c.model_dump(mode="json") for c in grade.checks],
                             receipt=receipt.model_dump(mode="json") | {"text": receipt.render()})
 
-    def grade_later(self, submission_id: str) -> Future[None]:
+    def grade_later(self, submission_id: str, *, actor: str = "grader") -> Future[None]:
         """Queue :meth:`grade` on the grading workers; the future ends with it (a failure is logged, not raised)."""
         with self._lock:
             self._queued.add(submission_id)
-        return background.GRADINGS.submit(f"grading {submission_id}", self._grade_queued, submission_id)
+        return background.GRADINGS.submit(f"grading {submission_id}", self._grade_queued, submission_id, actor=actor)
 
-    def _grade_queued(self, submission_id: str) -> None:
+    def _grade_queued(self, submission_id: str, *, actor: str) -> None:
         try:
-            self.grade(submission_id)
+            self.grade(submission_id, actor=actor)
         finally:
             with self._lock:
                 self._queued.discard(submission_id)
@@ -173,7 +174,7 @@ class Submissions:
 
         A ``grading`` row whose last sign of life (its replay's heartbeat, else its creation) is older than
         ``stale_after`` (grading takes seconds; a replay beats every step) and not queued or running in this process
-        is graded again, its replay from the start; a ``submitted``
+        is graded again, its replay from the start (all of them side by side, waited for); a ``submitted``
         session with no open submission moves on to ``graded`` (its submission, if any, was finished; if none was
         written, no attempt was used); a ``graded`` session whose learner has attempts left is made writable again.
         """
@@ -188,11 +189,12 @@ class Submissions:
         with self._lock:
             stale = [submission_id for submission_id in stale if submission_id not in self._queued]
         repaired = 0
-        for submission_id in stale:
-            if not held():  # another replica leads now: it regrades what is left
+        if stale:
+            if not held():  # another replica leads now: it regrades them
                 return repaired
-            self.grade(submission_id, actor="reconciler")
-            repaired += 1
+            # Side by side on the grading workers (a crash mid-exam leaves hundreds), and waited for.
+            futures.wait([self.grade_later(submission_id, actor="reconciler") for submission_id in stale])
+            repaired += len(stale)
         for session_id in orphaned:
             try:
                 self.sessions.transition(session_id, "graded", actor="reconciler",
