@@ -1,6 +1,6 @@
 """An exam's end through a real ``labctl serve`` (SQLite) on the local cluster: more learners submit at once than
 the API has request threads (``LABCTL_REQUEST_THREADS=8``, 12 submissions of a lab whose grading window is replayed
-for 20 s), and the API still answers while every replay runs: the gradings run on their own workers, not on the
+for 10 s), and the API still answers while every replay runs: the gradings run on their own workers, not on the
 request threads (before, each held one for its whole replay, and ``/healthz`` waited for the first to end). Every
 submission is graded exactly once (one grade, one ``submission.graded`` event each), no answer is a 5xx and the log
 holds no traceback.
@@ -44,7 +44,7 @@ def exam(tmp_path_factory: pytest.TempPathFactory, local_cluster: LocalCluster) 
     path.write_text(yaml.safe_dump({**doc, "demand": DEMAND, "attempts": 1}, sort_keys=False))
     srv = Server(data_dir=data, kubeconfig=local_cluster.kubeconfig,
                  extra_env={"LABCTL_LABS_DIR": str(labs), "LABCTL_REQUEST_THREADS": str(REQUEST_THREADS),
-                            "LABCTL_REPLAY_MAX_S": "20", "LABCTL_REPLAY_STEP_S": "5"}).start()
+                            "LABCTL_REPLAY_MAX_S": "10", "LABCTL_REPLAY_STEP_S": "5"}).start()
     try:
         yield srv
     finally:
@@ -79,7 +79,7 @@ def test_an_exams_end_is_graded_once_each_while_the_api_answers(exam: Server) ->
         assert [a.status_code for a in answers] == [202] * LEARNERS, [a.text for a in answers]
         submissions = [str(a.json()["id"]) for a in answers]
 
-        # Asked once all were accepted: each replay lasts 20 s, so the API answers before any grade is written.
+        # Asked once all were accepted: each replay lasts 10 s, so the API answers before any grade is written.
         assert c.get("/healthz").status_code == 200
         during: list[dict[str, Any]] = [c.get(f"/v1/submissions/{s}").json() for s in submissions]
         assert [d["state"] for d in during] == ["grading"] * LEARNERS, during
