@@ -234,6 +234,12 @@ def _wait_group_gone(pgid: int) -> None:
 
 def _group_alive(pgid: int) -> bool:
     """Whether a process of group ``pgid`` runs (a group id is never reused while a member lives)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False  # no member at all, zombies included: no need to read every process's stat
+    except PermissionError:
+        pass  # a member runs as another uid (the jail's): look closer
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue

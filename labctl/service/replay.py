@@ -15,7 +15,7 @@ window, with the window's figures as its ``service`` section.
 
 Replays are mostly waiting: a class's replays run side by side (on the grading workers of
 :mod:`labctl.service.background`), but their steps, which read the cluster, price and write the store, take one of
-the replayer's ``steps_at_once`` slots (a few per core): the sleep between steps holds none. Without the bound, an
+the replayer's ``steps_at_once`` slots (eight per core): the sleep between steps holds none. Without the bound, an
 exam's hundreds of replays stepped at once, and their store writes waited on one another past the store's busy
 timeout (SQLite's single writer: "database is locked", a grading lost until the reconciler found it).
 
@@ -47,7 +47,9 @@ from labctl.simulator import ledger, model
 from labctl.store.models import Submission
 
 WRITE_RETRIES = 5
-STEPS_AT_ONCE = 2 * len(os.sched_getaffinity(0))  # replay steps side by side (each waits on the cluster a while)
+# Replay steps side by side: each mostly waits on the cluster's answers (its dozen lists), so several per core; few
+# enough that their store writes never queue past the store's busy timeout.
+STEPS_AT_ONCE = 8 * len(os.sched_getaffinity(0))
 
 log = logging.getLogger("labctl.replay")
 

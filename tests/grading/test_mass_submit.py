@@ -42,11 +42,11 @@ def exam(tmp_path_factory: pytest.TempPathFactory, local_cluster: LocalCluster) 
     path = labs / LAB / "lab.yaml"
     doc = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump({**doc, "demand": DEMAND, "attempts": 1}, sort_keys=False))
-    srv = Server(data_dir=data, kubeconfig=local_cluster.kubeconfig,
+    srv = Server(data_dir=data, kubeconfig=local_cluster.kubeconfig, ready_timeout_s=180,
                  extra_env={"LABCTL_LABS_DIR": str(labs), "LABCTL_REQUEST_THREADS": str(REQUEST_THREADS),
-                            "LABCTL_REPLAY_MAX_S": "10", "LABCTL_REPLAY_STEP_S": "5"}).start()
+                            "LABCTL_REPLAY_MAX_S": "10", "LABCTL_REPLAY_STEP_S": "5"})
     try:
-        yield srv
+        yield srv.start()
     finally:
         srv.close()
 
