@@ -12,7 +12,8 @@ webhook event, as an exam's submissions do. The window is compressed to ``--repl
 The N sessions are started first (not timed), then all submit at once (``POST .../submissions``, 202) and each
 submission is polled until it is graded. Printed: grades/s (N over the time from the first submit to the last
 grade), p50 / p95 / max of each submission's time from submit to graded (the server's ``created_at`` and
-``graded_at``), the answers' statuses, and ``/healthz`` latency (called every 50 ms during the burst). Beside them,
+``graded_at``), the answers' statuses, ``/healthz`` latency (called every 50 ms during the burst) and that of the
+polls (``GET /v1/submissions/{id}``, a route that takes a request thread). Beside them,
 measured in the same run on the same machine:
 
 - the replay's floor: the window as configured (no submission can be graded sooner);
@@ -89,6 +90,7 @@ class Burst:
     wall_s: float                          # first created_at to last graded_at
     health_ms: list[float]
     health_statuses: dict[int, int]
+    poll_ms: list[float]                   # each GET /v1/submissions/{id} of the polling (a blocking route)
     extra_submissions: int                 # submissions beyond one per session (must be 0)
     tracebacks: int                        # tracebacks in the server's log during the burst
 
@@ -211,9 +213,9 @@ class HealthProbe:
 
 
 async def submit_all(url: str, ids: list[str], *, deadline_s: float,
-                     ) -> tuple[dict[int, int], dict[str, dict[str, Any]], int]:
+                     ) -> tuple[dict[int, int], dict[str, dict[str, Any]], int, list[float]]:
     """Every session submits at once; then every submission is polled until it is graded or failed, or the deadline
-    passed: (statuses of the submits, the finished submissions, how many were still grading)."""
+    passed: (statuses of the submits, the finished submissions, how many were still grading, each poll's ms)."""
     limits = httpx.Limits(max_connections=len(ids), max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=url, headers=HEADERS, timeout=600, limits=limits) as c:
         answers = await asyncio.gather(*(c.post(f"/v1/sessions/{sid}/submissions") for sid in ids))
@@ -222,14 +224,17 @@ async def submit_all(url: str, ids: list[str], *, deadline_s: float,
             accepted[r.status_code] = accepted.get(r.status_code, 0) + 1
         open_ids = [str(r.json()["id"]) for r in answers if r.status_code == 202]
         final: dict[str, dict[str, Any]] = {}
+        polls: list[float] = []
         gate = asyncio.Semaphore(8)  # the poll is light: it must not be what loads the server
 
         async def look(sub_id: str) -> None:
             async with gate:
+                t = time.perf_counter()
                 try:
                     r = await c.get(f"/v1/submissions/{sub_id}")
                 except httpx.TransportError:  # a kept-alive connection the server closed: asked again next round
                     return
+                polls.append((time.perf_counter() - t) * 1000)
             if r.status_code != 200:
                 raise RuntimeError(f"GET /v1/submissions/{sub_id} answered {r.status_code}: {r.text[:300]}")
             if r.json()["state"] != "grading":
@@ -239,7 +244,7 @@ async def submit_all(url: str, ids: list[str], *, deadline_s: float,
         while len(final) < len(open_ids) and time.monotonic() < deadline:
             await asyncio.sleep(POLL_EVERY_S)
             await asyncio.gather(*(look(s) for s in open_ids if s not in final))
-        return accepted, final, len(open_ids) - len(final)
+        return accepted, final, len(open_ids) - len(final), polls
 
 
 def count_submissions(url: str, ids: list[str]) -> int:
@@ -261,7 +266,7 @@ def burst(serve: Serve, ids: list[str], *, deadline_s: float, profile: Path | No
                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         time.sleep(1.0)
     with HealthProbe(serve.url) as probe:
-        accepted, final, left = asyncio.run(submit_all(serve.url, ids, deadline_s=deadline_s))
+        accepted, final, left, polls = asyncio.run(submit_all(serve.url, ids, deadline_s=deadline_s))
     if recorder is not None:
         recorder.send_signal(2)  # SIGINT: py-spy writes its file and exits
         recorder.wait(timeout=120)
@@ -277,7 +282,7 @@ def burst(serve: Serve, ids: list[str], *, deadline_s: float, profile: Path | No
         latencies.append((end - start).total_seconds())
     wall = (max(graded) - min(created)).total_seconds() if graded else 0.0
     return Burst(n=len(ids), accepted=accepted, states=states, latencies_s=latencies, wall_s=wall,
-                 health_ms=probe.samples, health_statuses=probe.statuses,
+                 health_ms=probe.samples, health_statuses=probe.statuses, poll_ms=polls,
                  extra_submissions=count_submissions(serve.url, ids), tracebacks=tracebacks(serve, since=logged))
 
 
@@ -384,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n:>5}{result.per_s:>10.2f}{result.per_s / limit:>10.2f}{pct(lat, 0.5):>8.2f}{pct(lat, 0.95):>8.2f}"
               f"{max(lat):>8.2f}{pct(result.health_ms, 0.5):>9.0f}/{pct(result.health_ms, 0.95):.0f}/"
               f"{max(result.health_ms):.0f}  {result.accepted} / {result.states} / {result.health_statuses}")
+        print(f"GET /v1/submissions/{{id}} during the burst (a blocking route, 8 polls at a time): p50 / p95 / max "
+              f"{pct(result.poll_ms, 0.5):.0f} / {pct(result.poll_ms, 0.95):.0f} / {max(result.poll_ms):.0f} ms")
         print(f"submissions beyond one per session: {result.extra_submissions}; tracebacks in the server's log "
               f"during the burst: {result.tracebacks}; load average after: {os.getloadavg()[0]:.1f}")
         if args.profile is not None:

@@ -25,7 +25,8 @@ router = APIRouter(tags=["health"], responses=responses.EDGE)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    # On the event loop: liveness must not queue for a request thread behind a class's blocking submits.
     return {"status": "ok"}
 
 

@@ -1,5 +1,5 @@
 """An exam's end through a real ``labctl serve`` (SQLite) on the local cluster: more learners submit at once than
-the API has request threads (``LABCTL_REQUEST_THREADS=8``, 12 submissions of a lab whose grading window is replayed
+the API has request threads (``LABCTL_REQUEST_THREADS=8``, 10 submissions of a lab whose grading window is replayed
 for 10 s), and the API still answers while every replay runs: the gradings run on their own workers, not on the
 request threads (before, each held one for its whole replay, and ``/healthz`` waited for the first to end). Every
 submission is graded exactly once (one grade, one ``submission.graded`` event each), no answer is a 5xx and the log
@@ -25,7 +25,7 @@ from tests.support.server import Server
 from tests.support.wait import eventually
 
 LAB = "tag-for-showback"
-LEARNERS = 12
+LEARNERS = 10
 REQUEST_THREADS = 8
 DEMAND = {
     "time_scale": 288, "start": "Mon 00:00", "grading_window": "1d",
