@@ -1,6 +1,7 @@
-"""A submission is graded exactly once, on SQLite and PostgreSQL, on the live sandbox: a grading queued or running
-on this process's grading workers is alive to the reconciler whatever its heartbeat says (an exam's queue may hold a
-grading longer than ``stale_after``), and a grading that comes when the submission is no longer ``grading`` (a second
+"""A submission is graded exactly once, on the live sandbox (SQLite; the store's schema is unchanged, and the guards
+are plain reads and writes in one transaction): a grading queued or running on this process's grading workers is
+alive to the reconciler whatever its heartbeat says (an exam's queue may hold a grading longer than ``stale_after``),
+and a grading that comes when the submission is no longer ``grading`` (a second
 one from another queue or a reconciler) leaves the grade and its one ``submission.graded`` event as they are.
 """
 
@@ -14,14 +15,13 @@ from sqlalchemy import func, select
 
 from labctl.localcluster.cluster import LocalCluster
 from labctl.store.webhook_models import OutboxEvent
-from tests.grading.replay_world import INSTRUCTOR, World, database_url, make_world, running_world
+from tests.grading.replay_world import INSTRUCTOR, World, make_world, running_world
 from tests.support.wait import eventually
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def world(request: pytest.FixtureRequest, tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
-    yield from running_world(make_world(tmp_path, local_cluster, seconds_per_day=10,
-                                        url=database_url(request, tmp_path)))
+@pytest.fixture
+def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
+    yield from running_world(make_world(tmp_path, local_cluster, seconds_per_day=10))
 
 
 def _graded_events(world: World, sid: str) -> int:
