@@ -11,51 +11,25 @@ move.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from labctl.localcluster.cluster import LocalCluster
-from tests.adversarial.test_grade_forgery import _learner
+from tests.adversarial.test_grade_forgery import _learner, _submit
 from tests.support.wait import eventually
-from tests.sweeps.test_meter_and_timers import HEADERS, World, _pods_running, _stop_all, _world
+from tests.sweeps.test_meter_and_timers import World, _pods_running
 
 pytestmark = pytest.mark.cluster
 
 LAB = "move-batch-to-spot"
-
-
-@pytest.fixture
-def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
-    w = _world(tmp_path, local_cluster)
-    with w.client:
-        yield w
-        _stop_all(w)
+BURN_RATE = ("budget", "burn-rate")
 
 
 def _starter_of(world: World, sid: str) -> tuple[float, Any]:
     row = world.app.state.parts.runtime.sessions.row_of(sid)
     return float(row.starter_burn_rate_usd_per_hour), row.starter_service
-
-
-def _burn_rate_check(world: World, sid: str) -> dict[str, Any]:
-    world.clock.advance(minutes=5)
-    assert world.sweep().errors == []
-    posted = world.client.post(f"/v1/sessions/{sid}/submissions", headers=HEADERS)
-    assert posted.status_code == 202, posted.text
-    deadline = time.monotonic() + 90
-    while True:
-        sub = world.client.get(f"/v1/submissions/{posted.json()['id']}", headers=HEADERS).json()
-        if sub["state"] != "grading" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert sub["state"] == "graded", sub
-    (check,) = [c for c in sub["checks"] if c["id"] == "burn-rate"]
-    return dict(check)
 
 
 def test_scaling_the_starter_up_before_the_first_sweep_does_not_move_its_baseline(
@@ -81,8 +55,8 @@ def test_scaling_the_starter_up_before_the_first_sweep_does_not_move_its_baselin
     back = kubectl("scale", "deployment/thumbnailer", "--replicas=2", kubeconfig=kubeconfig)
     assert back.returncode == 0, back.stderr
     eventually(lambda: _pods_running(kube, ns, "app=thumbnailer", 2), timeout=90)
-    forged = _burn_rate_check(world, forger["id"])
-    honest = _burn_rate_check(world, control["id"])
+    forged = _submit(world, forger["id"])[BURN_RATE]
+    honest = _submit(world, control["id"])[BURN_RATE]
     # The starter unchanged is judged as the starter: no saving, whatever the learner did before the first sweep.
     assert not forged["passed"] and forged["score"] == pytest.approx(honest["score"]) == pytest.approx(0.0)
     assert _starter_of(world, forger["id"]) == (pytest.approx(control_burn, rel=1e-9), control_service)
