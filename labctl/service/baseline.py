@@ -27,12 +27,12 @@ REPLICATED = ("ReplicaSet", "StatefulSet")  # the controllers that own their pod
 
 def unsettled(snapshot: Snapshot) -> list[str]:
     """What keeps the starter from its shape: a Deployment without its ReplicaSet yet, a ReplicaSet or StatefulSet
-    with fewer pods bound to a node than its replicas, a Job with fewer than it runs at once. Empty: settled (every
-    pod it starts with holds its node)."""
-    bound = Counter(str(pod.controller) for pod in snapshot.of_kind("Pod") if pod.node and pod.controller)
-    controlled = {str(r.controller) for r in snapshot.of_kind("ReplicaSet") if r.controller is not None}
+    with fewer pods bound to a node than its replicas, a Job with fewer than it runs at once (each pod counted for
+    the workload that owns it directly: its ``owner``). Empty: settled (every pod it starts with holds its node)."""
+    bound = Counter(str(pod.owner) for pod in snapshot.of_kind("Pod") if pod.node and pod.owner)
+    owned = {str(r.owner) for r in snapshot.of_kind("ReplicaSet") if r.owner is not None}
     missing = [f"Deployment/{d.name}: no ReplicaSet yet" for d in snapshot.of_kind("Deployment")
-               if (d.replicas or 0) > 0 and f"Deployment/{d.name}" not in controlled]
+               if (d.replicas or 0) > 0 and f"Deployment/{d.name}" not in owned]
     wanted = [(w, w.replicas or 0) for w in snapshot.of_kind(*REPLICATED)]
     wanted += [(job, _active(job)) for job in snapshot.of_kind("Job")]
     for workload, want in wanted:
