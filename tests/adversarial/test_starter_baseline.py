@@ -5,8 +5,7 @@ unit-cost feedback set the learner's figures beside the starter's. Those were ta
 up to a sweep interval after the learner got its kubeconfig: a learner who scaled the starter up in those seconds
 (here: the thumbnailer from 2 to 8 replicas, and back down to 2 before submitting) doubled the starter's burn rate and
 passed ``burn-rate`` with the starter unchanged. Played with the learner's kubeconfig and the real kubectl: the
-baseline is labctl's own figure, taken while provisioning, equal to an untouched session's, and the grade does not
-move.
+baseline is labctl's own figure, taken while provisioning, and neither it nor the grade moves.
 """
 
 from __future__ import annotations
@@ -34,29 +33,32 @@ def _starter_of(world: World, sid: str) -> tuple[float, Any]:
 
 def test_scaling_the_starter_up_before_the_first_sweep_does_not_move_its_baseline(
         world: World, kube: client.ApiClient, kubectl: Any, tmp_path: Path) -> None:
-    control = world.start(LAB, "baseline-control")
-    forger = world.start(LAB, "baseline-forger")
-    # Taken while provisioning: both sessions have it before any sweep ran.
-    control_burn, control_service = _starter_of(world, control["id"])
-    forged_burn, _ = _starter_of(world, forger["id"])
-    assert control_burn > 0
-    assert forged_burn == pytest.approx(control_burn, rel=1e-9)
+    session = world.start(LAB, "baseline-forger")
+    sid, ns = session["id"], session["namespace"]
+    sweeper = world.app.state.parts.runtime.sweeper
+    # Taken while provisioning, before any sweep: the starter as labctl made it (the same figure labctl takes of the
+    # sandbox now, before the learner has done anything; where its pods landed is the cluster's choice).
+    recorded, service = _starter_of(world, sid)
+    assert recorded > 0 and service
+    assert float(sweeper.baseline(sid).burn_rate_usd_per_hour) == pytest.approx(recorded, rel=1e-9)
 
-    kubeconfig = _learner(world, forger["id"], tmp_path)
+    kubeconfig = _learner(world, sid, tmp_path)
     scaled = kubectl("scale", "deployment/thumbnailer", "--replicas=8", kubeconfig=kubeconfig)
     assert scaled.returncode == 0, scaled.stderr
-    ns = forger["namespace"]
     eventually(lambda: _pods_running(kube, ns, "app=thumbnailer", 8), timeout=90)
     assert world.sweep().errors == []  # the first metering sees the inflated sandbox...
-    inflated = world.session(forger["id"])["cost"]["burn_rate_usd_per_hour"]
-    assert inflated > control_burn * 1.2, (inflated, control_burn)
-    assert _starter_of(world, forger["id"])[0] == pytest.approx(control_burn, rel=1e-9)  # ...the baseline does not
+    inflated = world.session(sid)["cost"]["burn_rate_usd_per_hour"]
+    assert inflated > recorded * 1.2, (inflated, recorded)
+    # ...as a baseline taken now would (the first sweep's, once): the recorded one does not move.
+    assert float(sweeper.baseline(sid, wait_s=0).burn_rate_usd_per_hour) > recorded * 1.2
+    assert _starter_of(world, sid) == (pytest.approx(recorded, rel=1e-9), service)
 
     back = kubectl("scale", "deployment/thumbnailer", "--replicas=2", kubeconfig=kubeconfig)
     assert back.returncode == 0, back.stderr
     eventually(lambda: _pods_running(kube, ns, "app=thumbnailer", 2), timeout=90)
-    forged = _submit(world, forger["id"])[BURN_RATE]
-    honest = _submit(world, control["id"])[BURN_RATE]
-    # The starter unchanged is judged as the starter: no saving, whatever the learner did before the first sweep.
-    assert not forged["passed"] and forged["score"] == pytest.approx(honest["score"]) == pytest.approx(0.0)
-    assert _starter_of(world, forger["id"]) == (pytest.approx(control_burn, rel=1e-9), control_service)
+    judged = _submit(world, sid)[BURN_RATE]
+    # The starter back as it was is judged against the starter labctl recorded: no saving.
+    assert not judged["passed"] and judged["score"] < 0.5, judged
+    (evidence,) = judged["evidence"]
+    assert evidence["starter_usd_per_hour"] == pytest.approx(recorded, rel=1e-9)
+    assert _starter_of(world, sid) == (pytest.approx(recorded, rel=1e-9), service)
