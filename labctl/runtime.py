@@ -165,6 +165,7 @@ def build(settings: Settings) -> Runtime:
     sheet = _sheet_loader(settings.prices_file)
     sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit,
                       simulate=settings.simulate_demand, replay_max_s=settings.replay_max_s)
+    sessions.baseline = sweeper.baseline
     submissions = Submissions(sessions=sessions, sweeper=sweeper, prices=sheet, graders_dir=settings.graders_dir,
                               repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)),
                               replayer=Replayer(sweeper=sweeper, step_seconds=settings.replay_step_s))

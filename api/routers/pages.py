@@ -325,7 +325,7 @@ def submit(session_id: str, request: Request, background: BackgroundTasks, calle
 
 @router.get("/static/{asset}")
 def static(asset: str) -> Response:
-    """The page's stylesheet and script (only files of ``api/static``, by name)."""
+    """The pages' stylesheet, scripts and icon (only files of ``api/static``, by name)."""
     path = STATIC_DIR / asset
     if "/" in asset or asset.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
         return PlainTextResponse(f"there is no static file {asset!r}", status_code=404)

@@ -16,11 +16,14 @@ graders and the receipt read prices from the snapshot.
 
 Every number comes from the price sheet, the nodes (which the learner cannot write), the pods' resource specs and the
 metrics pipeline's usage; no label or annotation is read as a figure. A resource that cannot be priced becomes a
-warning, never an exception: one odd object must not stop the metering of a session.
+warning, never an exception: one odd object must not stop the metering of a session. A node's rates are computed once
+per node version and price sheet (both immutable values), however many sandboxes' snapshots carry it.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -158,22 +161,58 @@ def address_hourly(sheet: PriceSheet, warnings: list[str]) -> Decimal:
     return sheet.fallback.vcpu_hourly_usd
 
 
+def _price_node(node: Node, sheet: PriceSheet) -> tuple[_NodeRates | None, str | None]:
+    """One node's rates by the sheet (None: it cannot be priced), with the warning that goes with them."""
+    try:
+        price, on_demand = _node_prices(node, sheet)
+        rates, od_rates = model.unit_rates(price), model.unit_rates(on_demand)
+    except ValueError as exc:
+        return None, f"node {node.name} could not be priced ({exc}); its pods are not billed"
+    updated = node.model_copy(update={"hourly_usd": float(price.hourly_usd),
+                                      "on_demand_hourly_usd": float(on_demand.hourly_usd),
+                                      "price_source": price.source})
+    return _NodeRates(node=updated, rates=rates, on_demand=od_rates,
+                      gpu_memory_mib=sheet_mod.gpu_memory_mib_of(node.labels)), price.warning
+
+
+class _PricedNodes:
+    """Each node priced once per price sheet. Every sandbox of a cluster carries the same node objects (the snapshot
+    builds one per node version), so without this a sweep priced the cluster's nodes again for every sandbox: two
+    thirds of a 1,000-sandbox sweep. Keyed by the identity of the node and of the sheet, both kept with the entry
+    (so an identity is never reused while its entry lives); bounded; safe across the sweep's and requests' threads."""
+
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[int, int], tuple[Node, PriceSheet, _NodeRates | None, str | None]] = \
+            OrderedDict()
+
+    def of(self, node: Node, sheet: PriceSheet) -> tuple[_NodeRates | None, str | None]:
+        key = (id(node), id(sheet))
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] is node and hit[1] is sheet:
+                self._entries.move_to_end(key)
+                return hit[2], hit[3]
+        rates, warning = _price_node(node, sheet)
+        with self._lock:
+            self._entries[key] = (node, sheet, rates, warning)
+            while len(self._entries) > self.kept:
+                self._entries.popitem(last=False)
+        return rates, warning
+
+
+_PRICED_NODES = _PricedNodes(kept=4096)
+
+
 def _price_nodes(nodes: Sequence[Node], sheet: PriceSheet, warnings: list[str]) -> dict[str, _NodeRates]:
     priced: dict[str, _NodeRates] = {}
     for node in nodes:
-        try:
-            price, on_demand = _node_prices(node, sheet)
-            rates, od_rates = model.unit_rates(price), model.unit_rates(on_demand)
-        except ValueError as exc:
-            _warn(warnings, f"node {node.name} could not be priced ({exc}); its pods are not billed")
-            continue
-        if price.warning:
-            _warn(warnings, price.warning)
-        updated = node.model_copy(update={"hourly_usd": float(price.hourly_usd),
-                                          "on_demand_hourly_usd": float(on_demand.hourly_usd),
-                                          "price_source": price.source})
-        priced[node.name] = _NodeRates(node=updated, rates=rates, on_demand=od_rates,
-                                       gpu_memory_mib=sheet_mod.gpu_memory_mib_of(node.labels))
+        rates, warning = _PRICED_NODES.of(node, sheet)
+        if warning:
+            _warn(warnings, warning)
+        if rates is not None:
+            priced[node.name] = rates
     return priced
 
 

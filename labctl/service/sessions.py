@@ -27,6 +27,7 @@ budget one only below the suspend level: neither a resume nor a reset by anyone 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import re
@@ -61,6 +62,7 @@ from labctl.ports import (
 from labctl.service import allowances, leader, paging, policy, roles, states
 from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
+from labctl.service.baseline import Baseline
 from labctl.store import pool_ledger
 from labctl.store.db import Store
 from labctl.store.models import Grant, SandboxSession, SessionEvent
@@ -80,6 +82,7 @@ TOUCH_EVERY = timedelta(seconds=30)
 POOL_LEARNER = ""
 # A start looks at this many fresh pooled sandboxes, in random order, so concurrent claims rarely collide.
 CLAIM_CANDIDATES = 32
+POOL_OWNER = "pool"  # who owns a pooled sandbox until a start claims it
 CAUSE_RANK = {"learner": 0, "idle": 0, "off-hours": 0, "meter": 1, "budget": 2, "instructor": 3}
 
 
@@ -102,6 +105,9 @@ class Sessions:
         self.clock = clock
         self.holder = holder  # this replica's stable name in session leases
         self._held: set[str] = set()  # sessions whose lease a command of this process holds now
+        # The starter's figures, taken while provisioning, before any learner credential exists
+        # (:mod:`labctl.service.baseline`; the sweeper's, set by the composition root).
+        self.baseline: Callable[[str], Baseline] | None = None
         self._held_lock = threading.Lock()
 
     # -- queries ---------------------------------------------------------------------------------------------------
@@ -274,7 +280,7 @@ class Sessions:
                 deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
                 started_by=principal.caller, pool_hash=None, accrued_usd=0, burn_rate_usd_per_hour=0,
                 last_metered_at=None, meter_note=None, pod_hours=0, spot_pod_hours=0, idle_usd=0,
-                starter_burn_rate_usd_per_hour=None, starter_service=None, last_activity_at=None,
+                last_activity_at=None,  # the starter's baseline stays: the pool took it before anyone could reach it
                 lease_holder=self.lease_name("start"), lease_expires_at=now + LEASE_TTL,
                 version=row.version + 1).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
             if won != 1:
@@ -696,13 +702,22 @@ class Sessions:
         row = self.row_of(session_id)
         try:
             self.provider.provision(self.spec_of(row))
+            taken = self.baseline(session_id) if self.baseline is not None else None
         except ProviderError as exc:
             return self._fail(session_id, actor=actor, reason=str(exc))
         now = self.clock()
+        fields: dict[str, Any] = {"ready_at": now}
+        if taken is not None:
+            fields |= {"starter_burn_rate_usd_per_hour": taken.burn_rate_usd_per_hour,
+                       "starter_service": None if taken.service is None
+                       else [f.model_dump(mode="json") for f in taken.service]}
+            if taken.unsettled:
+                self.update(session_id, event=("starter_unsettled", actor, "the starter's baseline was taken before "
+                                               f"it settled: {'; '.join(taken.unsettled)}"))
         if row.pool_hash is not None:
-            return self.transition(session_id, states.POOLED, actor=actor, reason="warm, unclaimed", ready_at=now)
-        return self.transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=now,
-                               last_activity_at=now)
+            return self.transition(session_id, states.POOLED, actor=actor, reason="warm, unclaimed", **fields)
+        return self.transition(session_id, "ready", actor=actor, reason="sandbox ready", last_activity_at=now,
+                               **fields)
 
     def _fail(self, session_id: str, *, actor: str, reason: str) -> SandboxSession:
         """Mark failed with the reason and remove whatever was made; on a cleanup failure leave it to reconcile."""
@@ -792,6 +807,12 @@ class Sessions:
 
     def new_event(self, session_id: str, kind: str, actor: str, **detail: Any) -> SessionEvent:
         return SessionEvent(session_id=session_id, at=self.clock(), kind=kind, actor=actor, detail=detail)
+
+    def snapshot_spec(self, row: SandboxSession) -> SandboxSpec:
+        """The spec a snapshot of the sandbox is taken with: a pooled sandbox has no learner yet, so its snapshot
+        names the pool as its owner."""
+        spec = self.spec_of(row)
+        return spec if spec.learner_id else dataclasses.replace(spec, learner_id=POOL_OWNER)
 
     def spec_of(self, row: SandboxSession) -> SandboxSpec:
         assert row.expires_at is not None and row.namespace is not None

@@ -277,7 +277,7 @@ class Submissions:
 
 
 def _starter(row: SandboxSession) -> list[ServiceFigures] | None:
-    """The starter's figures over the grading window, as the first metering computed them (None: not recorded)."""
+    """The starter's figures over the grading window, as provisioning took them (None: not recorded)."""
     if row.starter_service is None:
         return None
     return [ServiceFigures.model_validate(item) for item in row.starter_service]

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select, update
@@ -36,7 +37,8 @@ from labctl.cost.prices import PriceSheet
 from labctl.errors import LabctlError, NotFound
 from labctl.grading.snapshot import ServiceFigures, Snapshot
 from labctl.ports import ProviderError, SandboxSpec
-from labctl.service import background, guardrails, leader, policy, simulation, states
+from labctl.service import background, baseline, guardrails, leader, policy, simulation, states
+from labctl.service.baseline import Baseline
 from labctl.service.sessions import Sessions
 from labctl.simulator import economics, ledger, model, starter
 from labctl.store import meter_readings
@@ -46,6 +48,8 @@ from labctl.store.service_ledger import ServiceLedger
 log = logging.getLogger("labctl.sweeps")
 
 METERED_STATES = ("ready", "suspended", "submitted", "graded")
+BASELINE_WAIT_S = 30.0  # the longest provisioning waits for the starter's pods before taking its baseline
+BASELINE_POLL_S = 0.2
 
 
 @dataclass
@@ -180,9 +184,6 @@ class Sweeper:
             current.spot_pod_hours = Decimal(current.spot_pod_hours or 0) + priced.spot_pods * hours
             current.idle_usd = Decimal(current.idle_usd or 0) + priced.idle_usd_per_hour * hours
             current.burn_rate_usd_per_hour = burn
-            if current.starter_burn_rate_usd_per_hour is None:
-                current.starter_burn_rate_usd_per_hour = burn
-                current.starter_service = self._starter(current, taken, priced.snapshot)
             current.last_metered_at = max(now, current.last_metered_at or now)
             if step is not None and fresh:  # served, dropped and each workload's cost beside the money, one commit
                 ledger.accrue(db, session_id=session_id, step=step, window=window,
@@ -205,8 +206,8 @@ class Sweeper:
             accrued = None
         if accrued is None:
             return _with_ledger(priced.snapshot, burn=burn, accrued=None, starter=None)
-        total, starter, service = accrued
-        result = _with_ledger(priced.snapshot, burn=burn, accrued=total, starter=starter)
+        total, starter_burn, service = accrued
+        result = _with_ledger(priced.snapshot, burn=burn, accrued=total, starter=starter_burn)
         return result.model_copy(update={"service": service}) if service is not None else result
 
     def replayed(self, lab_id: str) -> Demand | None:
@@ -214,16 +215,34 @@ class Sweeper:
         demand = self.sessions.lab(lab_id).demand
         return None if demand is None else model.compressed(demand, max_seconds=self.replay_max_s)
 
-    def _starter(self, row: SandboxSession, taken: Snapshot, priced: Snapshot) -> list[dict[str, object]] | None:
-        """At the first metering: the starter's figures over the grading window (:mod:`labctl.simulator.starter`)."""
-        demand = self.replayed(row.lab_id)
-        if not self.simulate or demand is None:
-            return None
+    def baseline(self, session_id: str, *, wait_s: float = BASELINE_WAIT_S) -> Baseline:
+        """The starter's figures (:mod:`labctl.service.baseline`), taken while provisioning: once its workloads have
+        all their pods on nodes (at most ``wait_s``), its burn rate as a metering would price it now, and its play
+        of the grading window. Reads the sandbox and the price sheet; writes nothing."""
+        row = self.sessions.row_of(session_id)
+        spec = self.sessions.snapshot_spec(row)
+        deadline = time.monotonic() + wait_s
+        while True:
+            now = self.clock()
+            taken = self.sessions.provider.snapshot(spec, now=now)
+            missing = baseline.unsettled(taken)
+            if not missing or time.monotonic() >= deadline:
+                break
+            time.sleep(BASELINE_POLL_S)
         # The starter's shape, not its first seconds: a scheduled pod still starting counts as serving.
         pods = [dataclasses.replace(p, ready=True) for p in simulation.pod_states(taken)]
-        played = starter.figures(demand, pods, node_cpu_cores=simulation.node_cpu_cores(taken),
-                                 hourly_usd=pod_rates(priced), anchor=self.clock())
-        return [f.model_dump(mode="json") for f in played]
+        cores = simulation.node_cpu_cores(taken)
+        live = spec.lab.demand if self.simulate else None
+        if live is not None:  # priced with the use its demand gives it now, as a metering would
+            taken = simulation.with_usage(taken, model.step(live, pods, node_cpu_cores=cores, seconds=1,
+                                                            started_at=now - timedelta(seconds=1), now=now))
+        sheet = self.prices()
+        priced = meter.price(taken, sheet)
+        window = self.replayed(row.lab_id) if self.simulate else None
+        service = None if window is None else starter.figures(window, pods, node_cpu_cores=cores,
+                                                               hourly_usd=pod_rates(priced.snapshot), anchor=now)
+        return Baseline(burn_rate_usd_per_hour=round(priced.burn_rate_usd_per_hour, 6), service=service,
+                        unsettled=tuple(missing))
 
     def _simulate(self, row: SandboxSession, spec: SandboxSpec, snap: Snapshot, *,
                   now: datetime) -> tuple[model.Step, bool] | None:

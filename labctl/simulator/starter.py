@@ -1,11 +1,12 @@
 """The starter's figures: what the sandbox as labctl made it would have served, dropped and cost over the grading
 window, for the receipt to set beside the learner's.
 
-Computed by labctl, never written by anyone: at a session's first metering (the pods the lab's starters made, with
-their fixed replica counts, scheduled ones counted as serving even if still starting, priced by the meter from the
-price sheet; the same moment the starter's burn rate is recorded) the pure model plays the whole grading window
-against those pods (:func:`labctl.simulator.model.replay`, exact integrals, so the step length does not matter), and
-each workload's cost is its pods' hourly rate x the window's real seconds. Deterministic: the same pods and sheet
+Computed by labctl, never written by anyone: while provisioning, before any learner credential exists
+(:mod:`labctl.service.baseline`: the pods the lab's starters made, with their fixed replica counts, scheduled ones
+counted as serving even if still starting, priced by the meter from the price sheet, with the starter's burn rate)
+the pure model plays the whole grading window against those pods (:func:`labctl.simulator.model.replay`, exact
+integrals, so the step length does not matter), and each workload's cost is its pods' hourly rate x the window's
+real seconds. Deterministic: the same pods and sheet
 give the same figures. Nothing reacts (no HPA): this is the starter's fixed shape, which is the point of the
 comparison.
 """

@@ -88,9 +88,9 @@ class SandboxSession(Base):
     pod_hours: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
     spot_pod_hours: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
     idle_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=0)
-    # The first reading after ready: what the lab's starter burns before the learner changes anything.
+    # What the lab's starter burns, taken while provisioning, before any learner credential exists (service.baseline).
     starter_burn_rate_usd_per_hour: Mapped[Decimal | None] = mapped_column(Numeric(14, 6))
-    # The starter's figures over the lab's grading window (labctl.simulator.starter), from the first metering.
+    # The starter's figures over the lab's grading window (labctl.simulator.starter), taken with it.
     starter_service: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
     # Budget policy: thresholds already acted on (percents), approved extra budget, a pending request.
     thresholds_crossed: Mapped[list[int]] = mapped_column(JSON, default=list)

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from labctl.localcluster.cluster import LocalCluster
 from tests.support.wait import eventually
-from tests.sweeps.test_meter_and_timers import HEADERS, World, _pods_running, _stop_all, _world
+from tests.sweeps.test_meter_and_timers import HEADERS, World, _pods_running
 
 pytestmark = pytest.mark.cluster
 
@@ -35,14 +33,6 @@ BUSY_GPU = {"labctl.dev/expected-gpu-engine-active": "0.95", "labctl.dev/expecte
             "kwok.x-k8s.io/usage-cpu": "7600m", "kwok.x-k8s.io/usage-memory": "60000Mi"}
 BUSY_DASHBOARD = {"kwok.x-k8s.io/usage-cpu": "200m", "kwok.x-k8s.io/usage-memory": "200Mi",
                   "labctl.dev/expected-cpu-millicores": "200"}
-
-
-@pytest.fixture
-def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
-    w = _world(tmp_path, local_cluster)
-    with w.client:
-        yield w
-        _stop_all(w)
 
 
 def _submit(world: World, sid: str) -> dict[tuple[str, str], dict[str, Any]]:

@@ -94,6 +94,8 @@ def spent(page: Page) -> str:
 def test_the_learner_opens_the_link_watches_the_meter_submits_and_reads_the_grade(
         server: Server, site: str, ada: dict[str, Any], context: BrowserContext, axe_source: str) -> None:
     page = context.new_page()
+    refused: list[str] = []  # every request the page makes (its icon too) must be answered
+    page.on("response", lambda r: refused.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     response = page.goto(ada["learner_url"])
     assert response is not None and response.status == 200
     assert urlsplit(page.url).path == f"/learn/{ada['id']}"  # the link left the address bar
@@ -156,6 +158,7 @@ def test_the_learner_opens_the_link_watches_the_meter_submits_and_reads_the_grad
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
     violations = axe_violations(page, axe_source)
     assert violations == [], violations
+    assert refused == []
 
 
 def forge(session_id: str, learner_id: str, *, expires: datetime) -> str:

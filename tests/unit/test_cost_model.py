@@ -497,3 +497,21 @@ def test_a_gpu_the_model_cannot_price_is_a_warning_not_a_failure() -> None:
     priced = meter.price(_snapshot(odd), SHEET)
     assert priced.snapshot.resources[0].hourly_usd == pytest.approx(float(M5.cpu_core_hourly_usd))
     assert any("Pod/mig: its GPUs could not be priced" in w for w in priced.warnings)
+
+
+def test_a_node_shared_by_many_snapshots_is_priced_alike_in_each_with_its_warnings() -> None:
+    # The sweep's snapshots carry the same node objects; each node is priced once per sheet, and what its pricing
+    # said (an unlisted type's fallback, a node that cannot be priced) is said in every snapshot that carries it.
+    unlisted = Node(name="n-odd", instance_type="z9.mega", capacity_type="on-demand", zone="z", region="us-east-1",
+                    labels={"node.kubernetes.io/instance-type": "z9.mega", "topology.kubernetes.io/region": "us-east-1",
+                            "karpenter.sh/capacity-type": "on-demand"}, capacity={"cpu": 4, "memory": 16 * GIB})
+    first, second = _snapshot(_pod("a", "Running")), _snapshot(_pod("b", "Running"))
+    shared = [*first.nodes, unlisted]
+    a = meter.price(first.model_copy(update={"nodes": shared}), SHEET)
+    b = meter.price(second.model_copy(update={"nodes": shared}), SHEET)
+    assert a.warnings == b.warnings and any("z9.mega" in w for w in a.warnings)
+    assert [n.model_dump() for n in a.snapshot.nodes] == [n.model_dump() for n in b.snapshot.nodes]
+    assert a.snapshot.nodes[0].hourly_usd is not None and a.burn_rate_usd_per_hour == b.burn_rate_usd_per_hour > 0
+    other = SHEET.model_copy(deep=True)  # another sheet (a file edited while running) is priced anew
+    assert meter.price(first.model_copy(update={"nodes": shared}), other).burn_rate_usd_per_hour == \
+        a.burn_rate_usd_per_hour

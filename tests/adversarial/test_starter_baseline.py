@@ -1,0 +1,64 @@
+"""The learner tries to inflate the starter it is compared with, so that any change looks like a saving.
+
+``burn-rate`` passes when the burn rate at submission is at most a share of the starter's, and the receipt and the
+unit-cost feedback set the learner's figures beside the starter's. Those were taken at the session's first metering,
+up to a sweep interval after the learner got its kubeconfig: a learner who scaled the starter up in those seconds
+(here: the thumbnailer from 2 to 8 replicas, and back down to 2 before submitting) doubled the starter's burn rate and
+passed ``burn-rate`` with the starter unchanged. Played with the learner's kubeconfig and the real kubectl: the
+baseline is labctl's own figure, taken while provisioning, and neither it nor the grade moves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.adversarial.test_grade_forgery import _learner, _submit
+from tests.support.wait import eventually
+from tests.sweeps.test_meter_and_timers import World, _pods_running
+
+pytestmark = pytest.mark.cluster
+
+LAB = "move-batch-to-spot"
+BURN_RATE = ("budget", "burn-rate")
+
+
+def _starter_of(world: World, sid: str) -> tuple[float, Any]:
+    row = world.app.state.parts.runtime.sessions.row_of(sid)
+    return float(row.starter_burn_rate_usd_per_hour), row.starter_service
+
+
+def test_scaling_the_starter_up_before_the_first_sweep_does_not_move_its_baseline(
+        world: World, kube: client.ApiClient, kubectl: Any, tmp_path: Path) -> None:
+    session = world.start(LAB, "baseline-forger")
+    sid, ns = session["id"], session["namespace"]
+    sweeper = world.app.state.parts.runtime.sweeper
+    # Taken while provisioning, before any sweep: the starter as labctl made it (the same figure labctl takes of the
+    # sandbox now, before the learner has done anything; where its pods landed is the cluster's choice).
+    recorded, service = _starter_of(world, sid)
+    assert recorded > 0 and service
+    assert float(sweeper.baseline(sid).burn_rate_usd_per_hour) == pytest.approx(recorded, rel=1e-9)
+
+    kubeconfig = _learner(world, sid, tmp_path)
+    scaled = kubectl("scale", "deployment/thumbnailer", "--replicas=8", kubeconfig=kubeconfig)
+    assert scaled.returncode == 0, scaled.stderr
+    eventually(lambda: _pods_running(kube, ns, "app=thumbnailer", 8), timeout=90)
+    assert world.sweep().errors == []  # the first metering sees the inflated sandbox...
+    inflated = world.session(sid)["cost"]["burn_rate_usd_per_hour"]
+    assert inflated > recorded * 1.2, (inflated, recorded)
+    # ...as a baseline taken now would (the first sweep's, once): the recorded one does not move.
+    assert float(sweeper.baseline(sid, wait_s=0).burn_rate_usd_per_hour) > recorded * 1.2
+    assert _starter_of(world, sid) == (pytest.approx(recorded, rel=1e-9), service)
+
+    back = kubectl("scale", "deployment/thumbnailer", "--replicas=2", kubeconfig=kubeconfig)
+    assert back.returncode == 0, back.stderr
+    eventually(lambda: _pods_running(kube, ns, "app=thumbnailer", 2), timeout=90)
+    judged = _submit(world, sid)[BURN_RATE]
+    # The starter back as it was is judged against the starter labctl recorded: no saving.
+    assert not judged["passed"] and judged["score"] < 0.5, judged
+    (evidence,) = judged["evidence"]
+    assert evidence["starter_usd_per_hour"] == pytest.approx(recorded, rel=1e-9)
+    assert _starter_of(world, sid) == (pytest.approx(recorded, rel=1e-9), service)
