@@ -25,7 +25,8 @@ router = APIRouter(tags=["health"], responses=responses.EDGE)
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    # On the event loop, not the request threads: a liveness probe must not queue behind a class's blocking starts.
     return {"status": "ok"}
 
 

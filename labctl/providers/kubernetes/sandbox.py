@@ -156,13 +156,10 @@ class KubernetesSandboxes:
 
     def hand_over(self, spec: SandboxSpec, *, previous: SandboxSpec) -> None:
         """Write only the objects that render differently for ``spec`` than for ``previous`` (the namespace's
-        learner label, expiry and budget annotations; starters that name the learner): the quota and the admission
-        policy already held when the pooled sandbox was made."""
-        for now, before in ((render.sandbox_objects(spec, self.manifests_dir),
-                             render.sandbox_objects(previous, self.manifests_dir)),
-                            (render.starter_objects(spec, self.manifests_dir),
-                             render.starter_objects(previous, self.manifests_dir))):
-            self.apply([obj for obj in now if obj not in before], parallel=True)
+        learner label, expiry and budget annotations; starters that name the learner), and wait for nothing: the
+        quota and the admission policy already held when the pooled sandbox was made, and the learner's RBAC does
+        not change (it binds the sandbox's own ServiceAccount, whose tokens are minted only for the session)."""
+        self.apply(render.handed_over(spec, previous, self.manifests_dir), parallel=True)
 
     def apply(self, objects: list[dict[str, Any]], *, parallel: bool = False) -> None:
         """Server-side apply the objects as labctl's field manager, taking over conflicting fields: in order, or
