@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 import threading
 import time
@@ -35,8 +36,11 @@ from labctl.providers.kubernetes.client import api_client
 log = logging.getLogger("labctl.providers.kubernetes")
 
 FIELD_MANAGER = "labctl"
-API_CONNECTIONS = 32  # the client's connection pool, and the workers that apply objects side by side
+API_CONNECTIONS = 32  # the workers that apply objects side by side
 PROVISIONS_AT_ONCE = 16  # sandboxes provisioned side by side; more starts wait their turn
+# The client's connections: the apply workers, the provisions' own waits, removals and reads beside them (a request
+# beyond the pool opens a connection, a TLS handshake, and discards it after: a class's starts and deletes did).
+POOL_CONNECTIONS = 2 * API_CONNECTIONS
 PING_FRESH_S = 1.0  # how long an answered ping stands
 MIN_TOKEN_SECONDS = 600  # the apiserver refuses shorter TokenRequests
 REFERRED_KINDS = ("Role", "ClusterRole", "ValidatingAdmissionPolicy")  # applied before what binds them
@@ -66,7 +70,7 @@ class KubernetesSandboxes:
         # The API calls one start makes side by side, shared by all starts (as many as the client's connections).
         self._workers = ThreadPoolExecutor(max_workers=API_CONNECTIONS, thread_name_prefix="kube-apply")
         self._provisions = threading.BoundedSemaphore(PROVISIONS_AT_ONCE)
-        self._pinged: tuple[float, str] | None = None  # (monotonic time, version) of the last answer
+        self._pinged: tuple[float, str | ProviderUnavailable] | None = None  # (monotonic time, version or failure)
         self._ping_lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------------
@@ -75,7 +79,7 @@ class KubernetesSandboxes:
         with self._lock:
             if self._api is None:
                 self.ping()  # refuses a missing kubeconfig outside a pod, with what to set
-                self._api = api_client(self.kubeconfig, pool_size=API_CONNECTIONS, timeout=self.timeout)
+                self._api = api_client(self.kubeconfig, pool_size=POOL_CONNECTIONS, timeout=self.timeout)
             return self._api
 
     def watch_cache(self) -> cache.ClusterCache:
@@ -123,18 +127,19 @@ class KubernetesSandboxes:
     # -- SandboxProvider -------------------------------------------------------------------------------------------
 
     def ping(self) -> str:
-        """The apiserver's version; an answer of the last :data:`PING_FRESH_S` stands (a class's starts each ask, and
-        a ping is a new client, a TLS handshake and a request)."""
+        """The apiserver's version; an answer of the last :data:`PING_FRESH_S` stands, a failure too (a class's
+        starts each ask, and a ping is a new client, a TLS handshake and a request), and one ping at a time: the
+        starts that arrive while it is out take its answer instead of each sending their own."""
         with self._ping_lock:  # not self._lock: _client() holds that while it pings
-            if self._pinged is not None and time.monotonic() - self._pinged[0] < PING_FRESH_S:
-                return self._pinged[1]
-        try:
-            version = kube.ping(self.kubeconfig, timeout_s=self.timeout[0])
-        except RuntimeError as exc:
-            raise ProviderUnavailable(str(exc)) from exc
-        with self._ping_lock:
-            self._pinged = (time.monotonic(), version)
-        return version
+            if self._pinged is None or time.monotonic() - self._pinged[0] >= PING_FRESH_S:
+                try:
+                    self._pinged = (time.monotonic(), kube.ping(self.kubeconfig, timeout_s=self.timeout[0]))
+                except RuntimeError as exc:
+                    self._pinged = (time.monotonic(), ProviderUnavailable(str(exc)))
+            answer = self._pinged[1]
+        if isinstance(answer, ProviderUnavailable):
+            raise ProviderUnavailable(str(answer))
+        return answer
 
     def provision(self, spec: SandboxSpec) -> None:
         """Apply the sandbox and wait until it holds. At most :data:`PROVISIONS_AT_ONCE` run at a time: a class's
@@ -212,14 +217,17 @@ class KubernetesSandboxes:
             self._frozen.discard(spec.namespace)
         deadline = time.monotonic() + wait_s
         while True:
-            left = _call(lambda: _ignore_404(lambda: core.read_namespace(spec.namespace)))
-            if left is None:
+            # Polled as raw JSON: a class's removals poll hundreds of namespaces, and a typed model built for each
+            # answer only to see that it still exists is CPU the requests' threads need.
+            raw = _call(lambda: _ignore_404(lambda: core.read_namespace(spec.namespace, _preload_content=False)))
+            if raw is None:
                 return
+            body = raw.data  # type: ignore[attr-defined]  # a urllib3 response: read, its connection given back
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.5)
         raise ProviderError(f"namespace {spec.namespace} is still terminating after {wait_s:.0f}s"
-                            f"{_why_terminating(left)}", retryable=True)
+                            f"{_why_terminating(json.loads(body))}", retryable=True)
 
     def suspend(self, spec: SandboxSpec) -> Suspension:
         return _call(lambda: suspension.suspend(self._client(), spec.namespace))
@@ -333,11 +341,11 @@ def _apply_one(dyn: dynamic.DynamicClient, obj: dict[str, Any]) -> None:
         force_conflicts=True)
 
 
-def _why_terminating(namespace: client.V1Namespace) -> str:
+def _why_terminating(namespace: dict[str, Any]) -> str:
     """What the namespace controller says holds a deletion back (its true conditions: content left, a finalizer, an
     API group it could not discover), for the operator; empty when it says nothing."""
-    held = [f"{c.type}: {c.message}" for c in (namespace.status.conditions or []) if c.status == "True"] \
-        if namespace.status else []
+    conditions = (namespace.get("status") or {}).get("conditions") or []
+    held = [f"{c.get('type')}: {c.get('message')}" for c in conditions if c.get("status") == "True"]
     return f" ({'; '.join(held)})" if held else ""
 
 
