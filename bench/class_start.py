@@ -7,7 +7,8 @@ Run: ``.venv/bin/python -m bench.class_start [--sizes 50,200,500] [--kubectl-ses
 [--profile DIR]``. It uses (or brings up) the local cluster ``NAME`` (default ``bench-class``; ``labctl cluster down
 --name NAME`` after), one ``labctl serve`` per run on a fresh SQLite file, and removes every sandbox it made.
 ``--profile DIR``: ``py-spy record`` attached to the serve process during the starts and during the deletes of each
-run (collapsed stacks in ``DIR``), and the frames that hold the most samples printed under each run's row.
+run (collapsed stacks in ``DIR``), and the frames that hold the most samples printed under each run's row (py-spy is
+no dependency of labctl: ``.venv/bin/pip install py-spy`` first).
 """
 
 from __future__ import annotations
@@ -224,8 +225,8 @@ def hot_frames(path: Path, *, top: int = 12) -> list[tuple[str, float, float]]:
             inclusive[frame] += int(count)
         if frames:
             own[frames[-1]] += int(count)
-    skip = ("_bootstrap", "run (threading.py", "_worker (concurrent", "run (concurrent", "<module>")
-    ranked = [(f, n) for f, n in inclusive.most_common() if not f.startswith(skip)]
+    plumbing = ("(threading.py)", "(concurrent/futures/", "(anyio/", "(typer/", "(click/", "(asyncio/", "<module>")
+    ranked = [(f, n) for f, n in inclusive.most_common() if not any(p in f for p in plumbing)]
     return [(f, n / max(total, 1), own[f] / max(total, 1)) for f, n in ranked[:top]]
 
 
@@ -347,6 +348,8 @@ def main() -> None:
     cluster.up()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.profile is not None:
+        if not Path(PY_SPY).exists():
+            parser.error(f"--profile needs py-spy at {PY_SPY}: .venv/bin/pip install py-spy")
         args.profile.mkdir(parents=True, exist_ok=True)
     per_session = len(rendered(1)[0])
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
