@@ -132,10 +132,13 @@ class KubernetesSandboxes:
         starts that arrive while it is out take its answer instead of each sending their own."""
         with self._ping_lock:  # not self._lock: _client() holds that while it pings
             if self._pinged is None or time.monotonic() - self._pinged[0] >= PING_FRESH_S:
+                answer: str | ProviderUnavailable
                 try:
-                    self._pinged = (time.monotonic(), kube.ping(self.kubeconfig, timeout_s=self.timeout[0]))
+                    answer = kube.ping(self.kubeconfig, timeout_s=self.timeout[0])
                 except RuntimeError as exc:
-                    self._pinged = (time.monotonic(), ProviderUnavailable(str(exc)))
+                    answer = ProviderUnavailable(str(exc))
+                # Fresh from when it came back: a ping slower than PING_FRESH_S still stands for those who waited.
+                self._pinged = (time.monotonic(), answer)
             answer = self._pinged[1]
         if isinstance(answer, ProviderUnavailable):
             raise ProviderUnavailable(str(answer))
