@@ -71,6 +71,7 @@ class KubernetesSandboxes:
         self._workers = ThreadPoolExecutor(max_workers=API_CONNECTIONS, thread_name_prefix="kube-apply")
         self._provisions = threading.BoundedSemaphore(PROVISIONS_AT_ONCE)
         self._pinged: tuple[float, str | ProviderUnavailable] | None = None  # (monotonic time, version or failure)
+        self._pinging = False  # a ping is out
         self._ping_lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------------
@@ -127,19 +128,25 @@ class KubernetesSandboxes:
     # -- SandboxProvider -------------------------------------------------------------------------------------------
 
     def ping(self) -> str:
-        """The apiserver's version; an answer of the last :data:`PING_FRESH_S` stands, a failure too (a class's
-        starts each ask, and a ping is a new client, a TLS handshake and a request), and one ping at a time: the
-        starts that arrive while it is out take its answer instead of each sending their own."""
+        """The apiserver's version; an answer (or a failure) of the last :data:`PING_FRESH_S` stands, and while one
+        start pings again the others take the last answer instead of waiting for it or sending their own (a class's
+        starts each ask, and a ping is a new client, a TLS handshake and a request)."""
         with self._ping_lock:  # not self._lock: _client() holds that while it pings
-            if self._pinged is None or time.monotonic() - self._pinged[0] >= PING_FRESH_S:
-                answer: str | ProviderUnavailable
-                try:
-                    answer = kube.ping(self.kubeconfig, timeout_s=self.timeout[0])
-                except RuntimeError as exc:
-                    answer = ProviderUnavailable(str(exc))
-                # Fresh from when it came back: a ping slower than PING_FRESH_S still stands for those who waited.
-                self._pinged = (time.monotonic(), answer)
-            answer = self._pinged[1]
+            last = self._pinged
+            if last is not None and (self._pinging or time.monotonic() - last[0] < PING_FRESH_S):
+                answer: str | ProviderUnavailable | None = last[1]
+            else:
+                self._pinging, answer = True, None
+        if answer is None:
+            try:
+                answer = kube.ping(self.kubeconfig, timeout_s=self.timeout[0])
+            except RuntimeError as exc:
+                answer = ProviderUnavailable(str(exc))
+            finally:
+                with self._ping_lock:  # fresh from when it came back
+                    self._pinging = False
+                    if answer is not None:
+                        self._pinged = (time.monotonic(), answer)
         if isinstance(answer, ProviderUnavailable):
             raise ProviderUnavailable(str(answer))
         return answer
