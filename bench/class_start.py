@@ -97,7 +97,7 @@ class Serve:
         self.log = (directory / "serve.log").open("a")
         self.proc = subprocess.Popen([LABCTL, "serve", "--port", str(self.port)], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a loaded machine starts it slowly
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
@@ -105,7 +105,9 @@ class Serve:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"labctl serve did not become ready; see {directory}/serve.log")
+        self.stop()
+        tail = "".join((directory / "serve.log").read_text().splitlines(keepends=True)[-20:])
+        raise RuntimeError(f"labctl serve did not become ready in 300 s; the end of its log:\n{tail}")
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {TOKEN}"}
