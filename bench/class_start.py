@@ -21,6 +21,7 @@ import platform
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -344,6 +345,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy's collapsed stacks")
     parser.add_argument("--profile-idle", action="store_true", help="profile waiting threads too (wall time)")
     args = parser.parse_args()
+    # Stopped (SIGTERM) mid-run, it still stops its labctl serve and removes its sandboxes (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = Settings()
     cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=settings.fleet_file,
                            name=args.cluster)
@@ -386,6 +389,7 @@ def main() -> None:
                         p95h, maxh, gone = health_while_deleting(serve, ids, core)
                 finally:
                     serve.stop()
+                    remove_sandboxes(core, prefix=LAB)  # what a stopped serve left (none but a refill's)
                 extra = f" (pool filled in {filled:.0f}s)" if mode == "warm" else ""
                 print(f"{mode:14}{n:>5}{result.per_s:>12.1f}{result.pct(0.5):>8.2f}{result.pct(0.95):>8.2f}"
                       f"{max(result.answers_s):>8.2f}{result.per_s * per_session / ceiling:>9.2f}"
@@ -394,7 +398,6 @@ def main() -> None:
                 if starts_out is not None and delete_out is not None:
                     print_profile("starts", starts_out)
                     print_profile("deletes", delete_out)
-                remove_sandboxes(core, prefix=LAB)  # what a stopped serve left (none but a refill's)
 
 
 if __name__ == "__main__":
