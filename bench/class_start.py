@@ -3,25 +3,33 @@ from a warm pool, beside the same rendered objects applied by a ``kubectl apply`
 side) and the apiserver's raw write ceiling (plain creates, 32 side by side); then ``/healthz`` timed while the N
 sessions are deleted.
 
-Run: ``.venv/bin/python -m bench.class_start [--sizes 50,200,500] [--kubectl-sessions 50] [--cluster NAME]``. It uses
-(or brings up) the local cluster ``NAME`` (default ``bench-class``; ``labctl cluster down --name NAME`` after), one
-``labctl serve`` per run on a fresh SQLite file, and removes every sandbox it made.
+Run: ``.venv/bin/python -m bench.class_start [--sizes 50,200,500] [--kubectl-sessions 50] [--cluster NAME]
+[--profile DIR]``. It uses (or brings up) the local cluster ``NAME`` (default ``bench-class``; ``labctl cluster down
+--name NAME`` after), one ``labctl serve`` per run on a fresh SQLite file, and removes every sandbox it made.
+``--profile DIR``: ``py-spy record`` attached to the serve process during the starts and during the deletes of each
+run (collapsed stacks in ``DIR``), and the frames that hold the most samples printed under each run's row (py-spy is
+no dependency of labctl: ``.venv/bin/pip install py-spy`` first).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import platform
+import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,6 +48,7 @@ from labctl.settings import REPO_ROOT, Settings
 
 LAB = "tag-for-showback"
 LABCTL = str(Path(sys.executable).parent / "labctl")
+PY_SPY = str(Path(sys.executable).parent / "py-spy")
 TOKEN = "bench-admin-token-0123456789abcdef0123456789"  # noqa: S105 - the bench server's own admin token
 MANIFESTS = REPO_ROOT / "manifests"
 
@@ -89,7 +98,7 @@ class Serve:
         self.log = (directory / "serve.log").open("a")
         self.proc = subprocess.Popen([LABCTL, "serve", "--port", str(self.port)], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a loaded machine starts it slowly
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
@@ -97,7 +106,9 @@ class Serve:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"labctl serve did not become ready; see {directory}/serve.log")
+        self.stop()
+        tail = "".join((directory / "serve.log").read_text().splitlines(keepends=True)[-20:])
+        raise RuntimeError(f"labctl serve did not become ready in 300 s; the end of its log:\n{tail}")
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {TOKEN}"}
@@ -135,6 +146,100 @@ async def _starts(url: str, headers: dict[str, str], n: int, label: str) -> tupl
         statuses[code] = statuses.get(code, 0) + 1
     return (Starts(label=label, n=n, wall_s=wall, answers_s=[r[0] for r in results], statuses=statuses),
             [r[2] for r in results if r[2]])
+
+
+CPU_PARTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kwok-controller")
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) each process has used so far, and ``machine``: the busy seconds of all cores."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        used[name] = (int(fields[11]) + int(fields[12])) / tick
+    cpu = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    used["machine"] = (sum(cpu) - cpu[3] - cpu[4]) / tick  # all but idle and iowait
+    return used
+
+
+def part_pids(cluster: LocalCluster, serve: Serve) -> dict[str, int]:
+    """The serve process and the control plane's processes (kwokctl's pid files)."""
+    pids = {"labctl serve": serve.proc.pid}
+    for name in CPU_PARTS:
+        path = cluster.cluster_dir / "pids" / f"{name}.pid"
+        if path.exists():
+            pids[name] = int(path.read_text().strip())
+    return pids
+
+
+@contextmanager
+def cpu_used(pids: dict[str, int], into: dict[str, float]) -> Iterator[None]:
+    """Fill ``into`` with the CPU seconds each process (and the machine) used during the block, and ``wall``."""
+    before, started = cpu_seconds(pids), time.monotonic()
+    yield
+    after = cpu_seconds(pids)
+    into.update({name: after[name] - before[name] for name in after if name in before})
+    into["wall"] = time.monotonic() - started
+
+
+def cpu_line(used: dict[str, float]) -> str:
+    wall = used.get("wall", 0.0) or 1.0
+    cores = os.cpu_count() or 1
+    parts = ", ".join(f"{name} {used[name] / wall:.2f}" for name in ("labctl serve", *CPU_PARTS) if name in used)
+    return (f"    cores busy during the starts ({wall:.1f} s): machine {used['machine'] / wall:.2f} of {cores}; "
+            f"{parts}")
+
+
+@contextmanager
+def profiled(pid: int, out: Path | None, *, idle: bool = False, rate: int = 100) -> Iterator[None]:
+    """``py-spy record`` of process ``pid`` into ``out`` for the block (its running threads; ``idle``: waiting ones
+    too, so a path's shares are of its wall time); nothing when ``out`` is None."""
+    if out is None:
+        yield
+        return
+    spy = subprocess.Popen([PY_SPY, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
+                            "--nonblocking", "--threads", "-o", str(out), *(["--idle"] if idle else [])],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the block starts
+    try:
+        yield
+    finally:
+        spy.send_signal(2)  # SIGINT: py-spy writes what it sampled and exits
+        spy.wait(timeout=60)
+
+
+def hot_frames(path: Path, *, top: int = 12) -> list[tuple[str, float, float]]:
+    """(frame, share of samples with it on the stack, share with it on top) from py-spy's collapsed stacks, the
+    ``top`` frames with the highest inclusive share (the thread and process frames left out)."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        total += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+        if frames:
+            own[frames[-1]] += int(count)
+    plumbing = ("(threading.py)", "(concurrent/futures/", "(anyio/", "(typer/", "(click/", "(asyncio/", "<module>")
+    ranked = [(f, n) for f, n in inclusive.most_common() if not any(p in f for p in plumbing)]
+    return [(f, n / max(total, 1), own[f] / max(total, 1)) for f, n in ranked[:top]]
+
+
+def print_profile(label: str, path: Path) -> None:
+    if not path.exists():
+        print(f"    {label}: py-spy wrote nothing")
+        return
+    print(f"    profile of the {label} ({path}): share on stack / on top")
+    for frame, incl, top in hot_frames(path):
+        print(f"      {incl:6.1%} {top:6.1%}  {frame[:140]}")
 
 
 def health_while_deleting(serve: Serve, ids: list[str], core: client.CoreV1Api) -> tuple[float, float, float]:
@@ -237,12 +342,20 @@ def main() -> None:
     parser.add_argument("--kubectl-sessions", type=int, default=50)
     parser.add_argument("--cluster", default="bench-class")
     parser.add_argument("--modes", default="cold,warm")
+    parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy's collapsed stacks")
+    parser.add_argument("--profile-idle", action="store_true", help="profile waiting threads too (wall time)")
     args = parser.parse_args()
+    # Stopped (SIGTERM) mid-run, it still stops its labctl serve and removes its sandboxes (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = Settings()
     cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=settings.fleet_file,
                            name=args.cluster)
     cluster.up()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.profile is not None:
+        if not Path(PY_SPY).exists():
+            parser.error(f"--profile needs py-spy at {PY_SPY}: .venv/bin/pip install py-spy")
+        args.profile.mkdir(parents=True, exist_ok=True)
     per_session = len(rendered(1)[0])
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"{platform.machine()}; command: python -m bench.class_start --sizes {args.sizes} "
@@ -252,13 +365,11 @@ def main() -> None:
         core = client.CoreV1Api(kube)
         ceiling = write_ceiling(kube, objects=3000, width=32)
         print(f"raw write ceiling: {ceiling:.0f} objects/s (3000 ConfigMap creates, 32 side by side)")
-        sandboxes = rendered(args.kubectl_sessions)
-        seq = kubectl_loop(cluster, sandboxes, width=1, directory=Path(tmp))
-        remove_sandboxes(core, prefix=f"{LAB}-k")
-        wide = kubectl_loop(cluster, rendered(args.kubectl_sessions), width=8, directory=Path(tmp))
-        remove_sandboxes(core, prefix=f"{LAB}-k")
-        for label, rate in (("kubectl apply loop, sequential", seq), ("kubectl apply loop, 8 wide", wide)):
-            print(f"{label:34} {rate:6.1f} sessions/s  {rate * per_session / ceiling:5.2f} of the ceiling")
+        for label, width in (("kubectl apply loop, sequential", 1), ("kubectl apply loop, 8 wide", 8)):
+            if args.kubectl_sessions:  # 0: no kubectl baselines (a profiling run)
+                rate = kubectl_loop(cluster, rendered(args.kubectl_sessions), width=width, directory=Path(tmp))
+                remove_sandboxes(core, prefix=f"{LAB}-k")
+                print(f"{label:34} {rate:6.1f} sessions/s  {rate * per_session / ceiling:5.2f} of the ceiling")
         print(f"{'run':14}{'N':>5}{'sessions/s':>12}{'p50 s':>8}{'p95 s':>8}{'max s':>8}{'ceiling':>9}"
               f"{'healthz p95/max ms':>20}{'deleted in s':>14}  statuses")
         for n in sizes:
@@ -268,15 +379,25 @@ def main() -> None:
                 serve = Serve(cluster, directory, warm=n if mode == "warm" else 0)
                 try:
                     filled = serve.wait_pool(n, timeout_s=1800) if mode == "warm" else 0.0
-                    result, ids = asyncio.run(_starts(serve.url, serve.headers(), n, f"{mode}{n}"))
-                    p95h, maxh, gone = health_while_deleting(serve, ids, core)
+                    starts_out, delete_out = ((args.profile / f"{mode}-{n}-{what}.txt" for what in ("starts", "delete"))
+                                              if args.profile else (None, None))
+                    used: dict[str, float] = {}
+                    with profiled(serve.proc.pid, starts_out, idle=args.profile_idle), \
+                            cpu_used(part_pids(cluster, serve), used):
+                        result, ids = asyncio.run(_starts(serve.url, serve.headers(), n, f"{mode}{n}"))
+                    with profiled(serve.proc.pid, delete_out, idle=args.profile_idle):
+                        p95h, maxh, gone = health_while_deleting(serve, ids, core)
                 finally:
                     serve.stop()
+                    remove_sandboxes(core, prefix=LAB)  # what a stopped serve left (none but a refill's)
                 extra = f" (pool filled in {filled:.0f}s)" if mode == "warm" else ""
                 print(f"{mode:14}{n:>5}{result.per_s:>12.1f}{result.pct(0.5):>8.2f}{result.pct(0.95):>8.2f}"
                       f"{max(result.answers_s):>8.2f}{result.per_s * per_session / ceiling:>9.2f}"
                       f"{p95h:>11.0f}/{maxh:<8.0f}{gone:>14.0f}  {result.statuses}{extra}", flush=True)
-                remove_sandboxes(core, prefix=LAB)  # what a stopped serve left (none but a refill's)
+                print(cpu_line(used), flush=True)
+                if starts_out is not None and delete_out is not None:
+                    print_profile("starts", starts_out)
+                    print_profile("deletes", delete_out)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ router = APIRouter(tags=["health"], responses=responses.EDGE)
 
 @router.get("/healthz", summary="Liveness: the process answers")
 async def healthz() -> dict[str, str]:
-    # On the event loop: liveness must not queue for a request thread behind a class's blocking submits.
+    # On the event loop, not the request threads: a liveness probe must not queue behind a class's blocking
+    # starts or submits.
     return {"status": "ok"}
 
 

@@ -19,7 +19,6 @@ The decision of a pass is pure (:func:`plan`); the pass carries it out.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import secrets
@@ -213,8 +212,7 @@ class Pools:
             try:
                 row = self.sessions.row_of(session_id)
                 now = self.sessions.clock()
-                # The snapshot names an owner: the pool (the sandbox's own learner id is empty until a claim).
-                spec = dataclasses.replace(self.sessions.spec_of(row), learner_id=ACTOR)
+                spec = self.sessions.snapshot_spec(row)  # its snapshot names the pool as its owner
                 priced = meter.price(self.sessions.provider.snapshot(spec, now=now), sheet)
                 burn = round(priced.burn_rate_usd_per_hour, 6)
                 self._close_account(session_id, burn=burn)

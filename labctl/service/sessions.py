@@ -80,9 +80,7 @@ TOUCH_EVERY = timedelta(seconds=30)
 # A stronger suspension cause replaces a weaker one on an already suspended session (never the other way round).
 # A pooled sandbox belongs to no learner: an empty learner id, which no learner token or start may name.
 POOL_LEARNER = ""
-# A start looks at this many fresh pooled sandboxes, in random order, so concurrent claims rarely collide.
-CLAIM_CANDIDATES = 32
-POOL_OWNER = "pool"  # who owns a pooled sandbox until a start claims it
+POOL_OWNER = "pool"  # who owns a pooled sandbox's snapshots until a start claims it
 CAUSE_RANK = {"learner": 0, "idle": 0, "off-hours": 0, "meter": 1, "budget": 2, "instructor": 3}
 
 
@@ -228,71 +226,77 @@ class Sessions:
                 self._held.discard(row.id)
 
     def _claim_pooled(self, *, lab: Lab, learner_id: str, allowance: Allowance, principal: Principal,
-               pool_hash: str) -> tuple[SandboxSession, bool] | None:
+                      pool_hash: str) -> tuple[SandboxSession, bool] | None:
         """Claim a fresh pooled sandbox of ``lab`` for the learner and hand it over; ``None``: none was left."""
-        with self.store.session() as db:
-            candidates = list(db.scalars(select(SandboxSession.id).where(
-                SandboxSession.lab_id == lab.id, SandboxSession.state == states.POOLED,
-                SandboxSession.pool_hash == pool_hash).order_by(SandboxSession.ready_at).limit(CLAIM_CANDIDATES)))
-        random.shuffle(candidates)
-        for candidate in candidates:
-            with self._held_lock:
-                if candidate in self._held:
-                    continue
-                self._held.add(candidate)
-            try:
-                try:
-                    previous = self._take(candidate, lab=lab, learner_id=learner_id, allowance=allowance,
-                                          principal=principal, pool_hash=pool_hash)
-                except IntegrityError:  # another start of this learner in this lab won: that session is the answer
-                    existing = self.live(lab.id, learner_id)
-                    if existing is None:
-                        raise Conflict(f"another start for {learner_id} in {lab.id} is finishing; try again") from None
-                    return existing, False
-                if previous is None:
-                    continue  # another start claimed it, or the pool's meter or a drain wrote it first
-                log.info("session %s claimed from the pool of %s for %s", candidate, lab.id, learner_id)
-                with self.lease(candidate, "start", taken=True):
-                    return self._hand_over(candidate, previous=previous, actor=principal.name), True
-            finally:
-                with self._held_lock:
-                    self._held.discard(candidate)
-        return None
+        try:
+            claimed = self._take(lab=lab, learner_id=learner_id, allowance=allowance, principal=principal,
+                                 pool_hash=pool_hash)
+        except IntegrityError:  # another start of this learner in this lab won: that session is the answer
+            existing = self.live(lab.id, learner_id)
+            if existing is None:
+                raise Conflict(f"another start for {learner_id} in {lab.id} is finishing; try again") from None
+            return existing, False
+        if claimed is None:
+            return None
+        session_id, previous = claimed
+        log.info("session %s claimed from the pool of %s for %s", session_id, lab.id, learner_id)
+        with self.lease(session_id, "start", taken=True):
+            return self._hand_over(session_id, previous=previous, actor=principal.name), True
 
-    def _take(self, session_id: str, *, lab: Lab, learner_id: str, allowance: Allowance, principal: Principal,
-              pool_hash: str) -> SandboxSpec | None:
-        """One compare-and-set claim of a pooled row (its state, hash and version unchanged since read), with the
-        pool's account closed and the pooled past dropped, in one transaction. Returns the spec the sandbox was made
-        for (``None``: lost to another writer)."""
+    def _take(self, *, lab: Lab, learner_id: str, allowance: Allowance, principal: Principal,
+              pool_hash: str) -> tuple[str, SandboxSpec] | None:
+        """Claim the oldest fresh pooled row that no command holds, in one transaction that no other writer can
+        enter between its read and its write (SQLite: the write lock from its start; PostgreSQL: the row locked,
+        rows other claims hold skipped), with the pool's account closed and the pooled past dropped. Returns its id
+        (held by this process's commands from then on) and the spec its sandbox was made for; ``None``: no pooled
+        sandbox is left."""
         now = self.clock()
         expires = now + parse_duration(lab.time.limit)
-        with self.store.session() as db:
-            row = db.get(SandboxSession, session_id)
-            if row is None or row.state != states.POOLED or row.pool_hash != pool_hash:
-                return None
-            previous = self.spec_of(row)
-            since = row.last_metered_at or row.ready_at or row.created_at
-            won = db.execute(update(SandboxSession).where(
-                SandboxSession.id == session_id, SandboxSession.state == states.POOLED,
-                SandboxSession.version == row.version).values(
-                state="provisioning", reason="claimed", learner_id=learner_id, live_key=f"{lab.id}/{learner_id}",
-                budget_usd=allowance.budget_left_usd, created_at=now, ready_at=None, expires_at=expires,
-                deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
-                started_by=principal.caller, pool_hash=None, accrued_usd=0, burn_rate_usd_per_hour=0,
-                last_metered_at=None, meter_note=None, pod_hours=0, spot_pod_hours=0, idle_usd=0,
-                last_activity_at=None,  # the starter's baseline stays: the pool took it before anyone could reach it
-                lease_holder=self.lease_name("start"), lease_expires_at=now + LEASE_TTL,
-                version=row.version + 1).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
-            if won != 1:
-                return None
-            # The idle time up to the claim is the pool's; from here on the money is the learner's.
-            pool_ledger.charge(db, lab_id=lab.id, session_id=session_id, start_at=since, end_at=now,
-                               burn_rate_usd_per_hour=Decimal(row.burn_rate_usd_per_hour or 0))
-            db.execute(delete(SessionEvent).where(SessionEvent.session_id == session_id))
-            db.add(self.new_event(session_id, "created", principal.name, lab=lab.id, learner=learner_id,
-                                  budget_usd=float(allowance.budget_left_usd), attempts_left=allowance.attempts_left))
-            db.flush()
-        return previous
+        for _ in range(WRITE_RETRIES):
+            held: str | None = None
+            try:
+                with self.store.session(writes=True) as db:
+                    row = db.scalars(select(SandboxSession).where(
+                        SandboxSession.lab_id == lab.id, SandboxSession.state == states.POOLED,
+                        SandboxSession.pool_hash == pool_hash,
+                        or_(SandboxSession.lease_expires_at.is_(None), SandboxSession.lease_expires_at <= now))
+                        .order_by(SandboxSession.ready_at, SandboxSession.id).limit(1)
+                        .with_for_update(skip_locked=True)).first()
+                    if row is None:
+                        return None
+                    previous = self.spec_of(row)
+                    since = row.last_metered_at or row.ready_at or row.created_at
+                    won = db.execute(update(SandboxSession).where(
+                        SandboxSession.id == row.id, SandboxSession.state == states.POOLED,
+                        SandboxSession.version == row.version).values(
+                        state="provisioning", reason="claimed", learner_id=learner_id,
+                        live_key=f"{lab.id}/{learner_id}", budget_usd=allowance.budget_left_usd, created_at=now,
+                        ready_at=None, expires_at=expires,
+                        deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
+                        started_by=principal.caller, pool_hash=None, accrued_usd=0, burn_rate_usd_per_hour=0,
+                        last_metered_at=None, meter_note=None, pod_hours=0, spot_pod_hours=0, idle_usd=0,
+                        last_activity_at=None,  # the starter's baseline stays: the pool took it unreached
+                        lease_holder=self.lease_name("start"), lease_expires_at=now + LEASE_TTL,
+                        version=row.version + 1).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+                    if won != 1:  # PostgreSQL: a write that is no claim (the pool's meter) came first; look again
+                        continue
+                    # Held before the claim commits: the reconciler never takes the claimed row for an orphan.
+                    with self._held_lock:
+                        self._held.add(held := row.id)
+                    # The idle time up to the claim is the pool's; from here on the money is the learner's.
+                    pool_ledger.charge(db, lab_id=lab.id, session_id=row.id, start_at=since, end_at=now,
+                                       burn_rate_usd_per_hour=Decimal(row.burn_rate_usd_per_hour or 0))
+                    db.execute(delete(SessionEvent).where(SessionEvent.session_id == row.id))
+                    db.add(self.new_event(row.id, "created", principal.name, lab=lab.id, learner=learner_id,
+                                          budget_usd=float(allowance.budget_left_usd),
+                                          attempts_left=allowance.attempts_left))
+                return row.id, previous
+            except BaseException:
+                if held is not None:
+                    with self._held_lock:
+                        self._held.discard(held)
+                raise
+        return None
 
     def _hand_over(self, session_id: str, *, previous: SandboxSpec, actor: str) -> SandboxSession:
         row = self.row_of(session_id)
@@ -302,7 +306,7 @@ class Sessions:
             return self._fail(session_id, actor=actor, reason=str(exc))
         now = self.clock()
         return self.transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=now,
-                               last_activity_at=now)
+                               last_activity_at=now, **_LEASE_ENDS)
 
     def stop(self, session_id: str, *, principal: Principal | None, reason: str = "stopped",
              actor: str | None = None) -> SandboxSession:
@@ -650,13 +654,19 @@ class Sessions:
         return busy_until is None or busy_until <= now or holder == self.holder
 
     def _release(self, session_id: str) -> None:
+        def ours(row: SandboxSession) -> bool:
+            return (row.lease_holder or "").rpartition("@")[2] == self.holder
+
         def release(db: Session, row: SandboxSession) -> None:
-            if (row.lease_holder or "").rpartition("@")[2] == self.holder:
+            if ours(row):
                 row.lease_holder = None
                 row.lease_expires_at = None
 
         try:
-            self.write(session_id, release)
+            with self.store.session() as db:  # a command's last write often ended the lease already: only a read
+                row = db.get(SandboxSession, session_id)
+            if row is not None and ours(row):
+                self.write(session_id, release)
         except (NotFound, Conflict) as exc:  # it expires on its own
             log.warning("could not release the lease of %s: %s", session_id, exc)
         finally:
@@ -698,7 +708,8 @@ class Sessions:
         return row
 
     def provision(self, session_id: str, *, actor: str) -> SandboxSession:
-        """Make the sandbox; it becomes ``ready`` for its learner, or ``pooled`` when it is a warm pool's."""
+        """Make the sandbox; it becomes ``ready`` for its learner, or ``pooled`` when it is a warm pool's. The
+        command that provisions ends with it: that write also ends the command's lease (one write, not two)."""
         row = self.row_of(session_id)
         try:
             self.provider.provision(self.spec_of(row))
@@ -715,9 +726,10 @@ class Sessions:
                 self.update(session_id, event=("starter_unsettled", actor, "the starter's baseline was taken before "
                                                f"it settled: {'; '.join(taken.unsettled)}"))
         if row.pool_hash is not None:
-            return self.transition(session_id, states.POOLED, actor=actor, reason="warm, unclaimed", **fields)
+            return self.transition(session_id, states.POOLED, actor=actor, reason="warm, unclaimed", **fields,
+                                   **_LEASE_ENDS)
         return self.transition(session_id, "ready", actor=actor, reason="sandbox ready", last_activity_at=now,
-                               **fields)
+                               **fields, **_LEASE_ENDS)
 
     def _fail(self, session_id: str, *, actor: str, reason: str) -> SandboxSession:
         """Mark failed with the reason and remove whatever was made; on a cleanup failure leave it to reconcile."""
@@ -778,7 +790,7 @@ class Sessions:
         only after ``retries`` such losses a 409."""
         for attempt in range(retries):
             try:
-                with self.store.session() as db:
+                with self.store.session(writes=True) as db:  # SQLite: nobody writes between this read and the write
                     row = db.get(SandboxSession, session_id)
                     if row is None:
                         raise NotFound(f"there is no session '{session_id}'")
@@ -820,6 +832,9 @@ class Sessions:
                            namespace=row.namespace, expires_at=row.expires_at,
                            budget_usd=float(row.budget_usd), started_at=row.ready_at or row.created_at)
 
+
+# The fields of a command's last write that end its lease (:meth:`Sessions.lease`'s release is then a read).
+_LEASE_ENDS: dict[str, Any] = {"lease_holder": None, "lease_expires_at": None}
 
 # Which transitions the exam platform hears about: (from, to) -> event type ("*" = from anywhere).
 _ANNOUNCED = {

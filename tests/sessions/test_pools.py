@@ -1,6 +1,7 @@
 """Warm pools on the real local cluster, on SQLite and PostgreSQL: concurrent starts claim distinct pooled sandboxes
 and the one beyond the pool starts cold; the pool refills; the idle time before a claim is the pool's money, never
-the learner's; a changed lab drains the pooled sandboxes made from the old one.
+the learner's; a pooled sandbox another command holds is never claimed; a changed lab drains the pooled sandboxes
+made from the old one.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from kubernetes import client
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from labctl import runtime
 from labctl.localcluster.cluster import LocalCluster
@@ -128,6 +130,32 @@ def test_the_idle_time_before_a_claim_is_the_pools_not_the_learners(world: World
     rt.sweeper.meter(row.id, rt.sweeper.prices())
     metered = rt.sessions.row_of(row.id)
     assert abs(Decimal(metered.accrued_usd) - burn / 2) < Decimal("0.000001"), (metered.accrued_usd, burn)
+
+
+def test_a_pooled_sandbox_another_replica_holds_is_never_claimed(world: World) -> None:
+    """A drain (here: of another replica, seen only through the rows' leases) holds a pooled sandbox before it stops
+    it: a start meanwhile takes a pooled sandbox nobody holds, or, with every one held, makes its own."""
+    rt, clock = world.rt, world.clock
+    if len(pooled_ids(rt)) < WARM:
+        rt.pools.run_once()
+    pool = sorted(pooled_ids(rt))
+    held, free = pool[:-1], pool[-1]
+
+    def lease(ids: list[str], holder: str | None) -> None:
+        with rt.store.session() as db:
+            db.execute(update(SandboxSession).where(SandboxSession.id.in_(ids)).values(
+                lease_holder=holder, lease_expires_at=clock.now + timedelta(minutes=10) if holder else None))
+
+    lease(held, "stop@another-replica")
+    try:
+        first, _ = rt.sessions.start(lab_id=LAB, learner_id="beside-a-drain", principal=PLATFORM)
+        assert first.id == free and first.state == "ready", "the one pooled sandbox nobody holds"
+        second, _ = rt.sessions.start(lab_id=LAB, learner_id="during-a-drain", principal=PLATFORM)
+        assert second.id not in pool and second.state == "ready", "every pooled one is held: a sandbox of its own"
+        assert pooled_ids(rt) == set(held)
+        assert first.lease_holder is None and second.lease_holder is None, "a start's last write ends its lease"
+    finally:
+        lease(held, None)
 
 
 def test_a_changed_lab_drains_the_pooled_sandboxes_made_from_the_old_one(world: World,

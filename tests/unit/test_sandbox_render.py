@@ -182,3 +182,51 @@ def test_rendered_yaml_is_parsed_like_the_safe_loader() -> None:
         yamldoc.load_all("a: [1\n")
     with pytest.raises(yaml.YAMLError):  # no Python objects, as with the safe loader
         yamldoc.load_all("!!python/object/apply:os.system ['true']\n")
+
+
+# --- a warm pool's sandbox handed over to its learner ---------------------------------------------------------------
+
+
+def _full_diff(spec: SandboxSpec, previous: SandboxSpec, manifests: Path) -> list[dict[str, Any]]:
+    """Every object rendered for both, those of ``spec`` that differ: what a hand-over must write."""
+    out: list[dict[str, Any]] = []
+    for now, before in ((render.sandbox_objects(spec, manifests), render.sandbox_objects(previous, manifests)),
+                        (render.starter_objects(spec, manifests), render.starter_objects(previous, manifests))):
+        out.extend(obj for obj in now if obj not in before)
+    return out
+
+
+def _pooled_and_claimed(made: Lab) -> tuple[SandboxSpec, SandboxSpec]:
+    pooled_at, claimed_at = datetime(2026, 12, 1, 8, 0, tzinfo=UTC), datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    pooled = SandboxSpec(session_id="demo-1", lab=made, learner_id="", namespace="demo-1",
+                         expires_at=pooled_at.replace(hour=9), budget_usd=1.0, started_at=pooled_at)
+    claimed = SandboxSpec(session_id="demo-1", lab=made, learner_id="ada", namespace="demo-1",
+                          expires_at=claimed_at.replace(hour=10), budget_usd=0.75, started_at=claimed_at)
+    return pooled, claimed
+
+
+def test_a_hand_over_writes_the_namespace_only_when_no_starter_names_the_learner() -> None:
+    made = loader.load_catalog(REPO_ROOT / "labs", MANIFESTS)["tag-for-showback"]
+    pooled, claimed = _pooled_and_claimed(made)
+    written = render.handed_over(claimed, pooled, MANIFESTS)
+    assert [(o["kind"], o["metadata"]["name"]) for o in written] == [("Namespace", "demo-1")]
+    meta = written[0]["metadata"]
+    assert meta["labels"][render.LEARNER_LABEL] == "ada"
+    assert meta["annotations"]["labctl.dev/budget-usd"] == "0.75"
+    assert meta["annotations"]["labctl.dev/expires-at"] == claimed.expires_at.isoformat()
+    assert written == _full_diff(claimed, pooled, MANIFESTS)
+
+
+def test_a_starter_that_names_the_learner_is_written_again_at_the_hand_over(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests"
+    (manifests / "sandbox").mkdir(parents=True)
+    for template in (MANIFESTS / "sandbox").glob("*.yaml.j2"):
+        (manifests / "sandbox" / template.name).write_text(template.read_text())
+    (manifests / "owner.yaml.j2").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner}\ndata: {learner: '{{ learner_id }}'}\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fixed}\ndata: {lab: '{{ lab_id }}'}\n")
+    pooled, claimed = _pooled_and_claimed(lab(starter=["owner.yaml.j2"]))
+    written = render.handed_over(claimed, pooled, manifests)
+    assert [(o["kind"], o["metadata"]["name"]) for o in written] == [("Namespace", "demo-1"), ("ConfigMap", "owner")]
+    assert written[1]["data"] == {"learner": "ada"} and written[1]["metadata"]["namespace"] == "demo-1"
+    assert written == _full_diff(claimed, pooled, manifests)

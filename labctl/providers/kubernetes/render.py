@@ -104,11 +104,35 @@ def policy_probe(namespace: str) -> dict[str, Any]:
                          "annotations": {"kubernetes.io/service-account.name": LEARNER}}}
 
 
+def handed_over(spec: SandboxSpec, previous: SandboxSpec, manifests_dir: Path) -> list[dict[str, Any]]:
+    """The objects of a sandbox made for ``previous`` (a warm pool's) that render differently for ``spec`` (its
+    learner: the namespace's learner label, expiry and budget), sandbox objects then starters, in apply order. A
+    template whose text renders the same for both is not parsed: parsing the YAML is most of a render's cost."""
+    env = loader.environment(manifests_dir)
+    now, before = sandbox_context(spec), sandbox_context(previous)
+    changed: list[dict[str, Any]] = []
+    for name in sandbox_templates(manifests_dir):
+        template = env.get_template(name)
+        text, old = template.render(now), template.render(before)
+        if text != old:
+            was = load_all(old)
+            changed.extend(obj for obj in load_all(text) if obj not in was)
+    starter_now, starter_before = _starter_context(spec), _starter_context(previous)
+    if any(env.get_template(name).render(starter_now) != env.get_template(name).render(starter_before)
+           for name in spec.lab.starter):
+        was = starter_objects(previous, manifests_dir)
+        changed.extend(obj for obj in starter_objects(spec, manifests_dir) if obj not in was)
+    return changed
+
+
+def _starter_context(spec: SandboxSpec) -> dict[str, Any]:
+    return {"namespace": spec.namespace, "session_id": spec.session_id, "lab_id": spec.lab.id,
+            "learner_id": spec.learner_id}
+
+
 def starter_objects(spec: SandboxSpec, manifests_dir: Path) -> list[dict[str, Any]]:
     """The lab's starter workloads, labelled with the session on top of their own labels."""
-    context = {"namespace": spec.namespace, "session_id": spec.session_id, "lab_id": spec.lab.id,
-               "learner_id": spec.learner_id}
-    docs = loader.render_starter(spec.lab, manifests_dir, context)
+    docs = loader.render_starter(spec.lab, manifests_dir, _starter_context(spec))
     for doc in docs:
         meta = doc.setdefault("metadata", {})
         meta["namespace"] = spec.namespace

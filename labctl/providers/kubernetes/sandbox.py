@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 import threading
 import time
@@ -35,8 +36,11 @@ from labctl.providers.kubernetes.client import api_client
 log = logging.getLogger("labctl.providers.kubernetes")
 
 FIELD_MANAGER = "labctl"
-API_CONNECTIONS = 32  # the client's connection pool, and the workers that apply objects side by side
+API_CONNECTIONS = 32  # the workers that apply objects side by side
 PROVISIONS_AT_ONCE = 16  # sandboxes provisioned side by side; more starts wait their turn
+# The client's connections: the apply workers, the provisions' own waits, removals and reads beside them (a request
+# beyond the pool opens a connection, a TLS handshake, and discards it after: a class's starts and deletes did).
+POOL_CONNECTIONS = 2 * API_CONNECTIONS
 PING_FRESH_S = 1.0  # how long an answered ping stands
 MIN_TOKEN_SECONDS = 600  # the apiserver refuses shorter TokenRequests
 REFERRED_KINDS = ("Role", "ClusterRole", "ValidatingAdmissionPolicy")  # applied before what binds them
@@ -66,7 +70,8 @@ class KubernetesSandboxes:
         # The API calls one start makes side by side, shared by all starts (as many as the client's connections).
         self._workers = ThreadPoolExecutor(max_workers=API_CONNECTIONS, thread_name_prefix="kube-apply")
         self._provisions = threading.BoundedSemaphore(PROVISIONS_AT_ONCE)
-        self._pinged: tuple[float, str] | None = None  # (monotonic time, version) of the last answer
+        self._pinged: tuple[float, str | ProviderUnavailable] | None = None  # (monotonic time, version or failure)
+        self._pinging = False  # a ping is out
         self._ping_lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------------
@@ -75,7 +80,7 @@ class KubernetesSandboxes:
         with self._lock:
             if self._api is None:
                 self.ping()  # refuses a missing kubeconfig outside a pod, with what to set
-                self._api = api_client(self.kubeconfig, pool_size=API_CONNECTIONS, timeout=self.timeout)
+                self._api = api_client(self.kubeconfig, pool_size=POOL_CONNECTIONS, timeout=self.timeout)
             return self._api
 
     def watch_cache(self) -> cache.ClusterCache:
@@ -123,18 +128,28 @@ class KubernetesSandboxes:
     # -- SandboxProvider -------------------------------------------------------------------------------------------
 
     def ping(self) -> str:
-        """The apiserver's version; an answer of the last :data:`PING_FRESH_S` stands (a class's starts each ask, and
-        a ping is a new client, a TLS handshake and a request)."""
+        """The apiserver's version; an answer (or a failure) of the last :data:`PING_FRESH_S` stands, and while one
+        start pings again the others take the last answer instead of waiting for it or sending their own (a class's
+        starts each ask, and a ping is a new client, a TLS handshake and a request)."""
         with self._ping_lock:  # not self._lock: _client() holds that while it pings
-            if self._pinged is not None and time.monotonic() - self._pinged[0] < PING_FRESH_S:
-                return self._pinged[1]
-        try:
-            version = kube.ping(self.kubeconfig, timeout_s=self.timeout[0])
-        except RuntimeError as exc:
-            raise ProviderUnavailable(str(exc)) from exc
-        with self._ping_lock:
-            self._pinged = (time.monotonic(), version)
-        return version
+            last = self._pinged
+            if last is not None and (self._pinging or time.monotonic() - last[0] < PING_FRESH_S):
+                answer: str | ProviderUnavailable | None = last[1]
+            else:
+                self._pinging, answer = True, None
+        if answer is None:
+            try:
+                answer = kube.ping(self.kubeconfig, timeout_s=self.timeout[0])
+            except RuntimeError as exc:
+                answer = ProviderUnavailable(str(exc))
+            finally:
+                with self._ping_lock:  # fresh from when it came back
+                    self._pinging = False
+                    if answer is not None:
+                        self._pinged = (time.monotonic(), answer)
+        if isinstance(answer, ProviderUnavailable):
+            raise ProviderUnavailable(str(answer))
+        return answer
 
     def provision(self, spec: SandboxSpec) -> None:
         """Apply the sandbox and wait until it holds. At most :data:`PROVISIONS_AT_ONCE` run at a time: a class's
@@ -156,13 +171,10 @@ class KubernetesSandboxes:
 
     def hand_over(self, spec: SandboxSpec, *, previous: SandboxSpec) -> None:
         """Write only the objects that render differently for ``spec`` than for ``previous`` (the namespace's
-        learner label, expiry and budget annotations; starters that name the learner): the quota and the admission
-        policy already held when the pooled sandbox was made."""
-        for now, before in ((render.sandbox_objects(spec, self.manifests_dir),
-                             render.sandbox_objects(previous, self.manifests_dir)),
-                            (render.starter_objects(spec, self.manifests_dir),
-                             render.starter_objects(previous, self.manifests_dir))):
-            self.apply([obj for obj in now if obj not in before], parallel=True)
+        learner label, expiry and budget annotations; starters that name the learner), and wait for nothing: the
+        quota and the admission policy already held when the pooled sandbox was made, and the learner's RBAC does
+        not change (it binds the sandbox's own ServiceAccount, whose tokens are minted only for the session)."""
+        self.apply(render.handed_over(spec, previous, self.manifests_dir), parallel=True)
 
     def apply(self, objects: list[dict[str, Any]], *, parallel: bool = False) -> None:
         """Server-side apply the objects as labctl's field manager, taking over conflicting fields: in order, or
@@ -215,14 +227,17 @@ class KubernetesSandboxes:
             self._frozen.discard(spec.namespace)
         deadline = time.monotonic() + wait_s
         while True:
-            left = _call(lambda: _ignore_404(lambda: core.read_namespace(spec.namespace)))
-            if left is None:
+            # Polled as raw JSON: a class's removals poll hundreds of namespaces, and a typed model built for each
+            # answer only to see that it still exists is CPU the requests' threads need.
+            raw = _call(lambda: _ignore_404(lambda: core.read_namespace(spec.namespace, _preload_content=False)))
+            if raw is None:
                 return
+            body = raw.data  # type: ignore[attr-defined]  # a urllib3 response: read, its connection given back
             if time.monotonic() >= deadline:
                 break
             time.sleep(0.5)
         raise ProviderError(f"namespace {spec.namespace} is still terminating after {wait_s:.0f}s"
-                            f"{_why_terminating(left)}", retryable=True)
+                            f"{_why_terminating(json.loads(body))}", retryable=True)
 
     def suspend(self, spec: SandboxSpec) -> Suspension:
         return _call(lambda: suspension.suspend(self._client(), spec.namespace))
@@ -336,11 +351,11 @@ def _apply_one(dyn: dynamic.DynamicClient, obj: dict[str, Any]) -> None:
         force_conflicts=True)
 
 
-def _why_terminating(namespace: client.V1Namespace) -> str:
+def _why_terminating(namespace: dict[str, Any]) -> str:
     """What the namespace controller says holds a deletion back (its true conditions: content left, a finalizer, an
     API group it could not discover), for the operator; empty when it says nothing."""
-    held = [f"{c.type}: {c.message}" for c in (namespace.status.conditions or []) if c.status == "True"] \
-        if namespace.status else []
+    conditions = (namespace.get("status") or {}).get("conditions") or []
+    held = [f"{c.get('type')}: {c.get('message')}" for c in conditions if c.get("status") == "True"]
     return f" ({'; '.join(held)})" if held else ""
 
 
