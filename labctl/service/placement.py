@@ -77,11 +77,9 @@ def _fit(room: ClusterRoom, needs: LabNeeds, *, sheet: PriceSheet, held: Sequenc
             target = _cheapest(pod, nodes, free, sheet)
             if isinstance(target, tuple):
                 _take(free[target[0].name], pod)
-    for resource, amount in sorted(needs.quota.items()):
-        total = sum((room_free.get(resource, Decimal(0)) for room_free in free.values()), Decimal(0))
-        if amount > 0 and total < amount:
-            return (f"the lab's quota of {_show(resource, amount)} {resource} does not fit: the cluster has "
-                    f"{_show(resource, max(total, Decimal(0)))} free")
+    # The quota is what the sandbox may grow to, its starters included: judged on the room before they take theirs.
+    totals = {resource: sum((room_free.get(resource, Decimal(0)) for room_free in free.values()), Decimal(0))
+              for resource in needs.quota}
     placed: dict[str, str] = {}
     hourly = Decimal(0)
     for pod in needs.pods:
@@ -92,6 +90,10 @@ def _fit(room: ClusterRoom, needs: LabNeeds, *, sheet: PriceSheet, held: Sequenc
         _take(free[node.name], pod)
         placed[pod.name] = node.name
         hourly += cost
+    for resource, amount in sorted(needs.quota.items()):
+        if amount > 0 and totals[resource] < amount:
+            return (f"the lab's quota of {_show(resource, amount)} {resource} does not fit: the cluster has "
+                    f"{_show(resource, max(totals[resource], Decimal(0)))} free")
     return Fit(cluster=room.name, hourly_usd=hourly, nodes=placed)
 
 
@@ -145,9 +147,10 @@ def _price(pod: PodNeed, node: NodeRoom, sheet: PriceSheet) -> Decimal:
         price = sheet.node_price_from_labels(node.labels, cpu_cores=node.allocatable.get("cpu"),
                                              memory_gib=node.allocatable.get("memory", Decimal(0)) / GIB)
         rates = model.unit_rates(price)
-    except (PriceError, ValueError):
+        return model.pod_hourly_usd(pod.requests, rates,
+                                    node_gpu_memory_mib=gpu_memory_mib_of(node.labels)).hourly_usd
+    except (PriceError, ValueError):  # the sheet cannot price this node (or a MIG slice without the GPU's memory)
         return UNPRICED
-    return model.pod_hourly_usd(pod.requests, rates, node_gpu_memory_mib=gpu_memory_mib_of(node.labels)).hourly_usd
 
 
 def _show(resource: str, amount: Decimal) -> str:
