@@ -123,10 +123,12 @@ class Placement:
             counts = dict(db.execute(select(SandboxSession.cluster, func.count()).where(
                 SandboxSession.state.in_((*states.LIVE, states.POOLED)), SandboxSession.cluster.is_not(None))
                 .group_by(SandboxSession.cluster)).tuples().all())
-        holds = self.holds()
+        rooms = [self.placer.room(name) for name in self.placer.cluster_names]
+        with self._lock:
+            self._forget_seen(rooms)
+            holds = list(self._holds.values())
         views = []
-        for name in self.placer.cluster_names:
-            room = self.placer.room(name)
+        for name, room in zip(self.placer.cluster_names, rooms, strict=True):
             usable = [node for node in room.nodes if node.schedulable]
             allocatable: dict[str, Decimal] = {}
             free: dict[str, Decimal] = {}

@@ -161,13 +161,13 @@ class KubernetesSandboxes:
             if self._room is not None and time.monotonic() - self._room[0] < ROOM_FRESH_S:
                 return self._room[1]
             try:
-                api = self._client()
-                core = client.CoreV1Api(api)
+                self.ping()  # within the connect timeout: an apiserver that hangs must not hold a start for a read's
+                core = client.CoreV1Api(self._client())
                 nodes = _paged(lambda **kw: core.list_node(**kw))
                 pods = _paged(lambda **kw: core.list_pod_for_all_namespaces(field_selector=BOUND_PODS, **kw))
                 summary = capacity.room(self.cluster, nodes=nodes, pods=pods, taken_at=datetime.now(UTC))
-            except ProviderError as exc:
-                return ClusterRoom(name=self.cluster, error=str(exc), taken_at=datetime.now(UTC))
+            except ProviderError as exc:  # shared too: while the cluster is down, starts are not each held up
+                summary = ClusterRoom(name=self.cluster, error=str(exc), taken_at=datetime.now(UTC))
             self._room = (time.monotonic(), summary)
             return summary
 
