@@ -122,7 +122,7 @@ class Placement:
         with self.store.session() as db:
             counts = dict(db.execute(select(SandboxSession.cluster, func.count()).where(
                 SandboxSession.state.in_((*states.LIVE, states.POOLED)), SandboxSession.cluster.is_not(None))
-                .group_by(SandboxSession.cluster)).tuples().all())
+                .group_by(SandboxSession.cluster)).all())
         rooms = [self.placer.room(name) for name in self.placer.cluster_names]
         with self._lock:
             self._forget_seen(rooms)
