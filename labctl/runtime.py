@@ -86,6 +86,7 @@ class Runtime:
     pools: Pools  # the labs' warm pools: refilled, drained and metered by the "pools" job
     inbound: dict[str, Handler] = field(default_factory=dict)  # POST /v1/hooks/exam: event type -> handler
     probes: dict[str, Probe] = field(default_factory=dict)  # /readyz: check name -> probe
+    cluster_probes: frozenset[str] = frozenset()  # the clusters' checks: ready while one of them passes
 
     @property
     def provider(self) -> KubernetesSandboxes:
@@ -199,6 +200,7 @@ def build(settings: Settings) -> Runtime:
     rt.probes.update({"store": lambda: _store_probe(store),
                       **{probe_name(name): member.ping for name, member in clusters.members.items()},
                       **{name: _provider_probe(providers, name) for name in providers.in_use if name != "kubernetes"}})
+    rt.cluster_probes = frozenset(probe_name(name) for name in clusters.members)
     return rt
 
 

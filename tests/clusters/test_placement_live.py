@@ -5,7 +5,8 @@ Starts go to the cheaper cluster while it has room, then to the other; a GPU lab
 starts racing for the last one give one sandbox and one 503 naming each cluster's reason, with nothing left behind.
 Each session's namespace exists in its own cluster only; the learner's kubeconfig names its cluster's server; a sweep
 meters the sessions of both clusters and ends only the session whose namespace vanished; a stop removes the sandbox
-from its cluster; a cluster whose apiserver stops answering fails its readiness check while starts go to the other.
+from its cluster; a cluster whose apiserver stops answering fails its own readiness check (the service stays ready)
+while starts go to the other.
 The tests run in order on one world.
 """
 
@@ -215,7 +216,8 @@ def test_a_cluster_that_stops_answering_fails_its_check_and_starts_go_to_the_oth
         world["sessions"]["gus"] = r.json()
         with srv.client() as c:
             ready = c.get("/readyz")
-        assert ready.status_code == 503
+        # Still ready: starts that fit b go there; the check names a as failing.
+        assert ready.status_code == 200
         assert ready.json()["checks"]["cluster:a"]["ok"] is False and ready.json()["checks"]["cluster:b"]["ok"]
 
 

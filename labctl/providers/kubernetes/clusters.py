@@ -81,19 +81,20 @@ class Clusters:
         """The sandboxes of every cluster that answers; raises only when none does."""
         found: set[str] = set()
         answered: set[str] = set()
-        failures: list[ProviderError] = []
+        failures: dict[str, ProviderError] = {}
         for name, member in self.members.items():
             try:
                 listing = member.sandboxes()
             except ProviderError as exc:
-                failures.append(exc)
-                log.warning("listing sandboxes of cluster %s failed; its sessions are not judged this pass: %s",
-                            name, exc)
+                failures[name] = exc
                 continue
             found |= listing.sessions
             answered.add(name)
-        if not answered and failures:
-            raise failures[0]
+        if not answered:
+            raise next(iter(failures.values()))
+        for name, failure in failures.items():
+            log.warning("listing sandboxes of cluster %s failed; its sessions are not judged this pass: %s", name,
+                        failure)
         return Listing(sessions=frozenset(found), providers=frozenset({self.name}), clusters=frozenset(answered))
 
     def provision(self, spec: SandboxSpec) -> None:
