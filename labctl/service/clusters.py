@@ -84,6 +84,9 @@ class Placement:
             for hold in self._holds.values():
                 held.setdefault(hold.cluster, []).append(hold.needs)
             decision = placement.decide(needs=needs, rooms=rooms, sheet=self.prices(), held=held)
+            if decision.chosen is None and all(room.error is not None for room in rooms):
+                raise Unavailable(f"the {lab.provider} backend is unreachable, so no sandbox can be made now for "
+                                  f"lab {lab.id}: {redact.addresses(decision.reasons())}. Try again later.")
             if decision.chosen is None:
                 raise Unavailable(f"no cluster has room for a sandbox of lab {lab.id} now: "
                                   f"{redact.addresses(decision.reasons())}. "
