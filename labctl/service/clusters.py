@@ -4,10 +4,12 @@
 Kubernetes provider's short-lived cached reads), asks the pure :func:`labctl.service.placement.decide`, and holds
 the chosen cluster's room for the start in memory (a *hold*) until the cluster's own summary shows the sandbox's pods
 bound, the start fails (:meth:`Placement.release`) or :data:`HOLD_TTL` passes. Decisions are taken one at a time,
-each seeing the holds of those before it: two concurrent starts never both take the last GPU. A hold lives in this
+each seeing the holds of those before it: two concurrent starts never both take the last GPU (the second goes where
+a GPU is free, or, with none free anywhere, waits Pending where one would be). A hold lives in this
 process only; replicas starting sandboxes on the same cluster at the same moment are re-checked by the scheduler
-(a pod that does not fit stays Pending and is billed nothing). No cluster with room is a 503 with ``Retry-After``:
-the request is right and room comes back as sessions end, so the client should try again, not change anything.
+(a pod that does not fit stays Pending and is billed nothing). No cluster that can take the sandbox (none answers,
+or none could run its pods even empty) is a 503 with ``Retry-After``: the request is right and the backends may come
+back or grow, so the client should try again, not change anything (a 409 would say it should).
 """
 
 from __future__ import annotations
@@ -88,16 +90,20 @@ class Placement:
                 raise Unavailable(f"the {lab.provider} backend is unreachable, so no sandbox can be made now for "
                                   f"lab {lab.id}: {redact.addresses(decision.reasons())}. Try again later.")
             if decision.chosen is None:
-                raise Unavailable(f"no cluster has room for a sandbox of lab {lab.id} now: "
+                raise Unavailable(f"no cluster can take a sandbox of lab {lab.id}: "
                                   f"{redact.addresses(decision.reasons())}. "
-                                  "Try again when sessions have ended, or ask an operator for capacity.")
+                                  "Try again later, or ask an operator for capacity.")
             self._holds[session_id] = Hold(session_id=session_id, cluster=decision.chosen, namespace=namespace,
                                            needs=needs, at=self.clock())
         fit = next(f for f in decision.fits if f.cluster == decision.chosen)
         others = "; ".join([*(f"{f.cluster}: ${f.hourly_usd:.4f}/h" for f in decision.fits if f is not fit),
                             *(f"{c}: {why}" for c, why in decision.refusals.items())])
-        log.info("session %s of %s placed on cluster %s ($%.4f/h)%s", session_id, lab.id, decision.chosen,
-                 fit.hourly_usd, f"; {others}" if others else "")
+        if decision.waiting:
+            log.warning("session %s of %s placed on cluster %s, which has no room now: its pods wait Pending until "
+                        "pods end or nodes are added (%s)", session_id, lab.id, decision.chosen, decision.reasons())
+        else:
+            log.info("session %s of %s placed on cluster %s ($%.4f/h)%s", session_id, lab.id, decision.chosen,
+                     fit.hourly_usd, f"; {others}" if others else "")
         return decision.chosen
 
     def release(self, session_id: str) -> None:

@@ -5,7 +5,10 @@ and tolerations allow (the node's allocatable minus the requests of the pods bou
 flight there, GPUs and MIG slices included), and the lab's quota (cpu, memory, GPUs, MIG slices: what the learner may
 grow to) fits in the cluster's free capacity. Among the clusters with room the cheapest wins: the hourly price, by
 the price sheet, of the starters' pods on the nodes they would take (each pod on its cheapest fitting node); a tie
-goes to the cluster listed first. The decision names each refused cluster's reason, e.g.
+goes to the cluster listed first. When no cluster has room now, the start goes to the cheapest cluster that would
+hold it were it empty, and waits there (``waiting``: its pods stay Pending until pods end or an autoscaler adds
+nodes); only when none would (no cluster answers, or no node anywhere could run a pod) no cluster is chosen. The
+decision names each refused cluster's reason, e.g.
 ``b: no node in pool gpu-a100-ondemand has 1 free nvidia.com/gpu for Deployment/llm-inference#2 (most free: 0)``.
 
 No I/O here: the rooms (capacity summaries) and the holds of starts in flight come in, a :class:`Decision` goes out.
@@ -13,6 +16,7 @@ No I/O here: the rooms (capacity summaries) and the holds of starts in flight co
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -41,7 +45,8 @@ class Fit:
 class Decision:
     chosen: str | None
     fits: tuple[Fit, ...]
-    refusals: Mapping[str, str]  # cluster -> why it has no room
+    refusals: Mapping[str, str]  # cluster -> why it has no room now
+    waiting: bool = False  # no cluster has room now: ``chosen`` holds it once pods end or nodes are added
 
     def reasons(self) -> str:
         """Every refused cluster's reason, one after another ("a: ...; b: ...")."""
@@ -62,7 +67,21 @@ def decide(*, needs: LabNeeds, rooms: Sequence[ClusterRoom], sheet: PriceSheet,
             refusals[room.name] = verdict
     order = {room.name: index for index, room in enumerate(rooms)}
     best = min(fits, key=lambda f: (f.hourly_usd, order[f.cluster]), default=None)
-    return Decision(chosen=best.cluster if best else None, fits=tuple(fits), refusals=refusals)
+    if best is not None:
+        return Decision(chosen=best.cluster, fits=tuple(fits), refusals=refusals)
+    # Full everywhere: the cheapest cluster that could hold it empty takes it, its pods Pending until room comes
+    # (pods end, or an autoscaler adds nodes for them); none such (no cluster answers, no node anywhere could run
+    # a pod): no cluster can take it.
+    empty = [verdict for room in rooms if room.error is None
+             and isinstance(verdict := _fit(_emptied(room), needs, sheet=sheet, held=()), Fit)]
+    later = min(empty, key=lambda f: (f.hourly_usd, order[f.cluster]), default=None)
+    return Decision(chosen=later.cluster if later else None, fits=tuple(empty), refusals=refusals,
+                    waiting=later is not None)
+
+
+def _emptied(room: ClusterRoom) -> ClusterRoom:
+    """The cluster as if no pod were bound to it (its nodes, their allocatable)."""
+    return dataclasses.replace(room, nodes=tuple(dataclasses.replace(node, requested={}) for node in room.nodes))
 
 
 def _fit(room: ClusterRoom, needs: LabNeeds, *, sheet: PriceSheet, held: Sequence[LabNeeds]) -> Fit | str:

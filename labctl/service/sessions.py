@@ -317,6 +317,7 @@ class Sessions:
                                    live_key=None)
 
     def finish_stop(self, session_id: str, *, actor: str) -> SandboxSession:
+        self.release_place(session_id)  # a sandbox going away holds no room its pods never took
         with self.lease(session_id, "stop"):
             row = self.row_of(session_id)
             if row.state == "terminated":  # another stop (a sweep, a second DELETE) finished it first

@@ -1,8 +1,9 @@
 """Several clusters end to end: `labctl serve` over two real local clusters (``a`` cheap and small, ``b`` dearer,
 larger, with one GPU; :mod:`tests.support.two_clusters`).
 
-Starts go to the cheaper cluster while it has room, then to the other; a GPU lab goes where a GPU is free, and two
-starts racing for the last one give one sandbox and one 503 naming each cluster's reason, with nothing left behind.
+Starts go to the cheaper cluster while it has room, then to the other; a GPU lab goes where a GPU is free, and of two
+starts racing for the last one only one pod gets it (the other waits Pending, never on a cluster without GPUs); a lab
+no cluster could run is a 503 naming each cluster's reason, with nothing left behind.
 Each session's namespace exists in its own cluster only; the learner's kubeconfig names its cluster's server; a sweep
 meters the sessions of both clusters and ends only the session whose namespace vanished; a stop removes the sandbox
 from its cluster; a cluster whose apiserver stops answering fails its own readiness check (the service stays ready)
@@ -43,7 +44,9 @@ from tests.support.wait import dead_kubeconfig, eventually
 def world(cluster_pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("clusters")
     labs_dir, manifests = labs(tmp)
-    env = {**cluster_pair.env(), "LABCTL_LABS_DIR": str(labs_dir), "LABCTL_MANIFESTS_DIR": str(manifests)}
+    # A short connect timeout keeps the outage test's apiserver stop brief (the controllers' leases outlive seconds).
+    env = {**cluster_pair.env(), "LABCTL_LABS_DIR": str(labs_dir), "LABCTL_MANIFESTS_DIR": str(manifests),
+           "LABCTL_KUBE_CONNECT_TIMEOUT_S": "1"}
     srv = Server(data_dir=tmp / "data", kubeconfig=None, extra_env=env)
     srv.data_dir.mkdir()
     srv.start()
@@ -89,7 +92,7 @@ def test_starts_go_to_the_cheaper_cluster_while_it_has_room_then_to_the_other(wo
         assert r.status_code == 201, r.text
         placed[learner] = r.json()
         world["sessions"][learner] = r.json()
-    # a (spot) is cheaper: two sandboxes; the third's quota of 2 cores does not fit in the 1 core left there.
+    # a (spot) is cheaper: two sandboxes; the third's 1.5 cores do not fit in the 1 core left there.
     assert [placed[x]["cluster"] for x in ("ada", "bob", "cy")] == ["a", "a", "b"]
     assert all(s["state"] == "ready" for s in placed.values())
 
@@ -101,27 +104,45 @@ def test_each_namespace_exists_in_its_own_cluster_only(world: dict[str, Any]) ->
         assert session["namespace"] in mine and session["namespace"] not in other
 
 
-def test_a_gpu_lab_goes_where_a_gpu_is_free_and_two_racing_for_the_last_get_one_sandbox(
+def test_a_gpu_lab_goes_where_a_gpu_is_free_and_two_racing_for_the_last_never_both_take_it(
         world: dict[str, Any]) -> None:
     srv = world["server"]
     with ThreadPoolExecutor(max_workers=2) as pool:
         answers = list(pool.map(lambda learner: _start(srv, "one-gpu", learner), ["dee", "eve"]))
-    made = [r for r in answers if r.status_code == 201]
-    refused = [r for r in answers if r.status_code != 201]
-    assert len(made) == 1 and len(refused) == 1, [r.text for r in answers]
-    assert made[0].json()["cluster"] == "b"
-    world["sessions"][made[0].json()["learner_id"]] = made[0].json()
-    problem = refused[0]
+    assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
+    assert {r.json()["cluster"] for r in answers} == {"b"}  # a has no GPU at all: never placed there
+    core = client.CoreV1Api(world["kube"]["b"])
+
+    def pods() -> dict[str, str | None] | None:
+        found = {r.json()["learner_id"]: [p.spec.node_name for p in core.list_namespaced_pod(
+            r.json()["namespace"]).items] for r in answers}
+        return {k: v[0] for k, v in found.items()} if all(len(v) == 1 for v in found.values()) else None
+
+    placed = eventually(pods, timeout=60)
+    time.sleep(2)  # the scheduler has had its chance at both
+    placed = eventually(pods, timeout=60)
+    bound = [learner for learner, node in placed.items() if node]
+    assert len(bound) == 1, placed  # one pod holds the GPU; the other waits Pending for one
+    waiting = next(r.json() for r in answers if r.json()["learner_id"] not in bound)
+    world["sessions"][bound[0]] = next(r.json() for r in answers if r.json()["learner_id"] == bound[0])
+    with srv.client() as c:
+        assert c.delete(f"/v1/sessions/{waiting['id']}").status_code == 202
+        eventually(lambda: c.get(f"/v1/sessions/{waiting['id']}").json()["state"] == "terminated" or None,
+                   timeout=120)
+
+
+def test_a_lab_no_cluster_could_run_is_a_503_naming_each_clusters_reason_and_leaves_nothing(
+        world: dict[str, Any]) -> None:
+    srv = world["server"]
+    problem = _start(srv, "two-gpu", "zed")
     assert problem.status_code == 503 and problem.headers["content-type"].startswith("application/problem+json")
     assert problem.headers["retry-after"]
     detail = problem.json()["detail"]
-    assert "no cluster has room for a sandbox of lab one-gpu" in detail
-    assert "a: no node in pool small-spot has 1 free nvidia.com/gpu for Deployment/infer (most free: 0)" in detail
-    assert ("b: no node in pools cpu-ondemand, gpu-one has 1 free nvidia.com/gpu for Deployment/infer "
-            "(most free: 0)") in detail
-    loser = "eve" if made[0].json()["learner_id"] == "dee" else "dee"
+    assert "no cluster can take a sandbox of lab two-gpu" in detail
+    assert "a: no node in pool small-spot has 2 free nvidia.com/gpu for Deployment/train (most free: 0)" in detail
+    assert "b: no node in pools cpu-ondemand, gpu-one has 2 free nvidia.com/gpu for Deployment/train" in detail
     with srv.client() as c:  # nothing left behind: no session, no namespace
-        assert c.get("/v1/sessions", params={"learner_id": loser}).json() == []
+        assert c.get("/v1/sessions", params={"learner_id": "zed"}).json() == []
     assert len(_namespaces(world, "a") | _namespaces(world, "b")) == len(world["sessions"])
 
 

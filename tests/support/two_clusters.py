@@ -1,10 +1,11 @@
-"""Two real local clusters for the placement tests, and two small labs whose room in them is known.
+"""Two real local clusters for the placement tests, and three small labs whose room in them is known.
 
 Cluster ``a`` is cheap and small: one spot m5.xlarge (4 cores). Cluster ``b`` is dearer and larger: two on-demand
 m5.xlarge and one g5.xlarge with one whole GPU (tainted, as clouds taint GPU nodes). The ``tiny-web`` lab starts one
-pod of 1.5 cores and 1 GiB under a quota of 2 cores and 2 GiB, so ``a`` holds two sandboxes (the third's quota no
+pod of 1.5 cores and 1 GiB under a quota of 2 cores and 2 GiB, so ``a`` holds two sandboxes (the third pod no
 longer fits in the 1 core left) and ``b`` several more; the ``one-gpu`` lab's pod takes a whole GPU, of which only
-``b`` has one. The clusters are named ``<LABCTL_TEST_CLUSTER>-a`` and ``-b`` and, like the suite's cluster, are left
+``b`` has one; the ``two-gpu`` lab's pod takes two GPUs, which no node of either has.
+The clusters are named ``<LABCTL_TEST_CLUSTER>-a`` and ``-b`` and, like the suite's cluster, are left
 running for the next run.
 """
 
@@ -100,6 +101,9 @@ def labs(tmp: Path) -> tuple[Path, Path]:
         "one-gpu": (_deployment("infer", requests={"cpu": "1", "memory": "1Gi"},
                                 limits={"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": 1}, gpu=True),
                     {"cpu": "2", "memory": "4Gi", "pods": "5", "requests.nvidia.com/gpu": "1"}),
+        "two-gpu": (_deployment("train", requests={"cpu": "1", "memory": "1Gi"},
+                                limits={"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": 2}, gpu=True),
+                    {"cpu": "2", "memory": "4Gi", "pods": "5", "requests.nvidia.com/gpu": "2"}),
     }
     for lab_id, (starter, quota) in starters.items():
         (manifests / "labs" / lab_id).mkdir(parents=True)

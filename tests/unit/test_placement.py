@@ -100,8 +100,8 @@ def test_mig_slices_count_per_profile() -> None:
 
 def test_the_quota_must_fit_in_the_free_capacity_even_when_the_starters_do() -> None:
     tight = room("a", node("a-0", pool="small-spot", capacity_type="spot", used_cpu="2.25"))
-    decision = decide(needs=web("500m"), rooms=[tight], sheet=SHEET)
-    assert decision.chosen is None
+    decision = decide(needs=web("500m"), rooms=[tight, ON_DEMAND], sheet=SHEET)
+    assert decision.chosen == "b" and not decision.waiting
     assert decision.refusals["a"] == "the lab's quota of 2 cpu does not fit: the cluster has 1.75 free"
 
 
@@ -122,14 +122,23 @@ def test_a_price_tie_goes_to_the_cluster_listed_first() -> None:
 def test_starts_in_flight_hold_their_room_so_two_never_take_the_last_gpu() -> None:
     first = decide(needs=gpu_lab(), rooms=[GPU], sheet=SHEET)
     assert first.chosen == "g"
-    second = decide(needs=gpu_lab(), rooms=[GPU], sheet=SHEET, held={"g": [gpu_lab()]})
-    assert second.chosen is None
-    assert "has 1 free nvidia.com/gpu" in second.refusals["g"]
+    second = decide(needs=gpu_lab(), rooms=[SPOT, GPU], sheet=SHEET, held={"g": [gpu_lab()]})
+    assert "has 1 free nvidia.com/gpu" in second.refusals["g"] and "nvidia.com/gpu" in second.refusals["a"]
+    # No GPU is free anywhere: the start waits where one would be (its pod Pending), never on a cluster without any.
+    assert second.chosen == "g" and second.waiting
+
+
+def test_full_everywhere_waits_on_the_cheapest_cluster_that_would_hold_it_empty() -> None:
+    full_a = room("a", node("a-0", pool="small-spot", capacity_type="spot", used_cpu="4"))
+    full_b = room("b", node("b-0", pool="cpu-ondemand", used_cpu="4"))
+    decision = decide(needs=web(), rooms=[full_b, full_a], sheet=SHEET)
+    assert decision.chosen == "a" and decision.waiting
+    assert set(decision.refusals) == {"a", "b"}
 
 
 def test_several_pods_take_room_one_after_another() -> None:
-    decision = decide(needs=web("1500m", count=3), rooms=[SPOT], sheet=SHEET)  # 3 x 1.5 > 4 cores
-    assert decision.chosen is None
+    decision = decide(needs=web("1500m", count=3), rooms=[SPOT], sheet=SHEET)  # 3 x 1.5 > 4 cores, even empty
+    assert decision.chosen is None and not decision.waiting
     assert decision.refusals["a"].endswith("for Deployment/web#2 (most free: 1)")
 
 
@@ -143,9 +152,9 @@ def test_a_cluster_down_or_cordoned_has_no_room(cluster: ClusterRoom, reason: st
     assert decision.chosen == "b" and decision.refusals == {"a": reason}
 
 
-def test_none_fits_names_every_cluster_in_order() -> None:
-    decision = decide(needs=gpu_lab(), rooms=[SPOT, ON_DEMAND], sheet=SHEET)
-    assert decision.chosen is None and decision.fits == ()
+def test_none_that_could_ever_hold_it_names_every_cluster_in_order() -> None:
+    decision = decide(needs=gpu_lab(), rooms=[SPOT, ON_DEMAND, room("c", error="refused")], sheet=SHEET)
+    assert decision.chosen is None and decision.fits == () and not decision.waiting
     assert decision.reasons() == ("a: no node in pool small-spot has 1 free nvidia.com/gpu for Deployment/infer "
                                   "(most free: 0); b: no node in pool cpu-ondemand has 1 free nvidia.com/gpu for "
-                                  "Deployment/infer (most free: 0)")
+                                  "Deployment/infer (most free: 0); c: did not answer (refused)")
