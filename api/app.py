@@ -19,6 +19,7 @@ import labctl
 from api import guard, problems
 from api.deps import Parts
 from api.routers import (
+    clusters,
     costs,
     dashboard,
     health,
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     problems.install(app)
     app.add_middleware(guard.Guard)
     parts.metrics.install(app)
-    for module in (health, labs, pools, sessions, submissions, costs, tokens, webhooks, hooks, lti, pages, dashboard):
+    for module in (health, labs, pools, clusters, sessions, submissions, costs, tokens, webhooks, hooks, lti, pages,
+                   dashboard):
         app.include_router(module.router)
     return app

@@ -18,6 +18,7 @@ from labctl.catalog.models import Lab
 from labctl.service import costs
 from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
+from labctl.service.clusters import ClusterView
 from labctl.service.costs import CostRow
 from labctl.service.observation import SessionMetrics
 from labctl.service.pools import PoolView
@@ -67,6 +68,8 @@ class SessionOut(SessionBrief):
     budget_usd: float
     cost: Cost
     namespace: str | None
+    cluster: str | None = Field(default=None, description="the Kubernetes cluster the sandbox lives in (null: a "
+                                                          "cloud lab's)")
     learner_url: str | None = Field(description="a short-lived signed link to the learner page (for the learner, the "
                                                 "course site that started the session and instructors; else null)")
     suspend_reason: str | None = None
@@ -83,7 +86,7 @@ class SessionOut(SessionBrief):
                       burn_rate_usd_per_hour=float(row.burn_rate_usd_per_hour or 0),
                       forecast_usd=round(float(costs.forecast_usd(row, now=datetime.now(UTC))), 6),
                       budget_share=round(float(costs.budget_share(row) * 100), 3), note=row.meter_note),
-            namespace=row.namespace, learner_url=learner_url, suspend_reason=row.suspend_reason,
+            namespace=row.namespace, cluster=row.cluster, learner_url=learner_url, suspend_reason=row.suspend_reason,
             budget_request_usd=float(row.budget_request_usd) if row.budget_request_usd is not None else None,
             budget_request_id=row.budget_request_id,
         )
@@ -179,6 +182,27 @@ class PoolOut(BaseModel):
         return cls(lab_id=view.lab_id, warm_wanted=view.warm_wanted, pooled=view.pooled,
                    provisioning=view.provisioning, stale=view.stale, idle_cost_usd=float(view.idle_cost_usd),
                    sandbox_hours=float(view.sandbox_hours))
+
+
+class ClusterOut(BaseModel):
+    name: str
+    reachable: bool
+    error: str | None = Field(description="why the cluster did not answer (addresses cut); null when it did")
+    nodes: int
+    schedulable_nodes: int = Field(description="nodes neither cordoned nor NotReady: placement uses only these")
+    allocatable: dict[str, float] = Field(description="the schedulable nodes' allocatable, summed (cpu in cores, "
+                                                      "memory in bytes, GPUs and MIG slices in devices)")
+    free: dict[str, float] = Field(description="allocatable minus the requests of the pods bound to those nodes")
+    sessions: int = Field(description="live sessions (pooled ones included) whose sandbox lives there")
+    starting: int = Field(description="starts placed there whose pods are not bound yet (their room is held)")
+
+    @classmethod
+    def of(cls, view: ClusterView) -> ClusterOut:
+        return cls(name=view.name, reachable=view.reachable, error=redact.optional(view.error), nodes=view.nodes,
+                   schedulable_nodes=view.schedulable_nodes,
+                   allocatable={k: float(v) for k, v in sorted(view.allocatable.items())},
+                   free={k: float(v) for k, v in sorted(view.free.items())}, sessions=view.sessions,
+                   starting=view.holds)
 
 
 class CreateToken(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,6 +47,7 @@ class SandboxSpec:
     budget_usd: float
     started_at: datetime
     labels: dict[str, str] = field(default_factory=dict)
+    cluster: str | None = None  # the Kubernetes cluster the sandbox lives in (None: a cloud sandbox)
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,93 @@ class Suspension(BaseModel):
 class Listing:
     """What :meth:`SandboxProvider.sandboxes` found: the sessions whose sandbox exists, on the backends (provider
     names) that keep a root per sandbox. A backend without one (a GCP sandbox is only its labelled resources, so an
-    empty sandbox and a vanished one look the same) lists nothing and is not named: its sessions are not judged."""
+    empty sandbox and a vanished one look the same) lists nothing and is not named: its sessions are not judged.
+    Kubernetes names the clusters that listed: a session of a cluster that did not answer is not judged either."""
 
     sessions: frozenset[str] = frozenset()
     providers: frozenset[str] = frozenset()
+    clusters: frozenset[str] = frozenset()  # the Kubernetes clusters that answered (their sessions are judged)
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str | None
+    effect: str
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str | None
+    operator: str  # "Equal" | "Exists"
+    value: str | None
+    effect: str | None  # None: every effect
+
+    def tolerates(self, taint: Taint) -> bool:
+        if self.effect is not None and self.effect != taint.effect:
+            return False
+        if self.key is None:
+            return self.operator == "Exists"
+        return self.key == taint.key and (self.operator == "Exists" or self.value == taint.value)
+
+
+@dataclass(frozen=True)
+class PodNeed:
+    """One pod a lab's starters make: what it requests and where it may run."""
+
+    name: str
+    requests: Mapping[str, Decimal]  # resource -> amount (cores, bytes, devices)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabNeeds:
+    """What one sandbox of a lab takes from a cluster at start: its starters' pods, and its quota's compute (cpu,
+    memory, GPUs, MIG slices), which must fit in the cluster's free capacity."""
+
+    pods: tuple[PodNeed, ...] = ()
+    quota: Mapping[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NodeRoom:
+    """One node as placement sees it: its labels and taints, allocatable, and the requests of the pods bound to it."""
+
+    name: str
+    labels: Mapping[str, str]
+    allocatable: Mapping[str, Decimal]
+    requested: Mapping[str, Decimal] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    schedulable: bool = True  # False: cordoned, or not Ready
+
+    def free(self, resource: str) -> Decimal:
+        return self.allocatable.get(resource, Decimal(0)) - self.requested.get(resource, Decimal(0))
+
+
+@dataclass(frozen=True)
+class ClusterRoom:
+    """A cluster's capacity summary at ``taken_at``; ``error``: it did not answer (and has no room)."""
+
+    name: str
+    nodes: tuple[NodeRoom, ...] = ()
+    bound: Mapping[str, int] = field(default_factory=dict)  # sandbox namespace -> its pods bound to a node
+    error: str | None = None
+    taken_at: datetime | None = None
+
+
+@runtime_checkable
+class Placer(Protocol):
+    """The Kubernetes clusters sandboxes may be placed on, and what placing needs to know of them."""
+
+    cluster_names: list[str]
+
+    def needs(self, lab: Lab) -> LabNeeds:
+        """What one sandbox of ``lab`` takes from a cluster (its rendered starters and its quota)."""
+
+    def room(self, cluster: str) -> ClusterRoom:
+        """The cluster's capacity summary (a recent one may be reused); a cluster that does not answer gives a room
+        with its ``error``."""
 
 
 UsageByPod = Mapping[str, Mapping[str, Mapping[str, float]]]

@@ -37,10 +37,12 @@ from labctl.outbox.dispatcher import Dispatcher
 from labctl.outbox.endpoints import Webhooks
 from labctl.outbox.targets import TargetPolicy
 from labctl.ports import SandboxProvider
+from labctl.providers.kubernetes.clusters import Clusters
 from labctl.providers.kubernetes.leader import KubernetesLeader, default_namespace
 from labctl.providers.kubernetes.sandbox import KubernetesSandboxes
 from labctl.providers.router import ProviderRouter
 from labctl.service import leader, pools
+from labctl.service.clusters import Placement
 from labctl.service.gauges import SessionCosts
 from labctl.service.launches import Launches, ScorePassback
 from labctl.service.observation import Observation
@@ -49,7 +51,7 @@ from labctl.service.replay import Replayer
 from labctl.service.sessions import Sessions
 from labctl.service.submissions import Submissions
 from labctl.service.sweeps import Sweeper
-from labctl.settings import REPO_ROOT, Settings
+from labctl.settings import DEFAULT_CLUSTER, REPO_ROOT, Settings
 from labctl.store.db import Store, is_outage, open_store
 
 log = logging.getLogger("labctl.runtime")
@@ -69,7 +71,7 @@ class Runtime:
     settings: Settings
     store: Store
     catalog: dict[str, Lab]
-    provider: KubernetesSandboxes  # the Kubernetes provider (the local cluster's tools and tests use it directly)
+    clusters: Clusters  # the Kubernetes provider: one KubernetesSandboxes per cluster, and the placer
     providers: ProviderRouter  # what the use cases hold: each session's calls go to its lab's provider
     sessions: Sessions
     sweeper: Sweeper
@@ -83,6 +85,17 @@ class Runtime:
     pools: Pools  # the labs' warm pools: refilled, drained and metered by the "pools" job
     inbound: dict[str, Handler] = field(default_factory=dict)  # POST /v1/hooks/exam: event type -> handler
     probes: dict[str, Probe] = field(default_factory=dict)  # /readyz: check name -> probe
+    cluster_probes: frozenset[str] = frozenset()  # the clusters' checks: ready while one of them passes
+
+    @property
+    def provider(self) -> KubernetesSandboxes:
+        """The first cluster's provider (the local cluster's tools and tests use it directly)."""
+        return self.clusters.members[self.clusters.cluster_names[0]]
+
+    @property
+    def placement(self) -> Placement:
+        assert self.sessions.placement is not None  # build() always gives one
+        return self.sessions.placement
 
     @property
     def holder(self) -> str:
@@ -141,9 +154,9 @@ class Runtime:
                 return sent
 
     def close(self) -> None:
-        """Release what the parts hold: the Kubernetes provider's watch cache stops, attempts in flight finish,
+        """Release what the parts hold: every cluster's watch cache stops, attempts in flight finish,
         connections close."""
-        self.provider.close()
+        self.clusters.close()
         self.dispatcher.close()
         self.store.engine.dispose()
 
@@ -154,15 +167,18 @@ def build(settings: Settings) -> Runtime:
     catalog = enabled(loader.load_catalog(settings.labs_dir, settings.manifests_dir, fleet_file=settings.fleet_file),
                       providers=settings.providers)
     timeout = (settings.kube_connect_timeout_s, settings.kube_read_timeout_s)
-    provider = KubernetesSandboxes(settings.effective_kubeconfig, settings.manifests_dir,
-                                   step_delay_s=settings.provision_step_delay_s, timeout=timeout,
-                                   learner_server=settings.kube_learner_server)
-    providers = ProviderRouter(provider_factories(settings, kubernetes=provider),
+    # One Kubernetes provider (clients, watch cache, capacity summary) per cluster; one cluster is a list of one.
+    clusters = Clusters([KubernetesSandboxes(c.kubeconfig, settings.manifests_dir,
+                                             step_delay_s=settings.provision_step_delay_s, timeout=timeout,
+                                             learner_server=c.learner_server, cluster=c.name)
+                         for c in settings.cluster_list])
+    providers = ProviderRouter(provider_factories(settings, kubernetes=clusters),
                                in_use={lab.provider for lab in catalog.values()},
                                cooldown_s=settings.backend_cooldown_s)
-    sessions = Sessions(store=store, provider=providers, catalog=catalog, holder=settings.replica_id,
-                        pool_hashes=pools.hashes(catalog, settings.manifests_dir))
     sheet = _sheet_loader(settings.prices_file)
+    placement = Placement(placer=clusters, prices=sheet, store=store, clock=lambda: datetime.now(UTC))
+    sessions = Sessions(store=store, provider=providers, catalog=catalog, holder=settings.replica_id,
+                        pool_hashes=pools.hashes(catalog, settings.manifests_dir), placement=placement)
     sweeper = Sweeper(sessions=sessions, prices=sheet, meter_failure_limit=settings.meter_failure_limit,
                       simulate=settings.simulate_demand, replay_max_s=settings.replay_max_s)
     sessions.baseline = sweeper.baseline
@@ -170,7 +186,7 @@ def build(settings: Settings) -> Runtime:
                               repo_root=REPO_ROOT, jail=jail.prepare(jail.policy(settings)),
                               replayer=Replayer(sweeper=sweeper, step_seconds=settings.replay_step_s))
     targets = TargetPolicy.from_entries(settings.webhook_allow)
-    rt = Runtime(settings=settings, store=store, catalog=catalog, provider=provider, providers=providers,
+    rt = Runtime(settings=settings, store=store, catalog=catalog, clusters=clusters, providers=providers,
                  sessions=sessions, sweeper=sweeper, submissions=submissions,
                  observation=Observation(sessions=sessions, simulate=settings.simulate_demand),
                  lti_registry=lti_launch.load_registry(settings.lti_platforms_file),
@@ -179,18 +195,28 @@ def build(settings: Settings) -> Runtime:
                                       clock=lambda: datetime.now(UTC)),
                  session_costs=SessionCosts(store), pools=Pools(sessions=sessions, prices=sheet))
     rt.inbound["grade.requested"] = lambda data: grade_requested(rt, data)
-    # One readiness check per provider the catalog's labs use: "cluster" for Kubernetes, a cloud's by its name.
-    rt.probes.update({"store": lambda: _store_probe(store), "cluster": provider.ping,
+    # One readiness check per provider the catalog's labs use: a cloud's by its name, Kubernetes' per cluster
+    # and one per cluster ("cluster" for the default cluster, "cluster:<name>" for another).
+    rt.probes.update({"store": lambda: _store_probe(store),
+                      **{probe_name(name): member.ping for name, member in clusters.members.items()},
                       **{name: _provider_probe(providers, name) for name in providers.in_use if name != "kubernetes"}})
+    rt.cluster_probes = frozenset(probe_name(name) for name in clusters.members)
     return rt
+
+
+def probe_name(cluster: str) -> str:
+    """The readiness check of a cluster: ``cluster`` for the default one (as with one cluster), else
+    ``cluster:<name>``."""
+    return "cluster" if cluster == DEFAULT_CLUSTER else f"cluster:{cluster}"
 
 
 def leader_lock(settings: Settings, *, store: Store) -> leader.Leader:
     """The leader lock ``LABCTL_LEADER`` names: the store's lease row, or a Lease in the cluster labctl runs in."""
     if settings.leader == "kubernetes":
-        kubeconfig = settings.effective_kubeconfig
+        kubeconfig = settings.cluster_list[0].kubeconfig  # the Lease lives in the first cluster
         if kubeconfig is None:
-            raise ValueError("LABCTL_LEADER=kubernetes needs a cluster: set LABCTL_KUBECONFIG")
+            raise ValueError("LABCTL_LEADER=kubernetes needs a cluster: set LABCTL_KUBECONFIG (or LABCTL_CLUSTERS: "
+                             "the Lease is kept in the first)")
         return KubernetesLeader(kubeconfig, name=f"labctl-{LEASE}",
                                 namespace=settings.leader_namespace or default_namespace(),
                                 holder=settings.replica_id,

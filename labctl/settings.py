@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +27,8 @@ MIN_SECRET_BYTES = 24
 # A CSP frame-ancestors source labctl accepts: 'self', 'none', or a scheme and host (a leading *. allowed), port.
 FRAME_SOURCE = re.compile(r"^('self'|'none'|https?://(\*\.)?[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:\d{1,5})?)$")
 ProviderName = Literal["kubernetes", "aws", "gcp"]
+DEFAULT_CLUSTER = "default"  # the one cluster's name when LABCTL_CLUSTERS is not set (and existing sessions')
+CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 # What Kubernetes gives every pod: the apiserver's Service address in the environment, a ServiceAccount token on disk.
 POD_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
@@ -38,6 +40,40 @@ def in_a_pod() -> bool:
 
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "labctl"
+
+
+class ClusterSetting(BaseModel):
+    """One Kubernetes cluster labctl places sandboxes on: its name (recorded on each session) and kubeconfig."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kubeconfig: Path | None  # None: the pod's ServiceAccount (in-cluster; the default cluster only)
+    learner_server: str | None = None  # the address learners' kubeconfigs name; None: the kubeconfig's
+
+
+def parse_clusters(text: str) -> list[ClusterSetting]:
+    """``LABCTL_CLUSTERS``: comma-separated ``name=kubeconfig`` entries; an error names the entry at fault."""
+    found: list[ClusterSetting] = []
+    for index, raw in enumerate((part.strip() for part in text.split(",")), start=1):
+        if not raw:
+            continue
+        name, sep, path = (piece.strip() for piece in raw.partition("="))
+        where = f"LABCTL_CLUSTERS entry {index} ({raw!r})"
+        if not sep or not path:
+            raise ValueError(f"{where} must be name=kubeconfig, e.g. gpu=/etc/labctl/gpu.yaml")
+        if not CLUSTER_NAME.match(name):
+            raise ValueError(f"{where}: the name {name!r} must be 1-32 lowercase letters, digits and '-', starting "
+                             "and ending with a letter or digit")
+        if any(c.name == name for c in found):
+            raise ValueError(f"{where}: the name {name!r} is used twice; each cluster needs its own name")
+        kubeconfig = Path(path).expanduser()
+        if not kubeconfig.is_file():
+            raise ValueError(f"{where}: the kubeconfig {kubeconfig} is not a readable file")
+        found.append(ClusterSetting(name=name, kubeconfig=kubeconfig))
+    if not found:
+        raise ValueError("LABCTL_CLUSTERS is set but names no cluster; give name=kubeconfig entries, or unset it")
+    return found
 
 
 class Settings(BaseSettings):
@@ -53,6 +89,12 @@ class Settings(BaseSettings):
         default=None, pattern=r"^https://[^/?#\s]+$",
         description="the Kubernetes API address written into learners' kubeconfigs (the cluster's public endpoint); "
                     "default: the one labctl talks to, which in a pod is the cluster-internal Service address")
+    clusters: Annotated[list[ClusterSetting], NoDecode] = Field(
+        default_factory=list,
+        description="several Kubernetes clusters: comma-separated name=kubeconfig entries (e.g. "
+                    "'eu=/etc/labctl/eu.yaml,gpu=/etc/labctl/gpu.yaml'); starts are placed on one with room, the "
+                    "cheapest; default: one cluster named 'default' (LABCTL_KUBECONFIG, the local control plane or "
+                    "in-cluster)")
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     admin_token: SecretStr | None = None
@@ -188,6 +230,20 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("clusters", mode="before")
+    @classmethod
+    def _cluster_entries(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_clusters(value)
+        return value
+
+    @model_validator(mode="after")
+    def _clusters_alone(self) -> Settings:
+        if self.clusters and (self.kubeconfig is not None or self.kube_learner_server is not None):
+            raise ValueError("LABCTL_CLUSTERS names every cluster with its kubeconfig (learners reach each at its "
+                             "kubeconfig's server): unset LABCTL_KUBECONFIG and LABCTL_KUBE_LEARNER_SERVER")
+        return self
+
     @field_validator("page_frame_ancestors")
     @classmethod
     def _frame_sources(cls, value: list[str]) -> list[str]:
@@ -213,10 +269,10 @@ class Settings(BaseSettings):
             token = self.admin_token.get_secret_value() if self.admin_token else ""
             if len(token) < 32:
                 raise ValueError("LABCTL_ADMIN_TOKEN must be set to at least 32 characters when LABCTL_ENV=production")
-            if self.kubeconfig is None and not in_a_pod():
+            if self.kubeconfig is None and not self.clusters and not in_a_pod():
                 raise ValueError("LABCTL_KUBECONFIG must name the cluster's kubeconfig when LABCTL_ENV=production "
                                  "(or run labctl in the cluster, as a pod with a ServiceAccount)")
-            if self.kubeconfig is None and self.kube_learner_server is None:
+            if self.kubeconfig is None and not self.clusters and self.kube_learner_server is None:
                 raise ValueError("LABCTL_KUBE_LEARNER_SERVER must be set when labctl runs in a pod with "
                                  "LABCTL_ENV=production: learners' kubeconfigs would name the cluster-internal "
                                  "address they cannot reach; set the apiserver's public endpoint (e.g. "
@@ -254,6 +310,13 @@ class Settings(BaseSettings):
         local = self.local_cluster_kubeconfig
         return local if local.exists() else None
 
+    @property
+    def cluster_list(self) -> list[ClusterSetting]:
+        """Every cluster sandboxes may be placed on, in the order ties are broken: ``LABCTL_CLUSTERS``, or the one
+        cluster named ``default`` (its kubeconfig None: in-cluster)."""
+        return self.clusters or [ClusterSetting(name=DEFAULT_CLUSTER, kubeconfig=self.effective_kubeconfig,
+                                                learner_server=self.kube_learner_server)]
+
     def redacted(self) -> dict[str, str]:
         """The effective configuration, secrets hidden, for the start-up log line."""
         return {
@@ -262,6 +325,7 @@ class Settings(BaseSettings):
             "database_url": _hide_password(self.effective_database_url),
             "kubeconfig": str(self.effective_kubeconfig or ("(in-cluster)" if in_a_pod() else "(none)")),
             "learner_api_server": self.kube_learner_server or "(as labctl's)",
+            "clusters": ", ".join(f"{c.name}={c.kubeconfig or '(in-cluster)'}" for c in self.cluster_list),
             "listen": f"{self.host}:{self.port}",
             "labs_dir": str(self.labs_dir),
             "providers": ",".join(self.providers),

@@ -14,9 +14,11 @@ from kubernetes import client
 from labctl.localcluster.cluster import LocalCluster
 from labctl.providers.kubernetes.client import api_client
 from labctl.settings import Settings
+from tests.support import two_clusters
 from tests.support.moto import moto_server
 from tests.support.postgres import postgres_server
 from tests.support.server import Server
+from tests.support.two_clusters import Pair
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +54,13 @@ def _remove_leftovers(cluster: LocalCluster) -> None:
     for labels in (selector, "labctl.dev/test=1"):
         cluster.kubectl(["delete", "namespace", "-l", labels, "--ignore-not-found", "--timeout=170s"], check=False,
                         timeout=180)
+
+
+@pytest.fixture(scope="session")
+def cluster_pair(settings: Settings) -> Pair:
+    """Two more local clusters, ``<LABCTL_TEST_CLUSTER>-a`` (small, spot) and ``-b`` (larger, on-demand, one GPU), for
+    the placement tests (:mod:`tests.support.two_clusters`); left running like the suite's own."""
+    return two_clusters.bring_up(settings.local_cluster_workdir, prefix=TEST_CLUSTER)
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ async def healthz() -> dict[str, str]:
             responses=responses.problems(503, s503="not ready: `checks` says which check failed; `Retry-After` says "
                                                    "when to ask again"))
 def readyz(parts: PartsDep, principal: MaybePrincipal) -> JSONResponse:
-    result = health.check(parts.runtime.probes)
+    result = health.check(parts.runtime.probes, any_of=parts.runtime.cluster_probes)
     parts.metrics.ready.set(1 if result.ready else 0)
     _log_changes(parts.readiness_seen, result)
     detailed = principal is not None and principal.role == "instructor"

@@ -7,7 +7,20 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from labctl.cli import cluster, costs, labs, pools, prices, serve, sessions, submissions, sweep, tokens, webhooks
+from labctl.cli import (
+    cluster,
+    clusters,
+    costs,
+    labs,
+    pools,
+    prices,
+    serve,
+    sessions,
+    submissions,
+    sweep,
+    tokens,
+    webhooks,
+)
 from labctl.cli.output import stderr
 from labctl.grading.jail import JailUnavailable
 from labctl.localcluster.build import BuildError
@@ -28,6 +41,7 @@ app.command()(submissions.submit)
 app.command()(serve.serve)
 app.command()(sweep.sweep)
 app.command()(costs.costs)
+app.command()(clusters.clusters)
 
 KNOWN_ERRORS = (BuildError, ClusterError, FleetError, JailUnavailable)
 

@@ -15,7 +15,7 @@ budget = typer.Typer(help="A learner's request for more budget: approve or deny 
 app.add_typer(budget, name="budget")
 
 SessionId = Annotated[str, typer.Argument(help="The session id (see `labctl sessions list`).")]
-COLUMNS = ["id", "lab_id", "learner_id", "state", "expires_at", "namespace"]
+COLUMNS = ["id", "lab_id", "learner_id", "state", "expires_at", "namespace", "cluster"]
 
 
 @app.command("list")

@@ -34,7 +34,8 @@ T = TypeVar("T")
 
 
 class ProviderRouter:
-    """Implements the port by dispatching on ``spec.lab.provider``."""
+    """Implements the port by dispatching on ``spec.lab.provider`` (the ``kubernetes`` provider then dispatches on
+    ``spec.cluster``); a cool-down is per backend: a provider, or one cluster of the Kubernetes provider."""
 
     name = "sandbox"
 
@@ -64,8 +65,9 @@ class ProviderRouter:
     def _call(self, spec: SandboxSpec, fn: Callable[[SandboxProvider], T]) -> T:
         """``fn`` on the session's provider, unless that backend is cooling down after it did not answer."""
         name = spec.lab.provider
+        backend = f"{name}/{spec.cluster}" if spec.cluster else name  # one cluster's outage cools only that one
         with self._lock:
-            until, why = self._down.get(name, (0.0, ""))
+            until, why = self._down.get(backend, (0.0, ""))
         left = until - time.monotonic()
         if left > 0:
             raise ProviderUnavailable(f"{why} (not asked again for another {left:.0f}s)")
@@ -73,7 +75,7 @@ class ProviderRouter:
             return fn(self.of(name))
         except ProviderUnavailable as exc:
             with self._lock:
-                self._down[name] = (time.monotonic() + self.cooldown_s, str(exc))
+                self._down[backend] = (time.monotonic() + self.cooldown_s, str(exc))
             raise
 
     def ping(self) -> str:
@@ -89,6 +91,7 @@ class ProviderRouter:
         """Every in-use provider's sandboxes; all or nothing (a partial list would make sandboxes look lost)."""
         found: set[str] = set()
         listed: set[str] = set()
+        clusters: set[str] = set()
         for name in self.in_use:
             with self._lock:
                 until, why = self._down.get(name, (0.0, ""))
@@ -97,7 +100,8 @@ class ProviderRouter:
             listing = self.of(name).sandboxes()
             found |= listing.sessions
             listed |= listing.providers
-        return Listing(sessions=frozenset(found), providers=frozenset(listed))
+            clusters |= listing.clusters
+        return Listing(sessions=frozenset(found), providers=frozenset(listed), clusters=frozenset(clusters))
 
     def enforce(self, spec: SandboxSpec, *, resource: str, action: Literal["stop", "terminate"]) -> None:
         self._call(spec, lambda p: p.enforce(spec, resource=resource, action=action))

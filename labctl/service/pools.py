@@ -166,22 +166,26 @@ class Pools:
         """Every lab's pool members; ``listed``: with whether the backend still holds each pooled sandbox (a
         backend that cannot list now is taken to hold them all: the next pass looks again)."""
         present: frozenset[str] | None = None
+        answered: frozenset[str] = frozenset()  # the clusters that listed: a pooled sandbox elsewhere is not judged
         if listed:
             try:
                 listing = self.sessions.provider.sandboxes()
-                present = listing.sessions if "kubernetes" in listing.providers else None
+                if "kubernetes" in listing.providers:
+                    present, answered = listing.sessions, listing.clusters
             except ProviderError as exc:
                 log.warning("pools: listing sandboxes failed, nothing judged lost this pass: %s", exc)
         with self.sessions.store.session() as db:
             rows = db.execute(select(SandboxSession.id, SandboxSession.lab_id, SandboxSession.state,
-                                     SandboxSession.pool_hash, SandboxSession.ready_at).where(
+                                     SandboxSession.pool_hash, SandboxSession.ready_at,
+                                     SandboxSession.cluster).where(
                 SandboxSession.pool_hash.is_not(None),
                 SandboxSession.state.in_((states.POOLED, "provisioning")))).all()
         members: dict[str, list[Member]] = {}
         for row in rows:
             members.setdefault(row.lab_id, []).append(Member(
                 id=row.id, state=row.state, pool_hash=row.pool_hash, ready_at=row.ready_at,
-                present=present is None or row.state != states.POOLED or row.id in present))
+                present=present is None or row.state != states.POOLED or row.id in present
+                or (row.cluster is not None and row.cluster not in answered)))
         return members
 
     def _drain(self, ids: Sequence[str], report: PoolReport) -> None:
@@ -248,10 +252,16 @@ class Pools:
 
     def _make_one(self, lab: Lab) -> tuple[str, bool]:
         """A new pool row, born leased (the reconciler leaves it alone), then its sandbox."""
+        session_id = f"{lab.id}-{secrets.token_hex(5)}"
+        try:  # placed as a start is: on the cheapest cluster with room
+            cluster = self.sessions.place(lab, session_id=session_id)
+        except LabctlError as exc:
+            log.warning("no room for a pooled sandbox of %s: %s", lab.id, exc)
+            return session_id, False
         now = self.sessions.clock()
         expires = now + parse_duration(lab.time.limit)
         row = SandboxSession(
-            id=f"{lab.id}-{secrets.token_hex(5)}", lab_id=lab.id, learner_id=POOL_LEARNER, provider=lab.provider,
+            id=session_id, lab_id=lab.id, learner_id=POOL_LEARNER, provider=lab.provider, cluster=cluster,
             state="provisioning", budget_usd=lab.budget.usd, created_at=now, expires_at=expires, deadline_at=expires,
             live_key=None, cleanup_pending=False, started_by=ACTOR, pool_hash=self.hashes[lab.id],
             lease_holder=self.sessions.lease_name("pool"), lease_expires_at=now + LEASE_TTL)
@@ -262,5 +272,6 @@ class Pools:
                     db.add(row)
                 return row.id, self.sessions.provision(row.id, actor=ACTOR).state == states.POOLED
         except (LabctlError, ProviderError) as exc:
+            self.sessions.release_place(row.id)
             log.warning("provisioning pooled sandbox %s failed: %s", row.id, exc)
             return row.id, False

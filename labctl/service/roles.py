@@ -50,6 +50,7 @@ MATRIX: Final[dict[str, Rule]] = {
     "GET /v1/labs": CATALOG_READERS,
     "GET /v1/labs/{lab_id}": CATALOG_READERS,
     "GET /v1/labs/{lab_id}/pool": INSTRUCTOR,  # the course's warm sandboxes and their idle cost
+    "GET /v1/clusters": INSTRUCTOR,  # the clusters' capacity and sessions: operators' business, no learner's
     # sessions
     "POST /v1/sessions": SESSION_ACTORS,
     "POST /v1/sessions/grants": INSTRUCTOR,

@@ -63,6 +63,7 @@ from labctl.service import allowances, leader, paging, policy, roles, states
 from labctl.service.allowances import Allowance
 from labctl.service.auth import Principal
 from labctl.service.baseline import Baseline
+from labctl.service.clusters import Placement
 from labctl.store import pool_ledger
 from labctl.store.db import Store
 from labctl.store.models import Grant, SandboxSession, SessionEvent
@@ -93,8 +94,10 @@ class Sessions:
 
     def __init__(self, *, store: Store, provider: SandboxProvider, catalog: Mapping[str, Lab],
                  clock: Callable[[], datetime] = utcnow, holder: str = "labctl",
-                 pool_hashes: Mapping[str, str] | None = None) -> None:
+                 pool_hashes: Mapping[str, str] | None = None, placement: Placement | None = None) -> None:
         self.store = store
+        # Which cluster a new Kubernetes sandbox goes to (None: the provider has one cluster and needs no choice).
+        self.placement = placement
         # lab id -> the hash of its definition and templates (labctl.service.pools.lab_hash), for labs with a pool:
         # a start claims only a pooled sandbox made from the lab as it is now.
         self.pool_hashes = dict(pool_hashes or {})
@@ -186,17 +189,20 @@ class Sessions:
             raise Conflict(f"learner {learner_id} has no budget left in lab {lab.id}: ${allowance.budget_usd:.2f} "
                            f"(the lab's and what was granted) minus ${allowance.spent_usd:.2f} spent by earlier "
                            "sessions; an instructor can grant more (labctl sessions grant)")
-        self._check_reachable(lab)
+        if not self._placed(lab):
+            self._check_reachable(lab)
         pool_hash = self.pool_hashes.get(lab.id) if lab.pool is not None else None
         if pool_hash is not None:
             claimed = self._claim_pooled(lab=lab, learner_id=learner_id, allowance=allowance, principal=principal,
                                   pool_hash=pool_hash)
             if claimed is not None:
                 return claimed
+        session_id = f"{lab.id}-{secrets.token_hex(5)}"
+        cluster = self.place(lab, session_id=session_id)  # a 503 naming each cluster's reason when none has room
         now = self.clock()
         expires = now + parse_duration(lab.time.limit)
         row = SandboxSession(
-            id=f"{lab.id}-{secrets.token_hex(5)}", lab_id=lab.id, learner_id=learner_id, provider=lab.provider,
+            id=session_id, lab_id=lab.id, learner_id=learner_id, provider=lab.provider, cluster=cluster,
             state="provisioning", budget_usd=allowance.budget_left_usd, created_at=now, expires_at=expires,
             deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
             live_key=f"{lab.id}/{learner_id}", cleanup_pending=False, started_by=principal.caller,
@@ -215,6 +221,7 @@ class Sessions:
                                           budget_usd=float(allowance.budget_left_usd),
                                           attempts_left=allowance.attempts_left))
             except IntegrityError:
+                self.release_place(row.id)
                 existing = self.live(lab_id, learner_id)
                 if existing is None:
                     raise Conflict(f"another start for {learner_id} in {lab_id} is finishing; try again") from None
@@ -320,6 +327,7 @@ class Sessions:
                                    live_key=None)
 
     def finish_stop(self, session_id: str, *, actor: str) -> SandboxSession:
+        self.release_place(session_id)  # a sandbox going away holds no room its pods never took
         with self.lease(session_id, "stop"):
             row = self.row_of(session_id)
             if row.state == "terminated":  # another stop (a sweep, a second DELETE) finished it first
@@ -675,6 +683,21 @@ class Sessions:
 
     # -- internals -------------------------------------------------------------------------------------------------
 
+    def _placed(self, lab: Lab) -> bool:
+        return self.placement is not None and lab.provider == "kubernetes"
+
+    def place(self, lab: Lab, *, session_id: str) -> str | None:
+        """The cluster a new sandbox of ``lab`` goes to (:mod:`labctl.service.clusters`); ``None`` for a cloud lab,
+        or when the provider has one cluster and was given no placement. Nothing is recorded yet."""
+        if self.placement is None or not self._placed(lab):
+            return None
+        return self.placement.place(lab, session_id=session_id, namespace=session_id)
+
+    def release_place(self, session_id: str) -> None:
+        """A start that made no sandbox frees the room its placement held."""
+        if self.placement is not None:
+            self.placement.release(session_id)
+
     def _check_reachable(self, lab: Lab) -> None:
         """The lab's own provider answers (a 503 naming it otherwise, before anything is recorded); a cloud that is
         down does not stop starts of Kubernetes labs, nor the other way round."""
@@ -733,6 +756,7 @@ class Sessions:
 
     def _fail(self, session_id: str, *, actor: str, reason: str) -> SandboxSession:
         """Mark failed with the reason and remove whatever was made; on a cleanup failure leave it to reconcile."""
+        self.release_place(session_id)
         row = self.row_of(session_id)
         try:
             self.provider.destroy(self.spec_of(row), wait_s=DESTROY_WAIT_S)
@@ -830,7 +854,8 @@ class Sessions:
         assert row.expires_at is not None and row.namespace is not None
         return SandboxSpec(session_id=row.id, lab=self.lab(row.lab_id), learner_id=row.learner_id,
                            namespace=row.namespace, expires_at=row.expires_at,
-                           budget_usd=float(row.budget_usd), started_at=row.ready_at or row.created_at)
+                           budget_usd=float(row.budget_usd), started_at=row.ready_at or row.created_at,
+                           cluster=row.cluster)
 
 
 # The fields of a command's last write that end its lease (:meth:`Sessions.lease`'s release is then a read).

@@ -125,6 +125,8 @@ class Sweeper:
         with self.sessions.store.session() as db:
             rows = db.execute(select(SandboxSession.id, SandboxSession.state).where(
                 SandboxSession.provider.in_(listing.providers),
+                # A session of a cluster that did not list this pass is not judged by its silence.
+                SandboxSession.cluster.is_(None) | SandboxSession.cluster.in_(listing.clusters),
                 SandboxSession.state.in_(METERED_STATES) | SandboxSession.id.in_(present))).all()
         for session_id, state in rows:
             try:

@@ -69,6 +69,8 @@ class SandboxSession(Base):
     state: Mapped[str] = mapped_column(String(20), index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     namespace: Mapped[str | None] = mapped_column(String(63))
+    # The Kubernetes cluster (LABCTL_CLUSTERS name) the sandbox lives in; None for cloud sandboxes.
+    cluster: Mapped[str | None] = mapped_column(String(32))
     budget_usd: Mapped[Decimal] = mapped_column(Numeric(12, 4))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -22,7 +22,7 @@ ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
 @dataclass
 class Server:
     data_dir: Path
-    kubeconfig: Path
+    kubeconfig: Path | None  # None: the clusters come from extra_env (LABCTL_CLUSTERS)
     extra_env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)  # more `labctl serve` options, e.g. --local-aws
     port: int = field(default_factory=free_port)
@@ -35,7 +35,8 @@ class Server:
 
     def env(self) -> dict[str, str]:
         # Sweeps run once at start (reconcile) and then rarely: tests of timers drive them with a fake clock.
-        return {**os.environ, "LABCTL_DATA_DIR": str(self.data_dir), "LABCTL_KUBECONFIG": str(self.kubeconfig),
+        cluster = {"LABCTL_KUBECONFIG": str(self.kubeconfig)} if self.kubeconfig is not None else {}
+        return {**os.environ, "LABCTL_DATA_DIR": str(self.data_dir), **cluster,
                 "LABCTL_ADMIN_TOKEN": ADMIN_TOKEN, "LABCTL_SWEEP_INTERVAL_S": "3600", **self.extra_env}
 
     def start(self, *, wait_ready: bool = True) -> Server:

@@ -26,3 +26,13 @@ def test_one_failure_makes_it_not_ready_and_is_reported() -> None:
 
 def test_no_probes_is_not_ready() -> None:
     assert not health.check({}).ready
+
+
+def test_of_interchangeable_clusters_one_answering_is_enough_but_not_none() -> None:
+    clusters = frozenset({"cluster", "cluster:gpu"})
+    one_down = health.check({"store": lambda: "ok", "cluster": _boom, "cluster:gpu": lambda: "v1"}, any_of=clusters)
+    assert one_down.ready and not one_down.checks["cluster"].ok
+    both_down = health.check({"store": lambda: "ok", "cluster": _boom, "cluster:gpu": _boom}, any_of=clusters)
+    assert not both_down.ready
+    store_down = health.check({"store": _boom, "cluster": lambda: "v1"}, any_of=clusters)
+    assert not store_down.ready

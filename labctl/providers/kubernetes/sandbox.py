@@ -28,8 +28,17 @@ from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from labctl.grading.snapshot import BudgetInfo, SessionInfo, Snapshot
-from labctl.ports import Credentials, Listing, ProviderError, ProviderUnavailable, SandboxSpec, Suspension, UsageByPod
-from labctl.providers.kubernetes import cache, inventory, render, snapshot, suspension, usage
+from labctl.ports import (
+    ClusterRoom,
+    Credentials,
+    Listing,
+    ProviderError,
+    ProviderUnavailable,
+    SandboxSpec,
+    Suspension,
+    UsageByPod,
+)
+from labctl.providers.kubernetes import cache, capacity, inventory, render, snapshot, suspension, usage
 from labctl.providers.kubernetes import client as kube
 from labctl.providers.kubernetes.client import api_client
 
@@ -42,6 +51,9 @@ PROVISIONS_AT_ONCE = 16  # sandboxes provisioned side by side; more starts wait 
 # beyond the pool opens a connection, a TLS handshake, and discards it after: a class's starts and deletes did).
 POOL_CONNECTIONS = 2 * API_CONNECTIONS
 PING_FRESH_S = 1.0  # how long an answered ping stands
+ROOM_FRESH_S = 2.0  # how long a capacity summary stands (starts in flight are reserved by placement meanwhile)
+ROOM_PAGE = 500  # pods a page of the capacity summary's list holds
+BOUND_PODS = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
 MIN_TOKEN_SECONDS = 600  # the apiserver refuses shorter TokenRequests
 REFERRED_KINDS = ("Role", "ClusterRole", "ValidatingAdmissionPolicy")  # applied before what binds them
 ROOT_CA_CONFIGMAP = inventory.ROOT_CA_CONFIGMAP
@@ -54,7 +66,9 @@ class KubernetesSandboxes:
     name = "kubernetes"
 
     def __init__(self, kubeconfig: Path | None, manifests_dir: Path, *, step_delay_s: float = 0.0,
-                 timeout: tuple[float, float] = kube.DEFAULT_TIMEOUT, learner_server: str | None = None) -> None:
+                 timeout: tuple[float, float] = kube.DEFAULT_TIMEOUT, learner_server: str | None = None,
+                 cluster: str = "default") -> None:
+        self.cluster = cluster  # its name among labctl's clusters (LABCTL_CLUSTERS), recorded on each session
         self.kubeconfig = kubeconfig  # None: the pod's ServiceAccount (in-cluster)
         # The apiserver address learners' kubeconfigs name; None: the one labctl talks to.
         self.learner_server = learner_server
@@ -73,6 +87,8 @@ class KubernetesSandboxes:
         self._pinged: tuple[float, str | ProviderUnavailable] | None = None  # (monotonic time, version or failure)
         self._pinging = False  # a ping is out
         self._ping_lock = threading.Lock()
+        self._room: tuple[float, ClusterRoom] | None = None  # (monotonic time, summary) of the last capacity read
+        self._room_lock = threading.Lock()
 
     # -- clients ---------------------------------------------------------------------------------------------------
 
@@ -150,6 +166,24 @@ class KubernetesSandboxes:
         if isinstance(answer, ProviderUnavailable):
             raise ProviderUnavailable(str(answer))
         return answer
+
+    def room(self) -> ClusterRoom:
+        """The cluster's capacity summary (:mod:`.capacity`): its Nodes and the requests of the pods bound to them,
+        two paged cluster-wide lists shared by every start within :data:`ROOM_FRESH_S` (so a class starting together
+        costs a few lists, not one per start); a cluster that does not answer gives a room with the ``error``."""
+        with self._room_lock:  # one reader lists; the starts arriving meanwhile wait for its answer and share it
+            if self._room is not None and time.monotonic() - self._room[0] < ROOM_FRESH_S:
+                return self._room[1]
+            try:
+                self.ping()  # within the connect timeout: an apiserver that hangs must not hold a start for a read's
+                core = client.CoreV1Api(self._client())
+                nodes = _paged(lambda **kw: core.list_node(**kw))
+                pods = _paged(lambda **kw: core.list_pod_for_all_namespaces(field_selector=BOUND_PODS, **kw))
+                summary = capacity.room(self.cluster, nodes=nodes, pods=pods, taken_at=datetime.now(UTC))
+            except ProviderError as exc:  # shared too: while the cluster is down, starts are not each held up
+                summary = ClusterRoom(name=self.cluster, error=str(exc), taken_at=datetime.now(UTC))
+            self._room = (time.monotonic(), summary)
+            return summary
 
     def provision(self, spec: SandboxSpec) -> None:
         """Apply the sandbox and wait until it holds. At most :data:`PROVISIONS_AT_ONCE` run at a time: a class's
@@ -286,7 +320,7 @@ class KubernetesSandboxes:
         listed = self._distrusting(lambda: core.list_namespace(label_selector=render.SESSION_LABEL))
         return Listing(sessions=frozenset(ns.metadata.labels[render.SESSION_LABEL] for ns in listed.items
                                           if ns.metadata.deletion_timestamp is None),
-                       providers=frozenset({self.name}))
+                       providers=frozenset({self.name}), clusters=frozenset({self.cluster}))
 
     def exists(self, namespace: str) -> bool:
         core = client.CoreV1Api(self._client())
@@ -341,6 +375,19 @@ class KubernetesSandboxes:
                             f"{timeout_s:.0f}s (the probe got: {last}); does the apiserver serve "
                             "admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy, and may labctl impersonate "
                             "ServiceAccounts?", retryable=True)
+
+
+def _paged(lister: Callable[..., Any]) -> list[dict[str, Any]]:
+    """Every object of a cluster-wide list, page by page, as plain JSON (no model objects: a big cluster's pods)."""
+    found: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        answer = _call(functools.partial(lister, limit=ROOM_PAGE, _continue=token, _preload_content=False))
+        body = json.loads(answer.data)
+        found.extend(body.get("items") or [])
+        token = (body.get("metadata") or {}).get("continue") or None
+        if token is None:
+            return found
 
 
 def _apply_one(dyn: dynamic.DynamicClient, obj: dict[str, Any]) -> None:
