@@ -54,7 +54,9 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"labctl serve did not become ready in {self.ready_timeout_s:g}s")
+        self.stop()  # a server that never became ready must not outlive the fixture that failed on it
+        raise RuntimeError(f"labctl serve did not become ready in {self.ready_timeout_s:g}s; see "
+                           f"{self.data_dir}/serve.log")
 
     def kill(self) -> None:
         """SIGKILL: the process gets no chance to clean up, as in a crash or an OOM kill."""
