@@ -39,6 +39,7 @@ import httpx
 import yaml
 from kubernetes import client
 
+from bench.serve import BenchServer
 from labctl.catalog import loader
 from labctl.localcluster.cluster import LocalCluster
 from labctl.ports import SandboxSpec
@@ -47,7 +48,6 @@ from labctl.providers.kubernetes.client import api_client
 from labctl.settings import REPO_ROOT, Settings
 
 LAB = "tag-for-showback"
-LABCTL = str(Path(sys.executable).parent / "labctl")
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
 TOKEN = "bench-admin-token-0123456789abcdef0123456789"  # noqa: S105 - the bench server's own admin token
 MANIFESTS = REPO_ROOT / "manifests"
@@ -70,20 +70,10 @@ class Starts:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Serve:
+class Serve(BenchServer):
     """``labctl serve`` on a fresh data dir, its labs a copy of the shipped lab with ``pool: {warm: N}`` when asked."""
 
     def __init__(self, cluster: LocalCluster, directory: Path, *, warm: int) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         labs = directory / "labs"
         shutil.copytree(REPO_ROOT / "labs" / LAB, labs / LAB)
         if warm:
@@ -91,24 +81,10 @@ class Serve:
             data = yaml.safe_load(path.read_text())
             data["pool"] = {"warm": warm}
             path.write_text(yaml.safe_dump(data, sort_keys=False))
-        env = {**os.environ, "LABCTL_DATA_DIR": str(directory), "LABCTL_KUBECONFIG": str(cluster.kubeconfig),
-               "LABCTL_ADMIN_TOKEN": TOKEN, "LABCTL_SWEEP_INTERVAL_S": "3600",  # the pool fills at start
-               "LABCTL_LABS_DIR": str(labs), "LABCTL_SIMULATE_DEMAND": "false",
-               "LABCTL_GRADER_UNJAILED_FALLBACK": "true"}
-        self.log = (directory / "serve.log").open("a")
-        self.proc = subprocess.Popen([LABCTL, "serve", "--port", str(self.port)], env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 300  # a loaded machine starts it slowly
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        tail = "".join((directory / "serve.log").read_text().splitlines(keepends=True)[-20:])
-        raise RuntimeError(f"labctl serve did not become ready in 300 s; the end of its log:\n{tail}")
+        super().__init__(directory, {
+            "LABCTL_KUBECONFIG": str(cluster.kubeconfig), "LABCTL_ADMIN_TOKEN": TOKEN,
+            "LABCTL_SWEEP_INTERVAL_S": "3600",  # the pool fills at start
+            "LABCTL_LABS_DIR": str(labs), "LABCTL_SIMULATE_DEMAND": "false", "LABCTL_GRADER_UNJAILED_FALLBACK": "true"})
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {TOKEN}"}
@@ -121,13 +97,6 @@ class Serve:
                 return time.monotonic() - started
             time.sleep(1)
         raise RuntimeError(f"the pool did not fill to {n} in {timeout_s:.0f}s")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 async def _starts(url: str, headers: dict[str, str], n: int, label: str) -> tuple[Starts, list[str]]:

@@ -52,7 +52,8 @@ import httpx
 import yaml
 from kubernetes import client
 
-from bench.class_start import free_port, remove_sandboxes
+from bench.class_start import remove_sandboxes
+from bench.serve import BenchServer
 from labctl.catalog import loader
 from labctl.grading import jail as jail_mod
 from labctl.grading.runner import default_jail
@@ -62,7 +63,6 @@ from labctl.providers.kubernetes.client import api_client
 from labctl.settings import REPO_ROOT, Settings
 
 LAB = "tag-for-showback"
-LABCTL = str(Path(sys.executable).parent / "labctl")
 TOKEN = "bench-submit-token-0123456789abcdef0123456789"  # noqa: S105 - the bench server's own admin token
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 START_DEADLINE_S = 1200.0
@@ -128,42 +128,16 @@ def bench_labs(directory: Path) -> Path:
     return labs
 
 
-class Serve:
+class Serve(BenchServer):
     """``labctl serve`` on a fresh data dir with the bench's labs, the real grader jail and no periodic sweep."""
 
     def __init__(self, cluster: LocalCluster, directory: Path, labs: Path, *, replay_max_s: float,
                  replay_step_s: float) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.directory = directory
-        env = {**os.environ, "LABCTL_DATA_DIR": str(directory), "LABCTL_KUBECONFIG": str(cluster.kubeconfig),
-               "LABCTL_ADMIN_TOKEN": TOKEN, "LABCTL_SWEEP_INTERVAL_S": "3600", "LABCTL_LABS_DIR": str(labs),
-               "LABCTL_FLEET_FILE": str(cluster.fleet_file),
-               "LABCTL_REPLAY_MAX_S": f"{replay_max_s:g}", "LABCTL_REPLAY_STEP_S": f"{replay_step_s:g}"}
-        self.log = (directory / "serve.log").open("a")
-        self.proc = subprocess.Popen([LABCTL, "serve", "--port", str(self.port)], env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"labctl serve exited ({self.proc.returncode}); see {directory}/serve.log")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"labctl serve did not become ready; see {directory}/serve.log")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        super().__init__(directory, {
+            "LABCTL_KUBECONFIG": str(cluster.kubeconfig), "LABCTL_ADMIN_TOKEN": TOKEN,
+            "LABCTL_SWEEP_INTERVAL_S": "3600", "LABCTL_LABS_DIR": str(labs),
+            "LABCTL_FLEET_FILE": str(cluster.fleet_file), "LABCTL_REPLAY_MAX_S": f"{replay_max_s:g}",
+            "LABCTL_REPLAY_STEP_S": f"{replay_step_s:g}"}, ready_timeout_s=90)
 
 
 async def start_sessions(url: str, n: int) -> list[str]:
