@@ -23,7 +23,7 @@ from tests.sweeps.test_meter_and_timers import World, _pods_running
 pytestmark = pytest.mark.cluster
 
 LAB = "move-batch-to-spot"
-BURN_RATE = ("budget", "burn-rate")
+BURN_RATE = ("cheaper-per-hour", "burn-rate")
 
 
 def _starter_of(world: World, sid: str) -> tuple[float, Any]:
