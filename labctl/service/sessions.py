@@ -745,9 +745,9 @@ class Sessions:
             fields |= {"starter_burn_rate_usd_per_hour": taken.burn_rate_usd_per_hour,
                        "starter_service": None if taken.service is None
                        else [f.model_dump(mode="json") for f in taken.service]}
-            if taken.unsettled:
-                self.update(session_id, event=("starter_unsettled", actor, "the starter's baseline was taken before "
-                                               f"it settled: {'; '.join(taken.unsettled)}"))
+            if taken.unsettled:  # a full cluster: the starter's baseline is what it holds now
+                log.warning("session %s: the starter's baseline was taken before it settled: %s", session_id,
+                            "; ".join(taken.unsettled))
         if row.pool_hash is not None:
             return self.transition(session_id, states.POOLED, actor=actor, reason="warm, unclaimed", **fields,
                                    **_LEASE_ENDS)

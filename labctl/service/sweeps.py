@@ -48,7 +48,7 @@ from labctl.store.service_ledger import ServiceLedger
 log = logging.getLogger("labctl.sweeps")
 
 METERED_STATES = ("ready", "suspended", "submitted", "graded")
-BASELINE_WAIT_S = 30.0  # the longest provisioning waits for the starter's pods before taking its baseline
+BASELINE_WAIT_S = 10.0  # the longest provisioning waits for the starter's pods before taking its baseline
 BASELINE_POLL_S = 0.2
 
 
