@@ -10,7 +10,7 @@ every later saving look larger).
 
 The objects are applied when provisioning returns, but their pods come a moment later (the workload controllers make
 them, the scheduler binds them). :func:`unsettled` says what is still missing, so provisioning waits for the starter
-to settle, bounded, and says in the session's events when it took the baseline of a starter that did not settle.
+to settle, bounded (a full cluster leaves pods Pending), and logs when it took the baseline of one that did not.
 Pure: snapshots in, lists of text out.
 """
 
