@@ -57,7 +57,14 @@ def test_scaling_the_starter_up_before_the_first_sweep_does_not_move_its_baselin
     eventually(lambda: _pods_running(kube, ns, "app=thumbnailer", 2), timeout=90)
     judged = _submit(world, sid)[BURN_RATE]
     # The starter back as it was is judged against the starter labctl recorded: no saving.
-    assert not judged["passed"] and judged["score"] < 0.5, judged
+    why = f"{judged['feedback']} {judged['evidence']} pods: {_pods(kube, ns)}"  # short: the whole dict is cut
+    assert not judged["passed"] and judged["score"] < 0.5, why
     (evidence,) = judged["evidence"]
     assert evidence["starter_usd_per_hour"] == pytest.approx(recorded, rel=1e-9)
     assert _starter_of(world, sid) == (pytest.approx(recorded, rel=1e-9), service)
+
+
+def _pods(kube: client.ApiClient, ns: str) -> list[tuple[str, str, str | None]]:
+    """The sandbox's pods as (name, phase, node): what a failed assertion shows beside the figures."""
+    return [(p.metadata.name, p.status.phase, p.spec.node_name)
+            for p in client.CoreV1Api(kube).list_namespaced_pod(ns).items]

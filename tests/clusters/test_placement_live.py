@@ -51,8 +51,12 @@ def world(cluster_pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Itera
     srv.data_dir.mkdir()
     srv.start()
     settings = Settings(data_dir=srv.data_dir, admin_token=ADMIN_TOKEN, labs_dir=labs_dir, manifests_dir=manifests,
-                        clusters=env["LABCTL_CLUSTERS"])  # type: ignore[arg-type]  # parsed by its validator
-    rt = build(settings)  # this process's runtime on the server's store: the sweep the tests drive
+                        clusters=env["LABCTL_CLUSTERS"],  # type: ignore[arg-type]  # parsed by its validator
+                        replica_id="test-sweeper")
+    # This process's runtime on the server's store, the sweep the tests drive: a second replica, with a name of its
+    # own (a lease is free to its own holder, so sharing the server's hostname would let the server's 30-s reconcile
+    # finish a stop this sweep holds, with the stop's reason).
+    rt = build(settings)
     with api_client(cluster_pair.a.kubeconfig) as a, api_client(cluster_pair.b.kubeconfig) as b:
         yield {"server": srv, "runtime": rt, "kube": {"a": a, "b": b}, "sessions": {}, "env": env}
     rt.close()
