@@ -6,24 +6,50 @@ up to a sweep interval after the learner got its kubeconfig: a learner who scale
 (here: the thumbnailer from 2 to 8 replicas, and back down to 2 before submitting) doubled the starter's burn rate and
 passed ``burn-rate`` with the starter unchanged. Played with the learner's kubeconfig and the real kubectl: the
 baseline is labctl's own figure, taken while provisioning, and neither it nor the grade moves.
+
+The lab's starter here is its thumbnailer alone: on the local control plane kwok's stock stages end the backfill
+Job's pods at once (its 10-minute ``pod-complete`` delay is not honoured), so the starter's Job runs for seconds and
+how many of its pods a baseline finds depends on the moment (0 to 4; one in a full-suite run), which would decide
+this test's ``burn-rate`` by luck. A standing Deployment has one figure at any moment.
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
+from labctl.localcluster.cluster import LocalCluster
+from labctl.settings import REPO_ROOT
 from tests.adversarial.test_grade_forgery import _learner, _submit
 from tests.support.wait import eventually
-from tests.sweeps.test_meter_and_timers import World, _pods_running
+from tests.sweeps.test_meter_and_timers import World, _pods_running, _stop_all, _world
 
 pytestmark = pytest.mark.cluster
 
 LAB = "move-batch-to-spot"
 BURN_RATE = ("cheaper-per-hour", "burn-rate")
+
+
+@pytest.fixture
+def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
+    """The adversarial world, with the lab's starter cut to its thumbnailer (the module docstring says why)."""
+    labs = tmp_path / "labs"
+    shutil.copytree(REPO_ROOT / "labs", labs)
+    path = labs / LAB / "lab.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["starter"] = [t for t in doc["starter"] if t.endswith("thumbnailer.yaml.j2")]
+    assert len(doc["starter"]) == 1, doc["starter"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    w = _world(tmp_path, local_cluster, labs)
+    with w.client:
+        yield w
+        _stop_all(w)
 
 
 def _starter_of(world: World, sid: str) -> tuple[float, Any]:
