@@ -29,6 +29,8 @@ FRAME_SOURCE = re.compile(r"^('self'|'none'|https?://(\*\.)?[A-Za-z0-9]([-A-Za-z
 ProviderName = Literal["kubernetes", "aws", "gcp"]
 DEFAULT_CLUSTER = "default"  # the one cluster's name when LABCTL_CLUSTERS is not set (and existing sessions')
 CLUSTER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+LEARNER_SERVER = re.compile(r"^https://[^/?#\s@,]+$")  # an API address for learners: scheme and host[:port] only
+LEARNER_SERVER_MARK = "@https://"  # ends a LABCTL_CLUSTERS entry with the learners' address of that cluster
 # What Kubernetes gives every pod: the apiserver's Service address in the environment, a ServiceAccount token on disk.
 POD_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
@@ -53,15 +55,25 @@ class ClusterSetting(BaseModel):
 
 
 def parse_clusters(text: str) -> list[ClusterSetting]:
-    """``LABCTL_CLUSTERS``: comma-separated ``name=kubeconfig`` entries; an error names the entry at fault."""
+    """``LABCTL_CLUSTERS``: comma-separated ``name=kubeconfig`` entries, each optionally ending ``@https://host[:port]``
+    (the address learners' kubeconfigs name for that cluster, when labctl reaches it at another, such as a private
+    endpoint); an error names the entry at fault."""
     found: list[ClusterSetting] = []
     for index, raw in enumerate((part.strip() for part in text.split(",")), start=1):
         if not raw:
             continue
-        name, sep, path = (piece.strip() for piece in raw.partition("="))
+        name, sep, rest = (piece.strip() for piece in raw.partition("="))
         where = f"LABCTL_CLUSTERS entry {index} ({raw!r})"
+        path, at, server = (piece.strip() for piece in rest.rpartition(LEARNER_SERVER_MARK))
+        if not at:
+            path, server = rest, ""
         if not sep or not path:
-            raise ValueError(f"{where} must be name=kubeconfig, e.g. gpu=/etc/labctl/gpu.yaml")
+            raise ValueError(f"{where} must be name=kubeconfig, e.g. gpu=/etc/labctl/gpu.yaml "
+                             "(or gpu=/etc/labctl/gpu.yaml@https://gpu.k8s.example.com:6443)")
+        learner_server = f"https://{server}" if at else None
+        if learner_server is not None and not LEARNER_SERVER.match(learner_server):
+            raise ValueError(f"{where}: the learners' address {learner_server!r} must be https://host[:port], with no "
+                             "path, query or spaces")
         if not CLUSTER_NAME.match(name):
             raise ValueError(f"{where}: the name {name!r} must be 1-32 lowercase letters, digits and '-', starting "
                              "and ending with a letter or digit")
@@ -70,7 +82,7 @@ def parse_clusters(text: str) -> list[ClusterSetting]:
         kubeconfig = Path(path).expanduser()
         if not kubeconfig.is_file():
             raise ValueError(f"{where}: the kubeconfig {kubeconfig} is not a readable file")
-        found.append(ClusterSetting(name=name, kubeconfig=kubeconfig))
+        found.append(ClusterSetting(name=name, kubeconfig=kubeconfig, learner_server=learner_server))
     if not found:
         raise ValueError("LABCTL_CLUSTERS is set but names no cluster; give name=kubeconfig entries, or unset it")
     return found
@@ -86,13 +98,14 @@ class Settings(BaseSettings):
         default=None, description="default: the local control plane's, if it exists; else, in a pod, the pod's "
                                   "ServiceAccount (in-cluster)")
     kube_learner_server: str | None = Field(
-        default=None, pattern=r"^https://[^/?#\s]+$",
+        default=None, pattern=LEARNER_SERVER.pattern,
         description="the Kubernetes API address written into learners' kubeconfigs (the cluster's public endpoint); "
                     "default: the one labctl talks to, which in a pod is the cluster-internal Service address")
     clusters: Annotated[list[ClusterSetting], NoDecode] = Field(
         default_factory=list,
         description="several Kubernetes clusters: comma-separated name=kubeconfig entries (e.g. "
-                    "'eu=/etc/labctl/eu.yaml,gpu=/etc/labctl/gpu.yaml'); starts are placed on one with room, the "
+                    "'eu=/etc/labctl/eu.yaml,gpu=/etc/labctl/gpu.yaml'), each optionally with @https://host[:port], "
+                    "the address learners' kubeconfigs name for it; starts are placed on one with room, the "
                     "cheapest; default: one cluster named 'default' (LABCTL_KUBECONFIG, the local control plane or "
                     "in-cluster)")
     host: str = "127.0.0.1"
@@ -240,8 +253,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _clusters_alone(self) -> Settings:
         if self.clusters and (self.kubeconfig is not None or self.kube_learner_server is not None):
-            raise ValueError("LABCTL_CLUSTERS names every cluster with its kubeconfig (learners reach each at its "
-                             "kubeconfig's server): unset LABCTL_KUBECONFIG and LABCTL_KUBE_LEARNER_SERVER")
+            raise ValueError("LABCTL_CLUSTERS names every cluster with its kubeconfig (and, after @, the address "
+                             "learners reach it at, e.g. eu=/etc/labctl/eu.yaml@https://eu.k8s.example.com): unset "
+                             "LABCTL_KUBECONFIG and LABCTL_KUBE_LEARNER_SERVER")
         return self
 
     @field_validator("page_frame_ancestors")
@@ -325,7 +339,9 @@ class Settings(BaseSettings):
             "database_url": _hide_password(self.effective_database_url),
             "kubeconfig": str(self.effective_kubeconfig or ("(in-cluster)" if in_a_pod() else "(none)")),
             "learner_api_server": self.kube_learner_server or "(as labctl's)",
-            "clusters": ", ".join(f"{c.name}={c.kubeconfig or '(in-cluster)'}" for c in self.cluster_list),
+            "clusters": ", ".join(f"{c.name}={c.kubeconfig or '(in-cluster)'}"
+                                  + (f" (learners: {c.learner_server})" if c.learner_server else "")
+                                  for c in self.cluster_list),
             "listen": f"{self.host}:{self.port}",
             "labs_dir": str(self.labs_dir),
             "providers": ",".join(self.providers),

@@ -4,10 +4,10 @@ larger, with one GPU; :mod:`tests.support.two_clusters`).
 Starts go to the cheaper cluster while it has room, then to the other; a GPU lab goes where a GPU is free, and of two
 starts racing for the last one only one pod gets it (the other waits Pending, never on a cluster without GPUs); a lab
 no cluster could run is a 503 naming each cluster's reason, with nothing left behind.
-Each session's namespace exists in its own cluster only; the learner's kubeconfig names its cluster's server; a sweep
-meters the sessions of both clusters and ends only the session whose namespace vanished; a stop removes the sandbox
-from its cluster; a cluster whose apiserver stops answering fails its own readiness check (the service stays ready)
-while starts go to the other.
+Each session's namespace exists in its own cluster only; the learner's kubeconfig names its cluster's server (b's:
+the learners' address its entry gives); a sweep meters the sessions of both clusters and ends only the session whose
+namespace vanished; a stop removes the sandbox from its cluster; a cluster whose apiserver stops answering fails its
+own readiness check (the service stays ready) while starts go to the other.
 The tests run in order on one world.
 """
 
@@ -45,7 +45,10 @@ def world(cluster_pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> Itera
     tmp = tmp_path_factory.mktemp("clusters")
     labs_dir, manifests = labs(tmp)
     # A short connect timeout keeps the outage test's apiserver stop brief (the controllers' leases outlive seconds).
-    env = {**cluster_pair.env(), "LABCTL_LABS_DIR": str(labs_dir), "LABCTL_MANIFESTS_DIR": str(manifests),
+    # Cluster b's learners are given another name its apiserver's certificate carries, as a cluster labctl reaches
+    # at a private endpoint would name its public one.
+    clusters = f"{cluster_pair.env()['LABCTL_CLUSTERS']}@{_learners_server_of(cluster_pair.b)}"
+    env = {"LABCTL_CLUSTERS": clusters, "LABCTL_LABS_DIR": str(labs_dir), "LABCTL_MANIFESTS_DIR": str(manifests),
            "LABCTL_KUBE_CONNECT_TIMEOUT_S": "1"}
     srv = Server(data_dir=tmp / "data", kubeconfig=None, extra_env=env)
     srv.data_dir.mkdir()
@@ -71,6 +74,13 @@ def _start(srv: Server, lab: str, learner: str) -> httpx.Response:
 def _namespaces(world: dict[str, Any], cluster: str) -> set[str]:
     listed = client.CoreV1Api(world["kube"][cluster]).list_namespace(label_selector="labctl.dev/session")
     return {ns.metadata.name for ns in listed.items if ns.metadata.deletion_timestamp is None}
+
+
+def _learners_server_of(cluster: LocalCluster) -> str:
+    """The cluster's apiserver under another name its certificate carries (``localhost``)."""
+    server = _server_of(cluster)
+    assert "127.0.0.1" in server, server
+    return server.replace("127.0.0.1", "localhost")
 
 
 def _server_of(cluster: LocalCluster) -> str:
@@ -175,11 +185,13 @@ def test_instructors_see_each_clusters_capacity_and_sessions(world: dict[str, An
 def test_the_learners_kubeconfig_names_its_clusters_server(world: dict[str, Any], cluster_pair: Pair,
                                                            tmp_path: Path) -> None:
     srv = world["server"]
-    for learner, cluster in (("ada", cluster_pair.a), ("cy", cluster_pair.b)):
+    # a: the server of labctl's kubeconfig; b: the learners' address its LABCTL_CLUSTERS entry names.
+    for learner, cluster, server in (("ada", cluster_pair.a, _server_of(cluster_pair.a)),
+                                     ("cy", cluster_pair.b, _learners_server_of(cluster_pair.b))):
         session = world["sessions"][learner]
         with srv.client() as c:
             kubeconfig = c.get(f"/v1/sessions/{session['id']}/kubeconfig").text
-        assert yaml.safe_load(kubeconfig)["clusters"][0]["cluster"]["server"] == _server_of(cluster)
+        assert yaml.safe_load(kubeconfig)["clusters"][0]["cluster"]["server"] == server
         path = tmp_path / f"{learner}.yaml"
         path.write_text(kubeconfig)
         pods = _kubectl(cluster, path, "get", "deployments", "-o", "name")

@@ -100,8 +100,22 @@ def test_labctl_clusters_lists_name_and_kubeconfig_in_order(tmp_path: Path,
                                                                         ("eu-1", tmp_path / "a.yaml")]
 
 
+def test_a_labctl_clusters_entry_may_name_the_address_learners_reach_it_at(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.yaml").write_text("{}")
+    monkeypatch.setenv("LABCTL_CLUSTERS", f"eu={tmp_path / 'a.yaml'}@https://eu.k8s.example.com:6443,"
+                                          f"gpu={tmp_path / 'b.yaml'}")
+    assert [(c.name, c.kubeconfig, c.learner_server) for c in Settings().cluster_list] == [
+        ("eu", tmp_path / "a.yaml", "https://eu.k8s.example.com:6443"), ("gpu", tmp_path / "b.yaml", None)]
+
+
 @pytest.mark.parametrize(("value", "message"), [
     ("a", "LABCTL_CLUSTERS entry 1 ('a') must be name=kubeconfig"),
+    ("a=@https://a.example.com", "entry 1 ('a=@https://a.example.com') must be name=kubeconfig"),
+    ("a={k}@https://a.example.com/api", "the learners' address 'https://a.example.com/api' must be "
+                                        "https://host"),
+    ("a={k}@https://", "the learners' address 'https://' must be https://host"),
     ("a={k},B={k}", "entry 2 ('B={k}'): the name 'B' must be 1-32 lowercase letters"),
     ("a={k},a={k}", "entry 2 ('a={k}'): the name 'a' is used twice"),
     ("a={k},b=/nonexistent/b.yaml", "entry 2 ('b=/nonexistent/b.yaml'): the kubeconfig /nonexistent/b.yaml is not a "
