@@ -17,7 +17,10 @@ A lab with a warm ``pool`` (:mod:`labctl.service.pools` keeps it filled) has san
 (state ``pooled``); a start first claims one of those with a compare-and-set on its row (two starts never get the
 same one), closes its idle account in the pool's ledger, drops its pooled past (events, timers, ledger figures: the
 learner's clock, cost and budget start at the claim) and converges it to the learner (``hand_over``: the namespace's
-learner label, expiry, budget). With no fresh pooled sandbox left the start provisions one, as without a pool.
+learner label, expiry, budget). With no fresh pooled sandbox left the start provisions one, as without a pool. A
+class's starts claim by group commit (:mod:`labctl.store.group_commit`): the claims waiting at one moment are one
+transaction, and so are the ready transitions of the hand-overs that finished at one moment; each row's order stays
+claim, hand-over, ready, so the namespace is the learner's before the answer leaves.
 
 Money and attempts belong to the learner and the lab (:mod:`labctl.service.allowances`): a new session's budget is
 what the learner has left in the lab. A budget, instructor or meter suspension is lifted only by an instructor, and a
