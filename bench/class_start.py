@@ -1,11 +1,13 @@
-"""A class starting at once: N concurrent ``POST /v1/sessions`` through a real ``labctl serve`` (SQLite), cold and
-from a warm pool, beside the same rendered objects applied by a ``kubectl apply`` loop (one at a time and 8 side by
-side) and the apiserver's raw write ceiling (plain creates, 32 side by side); then ``/healthz`` timed while the N
-sessions are deleted.
+"""A class starting at once: N concurrent ``POST /v1/sessions`` through a real ``labctl serve`` (on SQLite, on
+PostgreSQL, or each in turn), cold and from a warm pool, beside the same rendered objects applied by a ``kubectl
+apply`` loop (one at a time and 8 side by side) and the apiserver's raw write ceiling (plain creates, 32 side by
+side); then ``/healthz`` timed while the N sessions are deleted.
 
 Run: ``.venv/bin/python -m bench.class_start [--sizes 50,200,500] [--kubectl-sessions 50] [--cluster NAME]
-[--profile DIR]``. It uses (or brings up) the local cluster ``NAME`` (default ``bench-class``; ``labctl cluster down
---name NAME`` after), one ``labctl serve`` per run on a fresh SQLite file, and removes every sandbox it made.
+[--stores sqlite,postgresql] [--database-url URL] [--profile DIR]``. It uses (or brings up) the local cluster ``NAME``
+(default ``bench-class``; ``labctl cluster down --name NAME`` after), one ``labctl serve`` per run on a fresh store
+(a SQLite file; on PostgreSQL a fresh database on the server of ``--database-url``, or, without it, on a throwaway
+server started as the tests start theirs: Debian's ``postgresql`` binaries), and removes every sandbox it made.
 ``--profile DIR``: ``py-spy record`` attached to the serve process during the starts and during the deletes of each
 run (collapsed stacks in ``DIR``), and the frames that hold the most samples printed under each run's row (py-spy is
 no dependency of labctl: ``.venv/bin/pip install py-spy`` first).
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import itertools
 import os
 import platform
 import re
@@ -25,7 +28,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +48,7 @@ from labctl.ports import SandboxSpec
 from labctl.providers.kubernetes import render
 from labctl.providers.kubernetes.client import api_client
 from labctl.settings import REPO_ROOT, Settings
+from tests.support.postgres import fresh_database, private_postgres
 
 LAB = "tag-for-showback"
 PY_SPY = str(Path(sys.executable).parent / "py-spy")
@@ -73,7 +76,7 @@ class Starts:
 class Serve(BenchServer):
     """``labctl serve`` on a fresh data dir, its labs a copy of the shipped lab with ``pool: {warm: N}`` when asked."""
 
-    def __init__(self, cluster: LocalCluster, directory: Path, *, warm: int) -> None:
+    def __init__(self, cluster: LocalCluster, directory: Path, *, warm: int, database_url: str | None) -> None:
         labs = directory / "labs"
         shutil.copytree(REPO_ROOT / "labs" / LAB, labs / LAB)
         if warm:
@@ -84,7 +87,8 @@ class Serve(BenchServer):
         super().__init__(directory, {
             "LABCTL_KUBECONFIG": str(cluster.kubeconfig), "LABCTL_ADMIN_TOKEN": TOKEN,
             "LABCTL_SWEEP_INTERVAL_S": "3600",  # the pool fills at start
-            "LABCTL_LABS_DIR": str(labs), "LABCTL_SIMULATE_DEMAND": "false", "LABCTL_GRADER_UNJAILED_FALLBACK": "true"})
+            "LABCTL_LABS_DIR": str(labs), "LABCTL_SIMULATE_DEMAND": "false", "LABCTL_GRADER_UNJAILED_FALLBACK": "true",
+            **({"LABCTL_DATABASE_URL": database_url} if database_url else {})})
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {TOKEN}"}
@@ -211,22 +215,28 @@ def print_profile(label: str, path: Path) -> None:
         print(f"      {incl:6.1%} {top:6.1%}  {frame[:140]}")
 
 
+# The /healthz prober runs in a process of its own: timed in the bench's process, beside its 32 deleting threads and
+# its namespace listing, a probe would wait for the bench's own interpreter lock and count that as the server's.
+PROBE = """
+import sys, threading, time, httpx
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+samples = []
+with httpx.Client(base_url=sys.argv[1], timeout=120) as c:
+    while not done.is_set():
+        t = time.perf_counter()
+        c.get("/healthz")
+        samples.append((time.perf_counter() - t) * 1000)
+        time.sleep(0.05)
+print(" ".join(f"{s:.1f}" for s in samples))
+"""
+
+
 def health_while_deleting(serve: Serve, ids: list[str], core: client.CoreV1Api) -> tuple[float, float, float]:
-    """(p95, max) ms of /healthz polled every 50 ms while the sessions are deleted, and the seconds until every
-    namespace is gone."""
-    samples: list[float] = []
-    done = threading.Event()
-
-    def poll() -> None:
-        with httpx.Client(base_url=serve.url, timeout=120) as c:
-            while not done.is_set():
-                t = time.perf_counter()
-                c.get("/healthz")
-                samples.append((time.perf_counter() - t) * 1000)
-                time.sleep(0.05)
-
-    prober = threading.Thread(target=poll, daemon=True)
-    prober.start()
+    """(p95, max) ms of /healthz polled every 50 ms (from a process of its own) while the sessions are deleted, and
+    the seconds until every namespace is gone."""
+    prober = subprocess.Popen([sys.executable, "-c", PROBE, serve.url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
     started = time.monotonic()
     with httpx.Client(base_url=serve.url, headers=serve.headers(), timeout=600) as c, \
             ThreadPoolExecutor(max_workers=32) as pool:
@@ -239,9 +249,8 @@ def health_while_deleting(serve: Serve, ids: list[str], core: client.CoreV1Api) 
         time.sleep(1)
     gone = time.monotonic() - started
     time.sleep(0.5)
-    done.set()
-    prober.join()
-    ordered = sorted(samples)
+    out, _ = prober.communicate("", timeout=300)
+    ordered = sorted(float(v) for v in out.split())
     return ordered[int(0.95 * (len(ordered) - 1))], ordered[-1], gone
 
 
@@ -305,12 +314,27 @@ def remove_sandboxes(core: client.CoreV1Api, *, prefix: str) -> None:
             rbac.delete_cluster_role_binding(binding.metadata.name)
 
 
+@contextmanager
+def postgres_server(url: str | None) -> Iterator[str]:
+    """The PostgreSQL server the runs on PostgreSQL use: ``url`` as given, a throwaway one when it is None (stopped
+    and deleted after), none when it is empty (no run on PostgreSQL)."""
+    if url is not None:
+        yield url
+        return
+    with private_postgres() as server:
+        yield server.url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="50,200,500")
     parser.add_argument("--kubectl-sessions", type=int, default=50)
     parser.add_argument("--cluster", default="bench-class")
     parser.add_argument("--modes", default="cold,warm")
+    parser.add_argument("--stores", default="sqlite", help="sqlite, postgresql, or both in turn: sqlite,postgresql")
+    parser.add_argument("--database-url", default=None,
+                        help="a PostgreSQL server's URL for --stores postgresql (each run gets a fresh database on "
+                             "it); default: a throwaway server started for the run")
     parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy's collapsed stacks")
     parser.add_argument("--profile-idle", action="store_true", help="profile waiting threads too (wall time)")
     args = parser.parse_args()
@@ -321,6 +345,9 @@ def main() -> None:
                            name=args.cluster)
     cluster.up()
     sizes = [int(s) for s in args.sizes.split(",")]
+    stores = args.stores.split(",")
+    if set(stores) - {"sqlite", "postgresql"}:
+        parser.error(f"--stores: sqlite and/or postgresql, not {args.stores}")
     if args.profile is not None:
         if not Path(PY_SPY).exists():
             parser.error(f"--profile needs py-spy at {PY_SPY}: .venv/bin/pip install py-spy")
@@ -328,9 +355,10 @@ def main() -> None:
     per_session = len(rendered(1)[0])
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
           f"{platform.machine()}; command: python -m bench.class_start --sizes {args.sizes} "
-          f"--kubectl-sessions {args.kubectl_sessions} --modes {args.modes}")
+          f"--kubectl-sessions {args.kubectl_sessions} --modes {args.modes} --stores {args.stores}")
     print(f"lab {LAB}: {per_session} objects a session (sandbox + starter)")
-    with api_client(cluster.kubeconfig) as kube, tempfile.TemporaryDirectory(prefix="labctl-class-") as tmp:
+    with api_client(cluster.kubeconfig) as kube, tempfile.TemporaryDirectory(prefix="labctl-class-") as tmp, \
+            postgres_server(args.database_url if "postgresql" in stores else "") as pg_server:
         core = client.CoreV1Api(kube)
         ceiling = write_ceiling(kube, objects=3000, width=32)
         print(f"raw write ceiling: {ceiling:.0f} objects/s (3000 ConfigMap creates, 32 side by side)")
@@ -339,34 +367,34 @@ def main() -> None:
                 rate = kubectl_loop(cluster, rendered(args.kubectl_sessions), width=width, directory=Path(tmp))
                 remove_sandboxes(core, prefix=f"{LAB}-k")
                 print(f"{label:34} {rate:6.1f} sessions/s  {rate * per_session / ceiling:5.2f} of the ceiling")
-        print(f"{'run':14}{'N':>5}{'sessions/s':>12}{'p50 s':>8}{'p95 s':>8}{'max s':>8}{'ceiling':>9}"
+        print(f"{'store':11}{'run':7}{'N':>5}{'sessions/s':>12}{'p50 s':>8}{'p95 s':>8}{'max s':>8}{'ceiling':>9}"
               f"{'healthz p95/max ms':>20}{'deleted in s':>14}  statuses")
-        for n in sizes:
-            for mode in args.modes.split(","):
-                directory = Path(tmp) / f"{mode}-{n}"
-                directory.mkdir()
-                serve = Serve(cluster, directory, warm=n if mode == "warm" else 0)
-                try:
-                    filled = serve.wait_pool(n, timeout_s=1800) if mode == "warm" else 0.0
-                    starts_out, delete_out = ((args.profile / f"{mode}-{n}-{what}.txt" for what in ("starts", "delete"))
-                                              if args.profile else (None, None))
-                    used: dict[str, float] = {}
-                    with profiled(serve.proc.pid, starts_out, idle=args.profile_idle), \
-                            cpu_used(part_pids(cluster, serve), used):
-                        result, ids = asyncio.run(_starts(serve.url, serve.headers(), n, f"{mode}{n}"))
-                    with profiled(serve.proc.pid, delete_out, idle=args.profile_idle):
-                        p95h, maxh, gone = health_while_deleting(serve, ids, core)
-                finally:
-                    serve.stop()
-                    remove_sandboxes(core, prefix=LAB)  # what a stopped serve left (none but a refill's)
-                extra = f" (pool filled in {filled:.0f}s)" if mode == "warm" else ""
-                print(f"{mode:14}{n:>5}{result.per_s:>12.1f}{result.pct(0.5):>8.2f}{result.pct(0.95):>8.2f}"
-                      f"{max(result.answers_s):>8.2f}{result.per_s * per_session / ceiling:>9.2f}"
-                      f"{p95h:>11.0f}/{maxh:<8.0f}{gone:>14.0f}  {result.statuses}{extra}", flush=True)
-                print(cpu_line(used), flush=True)
-                if starts_out is not None and delete_out is not None:
-                    print_profile("starts", starts_out)
-                    print_profile("deletes", delete_out)
+        for store, n, mode in itertools.product(stores, sizes, args.modes.split(",")):
+            directory = Path(tmp) / f"{store}-{mode}-{n}"
+            directory.mkdir()
+            database = fresh_database(pg_server, prefix="bench") if store == "postgresql" else None
+            serve = Serve(cluster, directory, warm=n if mode == "warm" else 0, database_url=database)
+            try:
+                filled = serve.wait_pool(n, timeout_s=1800) if mode == "warm" else 0.0
+                starts_out, delete_out = ((args.profile / f"{store}-{mode}-{n}-{what}.txt"
+                                           for what in ("starts", "delete")) if args.profile else (None, None))
+                used: dict[str, float] = {}
+                with profiled(serve.proc.pid, starts_out, idle=args.profile_idle), \
+                        cpu_used(part_pids(cluster, serve), used):
+                    result, ids = asyncio.run(_starts(serve.url, serve.headers(), n, f"{mode}{n}"))
+                with profiled(serve.proc.pid, delete_out, idle=args.profile_idle):
+                    p95h, maxh, gone = health_while_deleting(serve, ids, core)
+            finally:
+                serve.stop()
+                remove_sandboxes(core, prefix=LAB)  # what a stopped serve left (none but a refill's)
+            extra = f" (pool filled in {filled:.0f}s)" if mode == "warm" else ""
+            print(f"{store:11}{mode:7}{n:>5}{result.per_s:>12.1f}{result.pct(0.5):>8.2f}{result.pct(0.95):>8.2f}"
+                  f"{max(result.answers_s):>8.2f}{result.per_s * per_session / ceiling:>9.2f}"
+                  f"{p95h:>11.0f}/{maxh:<8.0f}{gone:>14.0f}  {result.statuses}{extra}", flush=True)
+            print(cpu_line(used), flush=True)
+            if starts_out is not None and delete_out is not None:
+                print_profile("starts", starts_out)
+                print_profile("deletes", delete_out)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ kept ``pooled`` (rows of ``sessions`` with an empty learner id and the lab's has
 3. refills: provisions what is missing, side by side on a bounded pool of workers.
 
 Claiming is the start's business (:meth:`labctl.service.sessions.Sessions.start`): a compare-and-set on the row, so two
-starts never share one. Every pooled sandbox is made fresh for the pool and is never given back to it: a stopped
-session's sandbox is removed, so no learner ever gets what another one left.
+starts never share one (the claims waiting at one moment in one transaction). Every pooled sandbox is made fresh for
+the pool and is never given back to it: a stopped session's sandbox is removed, so no learner ever gets what another
+one left.
 
 The decision of a pass is pure (:func:`plan`); the pass carries it out.
 """

@@ -17,7 +17,10 @@ A lab with a warm ``pool`` (:mod:`labctl.service.pools` keeps it filled) has san
 (state ``pooled``); a start first claims one of those with a compare-and-set on its row (two starts never get the
 same one), closes its idle account in the pool's ledger, drops its pooled past (events, timers, ledger figures: the
 learner's clock, cost and budget start at the claim) and converges it to the learner (``hand_over``: the namespace's
-learner label, expiry, budget). With no fresh pooled sandbox left the start provisions one, as without a pool.
+learner label, expiry, budget). With no fresh pooled sandbox left the start provisions one, as without a pool. A
+class's starts claim by group commit (:mod:`labctl.store.group_commit`): the claims waiting at one moment are one
+transaction, and so are the ready transitions of the hand-overs that finished at one moment; each row's order stays
+claim, hand-over, ready, so the namespace is the learner's before the answer leaves.
 
 Money and attempts belong to the learner and the lab (:mod:`labctl.service.allowances`): a new session's budget is
 what the learner has left in the lab. A budget, instructor or meter suspension is lifted only by an instructor, and a
@@ -34,8 +37,9 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -66,6 +70,7 @@ from labctl.service.baseline import Baseline
 from labctl.service.clusters import Placement
 from labctl.store import pool_ledger
 from labctl.store.db import Store
+from labctl.store.group_commit import GroupCommit
 from labctl.store.models import Grant, SandboxSession, SessionEvent
 
 log = logging.getLogger("labctl.sessions")
@@ -110,6 +115,9 @@ class Sessions:
         # (:mod:`labctl.service.baseline`; the sweeper's, set by the composition root).
         self.baseline: Callable[[str], Baseline] | None = None
         self._held_lock = threading.Lock()
+        # The claims, and the hand-overs' ready transitions, waiting at one moment are each one transaction.
+        self._claims = GroupCommit(together=self._take_together, alone=self._take_alone)
+        self._readies = GroupCommit(together=self._ready_together, alone=self._ready_alone)
 
     # -- queries ---------------------------------------------------------------------------------------------------
 
@@ -236,8 +244,8 @@ class Sessions:
                       pool_hash: str) -> tuple[SandboxSession, bool] | None:
         """Claim a fresh pooled sandbox of ``lab`` for the learner and hand it over; ``None``: none was left."""
         try:
-            claimed = self._take(lab=lab, learner_id=learner_id, allowance=allowance, principal=principal,
-                                 pool_hash=pool_hash)
+            claimed = self._claims(_Claim(lab=lab, learner_id=learner_id, allowance=allowance, principal=principal,
+                                          pool_hash=pool_hash))
         except IntegrityError:  # another start of this learner in this lab won: that session is the answer
             existing = self.live(lab.id, learner_id)
             if existing is None:
@@ -250,59 +258,76 @@ class Sessions:
         with self.lease(session_id, "start", taken=True):
             return self._hand_over(session_id, previous=previous, actor=principal.name), True
 
-    def _take(self, *, lab: Lab, learner_id: str, allowance: Allowance, principal: Principal,
-              pool_hash: str) -> tuple[str, SandboxSpec] | None:
-        """Claim the oldest fresh pooled row that no command holds, in one transaction that no other writer can
-        enter between its read and its write (SQLite: the write lock from its start; PostgreSQL: the row locked,
+    def _take_alone(self, wanted: _Claim) -> tuple[str, SandboxSpec] | None:
+        """One claim in a transaction of its own (:meth:`_take_in`)."""
+        held: list[str] = []
+        try:
+            with self.store.session(writes=True) as db:
+                return self._take_in(db, wanted, held)
+        except BaseException:
+            self._unhold(held)
+            raise
+
+    def _take_together(self, wanted: Sequence[_Claim]) -> list[tuple[str, SandboxSpec] | None]:
+        """The claims waiting at one moment in one transaction (:class:`GroupCommit`), each as :meth:`_take_in`."""
+        held: list[str] = []
+        try:
+            with self.store.session(writes=True) as db:
+                return [self._take_in(db, claim, held) for claim in wanted]
+        except BaseException:
+            self._unhold(held)
+            raise
+
+    def _unhold(self, ids: Sequence[str]) -> None:
+        with self._held_lock:
+            self._held.difference_update(ids)
+
+    def _take_in(self, db: Session, wanted: _Claim, held: list[str]) -> tuple[str, SandboxSpec] | None:
+        """Claim the oldest fresh pooled row that no command holds, inside ``db``'s transaction, which no other writer
+        can enter between its read and its write (SQLite: the write lock from its start; PostgreSQL: the row locked,
         rows other claims hold skipped), with the pool's account closed and the pooled past dropped. Returns its id
-        (held by this process's commands from then on) and the spec its sandbox was made for; ``None``: no pooled
-        sandbox is left."""
+        (held by this process's commands from then on, and appended to ``held`` for the caller to let go if the
+        transaction fails) and the spec its sandbox was made for; ``None``: no pooled sandbox is left."""
+        lab, learner_id, allowance, principal = wanted.lab, wanted.learner_id, wanted.allowance, wanted.principal
         now = self.clock()
         expires = now + parse_duration(lab.time.limit)
         for _ in range(WRITE_RETRIES):
-            held: str | None = None
-            try:
-                with self.store.session(writes=True) as db:
-                    row = db.scalars(select(SandboxSession).where(
-                        SandboxSession.lab_id == lab.id, SandboxSession.state == states.POOLED,
-                        SandboxSession.pool_hash == pool_hash,
-                        or_(SandboxSession.lease_expires_at.is_(None), SandboxSession.lease_expires_at <= now))
-                        .order_by(SandboxSession.ready_at, SandboxSession.id).limit(1)
-                        .with_for_update(skip_locked=True)).first()
-                    if row is None:
-                        return None
-                    previous = self.spec_of(row)
-                    since = row.last_metered_at or row.ready_at or row.created_at
-                    won = db.execute(update(SandboxSession).where(
-                        SandboxSession.id == row.id, SandboxSession.state == states.POOLED,
-                        SandboxSession.version == row.version).values(
-                        state="provisioning", reason="claimed", learner_id=learner_id,
-                        live_key=f"{lab.id}/{learner_id}", budget_usd=allowance.budget_left_usd, created_at=now,
-                        ready_at=None, expires_at=expires,
-                        deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
-                        started_by=principal.caller, pool_hash=None, accrued_usd=0, burn_rate_usd_per_hour=0,
-                        last_metered_at=None, meter_note=None, pod_hours=0, spot_pod_hours=0, idle_usd=0,
-                        last_activity_at=None,  # the starter's baseline stays: the pool took it unreached
-                        lease_holder=self.lease_name("start"), lease_expires_at=now + LEASE_TTL,
-                        version=row.version + 1).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
-                    if won != 1:  # PostgreSQL: a write that is no claim (the pool's meter) came first; look again
-                        continue
-                    # Held before the claim commits: the reconciler never takes the claimed row for an orphan.
-                    with self._held_lock:
-                        self._held.add(held := row.id)
-                    # The idle time up to the claim is the pool's; from here on the money is the learner's.
-                    pool_ledger.charge(db, lab_id=lab.id, session_id=row.id, start_at=since, end_at=now,
-                                       burn_rate_usd_per_hour=Decimal(row.burn_rate_usd_per_hour or 0))
-                    db.execute(delete(SessionEvent).where(SessionEvent.session_id == row.id))
-                    db.add(self.new_event(row.id, "created", principal.name, lab=lab.id, learner=learner_id,
-                                          budget_usd=float(allowance.budget_left_usd),
-                                          attempts_left=allowance.attempts_left))
-                return row.id, previous
-            except BaseException:
-                if held is not None:
-                    with self._held_lock:
-                        self._held.discard(held)
-                raise
+            row = db.scalars(select(SandboxSession).where(
+                SandboxSession.lab_id == lab.id, SandboxSession.state == states.POOLED,
+                SandboxSession.pool_hash == wanted.pool_hash,
+                or_(SandboxSession.lease_expires_at.is_(None), SandboxSession.lease_expires_at <= now))
+                .order_by(SandboxSession.ready_at, SandboxSession.id).limit(1)
+                .with_for_update(skip_locked=True)).first()
+            if row is None:
+                return None
+            previous = self.spec_of(row)
+            since = row.last_metered_at or row.ready_at or row.created_at
+            won = db.execute(update(SandboxSession).where(
+                SandboxSession.id == row.id, SandboxSession.state == states.POOLED,
+                SandboxSession.version == row.version).values(
+                state="provisioning", reason="claimed", learner_id=learner_id,
+                live_key=f"{lab.id}/{learner_id}", budget_usd=allowance.budget_left_usd, created_at=now,
+                ready_at=None, expires_at=expires,
+                deadline_at=expires + parse_duration(lab.time.max_extension, allow_zero=True),
+                started_by=principal.caller, pool_hash=None, accrued_usd=0, burn_rate_usd_per_hour=0,
+                last_metered_at=None, meter_note=None, pod_hours=0, spot_pod_hours=0, idle_usd=0,
+                last_activity_at=None,  # the starter's baseline stays: the pool took it unreached
+                lease_holder=self.lease_name("start"), lease_expires_at=now + LEASE_TTL,
+                version=row.version + 1).execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+            if won != 1:  # PostgreSQL: a write that is no claim (the pool's meter) came first; look again
+                continue
+            # Held before the claim commits: the reconciler never takes the claimed row for an orphan.
+            with self._held_lock:
+                self._held.add(row.id)
+            held.append(row.id)
+            # The idle time up to the claim is the pool's; from here on the money is the learner's.
+            pool_ledger.charge(db, lab_id=lab.id, session_id=row.id, start_at=since, end_at=now,
+                               burn_rate_usd_per_hour=Decimal(row.burn_rate_usd_per_hour or 0))
+            db.execute(delete(SessionEvent).where(SessionEvent.session_id == row.id))
+            db.add(self.new_event(row.id, "created", principal.name, lab=lab.id, learner=learner_id,
+                                  budget_usd=float(allowance.budget_left_usd),
+                                  attempts_left=allowance.attempts_left))
+            return row.id, previous
         return None
 
     def _hand_over(self, session_id: str, *, previous: SandboxSpec, actor: str) -> SandboxSession:
@@ -311,9 +336,25 @@ class Sessions:
             self.provider.hand_over(self.spec_of(row), previous=previous)
         except ProviderError as exc:
             return self._fail(session_id, actor=actor, reason=str(exc))
-        now = self.clock()
-        return self.transition(session_id, "ready", actor=actor, reason="sandbox ready", ready_at=now,
-                               last_activity_at=now, **_LEASE_ENDS)
+        return self._readies(_Ready(session_id=session_id, actor=actor, at=self.clock()))
+
+    def _ready_alone(self, ready: _Ready) -> SandboxSession:
+        return self.transition(ready.session_id, "ready", actor=ready.actor, reason="sandbox ready",
+                               ready_at=ready.at, last_activity_at=ready.at, **_LEASE_ENDS)
+
+    def _ready_together(self, readies: Sequence[_Ready]) -> list[SandboxSession]:
+        """The hand-overs that finished at one moment made ready in one transaction (:class:`GroupCommit`); a row
+        changed meanwhile fails the batch, whose readies are then written one by one (with :meth:`write`'s
+        retries)."""
+        with self.store.session(writes=True) as db:
+            rows = []
+            for ready in readies:
+                row = db.get(SandboxSession, ready.session_id)
+                if row is None:
+                    raise NotFound(f"there is no session '{ready.session_id}'")
+                rows.append(self.move(db, row, "ready", actor=ready.actor, reason="sandbox ready", ready_at=ready.at,
+                                      last_activity_at=ready.at, **_LEASE_ENDS))
+        return rows
 
     def stop(self, session_id: str, *, principal: Principal | None, reason: str = "stopped",
              actor: str | None = None) -> SandboxSession:
@@ -856,6 +897,26 @@ class Sessions:
                            namespace=row.namespace, expires_at=row.expires_at,
                            budget_usd=float(row.budget_usd), started_at=row.ready_at or row.created_at,
                            cluster=row.cluster)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A start that wants a pooled sandbox of ``lab`` made from ``pool_hash``."""
+
+    lab: Lab
+    learner_id: str
+    allowance: Allowance
+    principal: Principal
+    pool_hash: str
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A claimed sandbox handed over to its learner at ``at``, to be marked ready."""
+
+    session_id: str
+    actor: str
+    at: datetime
 
 
 # The fields of a command's last write that end its lease (:meth:`Sessions.lease`'s release is then a read).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from labctl import runtime
 from labctl.localcluster.cluster import LocalCluster
@@ -130,6 +131,51 @@ def test_the_idle_time_before_a_claim_is_the_pools_not_the_learners(world: World
     rt.sweeper.meter(row.id, rt.sweeper.prices())
     metered = rt.sessions.row_of(row.id)
     assert abs(Decimal(metered.accrued_usd) - burn / 2) < Decimal("0.000001"), (metered.accrued_usd, burn)
+
+
+@contextmanager
+def writes_held(rt: runtime.Runtime) -> Iterator[None]:
+    """Every claim waits while the block runs: SQLite's write turn held, or PostgreSQL's sessions table locked against
+    ``SELECT ... FOR UPDATE`` (reads go on)."""
+    with rt.store.session(writes=True) as db:  # on SQLite: the write turn from the start
+        if db.get_bind().dialect.name == "postgresql":
+            db.execute(text("LOCK TABLE sessions IN EXCLUSIVE MODE"))
+        yield
+
+
+def test_the_claims_queued_behind_a_write_are_claimed_together_and_a_repeated_start_gets_its_session(
+        world: World, kube: client.ApiClient) -> None:
+    """One start claims alone while the others queue behind it; the queue (two starts of one learner among them, or
+    one beside the first's) is one transaction, which the repeated start's unique key fails, so each is claimed again
+    by itself: the repeated start gets the learner's one session, every other learner a pooled sandbox of their
+    own."""
+    rt = world.rt
+    if len(pooled_ids(rt)) < WARM:
+        rt.pools.run_once()
+    pool = pooled_ids(rt)
+    assert len(pool) == WARM
+    learners = ["burst-0", "burst-1", "burst-1", "burst-2", "burst-3"]
+
+    def start(who: str) -> tuple[SandboxSession, bool]:
+        return rt.sessions.start(lab_id=LAB, learner_id=who, principal=PLATFORM)
+
+    with ThreadPoolExecutor(max_workers=len(learners)) as workers:
+        with writes_held(rt):
+            starts = [workers.submit(start, who) for who in learners]
+            # One claims (and waits for the store), the others queue behind it.
+            eventually(lambda: rt.sessions._claims.waiting == len(learners) - 1, timeout=25, interval=0.05)
+        answers = [f.result() for f in starts]
+    rows = [row for row, _ in answers]
+    assert rows[1].id == rows[2].id and sorted(created for _, created in answers[1:3]) == [False, True]
+    distinct = {row.id for row in rows}
+    # The repeated start answers the session as it was then (its hand-over may still have been running).
+    finals = [rt.sessions.row_of(i) for i in distinct]
+    assert all(row.state == "ready" for row in finals), [(r.id, r.state, r.reason) for r in finals]
+    assert distinct == pool, "every learner of the burst claimed a pooled sandbox, none claimed twice"
+    core = client.CoreV1Api(kube)
+    for row in rows:
+        assert core.read_namespace(row.namespace).metadata.labels["labctl.dev/learner"] == row.learner_id
+    assert not pooled_ids(rt)
 
 
 def test_a_pooled_sandbox_another_replica_holds_is_never_claimed(world: World) -> None:
