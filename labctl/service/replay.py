@@ -56,8 +56,9 @@ from labctl.simulator import ledger, model
 from labctl.store.models import SandboxSession, Submission
 
 WRITE_RETRIES = 5
-# Replay steps side by side: each mostly waits on the cluster's answers (its dozen lists), so several per core; few
-# enough that their store writes never queue past the store's busy timeout.
+# Replay steps side by side: each mostly waits on the cluster's answers (its usage write; the final snapshot's dozen
+# lists) and on the store's writer, so several per core; few enough that their store writes never queue past the
+# store's busy timeout.
 STEPS_AT_ONCE = 8 * len(os.sched_getaffinity(0))
 
 log = logging.getLogger("labctl.replay")
