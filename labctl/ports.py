@@ -223,8 +223,10 @@ class SandboxProvider(Protocol):
     def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
         """Make the learner's access read-only (a submission), or writable again."""
 
-    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
-        """The sandbox's inventory at ``now``, unpriced (the meter prices it): see docs/SNAPSHOT.md."""
+    def snapshot(self, spec: SandboxSpec, *, now: datetime, interim: bool = False) -> Snapshot:
+        """The sandbox's inventory at ``now``, unpriced (the meter prices it): see docs/SNAPSHOT.md. ``interim``: a
+        view that may lag the backend by its watch's delay even for a frozen sandbox (a replay's intermediate step,
+        never graded); without it, a frozen sandbox's snapshot sees at least what the freeze left."""
 
     def sandboxes(self) -> Listing:
         """The session ids of every sandbox the backend holds now, leaving out those already being deleted, and

@@ -127,8 +127,8 @@ class ProviderRouter:
     def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
         self._call(spec, lambda p: p.freeze(spec, frozen=frozen))
 
-    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
-        return self._call(spec, lambda p: p.snapshot(spec, now=now))
+    def snapshot(self, spec: SandboxSpec, *, now: datetime, interim: bool = False) -> Snapshot:
+        return self._call(spec, lambda p: p.snapshot(spec, now=now, interim=interim))
 
     def write_usage(self, spec: SandboxSpec, usage: UsageByPod) -> None:
         self._call(spec, lambda p: p.write_usage(spec, usage))

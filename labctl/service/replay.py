@@ -19,7 +19,14 @@ the replayer's ``steps_at_once`` slots (eight per core): the sleep between steps
 exam's hundreds of replays stepped at once, and their store writes waited on one another past the store's busy
 timeout (SQLite's single writer: "database is locked", a grading lost until the reconciler found it).
 
-The loop runs in the grading task. Each step records ``progress`` and ``heartbeat_at`` on the submission; a process
+Each intermediate step's inventory comes from the provider's watch cache (``interim``): the learner cannot write the
+frozen sandbox, and what kube-controller-manager does in it (the HPA's scaling, the pods it makes and removes) the
+cache sees by watch; an exam's hundreds of replays then cost the apiserver no lists. The final snapshot, the graded
+one, is read from the apiserver, so it sees at least what the freeze left. Where the cache is not synced (or does not
+hold the sandbox) a step reads directly, said once a freeze in the log.
+
+The loop runs in the grading task. Each step records ``progress`` and ``heartbeat_at`` on the submission, in the
+transaction of the step's accrual (one store write a step, plus one read of the session and submission); a process
 killed mid-replay leaves a ``grading`` submission whose heartbeat stops, which ``Submissions.reconcile`` replays
 again from the start (the window's rows are cleared first; the money already accrued stays: it was spent). A session
 that leaves ``submitted`` (stopped, expired) ends the replay at the next step with :class:`Cancelled`.
@@ -27,6 +34,7 @@ that leaves ``submitted`` (stopped, expired) ends the replay at the next step wi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -36,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
 
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from labctl.catalog.models import Demand
@@ -44,11 +53,12 @@ from labctl.grading.snapshot import Snapshot
 from labctl.service import simulation
 from labctl.service.sweeps import Sweeper
 from labctl.simulator import ledger, model
-from labctl.store.models import Submission
+from labctl.store.models import SandboxSession, Submission
 
 WRITE_RETRIES = 5
-# Replay steps side by side: each mostly waits on the cluster's answers (its dozen lists), so several per core; few
-# enough that their store writes never queue past the store's busy timeout.
+# Replay steps side by side: each mostly waits on the cluster's answers (its usage write; the final snapshot's dozen
+# lists) and on the store's writer, so several per core; few enough that their store writes never queue past the
+# store's busy timeout.
 STEPS_AT_ONCE = 8 * len(os.sched_getaffinity(0))
 
 log = logging.getLogger("labctl.replay")
@@ -115,48 +125,57 @@ class Replayer:
                  len(parts), self.step_seconds, " (again, from the start)" if cleared else "")
         for part in parts:
             with self.slots:
-                self._check_open(submission_id, session_id)
-                self._step(submission_id, session_id, demand, sheet, part=part, anchor=anchor, fresh=True)
-                self._beat(submission_id, Progress.of(demand, part.until))
+                row = self._check_open(submission_id, session_id)
+                self._step(submission_id, row, demand, sheet, part=part, anchor=anchor, fresh=True,
+                           beat=Progress.of(demand, part.until))
             wait = float(part.until) - (self.monotonic() - begun)
             if wait > 0:
                 self.sleep(wait)
         with self.slots:
-            self._check_open(submission_id, session_id)
+            row = self._check_open(submission_id, session_id)
             # The sandbox as the window left it: its pods' use at the window's end, the window's figures, no new
-            # counts.
-            return self._step(submission_id, session_id, demand, sheet, part=parts[-1], anchor=anchor, fresh=False)
+            # counts; read from the apiserver (the graded snapshot sees at least what the freeze left).
+            return self._step(submission_id, row, demand, sheet, part=parts[-1], anchor=anchor, fresh=False)
 
-    def _step(self, submission_id: str, session_id: str, demand: Demand, sheet: PriceSheet, *,
-              part: model.Slice, anchor: datetime, fresh: bool) -> Snapshot:
+    def _step(self, submission_id: str, row: SandboxSession, demand: Demand, sheet: PriceSheet, *,
+              part: model.Slice, anchor: datetime, fresh: bool, beat: Progress | None = None) -> Snapshot:
+        """One step: an intermediate one (``beat``: its progress) reads the watch cache and writes its accrual and the
+        heartbeat in one transaction; the final one (no ``beat``) reads the apiserver."""
         sessions = self.sweeper.sessions
-        spec = sessions.spec_of(sessions.row_of(session_id))
+        spec = sessions.spec_of(row)
         now = sessions.clock()
-        taken = sessions.provider.snapshot(spec, now=now)
+        taken = sessions.provider.snapshot(spec, now=now, interim=beat is not None)
         step = model.play(demand, simulation.pod_states(taken), node_cpu_cores=simulation.node_cpu_cores(taken),
                           part=part, anchor=anchor)
         sessions.provider.write_usage(spec, step.usage())
+        also = None if beat is None else functools.partial(self._beat, submission_id=submission_id, progress=beat,
+                                                           now=now)
         for _ in range(WRITE_RETRIES):
             try:
-                return self.sweeper.record(session_id, taken, sheet, now=now, step=step, fresh=fresh,
-                                           window=submission_id)
+                return self.sweeper.record(row.id, taken, sheet, now=now, step=step, fresh=fresh,
+                                           window=submission_id, also=also)
             except StaleDataError:  # a sweep or a stop wrote the session meanwhile: nothing of ours was kept
                 continue
-        raise ValueError(f"session {session_id} kept changing under the replay's step {part.index}")
+        raise ValueError(f"session {row.id} kept changing under the replay's step {part.index}")
 
-    def _check_open(self, submission_id: str, session_id: str) -> None:
-        sessions = self.sweeper.sessions
-        row = sessions.row_of(session_id)
-        with sessions.store.session() as db:
+    def _check_open(self, submission_id: str, session_id: str) -> SandboxSession:
+        """The session's row, read with its submission in one transaction; :class:`Cancelled` unless the session is
+        ``submitted`` and the submission ``grading``."""
+        with self.sweeper.sessions.store.session() as db:
+            row = db.get(SandboxSession, session_id)
             sub = db.get(Submission, submission_id)
             state = sub.state if sub is not None else "gone"
+        if row is None:
+            raise Cancelled(f"the session is gone and the submission {state}: the replay stopped")
         if row.state != "submitted" or state != "grading":
             raise Cancelled(f"the session is {row.state} ({row.reason or 'no reason given'}) and the submission "
                             f"{state}: the replay stopped")
+        return row
 
-    def _beat(self, submission_id: str, progress: Progress) -> None:
-        with self.sweeper.sessions.store.session() as db:
-            sub = db.get(Submission, submission_id)
-            if sub is not None and sub.state == "grading":
-                sub.progress = progress.as_json()
-                sub.heartbeat_at = self.sweeper.sessions.clock()
+    @staticmethod
+    def _beat(db: Session, *, submission_id: str, progress: Progress, now: datetime) -> None:
+        """The step's progress and heartbeat, in the step's accrual transaction (a submission still grading)."""
+        sub = db.get(Submission, submission_id)
+        if sub is not None and sub.state == "grading":
+            sub.progress = progress.as_json()
+            sub.heartbeat_at = now

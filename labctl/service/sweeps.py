@@ -160,11 +160,12 @@ class Sweeper:
         return self.record(session_id, taken, sheet, now=now, step=step, fresh=fresh)
 
     def record(self, session_id: str, taken: Snapshot, sheet: PriceSheet, *, now: datetime,
-               step: model.Step | None = None, fresh: bool = True, window: str = ledger.LIVE) -> Snapshot:
+               step: model.Step | None = None, fresh: bool = True, window: str = ledger.LIVE,
+               also: Callable[[Session], None] | None = None) -> Snapshot:
         """Price ``taken`` (with ``step``'s usage, when the simulator played one on its pods) and accrue it: money
         to the session (burn rate x time since the last metering), and, for a ``fresh`` step, its requests and each
-        workload's pod cost to the service ledger's ``window``, in one transaction. Returns the priced snapshot
-        with the ledger's figures (``service``: that window's)."""
+        workload's pod cost to the service ledger's ``window``, in one transaction, with what ``also`` writes (a
+        replay's heartbeat). Returns the priced snapshot with the ledger's figures (``service``: that window's)."""
         if step is not None:
             taken = simulation.with_usage(taken, step)
         priced = meter.price(taken, sheet)
@@ -176,6 +177,8 @@ class Sweeper:
             """The ledger's step in one transaction (run again on the fresh row when a command wrote it first)."""
             if current.state not in METERED_STATES:
                 return None
+            if also is not None:
+                also(db)
             since = current.last_metered_at or current.ready_at or current.created_at
             elapsed = max(0.0, (now - since).total_seconds())
             # The rate in force since the last sweep is the one that sweep measured; the first sweep uses today's.

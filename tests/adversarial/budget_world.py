@@ -40,10 +40,10 @@ class MeterOutage:
         self.armed = False
         self.name = real.name
 
-    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> dict[str, Any]:
+    def snapshot(self, spec: SandboxSpec, *, now: datetime, interim: bool = False) -> dict[str, Any]:
         if self.armed:
             raise ProviderUnavailable("fault injected: the sandbox's inventory cannot be listed")
-        return self.real.snapshot(spec, now=now)
+        return self.real.snapshot(spec, now=now, interim=interim)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)

@@ -307,8 +307,9 @@ class AwsSandboxes:
                                       snapshots=snapshots))
         return out
 
-    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
-        """The sandbox as a provider-neutral, unpriced snapshot (docs/SNAPSHOT.md)."""
+    def snapshot(self, spec: SandboxSpec, *, now: datetime, interim: bool = False) -> Snapshot:
+        """The sandbox as a provider-neutral, unpriced snapshot (docs/SNAPSHOT.md); always read directly (no watch
+        cache), ``interim`` or not."""
         session = SessionInfo(id=spec.session_id, lab_id=spec.lab.id, learner_id=spec.learner_id, provider="aws",
                               started_at=spec.started_at, taken_at=max(now, spec.started_at))
         budget = BudgetInfo(budget_usd=spec.budget_usd, reference_cost_usd=spec.lab.budget.reference_usd)

@@ -118,8 +118,8 @@ class Clusters:
     def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
         self._of(spec).freeze(spec, frozen=frozen)
 
-    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
-        return self._of(spec).snapshot(spec, now=now)
+    def snapshot(self, spec: SandboxSpec, *, now: datetime, interim: bool = False) -> Snapshot:
+        return self._of(spec).snapshot(spec, now=now, interim=interim)
 
     def enforce(self, spec: SandboxSpec, *, resource: str, action: Literal["stop", "terminate"]) -> None:
         self._of(spec).enforce(spec, resource=resource, action=action)

@@ -80,7 +80,9 @@ class KubernetesSandboxes:
         self._api: client.ApiClient | None = None
         self._dyn: dynamic.DynamicClient | None = None
         self._cache: cache.ClusterCache | None = None
-        self._frozen: set[str] = set()  # namespaces frozen for grading by this process: read from the apiserver
+        # Namespaces frozen for grading by this process (read from the apiserver but for interim views), each with
+        # whether an interim view of it has had to read directly (said once a freeze).
+        self._frozen: dict[str, bool] = {}
         # The API calls one start makes side by side, shared by all starts (as many as the client's connections).
         self._workers = ThreadPoolExecutor(max_workers=API_CONNECTIONS, thread_name_prefix="kube-apply")
         self._provisions = threading.BoundedSemaphore(PROVISIONS_AT_ONCE)
@@ -258,7 +260,7 @@ class KubernetesSandboxes:
             render.node_binding_name(spec.namespace))))
         _call(lambda: _ignore_404(lambda: core.delete_namespace(spec.namespace)))
         with self._lock:
-            self._frozen.discard(spec.namespace)
+            self._frozen.pop(spec.namespace, None)
         deadline = time.monotonic() + wait_s
         while True:
             # Polled as raw JSON: a class's removals poll hundreds of namespaces, and a typed model built for each
@@ -282,23 +284,42 @@ class KubernetesSandboxes:
     def freeze(self, spec: SandboxSpec, *, frozen: bool = True) -> None:
         """Make the learner's Role read-only (a submission) or editable again (a resubmission). While frozen, this
         process snapshots the sandbox straight from the apiserver, never from the watch cache: every grading freezes
-        first in the process that grades, so a grade always sees at least what was there at the freeze."""
+        first in the process that grades, so a grade always sees at least what was there at the freeze (interim views,
+        a replay's intermediate steps, may come from the cache: see :meth:`snapshot`)."""
         self.apply([o for o in render.sandbox_objects(spec, self.manifests_dir, frozen=frozen) if o["kind"] == "Role"])
         with self._lock:
-            (self._frozen.add if frozen else self._frozen.discard)(spec.namespace)
+            if frozen:
+                self._frozen[spec.namespace] = False
+            else:
+                self._frozen.pop(spec.namespace, None)
 
-    def snapshot(self, spec: SandboxSpec, *, now: datetime) -> Snapshot:
+    def snapshot(self, spec: SandboxSpec, *, now: datetime, interim: bool = False) -> Snapshot:
         """The sandbox as a provider-neutral, unpriced snapshot (docs/SNAPSHOT.md): from the watch cache when it is
-        synced and knows the namespace, else (and for a frozen sandbox) read directly, one list per kind."""
+        synced and knows the namespace, else read directly, one list per kind. A frozen sandbox is read directly
+        unless ``interim``: the learner cannot write it, and what kube-controller-manager does in it meanwhile (the
+        HPA, ReplicaSets) the cache sees by watch; only the graded snapshot needs the direct reads' guarantee."""
         with self._lock:
             frozen = spec.namespace in self._frozen
-        inv = None if frozen else self._distrusting(lambda: self.watch_cache().inventory(spec.namespace))
+        inv = None if frozen and not interim else \
+            self._distrusting(lambda: self.watch_cache().inventory(spec.namespace))
         if inv is None:
+            if frozen and interim:
+                self._said_direct(spec.namespace)
             inv = self._distrusting(lambda: inventory.collect(self._client(), spec.namespace))
         session = SessionInfo(id=spec.session_id, lab_id=spec.lab.id, learner_id=spec.learner_id, provider="kubernetes",
                               namespace=spec.namespace, started_at=spec.started_at, taken_at=max(now, spec.started_at))
         budget = BudgetInfo(budget_usd=spec.budget_usd, reference_cost_usd=spec.lab.budget.reference_usd)
         return snapshot.build(inv, session=session, budget=budget, now=now)
+
+    def _said_direct(self, namespace: str) -> None:
+        """One line a freeze when an interim view of the frozen ``namespace`` cannot come from the watch cache."""
+        with self._lock:
+            said = self._frozen.get(namespace, True)
+            if not said:
+                self._frozen[namespace] = True
+        if not said:
+            log.info("replay steps of %s read the apiserver directly: the watch cache is not synced or does not hold "
+                     "it", namespace)
 
     def enforce(self, spec: SandboxSpec, *, resource: str, action: Literal["stop", "terminate"]) -> None:
         """Not applicable: guardrails check cloud instances, and a namespace has none (its quota and admission
