@@ -15,18 +15,16 @@ this test's ``burn-rate`` by luck. A standing Deployment has one figure at any m
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from labctl.localcluster.cluster import LocalCluster
-from labctl.settings import REPO_ROOT
 from tests.adversarial.test_grade_forgery import _learner, _submit
+from tests.support.lab_copies import without_starters
 from tests.support.wait import eventually
 from tests.sweeps.test_meter_and_timers import World, _pods_running, _stop_all, _world
 
@@ -39,13 +37,7 @@ BURN_RATE = ("cheaper-per-hour", "burn-rate")
 @pytest.fixture
 def world(tmp_path: Path, local_cluster: LocalCluster) -> Iterator[World]:
     """The adversarial world, with the lab's starter cut to its thumbnailer (the module docstring says why)."""
-    labs = tmp_path / "labs"
-    shutil.copytree(REPO_ROOT / "labs", labs)
-    path = labs / LAB / "lab.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["starter"] = [t for t in doc["starter"] if t.endswith("thumbnailer.yaml.j2")]
-    assert len(doc["starter"]) == 1, doc["starter"]
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    labs = without_starters(tmp_path, {LAB: "labs/move-batch-to-spot/embeddings-backfill.yaml.j2"})
     w = _world(tmp_path, local_cluster, labs)
     with w.client:
         yield w

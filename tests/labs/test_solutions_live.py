@@ -28,7 +28,6 @@ scheduled keep running (maxUnavailable of 2 replicas rounds down to 0), so a sta
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import traceback
@@ -53,6 +52,7 @@ from labctl.catalog.models import Lab
 from labctl.localcluster.cluster import LocalCluster
 from labctl.settings import REPO_ROOT, Settings
 from tests.support.clock import FakeClock
+from tests.support.lab_copies import without_starters
 from tests.support.server import ADMIN_TOKEN
 
 pytestmark = pytest.mark.cluster
@@ -375,21 +375,8 @@ def _objects(variant: Variant, lab: Lab, session: Json) -> list[Json]:
     return docs
 
 
-def _live_labs(directory: Path) -> Path:
-    """A copy of the labs with :data:`STARTER_CUT`'s objects taken out of their starters."""
-    labs = directory / "labs"
-    shutil.copytree(LABS, labs)
-    for lab_id, (template, _) in STARTER_CUT.items():
-        path = labs / lab_id / "lab.yaml"
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        assert template in doc["starter"], (lab_id, doc["starter"])
-        doc["starter"] = [t for t in doc["starter"] if t != template]
-        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return labs
-
-
 def _grade_live(variant: Variant, data_dir: Path, cluster: LocalCluster, kube: client.ApiClient) -> Json:
-    labs = _live_labs(data_dir)
+    labs = without_starters(data_dir, {lab_id: template for lab_id, (template, _) in STARTER_CUT.items()})
     settings = Settings(data_dir=data_dir, kubeconfig=cluster.kubeconfig, admin_token=ADMIN_TOKEN, labs_dir=labs,
                         fleet_file=LABS / "fleet.yaml", database_url=f"sqlite:///{data_dir / 'labctl.db'}")
     app = create_app(settings, background=False)
