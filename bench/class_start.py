@@ -41,7 +41,7 @@ import httpx
 import yaml
 from kubernetes import client
 
-from bench.serve import BenchServer
+from bench.serve import BenchServer, HealthProbe
 from labctl.catalog import loader
 from labctl.localcluster.cluster import LocalCluster
 from labctl.ports import SandboxSpec
@@ -215,42 +215,23 @@ def print_profile(label: str, path: Path) -> None:
         print(f"      {incl:6.1%} {top:6.1%}  {frame[:140]}")
 
 
-# The /healthz prober runs in a process of its own: timed in the bench's process, beside its 32 deleting threads and
-# its namespace listing, a probe would wait for the bench's own interpreter lock and count that as the server's.
-PROBE = """
-import sys, threading, time, httpx
-done = threading.Event()
-threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
-samples = []
-with httpx.Client(base_url=sys.argv[1], timeout=120) as c:
-    while not done.is_set():
-        t = time.perf_counter()
-        c.get("/healthz")
-        samples.append((time.perf_counter() - t) * 1000)
-        time.sleep(0.05)
-print(" ".join(f"{s:.1f}" for s in samples))
-"""
-
-
 def health_while_deleting(serve: Serve, ids: list[str], core: client.CoreV1Api) -> tuple[float, float, float]:
-    """(p95, max) ms of /healthz polled every 50 ms (from a process of its own) while the sessions are deleted, and
-    the seconds until every namespace is gone."""
-    prober = subprocess.Popen([sys.executable, "-c", PROBE, serve.url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    """(p95, max) ms of /healthz polled every 50 ms (:class:`HealthProbe`) while the sessions are deleted, and the
+    seconds until every namespace is gone."""
     started = time.monotonic()
-    with httpx.Client(base_url=serve.url, headers=serve.headers(), timeout=600) as c, \
-            ThreadPoolExecutor(max_workers=32) as pool:
-        list(pool.map(lambda i: c.delete(f"/v1/sessions/{i}"), ids))
-    wanted = set(ids)
-    while time.monotonic() - started < 900:
-        left = {ns.metadata.name for ns in core.list_namespace(label_selector=f"{render.LAB_LABEL}={LAB}").items}
-        if not left & wanted:
-            break
-        time.sleep(1)
-    gone = time.monotonic() - started
-    time.sleep(0.5)
-    out, _ = prober.communicate("", timeout=300)
-    ordered = sorted(float(v) for v in out.split())
+    with HealthProbe(serve.url) as probe:
+        with httpx.Client(base_url=serve.url, headers=serve.headers(), timeout=600) as c, \
+                ThreadPoolExecutor(max_workers=32) as pool:
+            list(pool.map(lambda i: c.delete(f"/v1/sessions/{i}"), ids))
+        wanted = set(ids)
+        while time.monotonic() - started < 900:
+            left = {ns.metadata.name for ns in core.list_namespace(label_selector=f"{render.LAB_LABEL}={LAB}").items}
+            if not left & wanted:
+                break
+            time.sleep(1)
+        gone = time.monotonic() - started
+        time.sleep(0.5)
+    ordered = sorted(probe.samples)
     return ordered[int(0.95 * (len(ordered) - 1))], ordered[-1], gone
 
 

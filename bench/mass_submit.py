@@ -40,7 +40,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ import yaml
 from kubernetes import client
 
 from bench.class_start import remove_sandboxes
-from bench.serve import BenchServer
+from bench.serve import BenchServer, HealthProbe
 from labctl.catalog import loader
 from labctl.grading import jail as jail_mod
 from labctl.grading.runner import default_jail
@@ -68,7 +67,6 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 START_DEADLINE_S = 1200.0
 CLEANUP_DEADLINE_S = 900.0
 POLL_EVERY_S = 2.0
-HEALTH_EVERY_S = 0.05
 
 # A day of demand on the starter's web-frontend (2 replicas of 100m): low at night, busy in the day.
 DEMAND = {
@@ -153,37 +151,6 @@ async def start_sessions(url: str, n: int) -> list[str]:
             return str(r.json()["id"])
 
         return list(await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), START_DEADLINE_S))
-
-
-class HealthProbe:
-    """``GET /healthz`` every 50 ms on its own connection, until stopped: latencies in ms and statuses."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.samples: list[float] = []
-        self.statuses: dict[int, int] = {}
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> HealthProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _poll(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=120) as c:
-            while not self._done.is_set():
-                t = time.perf_counter()
-                try:
-                    code = c.get("/healthz").status_code
-                except httpx.TransportError:
-                    code = 0
-                self.samples.append((time.perf_counter() - t) * 1000)
-                self.statuses[code] = self.statuses.get(code, 0) + 1
-                self._done.wait(HEALTH_EVERY_S)
 
 
 async def submit_all(url: str, ids: list[str], *, deadline_s: float,
