@@ -169,6 +169,18 @@ def test_graders_see_no_secrets_and_run_in_a_scratch_directory(tmp_path: Path, s
     assert seen["cwd"] == "/tmp"  # the jail's private tmpfs
 
 
+def test_python_graders_get_the_standard_library_only(tmp_path: Path, snapshot: Json) -> None:
+    """No ``site``: neither labctl's packages nor the base interpreter's site-packages are on a grader's path."""
+    probe = write(tmp_path, "probe.py", "import importlib.util, json, sys\nprint(json.dumps({'checks': [{'id': 'p', "
+                  "'title': 'P', 'passed': True, 'score': 1, 'max_score': 1, 'evidence': [], 'feedback': json.dumps("
+                  "{'no_site': sys.flags.no_site, 'site': 'site' in sys.modules, "
+                  "'yaml': importlib.util.find_spec('yaml') is not None, "
+                  "'json': importlib.util.find_spec('json') is not None})}]}))\n")
+    [check] = run_grader(probe, snapshot, {})
+    assert check.status != "error", check.feedback
+    assert json.loads(check.feedback) == {"no_site": 1, "site": False, "yaml": False, "json": True}
+
+
 def test_a_script_the_graders_uid_cannot_read_is_an_error_check(tmp_path: Path, snapshot: Json) -> None:
     if os.geteuid() != 0:
         pytest.skip("only root drops graders to another uid; otherwise they read what labctl reads")
