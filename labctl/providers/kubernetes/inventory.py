@@ -9,6 +9,8 @@ resume live in :mod:`labctl.providers.kubernetes.suspension`.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +24,7 @@ ROOT_CA_CONFIGMAP = "kube-root-ca.crt"  # the controller-manager puts it in ever
 
 @dataclass
 class Inventory:
-    """Plain API objects of one namespace (``to_dict`` form, camelCase as the API writes them)."""
+    """Plain API objects of one namespace (their JSON, camelCase as the API writes them)."""
 
     pods: list[dict[str, Any]] = field(default_factory=list)
     workloads: list[dict[str, Any]] = field(default_factory=list)  # Deployments, StatefulSets, ReplicaSets, Jobs...
@@ -37,13 +39,14 @@ class Inventory:
     usage_source: UsageSource = "requests"
 
 
-def _plain(api: client.ApiClient, items: list[Any], kind: str, api_version: str) -> list[dict[str, Any]]:
-    out = []
-    for item in items:
-        obj: dict[str, Any] = api.sanitize_for_serialization(item)
+def _listed(lister: Callable[..., Any], *args: str, kind: str, api_version: str) -> list[dict[str, Any]]:
+    """One list's items as the API wrote them (its JSON, decoded once: the SDK's typed models would be built and
+    turned back into dicts), each with its kind and apiVersion (a list's items carry neither)."""
+    page = json.loads(lister(*args, _preload_content=False).data)
+    items: list[dict[str, Any]] = page.get("items") or []
+    for obj in items:
         obj["kind"], obj["apiVersion"] = kind, api_version
-        out.append(obj)
-    return out
+    return items
 
 
 def collect(api: client.ApiClient, namespace: str) -> Inventory:
@@ -55,7 +58,7 @@ def collect(api: client.ApiClient, namespace: str) -> Inventory:
     core, apps, batch = client.CoreV1Api(api), client.AppsV1Api(api), client.BatchV1Api(api)
     policy, discovery = client.PolicyV1Api(api), client.DiscoveryV1Api(api)
     inv = Inventory()
-    inv.pods = _plain(api, core.list_namespaced_pod(namespace).items, "Pod", "v1")
+    inv.pods = _listed(core.list_namespaced_pod, namespace, kind="Pod", api_version="v1")
     for lister, kind, version in (
         (apps.list_namespaced_deployment, "Deployment", "apps/v1"),
         (apps.list_namespaced_stateful_set, "StatefulSet", "apps/v1"),
@@ -64,19 +67,21 @@ def collect(api: client.ApiClient, namespace: str) -> Inventory:
         (batch.list_namespaced_job, "Job", "batch/v1"),
         (batch.list_namespaced_cron_job, "CronJob", "batch/v1"),
     ):
-        inv.workloads += _plain(api, lister(namespace).items, kind, version)
-    inv.pvcs = _plain(api, core.list_namespaced_persistent_volume_claim(namespace).items, "PersistentVolumeClaim", "v1")
-    inv.services = _plain(api, core.list_namespaced_service(namespace).items, "Service", "v1")
-    inv.endpoint_slices = _plain(api, discovery.list_namespaced_endpoint_slice(namespace).items, "EndpointSlice",
-                                 "discovery.k8s.io/v1")
-    inv.pdbs = _plain(api, policy.list_namespaced_pod_disruption_budget(namespace).items, "PodDisruptionBudget",
-                      "policy/v1")
-    inv.config_maps = [c for c in _plain(api, core.list_namespaced_config_map(namespace).items, "ConfigMap", "v1")
+        inv.workloads += _listed(lister, namespace, kind=kind, api_version=version)
+    inv.pvcs = _listed(core.list_namespaced_persistent_volume_claim, namespace, kind="PersistentVolumeClaim",
+                       api_version="v1")
+    inv.services = _listed(core.list_namespaced_service, namespace, kind="Service", api_version="v1")
+    inv.endpoint_slices = _listed(discovery.list_namespaced_endpoint_slice, namespace, kind="EndpointSlice",
+                                  api_version="discovery.k8s.io/v1")
+    inv.pdbs = _listed(policy.list_namespaced_pod_disruption_budget, namespace, kind="PodDisruptionBudget",
+                       api_version="policy/v1")
+    inv.config_maps = [c for c in _listed(core.list_namespaced_config_map, namespace, kind="ConfigMap",
+                                          api_version="v1")
                        if c["metadata"].get("name") != ROOT_CA_CONFIGMAP]
-    inv.autoscalers = _plain(api, client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler(
-        namespace).items, "HorizontalPodAutoscaler", "autoscaling/v2")
+    inv.autoscalers = _listed(client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler, namespace,
+                              kind="HorizontalPodAutoscaler", api_version="autoscaling/v2")
     wanted = {(p.get("spec") or {}).get("nodeName") for p in inv.pods} - {None}
-    inv.nodes = [n for n in _plain(api, core.list_node().items, "Node", "v1") if n["metadata"]["name"] in wanted]
+    inv.nodes = [n for n in _listed(core.list_node, kind="Node", api_version="v1") if n["metadata"]["name"] in wanted]
     inv.usage, inv.usage_source = _usage(api, namespace)
     return inv
 
