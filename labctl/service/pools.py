@@ -268,10 +268,10 @@ class Pools:
             lease_holder=self.sessions.lease_name("pool"), lease_expires_at=now + LEASE_TTL)
         row.namespace = row.id
         try:
-            with self.sessions.lease(row.id, "pool", taken=True):
+            with self.sessions.lease(row.id, "pool", taken=True) as hold:
                 with self.sessions.store.session() as db:
                     db.add(row)
-                return row.id, self.sessions.provision(row.id, actor=ACTOR).state == states.POOLED
+                return row.id, hold.settled(self.sessions.provision(row.id, actor=ACTOR)).state == states.POOLED
         except (LabctlError, ProviderError) as exc:
             self.sessions.release_place(row.id)
             log.warning("provisioning pooled sandbox %s failed: %s", row.id, exc)

@@ -234,8 +234,8 @@ class Sessions:
                 if existing is None:
                     raise Conflict(f"another start for {learner_id} in {lab_id} is finishing; try again") from None
                 return existing, False
-            with self.lease(row.id, "start", taken=True):
-                return self.provision(row.id, actor=principal.name), True
+            with self.lease(row.id, "start", taken=True) as hold:
+                return hold.settled(self.provision(row.id, actor=principal.name)), True
         finally:
             with self._held_lock:
                 self._held.discard(row.id)
@@ -255,8 +255,8 @@ class Sessions:
             return None
         session_id, previous = claimed
         log.info("session %s claimed from the pool of %s for %s", session_id, lab.id, learner_id)
-        with self.lease(session_id, "start", taken=True):
-            return self._hand_over(session_id, previous=previous, actor=principal.name), True
+        with self.lease(session_id, "start", taken=True) as hold:
+            return hold.settled(self._hand_over(session_id, previous=previous, actor=principal.name)), True
 
     def _take_alone(self, wanted: _Claim) -> tuple[str, SandboxSpec] | None:
         """One claim in a transaction of its own (:meth:`_take_in`)."""
@@ -659,17 +659,18 @@ class Sessions:
     # -- the session lease -----------------------------------------------------------------------------------------
 
     @contextmanager
-    def lease(self, session_id: str, what: str, *, taken: bool = False) -> Iterator[None]:
+    def lease(self, session_id: str, what: str, *, taken: bool = False) -> Iterator[Hold]:
         """Hold the session for one command (``taken``: it was born leased); a second one gets a 409."""
         if taken:
             with self._held_lock:
                 self._held.add(session_id)
         else:
             self._claim(session_id, what)
+        hold = Hold()
         try:
-            yield
+            yield hold
         finally:
-            self._release(session_id)
+            self._release(session_id, read=not hold.ended)
 
     def lease_name(self, what: str) -> str:
         return f"{what}@{self.holder}"
@@ -702,7 +703,9 @@ class Sessions:
         holder = (row.lease_holder or "").rpartition("@")[2]
         return busy_until is None or busy_until <= now or holder == self.holder
 
-    def _release(self, session_id: str) -> None:
+    def _release(self, session_id: str, *, read: bool = True) -> None:
+        """Let the session go: in this process, and in the store where the lease is still this replica's (``read``
+        false: the command's last write ended it, see :class:`Hold`)."""
         def ours(row: SandboxSession) -> bool:
             return (row.lease_holder or "").rpartition("@")[2] == self.holder
 
@@ -712,6 +715,8 @@ class Sessions:
                 row.lease_expires_at = None
 
         try:
+            if not read:
+                return
             with self.store.session() as db:  # a command's last write often ended the lease already: only a read
                 row = db.get(SandboxSession, session_id)
             if row is not None and ours(row):
@@ -897,6 +902,19 @@ class Sessions:
                            namespace=row.namespace, expires_at=row.expires_at,
                            budget_usd=float(row.budget_usd), started_at=row.ready_at or row.created_at,
                            cluster=row.cluster)
+
+
+@dataclass
+class Hold:
+    """One command's hold on a session (:meth:`Sessions.lease`). ``settled(row)`` is given the row the command's last
+    write committed and returns it; when that write ended the lease (a start made ready), letting the session go
+    needs no read of the store."""
+
+    ended: bool = False
+
+    def settled(self, row: SandboxSession) -> SandboxSession:
+        self.ended = row.lease_holder is None
+        return row
 
 
 @dataclass(frozen=True)
