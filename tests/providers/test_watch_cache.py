@@ -164,6 +164,31 @@ def test_a_namespace_that_goes_takes_its_objects(watched: cache.ClusterCache, ku
     assert all(ns not in shelf for shelf in watched._objects.values())
 
 
+def _served_from_the_start(core: client.CoreV1Api) -> bool:
+    """Whether the apiserver still answers a pod watch from resourceVersion 1 with events instead of 410 Gone."""
+    response = core.list_pod_for_all_namespaces(watch=True, resource_version="1", timeout_seconds=1, limit=1,
+                                                _preload_content=False, _request_timeout=10)
+    try:
+        first = response.readline()
+    finally:
+        response.release_conn()
+    return b'"code":410' not in first
+
+
+def age_out_the_first_pod_events(core: client.CoreV1Api, ns: str, name: str) -> None:
+    """A young cluster's apiserver still holds its first pod events in its watch cache (rv 1 is served, not 410):
+    label one pod again and again (each a pod event) until the oldest events are out of the cache's window, as they
+    are on any cluster that has run a while."""
+    deadline = time.monotonic() + 180
+    count = 0
+    while _served_from_the_start(core):
+        assert time.monotonic() < deadline, f"resourceVersion 1 still served after {count} pod events"
+        for _ in range(50):
+            count += 1
+            core.patch_namespaced_pod(name, ns, {"metadata": {"labels": {"churn": str(count)}}})
+        time.sleep(1)
+
+
 def test_expired_watch_relists_and_converges(watched: cache.ClusterCache, kube: client.ApiClient,
                                              namespaces: Callable[..., str]) -> None:
     """A watch resumed from a resourceVersion the apiserver no longer serves gets 410 Gone: the kind is listed
@@ -172,6 +197,7 @@ def test_expired_watch_relists_and_converges(watched: cache.ClusterCache, kube: 
     core = client.CoreV1Api(kube)
     core.create_namespaced_pod(ns, pod("before"))
     converged(watched, kube, ns, lambda s: names(s, "Pod") == {"before"})
+    age_out_the_first_pod_events(core, ns, "before")
     listed = watched.relists["Pod"]
     for _ in range(5):  # another event may move the position on before the watch ends: force it again
         watched._versions["Pod"] = "1"  # far older than the apiserver's window
