@@ -18,7 +18,7 @@ help:
 	@echo "make test   run the whole suite against the real local control plane"
 	@echo "make test-resilience   crashes and outages: a replica killed, the apiserver stopped, PostgreSQL restarted"
 	@echo "make cluster / make cluster-down   start or remove the local control plane alone"
-	@echo "make bench  the benchmarks (cluster start, grading time, webhook throughput, simulator step, usage writes, sweep reads, rendering)"
+	@echo "make bench  the benchmarks (cluster start, grading time, webhook throughput, simulator step, usage writes, sweep reads, rendering, API reads, class start, mass submit)"
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "labctl needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -120,6 +120,9 @@ bench: system-packages binaries
 	$(BIN)/python -m bench.usage_apply
 	$(BIN)/python -m bench.sweep
 	$(BIN)/python -m bench.render
+	$(BIN)/python -m bench.api_reads
+	$(BIN)/python -m bench.class_start
+	$(BIN)/python -m bench.mass_submit
 
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock

@@ -41,6 +41,7 @@ import httpx
 import yaml
 from kubernetes import client
 
+from bench.cpu import cpu_line, cpu_used, part_pids
 from bench.serve import BenchServer, HealthProbe
 from labctl.catalog import loader
 from labctl.localcluster.cluster import LocalCluster
@@ -119,52 +120,6 @@ async def _starts(url: str, headers: dict[str, str], n: int, label: str) -> tupl
         statuses[code] = statuses.get(code, 0) + 1
     return (Starts(label=label, n=n, wall_s=wall, answers_s=[r[0] for r in results], statuses=statuses),
             [r[2] for r in results if r[2]])
-
-
-CPU_PARTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kwok-controller")
-
-
-def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user + system) each process has used so far, and ``machine``: the busy seconds of all cores."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used: dict[str, float] = {}
-    for name, pid in pids.items():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        used[name] = (int(fields[11]) + int(fields[12])) / tick
-    cpu = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    used["machine"] = (sum(cpu) - cpu[3] - cpu[4]) / tick  # all but idle and iowait
-    return used
-
-
-def part_pids(cluster: LocalCluster, serve: Serve) -> dict[str, int]:
-    """The serve process and the control plane's processes (kwokctl's pid files)."""
-    pids = {"labctl serve": serve.proc.pid}
-    for name in CPU_PARTS:
-        path = cluster.cluster_dir / "pids" / f"{name}.pid"
-        if path.exists():
-            pids[name] = int(path.read_text().strip())
-    return pids
-
-
-@contextmanager
-def cpu_used(pids: dict[str, int], into: dict[str, float]) -> Iterator[None]:
-    """Fill ``into`` with the CPU seconds each process (and the machine) used during the block, and ``wall``."""
-    before, started = cpu_seconds(pids), time.monotonic()
-    yield
-    after = cpu_seconds(pids)
-    into.update({name: after[name] - before[name] for name in after if name in before})
-    into["wall"] = time.monotonic() - started
-
-
-def cpu_line(used: dict[str, float]) -> str:
-    wall = used.get("wall", 0.0) or 1.0
-    cores = os.cpu_count() or 1
-    parts = ", ".join(f"{name} {used[name] / wall:.2f}" for name in ("labctl serve", *CPU_PARTS) if name in used)
-    return (f"    cores busy during the starts ({wall:.1f} s): machine {used['machine'] / wall:.2f} of {cores}; "
-            f"{parts}")
 
 
 @contextmanager
@@ -361,7 +316,7 @@ def main() -> None:
                                            for what in ("starts", "delete")) if args.profile else (None, None))
                 used: dict[str, float] = {}
                 with profiled(serve.proc.pid, starts_out, idle=args.profile_idle), \
-                        cpu_used(part_pids(cluster, serve), used):
+                        cpu_used(part_pids(cluster, serve.proc.pid), used):
                     result, ids = asyncio.run(_starts(serve.url, serve.headers(), n, f"{mode}{n}"))
                 with profiled(serve.proc.pid, delete_out, idle=args.profile_idle):
                     p95h, maxh, gone = health_while_deleting(serve, ids, core)
@@ -372,7 +327,7 @@ def main() -> None:
             print(f"{store:11}{mode:7}{n:>5}{result.per_s:>12.1f}{result.pct(0.5):>8.2f}{result.pct(0.95):>8.2f}"
                   f"{max(result.answers_s):>8.2f}{result.per_s * per_session / ceiling:>9.2f}"
                   f"{p95h:>11.0f}/{maxh:<8.0f}{gone:>14.0f}  {result.statuses}{extra}", flush=True)
-            print(cpu_line(used), flush=True)
+            print(cpu_line(used, "the starts"), flush=True)
             if starts_out is not None and delete_out is not None:
                 print_profile("starts", starts_out)
                 print_profile("deletes", delete_out)

@@ -17,11 +17,16 @@ polls (``GET /v1/submissions/{id}``, a route that takes a request thread). Besid
 measured in the same run on the same machine:
 
 - the replay's floor: the window as configured (no submission can be graded sooner);
-- the interpreters' limit: as many jailed grader interpreters started (``python -c pass`` in the bubblewrap jail,
-  one per grader per submission) as the N submissions need, as many side by side as the machine has cores: no design
-  that runs each grader as its own jailed process can grade faster;
+- the interpreters' limit: as many jailed grader interpreters started (``python -S -c pass`` in the bubblewrap jail,
+  with a grader's options, one per grader per submission) as the N submissions need, as many side by side as the
+  machine has cores: no design that runs each grader as its own jailed process can grade faster;
 - the limit of the whole: N / (the replay's floor + the interpreters' time), every replay overlapped with the others
-  and the graders then run back to back on every core. "of the limit" is grades/s over it.
+  and the graders then run back to back on every core. "of the limit" is grades/s over it;
+- the graders' limit: the lab's own graders (``runner.grade`` in the jail, on the lab's reference solution's
+  snapshot) run N times, as many side by side as cores, in the benchmark's small process, plus the replay's floor:
+  what grading itself costs beyond starting interpreters. "of graders" is grades/s over it;
+- the cores each part kept busy during the burst (``bench.cpu``: the server, its children (the graders), the
+  control plane, the benchmark's own polling, the machine).
 
 Bounded: every wait has a deadline (starts 20 min, the burst ``--deadline-s``, default 10 min: what is still
 grading then is counted as such, and the figures are over the rest; the clean-up 15 min). It removes what it made:
@@ -52,10 +57,14 @@ import yaml
 from kubernetes import client
 
 from bench.class_start import remove_sandboxes
+from bench.cpu import cpu_line, cpu_used, part_pids
 from bench.serve import BenchServer, HealthProbe
 from labctl.catalog import loader
+from labctl.catalog.models import Lab
 from labctl.grading import jail as jail_mod
+from labctl.grading import runner
 from labctl.grading.runner import default_jail
+from labctl.grading.snapshot import Snapshot
 from labctl.localcluster.cluster import LocalCluster
 from labctl.providers.kubernetes import render
 from labctl.providers.kubernetes.client import api_client
@@ -67,6 +76,7 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 START_DEADLINE_S = 1200.0
 CLEANUP_DEADLINE_S = 900.0
 POLL_EVERY_S = 2.0
+SOLUTION = REPO_ROOT / "tests" / "grading" / "fixtures" / f"{LAB}-solution.json"  # the graders' limit grades it
 
 # A day of demand on the starter's web-frontend (2 replicas of 100m): low at night, busy in the day.
 DEMAND = {
@@ -91,6 +101,7 @@ class Burst:
     poll_ms: list[float]                   # each GET /v1/submissions/{id} of the polling (a blocking route)
     extra_submissions: int                 # submissions beyond one per session (must be 0)
     tracebacks: int                        # tracebacks in the server's log during the burst
+    cpu: dict[str, float]                  # CPU seconds each part used during the burst (bench.cpu)
 
     @property
     def per_s(self) -> float:
@@ -197,7 +208,8 @@ def count_submissions(url: str, ids: list[str]) -> int:
     return extra
 
 
-def burst(serve: Serve, ids: list[str], *, deadline_s: float, profile: Path | None, py_spy: str) -> Burst:
+def burst(serve: Serve, ids: list[str], *, pids: dict[str, int], deadline_s: float, profile: Path | None,
+          py_spy: str) -> Burst:
     recorder = None
     logged = (serve.directory / "serve.log").stat().st_size
     if profile is not None:
@@ -206,7 +218,8 @@ def burst(serve: Serve, ids: list[str], *, deadline_s: float, profile: Path | No
                                      "--format", "flamegraph" if profile.suffix == ".svg" else "raw"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         time.sleep(1.0)
-    with HealthProbe(serve.url) as probe:
+    used: dict[str, float] = {}
+    with HealthProbe(serve.url) as probe, cpu_used(pids, used):
         accepted, final, left, polls = asyncio.run(submit_all(serve.url, ids, deadline_s=deadline_s))
     if recorder is not None:
         recorder.send_signal(2)  # SIGINT: py-spy writes its file and exits
@@ -224,7 +237,8 @@ def burst(serve: Serve, ids: list[str], *, deadline_s: float, profile: Path | No
     wall = (max(graded) - min(created)).total_seconds() if graded else 0.0
     return Burst(n=len(ids), accepted=accepted, states=states, latencies_s=latencies, wall_s=wall,
                  health_ms=probe.samples, health_statuses=probe.statuses, poll_ms=polls,
-                 extra_submissions=count_submissions(serve.url, ids), tracebacks=tracebacks(serve, since=logged))
+                 extra_submissions=count_submissions(serve.url, ids), tracebacks=tracebacks(serve, since=logged),
+                 cpu=used)
 
 
 def tracebacks(serve: Serve, *, since: int) -> int:
@@ -234,13 +248,29 @@ def tracebacks(serve: Serve, *, since: int) -> int:
         return sum(line.startswith(b"Traceback") for line in log)
 
 
+def graders_limit(lab: Lab, count: int, *, width: int) -> float:
+    """Seconds for ``count`` of ``lab``'s gradings (:func:`labctl.grading.runner.grade` on its reference solution's
+    snapshot, in the jail), ``width`` side by side in this small process: what the graders alone cost."""
+    snapshot = Snapshot.model_validate_json(SOLUTION.read_text(encoding="utf-8"))
+    jail = default_jail()
+
+    def one(_: int) -> None:
+        runner.grade(lab, snapshot, REPO_ROOT / "graders", REPO_ROOT, jail=jail)
+
+    one(0)  # warm the file caches
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        list(pool.map(one, range(count)))
+    return time.perf_counter() - started
+
+
 def interpreters_limit(count: int, *, width: int) -> float:
     """Seconds to start ``count`` jailed Python interpreters (``python -c pass``), ``width`` side by side."""
     jail = default_jail()
     interpreter, libraries = jail_mod.python()
     scratch = Path(tempfile.mkdtemp(prefix="labctl-bench-jail-"))
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": jail_mod.SCRATCH, "LANG": "C.UTF-8"}
-    line = jail_mod.argv(jail, [str(interpreter), "-c", "pass"], readable=libraries, env=env)
+    line = jail_mod.argv(jail, [str(interpreter), *runner.PYTHON_OPTIONS, "-c", "pass"], readable=libraries, env=env)
 
     def one(_: int) -> None:
         subprocess.run(line, check=True, cwd=scratch, env=jail_mod.launcher_env(), stdin=subprocess.DEVNULL,
@@ -307,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
               f"({n / interp_s:.1f} grades/s of interpreters alone)")
         print(f"replay's floor: {floor_s:g} s a submission; limit of the whole: {n} / ({floor_s:g} + "
               f"{interp_s:.2f}) s = {limit:.2f} grades/s")
+        grades_s = graders_limit(lab, n, width=cores)
+        graders_whole = n / (floor_s + grades_s)
+        print(f"graders' limit: {n} gradings of the lab's reference solution (runner.grade, jailed) in "
+              f"{grades_s:.2f} s, {cores} side by side; with the replay's floor {graders_whole:.2f} grades/s")
         serve = Serve(cluster, directory, labs, replay_max_s=args.replay_max_s, replay_step_s=args.replay_step_s)
         ids: list[str] = []
         with api_client(cluster.kubeconfig) as kube:
@@ -315,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.monotonic()
                 ids = asyncio.run(start_sessions(serve.url, n))
                 print(f"{n} sessions ready in {time.monotonic() - t:.0f} s (not timed in the figures)")
-                result = burst(serve, ids, deadline_s=args.deadline_s, profile=args.profile, py_spy=args.py_spy)
+                result = burst(serve, ids, pids=part_pids(cluster, serve.proc.pid), deadline_s=args.deadline_s,
+                               profile=args.profile, py_spy=args.py_spy)
             finally:
                 gone = stop_sessions(serve, ids, core) if ids else 0.0
                 serve.stop()
@@ -325,11 +360,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped and removed in {gone:.0f} s")
         lat = result.latencies_s
         print()
-        print(f"{'N':>5}{'grades/s':>10}{'of limit':>10}{'p50 s':>8}{'p95 s':>8}{'max s':>8}"
+        print(f"{'N':>5}{'grades/s':>10}{'of limit':>10}{'of graders':>11}{'p50 s':>8}{'p95 s':>8}{'max s':>8}"
               f"{'healthz p50/p95/max ms':>24}  submits / states / healthz statuses")
-        print(f"{n:>5}{result.per_s:>10.2f}{result.per_s / limit:>10.2f}{pct(lat, 0.5):>8.2f}{pct(lat, 0.95):>8.2f}"
+        print(f"{n:>5}{result.per_s:>10.2f}{result.per_s / limit:>10.2f}{result.per_s / graders_whole:>11.2f}"
+              f"{pct(lat, 0.5):>8.2f}{pct(lat, 0.95):>8.2f}"
               f"{max(lat):>8.2f}{pct(result.health_ms, 0.5):>9.0f}/{pct(result.health_ms, 0.95):.0f}/"
               f"{max(result.health_ms):.0f}  {result.accepted} / {result.states} / {result.health_statuses}")
+        print(cpu_line(result.cpu, "the burst"))
         print(f"GET /v1/submissions/{{id}} during the burst (a blocking route, 8 polls at a time): p50 / p95 / max "
               f"{pct(result.poll_ms, 0.5):.0f} / {pct(result.poll_ms, 0.95):.0f} / {max(result.poll_ms):.0f} ms")
         print(f"submissions beyond one per session: {result.extra_submissions}; tracebacks in the server's log "
