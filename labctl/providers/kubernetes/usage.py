@@ -37,6 +37,7 @@ namespace even when :func:`clear_usage` is never called.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -133,7 +134,9 @@ def apply_usage(api: client.ApiClient, *, namespace: str, usage: Mapping[str, Po
     custom = client.CustomObjectsApi(api)
     current = _listed(api, namespace)
     try:
-        namespace_uid = str(client.CoreV1Api(api).read_namespace(namespace).metadata.uid)
+        # The namespace's JSON, not the SDK's model of it: only its uid is wanted (every replay step asks).
+        namespace_uid = str(json.loads(client.CoreV1Api(api).read_namespace(
+            namespace, _preload_content=False).data)["metadata"]["uid"])
     except ApiException as exc:
         if exc.status != 404:
             raise
