@@ -3,7 +3,10 @@
 A benchmark on this machine shares its cores with the control plane it drives, so a figure is read beside what each
 part used meanwhile: the ``labctl serve`` process, its children (``children``: the processes it started and waited
 for, the graders' jailed interpreters among them), kube-apiserver, etcd, kube-controller-manager, kwok, the benchmark
-itself and the whole machine.
+itself and the whole machine; "the rest" is the machine's busy time no named process accounts for. A jailed grader's
+CPU reaches ``its children`` only as far as every process between it and the server waited for its child, and the
+kernel's work to make and remove its namespaces is nobody's: on this machine ``its children`` showed a fraction of
+what the graders used, the rest of it is in "the rest".
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ def cpu_line(used: dict[str, float], during: str) -> str:
     """One line: the cores each part kept busy on average during the block."""
     wall = used.get("wall", 0.0) or 1.0
     cores = os.cpu_count() or 1
-    parts = ", ".join(f"{name} {used[name] / wall:.2f}" for name in (SERVE, CHILDREN, *CONTROL_PLANE, BENCH)
-                      if name in used)
-    return f"    cores busy during {during} ({wall:.1f} s): {MACHINE} {used[MACHINE] / wall:.2f} of {cores}; {parts}"
+    named = [name for name in (SERVE, CHILDREN, *CONTROL_PLANE, BENCH) if name in used]
+    parts = ", ".join(f"{name} {used[name] / wall:.2f}" for name in named)
+    rest = used[MACHINE] - sum(used[name] for name in named)
+    return (f"    cores busy during {during} ({wall:.1f} s): {MACHINE} {used[MACHINE] / wall:.2f} of {cores}; {parts}; "
+            f"the rest {rest / wall:.2f}")
