@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -257,7 +258,12 @@ def graders_limit(lab: Lab, count: int, *, width: int) -> float:
     def one(_: int) -> None:
         runner.grade(lab, snapshot, REPO_ROOT / "graders", REPO_ROOT, jail=jail)
 
-    one(0)  # warm the file caches
+    return side_by_side(one, count, width=width)
+
+
+def side_by_side(one: Callable[[int], None], count: int, *, width: int) -> float:
+    """Seconds to run ``one`` ``count`` times, ``width`` at once, after one untimed run (the file caches warmed)."""
+    one(0)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=width) as pool:
         list(pool.map(one, range(count)))
@@ -265,7 +271,8 @@ def graders_limit(lab: Lab, count: int, *, width: int) -> float:
 
 
 def interpreters_limit(count: int, *, width: int) -> float:
-    """Seconds to start ``count`` jailed Python interpreters (``python -c pass``), ``width`` side by side."""
+    """Seconds to start ``count`` jailed Python interpreters (``python -S -c pass``, as graders start), ``width``
+    side by side."""
     jail = default_jail()
     interpreter, libraries = jail_mod.python()
     scratch = Path(tempfile.mkdtemp(prefix="labctl-bench-jail-"))
@@ -277,11 +284,7 @@ def interpreters_limit(count: int, *, width: int) -> float:
                        stdout=subprocess.DEVNULL)
 
     try:
-        one(0)  # warm the file caches
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=width) as pool:
-            list(pool.map(one, range(count)))
-        return time.perf_counter() - started
+        return side_by_side(one, count, width=width)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
