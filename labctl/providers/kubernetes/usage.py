@@ -135,8 +135,8 @@ def apply_usage(api: client.ApiClient, *, namespace: str, usage: Mapping[str, Po
     current = _listed(api, namespace)
     try:
         # The namespace's JSON, not the SDK's model of it: only its uid is wanted (every replay step asks).
-        namespace_uid = str(json.loads(client.CoreV1Api(api).read_namespace(
-            namespace, _preload_content=False).data)["metadata"]["uid"])
+        answer: Any = client.CoreV1Api(api).read_namespace(namespace, _preload_content=False)  # the raw response
+        namespace_uid = str(json.loads(answer.data)["metadata"]["uid"])
     except ApiException as exc:
         if exc.status != 404:
             raise
