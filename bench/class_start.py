@@ -5,7 +5,8 @@ side); then ``/healthz`` timed while the N sessions are deleted.
 
 Run: ``.venv/bin/python -m bench.class_start [--sizes 50,200,500] [--kubectl-sessions 50] [--cluster NAME]
 [--stores sqlite,postgresql] [--database-url URL] [--profile DIR]``. It uses (or brings up) the local cluster ``NAME``
-(default ``bench-class``; ``labctl cluster down --name NAME`` after), one ``labctl serve`` per run on a fresh store
+(default ``bench-class``; ``labctl cluster down --name NAME`` after) on a fleet with room for the class
+(:mod:`bench.fleet`), one ``labctl serve`` per run on a fresh store
 (a SQLite file; on PostgreSQL a fresh database on the server of ``--database-url``, or, without it, on a throwaway
 server started as the tests start theirs: Debian's ``postgresql`` binaries), and removes every sandbox it made.
 ``--profile DIR``: ``py-spy record`` attached to the serve process during the starts and during the deletes of each
@@ -41,7 +42,8 @@ import httpx
 import yaml
 from kubernetes import client
 
-from bench.cpu import cpu_line, cpu_used, part_pids
+from bench import fleet
+from bench.cpu import cost_line, cpu_line, cpu_used, part_pids
 from bench.serve import BenchServer, HealthProbe
 from labctl.catalog import loader
 from labctl.localcluster.cluster import LocalCluster
@@ -277,9 +279,10 @@ def main() -> None:
     # Stopped (SIGTERM) mid-run, it still stops its labctl serve and removes its sandboxes (the finally blocks).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     settings = Settings()
-    cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=settings.fleet_file,
-                           name=args.cluster)
-    cluster.up()
+    with tempfile.TemporaryDirectory(prefix="labctl-class-fleet-") as fleet_dir:  # read by `up` only
+        cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=fleet.roomy(Path(fleet_dir)),
+                               name=args.cluster)
+        cluster.up()
     sizes = [int(s) for s in args.sizes.split(",")]
     stores = args.stores.split(",")
     if set(stores) - {"sqlite", "postgresql"}:
@@ -328,6 +331,7 @@ def main() -> None:
                   f"{max(result.answers_s):>8.2f}{result.per_s * per_session / ceiling:>9.2f}"
                   f"{p95h:>11.0f}/{maxh:<8.0f}{gone:>14.0f}  {result.statuses}{extra}", flush=True)
             print(cpu_line(used, "the starts"), flush=True)
+            print(cost_line(used, n, "start"), flush=True)
             if starts_out is not None and delete_out is not None:
                 print_profile("starts", starts_out)
                 print_profile("deletes", delete_out)

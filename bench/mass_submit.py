@@ -57,8 +57,9 @@ import httpx
 import yaml
 from kubernetes import client
 
+from bench import fleet
 from bench.class_start import remove_sandboxes
-from bench.cpu import cpu_line, cpu_used, part_pids
+from bench.cpu import cost_line, cpu_line, cpu_used, part_pids
 from bench.serve import BenchServer, HealthProbe
 from labctl.catalog import loader
 from labctl.catalog.models import Lab
@@ -112,17 +113,6 @@ class Burst:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * (len(ordered) - 1) + 0.5))] if ordered else float("nan")
-
-
-def bench_fleet(directory: Path) -> Path:
-    """The shipped fleet with CPU pools large enough for every starter pod of the run (kwok nodes are free)."""
-    doc = yaml.safe_load((REPO_ROOT / "labs" / "fleet.yaml").read_text())
-    for pool in doc["pools"]:
-        if pool["name"].startswith("cpu-"):
-            pool.update(cpu="128", memory="512Gi", pods=400)
-    path = directory / "fleet.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def bench_labs(directory: Path) -> Path:
@@ -322,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     with tempfile.TemporaryDirectory(prefix="labctl-mass-submit-") as tmp:
         directory = Path(tmp)
-        cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=bench_fleet(directory),
+        cluster = LocalCluster(workdir=settings.local_cluster_workdir, fleet_file=fleet.roomy(directory),
                                name=args.cluster)
         cluster.up()
         labs = bench_labs(directory)
@@ -370,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{max(lat):>8.2f}{pct(result.health_ms, 0.5):>9.0f}/{pct(result.health_ms, 0.95):.0f}/"
               f"{max(result.health_ms):.0f}  {result.accepted} / {result.states} / {result.health_statuses}")
         print(cpu_line(result.cpu, "the burst"))
+        print(cost_line(result.cpu, n, "submission"))
         print(f"GET /v1/submissions/{{id}} during the burst (a blocking route, 8 polls at a time): p50 / p95 / max "
               f"{pct(result.poll_ms, 0.5):.0f} / {pct(result.poll_ms, 0.95):.0f} / {max(result.poll_ms):.0f} ms")
         print(f"submissions beyond one per session: {result.extra_submissions}; tracebacks in the server's log "
