@@ -1,13 +1,15 @@
 """API read throughput of ``labctl serve``: a page of sessions, one session, and the health check beside them.
 
-    .venv/bin/python -m bench.api_reads [--sessions 500] [--seconds 5] [--clients 8]
+    .venv/bin/python -m bench.api_reads [--sessions 500] [--seconds 5] [--clients 1,8]
 
 A real ``labctl serve`` (uvicorn, SQLite in a temporary data directory, background sweeps made rare, a cluster
 address that refuses connections: reads touch only the store) with ``--sessions`` terminated sessions written into
 its store first. ``--clients`` threads, each with its own keep-alive connection, call one URL for ``--seconds``; each
 line gives requests/s, the median and the 95th percentile of the answer time. The baselines in the same run:
 ``/healthz`` (the cheapest route: the service's own overhead) and the whole list in one answer (``limit=1000``, what
-``GET /v1/sessions`` answered before it was paged). Bounded: at most 5,000 sessions, 30 s a URL, 32 clients.
+``GET /v1/sessions`` answered before it was paged). ``--clients 1,8`` (the default) runs every URL with one client,
+then with eight: one interpreter serves them all, so the one-client figures are what a request costs and the
+eight-client ones how it queues. Bounded: at most 5,000 sessions, 30 s a URL, 32 clients.
 """
 
 from __future__ import annotations
@@ -81,9 +83,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=5)
-    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--clients", default="1,8", help="comma-separated numbers of clients, each run in turn")
     args = parser.parse_args()
-    sessions, seconds, clients = min(args.sessions, 5000), min(args.seconds, 30), min(args.clients, 32)
+    sessions, seconds = min(args.sessions, 5000), min(args.seconds, 30)
+    counts = [min(int(c), 32) for c in args.clients.split(",")]
     with tempfile.TemporaryDirectory(prefix="labctl-bench-") as tmp:
         data = Path(tmp)
         seed(data, sessions)
@@ -116,11 +119,12 @@ def main() -> int:
                     ("GET /v1/sessions?limit=100 (a page)", "/v1/sessions?limit=100"),
                     (f"GET /v1/sessions?limit=1000 (all {sessions}: baseline)", "/v1/sessions?limit=1000")]
             print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-                  f"{sessions} sessions in SQLite, {clients} clients, {seconds:.0f} s a URL")
-            print(f"  {'':52}{'req/s':>8}{'median ms':>11}{'p95 ms':>9}")
-            for title, path in urls:
-                rate, median, p95 = load(base + path, seconds=seconds, clients=clients)
-                print(f"  {title:52}{rate:8.0f}{median * 1000:11.1f}{p95 * 1000:9.1f}")
+                  f"{sessions} sessions in SQLite, {seconds:.0f} s a URL")
+            for clients in counts:
+                print(f"  {f'{clients} client(s)':52}{'req/s':>8}{'median ms':>11}{'p95 ms':>9}")
+                for title, path in urls:
+                    rate, median, p95 = load(base + path, seconds=seconds, clients=clients)
+                    print(f"  {title:52}{rate:8.0f}{median * 1000:11.1f}{p95 * 1000:9.1f}", flush=True)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
