@@ -82,4 +82,3 @@ def cost_line(used: dict[str, float], count: int, each: str) -> str:
     ceiling = f"{cores / per:.1f}" if per > 0 else "unbounded"
     return (f"    CPU a {each}: {per:.2f} core-seconds (labctl serve and its children {ours:.2f}, the control plane "
             f"{plane:.2f}); at that cost this machine's {cores} cores allow {ceiling} {each}s/s")
-
