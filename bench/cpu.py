@@ -75,10 +75,10 @@ def cpu_line(used: dict[str, float], during: str) -> str:
 def cost_line(used: dict[str, float], count: int, each: str) -> str:
     """One line: the CPU seconds one of ``count`` units of work (``each``: "start", "submission") cost during the
     block, by part, and the rate the machine's cores allow at that cost: the ceiling a CPU-bound run meets."""
-    cores = os.cpu_count() or 1
-    per = used[MACHINE] / max(count, 1)
-    plane = sum(used.get(name, 0.0) for name in CONTROL_PLANE) / max(count, 1)
-    ours = (used.get(SERVE, 0.0) + used.get(CHILDREN, 0.0)) / max(count, 1)
+    cores, units = os.cpu_count() or 1, max(count, 1)
+    per = used[MACHINE] / units
+    plane = sum(used.get(name, 0.0) for name in CONTROL_PLANE) / units
+    ours = (used.get(SERVE, 0.0) + used.get(CHILDREN, 0.0)) / units
     ceiling = f"{cores / per:.1f}" if per > 0 else "unbounded"
     return (f"    CPU a {each}: {per:.2f} core-seconds (labctl serve and its children {ours:.2f}, the control plane "
             f"{plane:.2f}); at that cost this machine's {cores} cores allow {ceiling} {each}s/s")
