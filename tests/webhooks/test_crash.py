@@ -2,6 +2,9 @@
 
 Messages the killed process had claimed but not recorded become due again when its lease ends, so the receiver may
 see some twice (same ``webhook-id``: it de-duplicates), but every event arrives, and in order per session.
+
+Each dispatcher's log goes to a file (an unread pipe would stop a chatty child once it fills); when delivery does not
+finish, the failure shows the rows still open and the tail of both logs.
 """
 
 from __future__ import annotations
@@ -24,24 +27,37 @@ REPO = Path(__file__).resolve().parents[2]
 TYPES = ("session.ready", "budget.threshold_crossed", "session.suspended", "session.terminated")
 
 
-def _child(store_url: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.webhooks.dispatcher_child", store_url], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _child(store_url: str, log: Path) -> subprocess.Popen[str]:
+    with log.open("a") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.webhooks.dispatcher_child", store_url], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=err, text=True)
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "dispatching", "the dispatcher process did not start"
+    assert proc.stdout.readline().strip() == "dispatching", f"the dispatcher process did not start: {_tail(log)}"
     return proc
 
 
-def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def _tail(log: Path, lines: int = 40) -> str:
+    text = log.read_text() if log.exists() else ""
+    return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"
+
+
+def _open_rows(store: Store) -> str:
+    rows = [d for d in deliveries(store) if d.state != "delivered"]
+    shown = "\n".join(f"  #{d.id} {d.session_id} {d.state} attempts={d.attempts} next={d.next_attempt_at} "
+                      f"last={d.last_status} {d.last_error or ''}" for d in rows[:20])
+    return f"{len(rows)} deliveries open:\n{shown}"
+
+
+def _wait(condition, timeout: float, what: str, describe=lambda: "") -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout:.0f}s")
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f}s\n{describe()}")
 
 
-def test_sigkill_mid_run_loses_no_event(store: Store, store_url: str, clock: Clock) -> None:
+def test_sigkill_mid_run_loses_no_event(store: Store, store_url: str, clock: Clock, tmp_path: Path) -> None:
     first: subprocess.Popen[str] | None = None
     second: subprocess.Popen[str] | None = None
     killed = threading.Event()
@@ -68,15 +84,17 @@ def test_sigkill_mid_run_loses_no_event(store: Store, store_url: str, clock: Clo
         total = sum(len(v) for v in emitted.values())
         kill_after = total // 4
 
-        first = _child(store_url)
-        _wait(killed.is_set, 60, "the kill a quarter of the way through")
+        logs = (tmp_path / "first.log", tmp_path / "second.log")
+        first = _child(store_url, logs[0])
+        _wait(killed.is_set, 60, "the kill a quarter of the way through", lambda: _tail(logs[0]))
         assert first.wait(timeout=30) == -signal.SIGKILL
         undelivered = [d for d in deliveries(store) if d.state != "delivered"]
         assert len(undelivered) >= total - kill_after - 16, "the dispatcher was not killed mid-run"
         assert any(d.attempts > 0 for d in undelivered), "no delivery was in flight when the process died"
 
-        second = _child(store_url)
-        _wait(lambda: all(d.state == "delivered" for d in deliveries(store)), 120, "delivery of every event")
+        second = _child(store_url, logs[1])
+        _wait(lambda: all(d.state == "delivered" for d in deliveries(store)), 120, "delivery of every event",
+              lambda: f"{_open_rows(store)}\nfirst dispatcher:\n{_tail(logs[0])}\nsecond:\n{_tail(logs[1])}")
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0
     finally:
