@@ -6,6 +6,12 @@ For each lab of ``labs/``, the snapshot is ``tests/grading/fixtures/<lab>-soluti
 the graders for the reference solution) and the lab's own graders and parameters run as labctl runs them: one limited
 subprocess per grader, in the bubblewrap jail, one after another (``jailed grade()``). Side by side, in the same run:
 
+- ``from source``: the jailed call with the graders' ``__pycache__`` moved aside, so every module a grader imports
+  (their shared ``_kit.py``) is compiled at each start, as before labctl compiled them once
+  (:mod:`labctl.grading.bytecode`); ``bytecode -/grader`` is what that saves a grader: the median time, and the CPU
+  (user + system over every run of the unjailed call, with and without the bytecode: there the graders are this
+  process's waited-for children, which a jail's killed pid 1 keeps them from being; loaded machines move CPU far less
+  than times);
 - ``unjailed grade()``: the same call with the development fallback (no bubblewrap, no uid change): the difference
   is what the jail costs (``jail +/grader``: median overhead per grader);
 - ``interpreters``: the bare cost of starting as many Python interpreters as the lab has graders
@@ -20,13 +26,15 @@ Bounded: 4 labs x (runs + 1) x 4 measurements, each well under a second; the acc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -56,6 +64,27 @@ def _labctl_grade(lab: Lab, snapshot: dict[str, Any], jail: jail_mod.Jail) -> Ca
             raise SystemExit(f"{lab.id}: the reference solution did not score full marks: {failed}")
         return result
     return run
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextlib.contextmanager
+def _bytecode_aside() -> Iterator[None]:
+    """The graders' ``__pycache__`` renamed for the duration (``compile_once`` has run in this process already, so
+    nothing writes it again meanwhile), then put back."""
+    cache = GRADERS_DIR / "__pycache__"
+    aside = GRADERS_DIR / "__pycache__.aside"
+    if not cache.is_dir():  # labctl could not write it: the graders compile from source in both figures
+        yield
+        return
+    cache.rename(aside)
+    try:
+        yield
+    finally:
+        aside.rename(cache)
 
 
 def _interpreters(count: int) -> Callable[[], object]:
@@ -105,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jail: {jailed.describe()}")
     print(f"runs: {runs} timed per figure after 1 warm-up; times in seconds, median / max")
     print()
-    header = (f"{'lab':<22} {'graders':>7}  {'jailed grade()':>16}  {'unjailed grade()':>16}  {'jail +/grader':>13}  "
-              f"{'interpreters':>16}  {'in-process':>16}  target")
+    header = (f"{'lab':<22} {'graders':>7}  {'jailed grade()':>16}  {'from source':>16}  {'bytecode -/grader':>21}  "
+              f"{'unjailed grade()':>16}  {'jail +/grader':>13}  {'interpreters':>16}  {'in-process':>16}  target")
     print(header)
     print("-" * len(header))
     cache: dict[Path, ModuleType] = {}
@@ -119,13 +148,22 @@ def main(argv: list[str] | None = None) -> int:
             continue
         snapshot = json.loads(fixture.read_text(encoding="utf-8"))
         graded = timed(_labctl_grade(lab, snapshot, jailed), runs)
+        with _bytecode_aside():
+            compiling = timed(_labctl_grade(lab, snapshot, jailed), runs)
+        before = _children_cpu()
         plain = timed(_labctl_grade(lab, snapshot, unjailed), runs)
+        between = _children_cpu()
+        with _bytecode_aside():
+            timed(_labctl_grade(lab, snapshot, unjailed), runs)
+        cpu_saving = ((_children_cpu() - between) - (between - before)) / ((runs + 1) * len(lab.graders))
         bare = timed(_interpreters(len(lab.graders)), runs)
         inside = timed(_in_process(lab, snapshot, cache), runs)
         worst = max(worst, graded[1])
         overhead = (graded[0] - plain[0]) / len(lab.graders)
+        saving = (compiling[0] - graded[0]) / len(lab.graders)
         verdict = "ok" if graded[1] < TARGET_S else "OVER"
-        print(f"{lab.id:<22} {len(lab.graders):>7}  {graded[0]:>7.3f} / {graded[1]:.3f}  {plain[0]:>7.3f} / "
+        print(f"{lab.id:<22} {len(lab.graders):>7}  {graded[0]:>7.3f} / {graded[1]:.3f}  {compiling[0]:>7.3f} / "
+              f"{compiling[1]:.3f}  {saving:>+7.3f} ({cpu_saving:+.3f} CPU)  {plain[0]:>7.3f} / "
               f"{plain[1]:.3f}  {overhead:>+13.3f}  {bare[0]:>7.3f} / {bare[1]:.3f}  {inside[0]:>7.3f} / "
               f"{inside[1]:.3f}  {verdict} (< {TARGET_S:g} s)")
     print()

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.catalog.models import Lab
+from labctl.grading import bytecode
 from labctl.grading import jail as jail_mod
 from labctl.grading.checks import Check, ContractError, Grade, GraderResult, combine, error_check, parse_output, weigh
 from labctl.grading.snapshot import Snapshot, snapshot_dict
@@ -119,9 +120,11 @@ def grade(lab: Lab, snapshot: Snapshot | Mapping[str, Any], graders_dir: Path, r
 
     The snapshot (a model, or data validated first: a :class:`pydantic.ValidationError` means the producer is wrong,
     not a grader) is handed to graders in its normalised JSON form. Scripts are resolved against ``repo_root`` and
-    must lie inside ``graders_dir``, which is what each grader sees (read-only) of the repository.
+    must lie inside ``graders_dir``, which is what each grader sees (read-only) of the repository; the modules there
+    are compiled to bytecode the first time (:mod:`labctl.grading.bytecode`).
     """
     data = snapshot_dict(snapshot if isinstance(snapshot, Snapshot) else Snapshot.model_validate(snapshot))
+    bytecode.compile_once(graders_dir.resolve())
     with _TURNS:
         return combine(_run_graders(lab, data, graders_dir, repo_root, timeout_s=timeout_s, memory_mb=memory_mb,
                                     jail=jail))
