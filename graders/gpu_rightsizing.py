@@ -39,8 +39,8 @@ Parameters (YAML, as in lab.yaml)::
 from __future__ import annotations
 
 import re
+from collections import namedtuple
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from _kit import (
     Json,
@@ -71,10 +71,10 @@ PROFILES_BY_MEMORY = {  # the homogeneous MIG profiles of A100 40GB, A100 / H100
 DEFAULT_DEVICE_MIB = 81920
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(namedtuple("Profile", "name compute memory_gb")):  # not a dataclass: its import costs a start 10 ms
     """A MIG profile ``<g>g.<m>gb``: g sevenths of the compute, m GB (taken as m x 1024 MiB) of memory."""
 
+    __slots__ = ()
     name: str
     compute: int
     memory_gb: int
@@ -94,8 +94,8 @@ def parse_profile(name: str) -> Profile:
     return Profile(name, int(match[1]), int(match[2]))
 
 
-@dataclass(frozen=True)
-class Thresholds:
+class Thresholds(namedtuple("Thresholds", "headroom idle over_engine over_memory memory_bound")):
+    __slots__ = ()
     headroom: float
     idle: float
     over_engine: float
