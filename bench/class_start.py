@@ -43,7 +43,7 @@ import yaml
 from kubernetes import client
 
 from bench import fleet
-from bench.cpu import cost_line, cpu_line, cpu_used, part_pids
+from bench.cpu import cost_line, cpu_line, cpu_used, part_pids, settle
 from bench.serve import BenchServer, HealthProbe
 from labctl.catalog import loader
 from labctl.localcluster.cluster import LocalCluster
@@ -315,6 +315,7 @@ def main() -> None:
             serve = Serve(cluster, directory, warm=n if mode == "warm" else 0, database_url=database)
             try:
                 filled = serve.wait_pool(n, timeout_s=1800) if mode == "warm" else 0.0
+                settled = settle()  # the controllers done with the pool's (or the last run's) sandboxes
                 starts_out, delete_out = ((args.profile / f"{store}-{mode}-{n}-{what}.txt"
                                            for what in ("starts", "delete")) if args.profile else (None, None))
                 used: dict[str, float] = {}
@@ -326,7 +327,8 @@ def main() -> None:
             finally:
                 serve.stop()
                 remove_sandboxes(core, prefix=LAB)  # what a stopped serve left (none but a refill's)
-            extra = f" (pool filled in {filled:.0f}s)" if mode == "warm" else ""
+            filling = f"pool filled in {filled:.0f}s, " if mode == "warm" else ""
+            extra = f" ({filling}settled {settled:.0f}s before)"
             print(f"{store:11}{mode:7}{n:>5}{result.per_s:>12.1f}{result.pct(0.5):>8.2f}{result.pct(0.95):>8.2f}"
                   f"{max(result.answers_s):>8.2f}{result.per_s * per_session / ceiling:>9.2f}"
                   f"{p95h:>11.0f}/{maxh:<8.0f}{gone:>14.0f}  {result.statuses}{extra}", flush=True)

@@ -82,3 +82,16 @@ def cost_line(used: dict[str, float], count: int, each: str) -> str:
     ceiling = f"{cores / per:.1f}" if per > 0 else "unbounded"
     return (f"    CPU a {each}: {per:.2f} core-seconds (labctl serve and its children {ours:.2f}, the control plane "
             f"{plane:.2f}); at that cost this machine's {cores} cores allow {ceiling} {each}s/s")
+
+
+def settle(*, quiet_cores: float = 0.3, window_s: float = 2.0, limit_s: float = 180.0) -> float:
+    """Wait until the machine is quiet (fewer than ``quiet_cores`` busy over a ``window_s`` window: the control
+    plane has caught up with what the last step made), at most ``limit_s``; the seconds waited. A benchmark measures
+    its block on a settled cluster, as a class meets a pool filled well before it."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = cpu_seconds({})[MACHINE]
+        time.sleep(window_s)
+        if (cpu_seconds({})[MACHINE] - before) / window_s < quiet_cores:
+            break
+    return time.monotonic() - started

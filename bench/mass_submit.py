@@ -59,7 +59,7 @@ from kubernetes import client
 
 from bench import fleet
 from bench.class_start import remove_sandboxes
-from bench.cpu import cost_line, cpu_line, cpu_used, part_pids
+from bench.cpu import cost_line, cpu_line, cpu_used, part_pids, settle
 from bench.serve import BenchServer, HealthProbe
 from labctl.catalog import loader
 from labctl.catalog.models import Lab
@@ -341,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 t = time.monotonic()
                 ids = asyncio.run(start_sessions(serve.url, n))
-                print(f"{n} sessions ready in {time.monotonic() - t:.0f} s (not timed in the figures)")
+                ready = time.monotonic() - t
+                print(f"{n} sessions ready in {ready:.0f} s, the machine quiet {settle(limit_s=60):.0f} s after (not "
+                      "timed in the figures)", flush=True)
                 result = burst(serve, ids, pids=part_pids(cluster, serve.proc.pid), deadline_s=args.deadline_s,
                                profile=args.profile, py_spy=args.py_spy)
             finally:
