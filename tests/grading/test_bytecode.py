@@ -11,15 +11,14 @@ from __future__ import annotations
 import importlib.util
 import py_compile
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labctl.catalog.models import Lab
-from labctl.grading import bytecode
-from labctl.grading.runner import grade
+from labctl.grading import bytecode, jail
+from labctl.grading.runner import PYTHON_OPTIONS, grade
 from tests.grading import live
 from tests.grading.test_runner import write
 
@@ -84,15 +83,16 @@ def test_bytecode_that_cannot_be_written_leaves_graders_compiling_from_source(gr
 
 
 SLOW_IMPORTS = ("typing", "dataclasses")  # each costs a grader's start milliseconds
-BUILT_IN = Path(__file__).parents[2] / "graders"
-GRADERS = sorted(p.stem for p in BUILT_IN.glob("*.py") if not p.stem.startswith("_"))
+GRADERS = sorted(p.stem for p in live.GRADERS_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
 @pytest.mark.parametrize("name", GRADERS)
 def test_a_built_in_grader_starts_without_the_slow_imports(name: str) -> None:
     """A built-in grader, started as the runner starts it (``python -S``, its directory on the path), imports
     neither ``typing`` nor ``dataclasses``: together they were 15 of a grader's ~50 ms of CPU."""
-    probe = (f"import sys; sys.path.insert(0, {str(BUILT_IN)!r}); import {name}; "
+    probe = (f"import sys; sys.path.insert(0, {str(live.GRADERS_DIR)!r}); import {name}; "
              f"print(','.join(m for m in {SLOW_IMPORTS!r} if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=30, check=True)
+    interpreter, _ = jail.python()
+    done = subprocess.run([str(interpreter), *PYTHON_OPTIONS, "-c", probe], capture_output=True, text=True, timeout=30,
+                          check=True)
     assert done.stdout.strip() == "", f"graders/{name}.py imports {done.stdout.strip()} at start"
